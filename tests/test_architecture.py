@@ -1,0 +1,44 @@
+"""The core never imports Textual, and `tokdeck --help` loads no tokenizer library."""
+
+import pkgutil
+import subprocess
+import sys
+
+import pytest
+
+import tui.core
+from conftest import REPO, subprocess_env
+
+
+def _core_modules():
+    for mod in pkgutil.walk_packages(tui.core.__path__, prefix="tui.core."):
+        yield mod.name
+
+
+@pytest.mark.parametrize("module", sorted(_core_modules()))
+def test_core_module_does_not_import_textual(module):
+    code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'tui.app')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(), cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert "textual" not in out.stdout and "tui.app" not in out.stdout, out.stdout
+
+
+def test_help_loads_no_heavy_library():
+    code = ("import sys; from tui.cli import build_parser; build_parser().format_help(); "
+            "print([m for m in ('tiktoken', 'tokenizers', 'textual', 'aiohttp', 'orjson') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(), cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_netguard_blocks_non_loopback():
+    import socket
+
+    s = socket.socket()
+    try:
+        with pytest.raises(OSError, match="may not reach the network"):
+            s.connect(("10.255.255.1", 80))
+    finally:
+        s.close()
+    with pytest.raises(OSError, match="may not reach the network"):
+        socket.getaddrinfo("huggingface.co", 443)

@@ -1,0 +1,1 @@
+"""Sub-commands of `tokdeck`, one module each (see tui/cli.py for the contract)."""

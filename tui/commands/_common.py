@@ -1,0 +1,52 @@
+"""Small helpers shared by command modules (argparse-level only; no heavy imports)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def read_text_arg(path: str | None) -> str:
+    """Text from FILE, or stdin for '-' (or when stdin is piped and no FILE is given).
+
+    Decoded as strict UTF-8; a leading BOM is dropped (it is encoding metadata, not text).
+    """
+    from ..core.errors import TokdeckError
+
+    if path in (None, "-"):
+        if path is None and sys.stdin.isatty():
+            raise TokdeckError("give a FILE, or pipe text in (use - for stdin)")
+        data = sys.stdin.buffer.read()
+        where = "stdin"
+    else:
+        p = Path(path)
+        try:
+            data = p.read_bytes()
+        except FileNotFoundError:
+            raise TokdeckError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise TokdeckError(f"{path}: is a folder, not a file") from None
+        except OSError as exc:
+            raise TokdeckError(f"{path}: {exc.strerror or exc}") from None
+        where = path
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise TokdeckError(
+            f"{where}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
+
+
+def print_table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset(), file=None) -> None:
+    """A plain aligned table for terminals and logs."""
+    file = file or sys.stdout
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def fmt(row):
+        cells = [str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        return "  ".join(cells).rstrip()
+
+    print(fmt(headers), file=file)
+    print("  ".join("-" * w for w in widths), file=file)
+    for row in rows:
+        print(fmt(row), file=file)

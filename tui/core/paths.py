@@ -1,0 +1,52 @@
+"""Where tokdeck keeps its files (XDG base directories, overridable by environment)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+
+def _xdg(var: str, default: str, env: Mapping[str, str] | None = None) -> Path:
+    value = (os.environ if env is None else env).get(var)
+    return Path(value) if value and os.path.isabs(value) else Path.home() / default
+
+
+def config_path() -> Path:
+    """The config file: $TOKDECK_CONFIG, else $XDG_CONFIG_HOME/tokdeck/config.toml."""
+    override = os.environ.get("TOKDECK_CONFIG")
+    if override:
+        return Path(override).expanduser()
+    return _xdg("XDG_CONFIG_HOME", ".config") / "tokdeck" / "config.toml"
+
+
+def data_dir(env: Mapping[str, str] | None = None) -> Path:
+    """$XDG_DATA_HOME/tokdeck: the user tokenizer store and saved results live here."""
+    return _xdg("XDG_DATA_HOME", ".local/share", env) / "tokdeck"
+
+
+def user_tokenizer_store(env: Mapping[str, str] | None = None) -> Path:
+    return data_dir(env) / "tokenizers"
+
+
+def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write via a temporary file and rename, so a crash never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    fd = os.open(tmp, flags, 0o666 if mode is None else mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str, mode: int | None = None) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), mode)

@@ -1,0 +1,24 @@
+"""Offline tokenizers: bundled, discovered on the machine, or added by the user.
+
+Public API (nothing here imports tiktoken or tokenizers until a tokenizer is loaded):
+
+    reg = default_registry()                 # one per process; each tokenizer loads once
+    reg.infos()                              # [TokenizerInfo], bundled + discovered
+    tok = reg.get("cl100k_base")             # Tokenizer; TokenizerError (one line) if broken
+    tok.count(text, specials="literal")      # the counting contract: see tui.core.tokenizers.base
+    count_texts(reg, ["qwen3", "llama3"], text)   # [TokenCount], errors per row, never raises
+    resolve_model("meta-llama/Llama-3.1-8B") # Resolution(tokenizer_id="llama3", via="family")
+    add_to_store(path, tokenizer_id=None)    # `tokdeck tokenizers add`
+"""
+
+from .base import SPECIAL_POLICIES, SpecialPolicy, TokenCount, Tokenizer, TokenizerInfo
+from .counting import count_texts, load_many
+from .registry import Registry, bundled_ids, default_registry
+from .resolve import Resolution, resolve_model
+from .store import add_to_store
+
+__all__ = [
+    "SPECIAL_POLICIES", "SpecialPolicy", "TokenCount", "Tokenizer", "TokenizerInfo", "Registry",
+    "Resolution", "add_to_store", "bundled_ids", "count_texts", "default_registry", "load_many",
+    "resolve_model",
+]

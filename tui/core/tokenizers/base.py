@@ -1,0 +1,302 @@
+"""Loaded tokenizers behind one interface, and the dataclasses that describe them.
+
+The counting contract, for every tokenizer:
+- a count is the number of tokens of the raw text: no BOS/EOS, no chat template;
+- one special-token policy applies everywhere: ``literal`` (default) treats special-token
+  strings such as ``<|endoftext|>`` as ordinary text, the way the OpenAI API treats user
+  content; ``parse`` turns each into its single special token, as a raw-prompt server does;
+- no text ever raises: lone surrogates are replaced the way tiktoken replaces them.
+
+Library calls used per format (what counts are tested against):
+- tiktoken: ``encode_ordinary`` (literal) / ``encode(allowed_special="all")`` (parse);
+- HF tokenizers: ``encode_batch(add_special_tokens=False)`` with ``encode_special_tokens``
+  True (literal) or False (parse). Added tokens that are not marked special (e.g. Qwen's
+  ``<think>``) are vocabulary entries and match under both policies, as in the library.
+  The batch call is used even for one text because it releases the GIL.
+- Mistral Tekken: what mistral-common's ``Tekkenizer.encode(s, bos=False, eos=False)`` gives
+  (literal); parse also recognises its control tokens.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    import tiktoken
+    import tokenizers
+
+SpecialPolicy = Literal["literal", "parse"]
+SPECIAL_POLICIES: tuple[str, ...] = ("literal", "parse")
+
+SOURCES = ("bundled", "builtin", "hf-cache", "tiktoken-cache", "user")
+
+
+@dataclass(frozen=True)
+class TokenizerInfo:
+    """What is known about a tokenizer without loading it."""
+
+    id: str
+    name: str
+    format: str  # tiktoken | hf | tekken | estimate
+    source: str  # one of SOURCES
+    models: tuple[str, ...] = ()
+    license: str | None = None
+    license_file: str | None = None
+    path: str | None = None
+    sha256: str | None = None
+    vocab_size: int | None = None
+    package: str | None = None
+    package_version: str | None = None
+    registry: str | None = None
+    path_in_package: str | None = None
+    note: str | None = None
+    approximate: bool = False  # True for the estimate and for claude-legacy
+    error: str | None = None  # set when discovery already knows the entry is broken
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def exact(self) -> bool:
+        return self.format != "estimate"
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    """One tokenizer's count of one text. ``tokens`` is None when ``error`` is set."""
+
+    tokenizer_id: str
+    tokens: int | None
+    chars: int
+    exact: bool = True
+    error: str | None = None
+
+    @property
+    def chars_per_token(self) -> float | None:
+        if not self.tokens:
+            return None
+        return self.chars / self.tokens
+
+
+def _check_policy(specials: str) -> None:
+    if specials not in SPECIAL_POLICIES:
+        raise ValueError(f"special-token policy must be one of {', '.join(SPECIAL_POLICIES)}, not {specials!r}")
+
+
+def fix_surrogates(text: str) -> str:
+    """Replace lone surrogates exactly as tiktoken does before encoding."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+class Tokenizer:
+    """A loaded tokenizer. Thread-safe; load once per process through the Registry."""
+
+    info: TokenizerInfo
+    has_vocab = True
+    #: which safe-cut rule for incremental counting applies ("cl100k", "o200k", "r50k") or None
+    cut_rule: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    @property
+    def vocab_size(self) -> int:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def encode(self, text: str, specials: SpecialPolicy = "literal") -> list[int]:
+        raise NotImplementedError
+
+    def encode_many(self, texts: Sequence[str], specials: SpecialPolicy = "literal") -> list[list[int]]:
+        return [self.encode(t, specials) for t in texts]
+
+    def count(self, text: str, specials: SpecialPolicy = "literal") -> int:
+        return len(self.encode(text, specials))
+
+    def count_many(self, texts: Sequence[str], specials: SpecialPolicy = "literal") -> list[int]:
+        return [len(ids) for ids in self.encode_many(texts, specials)]
+
+    def token_bytes(self, ids: Sequence[int]) -> list[bytes]:
+        """The bytes each token stands for (special tokens: their text), for showing boundaries."""
+        raise NotImplementedError
+
+    def special_ids(self) -> frozenset[int]:
+        return frozenset()
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return b"".join(self.token_bytes(ids)).decode("utf-8", "replace")
+
+
+class TiktokenTokenizer(Tokenizer):
+    def __init__(self, info: TokenizerInfo, encoding: "tiktoken.Encoding", cut_rule: str | None):
+        self.info = info
+        self._enc = encoding
+        self.cut_rule = cut_rule
+        self._specials = frozenset(encoding._special_tokens.values())
+
+    @property
+    def encoding(self) -> "tiktoken.Encoding":
+        return self._enc
+
+    @property
+    def vocab_size(self) -> int:
+        return self._enc.n_vocab
+
+    def encode(self, text: str, specials: SpecialPolicy = "literal") -> list[int]:
+        _check_policy(specials)
+        # tiktoken releases the GIL and fixes lone surrogates itself.
+        if specials == "literal":
+            return self._enc.encode_ordinary(text)
+        return self._enc.encode(text, allowed_special="all")
+
+    def encode_many(self, texts: Sequence[str], specials: SpecialPolicy = "literal") -> list[list[int]]:
+        _check_policy(specials)
+        if specials == "literal":
+            return self._enc.encode_ordinary_batch(list(texts), num_threads=2)
+        return self._enc.encode_batch(list(texts), num_threads=2, allowed_special="all")
+
+    def token_bytes(self, ids: Sequence[int]) -> list[bytes]:
+        return [self._enc.decode_single_token_bytes(i) for i in ids]
+
+    def special_ids(self) -> frozenset[int]:
+        return self._specials
+
+
+class TekkenTokenizer(TiktokenTokenizer):
+    """Mistral Tekken: a tiktoken BPE whose ids start after the special-token block.
+
+    Built with every rank shifted by the number of special tokens (merge order, and so the
+    result, is unchanged), so ids come out exactly as mistral-common numbers them.
+    """
+
+
+class HFTokenizer(Tokenizer):
+    def __init__(self, info: TokenizerInfo, tok: "tokenizers.Tokenizer", cut_rule: str | None,
+                 byte_level: bool):
+        self.info = info
+        self._tok = tok
+        self.cut_rule = cut_rule
+        # encode_special_tokens is state on the object: switch and encode under one lock.
+        self._lock = threading.Lock()
+        self._byte_level = byte_level
+        self._specials = frozenset(t.content for t in tok.get_added_tokens_decoder().values() if t.special)
+        self._special_id_set = frozenset(
+            i for i, t in tok.get_added_tokens_decoder().items() if t.special
+        )
+
+    @property
+    def hf(self) -> "tokenizers.Tokenizer":
+        return self._tok
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tok.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str, specials: SpecialPolicy = "literal") -> list[int]:
+        return self.encode_many([text], specials)[0]
+
+    def encode_many(self, texts: Sequence[str], specials: SpecialPolicy = "literal") -> list[list[int]]:
+        _check_policy(specials)
+        literal = specials == "literal"
+        texts = list(texts)
+        with self._lock:
+            if self._tok.encode_special_tokens != literal:
+                self._tok.encode_special_tokens = literal
+            try:
+                encodings = self._tok.encode_batch(texts, add_special_tokens=False)
+            except (UnicodeEncodeError, TypeError, ValueError):
+                encodings = self._tok.encode_batch([fix_surrogates(t) for t in texts], add_special_tokens=False)
+        return [e.ids for e in encodings]
+
+    def token_bytes(self, ids: Sequence[int]) -> list[bytes]:
+        out = []
+        for i in ids:
+            piece = self._tok.id_to_token(i)
+            if piece is None:
+                out.append(b"")
+            elif piece in self._specials:
+                out.append(piece.encode("utf-8"))
+            else:
+                out.append(_hf_piece_bytes(piece, self._byte_level))
+        return out
+
+    def special_ids(self) -> frozenset[int]:
+        return self._special_id_set
+
+
+_BYTE_DECODER: dict[str, int] | None = None
+
+
+def _byte_decoder() -> dict[str, int]:
+    """The inverse of GPT-2's byte-to-unicode table used by ByteLevel BPE vocabularies."""
+    global _BYTE_DECODER
+    if _BYTE_DECODER is None:
+        printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(
+            range(ord("®"), ord("ÿ") + 1)
+        )
+        chars = printable[:]
+        extra = 0
+        for b in range(256):
+            if b not in printable:
+                printable.append(b)
+                chars.append(256 + extra)
+                extra += 1
+        _BYTE_DECODER = {chr(c): b for b, c in zip(printable, chars)}
+    return _BYTE_DECODER
+
+
+def _hf_piece_bytes(piece: str, byte_level: bool) -> bytes:
+    if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+        try:
+            return bytes([int(piece[3:5], 16)])
+        except ValueError:
+            pass
+    if byte_level:
+        table = _byte_decoder()
+        try:
+            return bytes(table[c] for c in piece)
+        except KeyError:
+            return piece.encode("utf-8")
+    return piece.replace("\u2581", " ").encode("utf-8")
+
+
+class EstimateTokenizer(Tokenizer):
+    """The character heuristic: CJK characters / 1.5 + other characters / 4, rounded.
+
+    Always labelled an estimate; it has no vocabulary, ids or boundaries.
+    """
+
+    has_vocab = False
+
+    def __init__(self, info: TokenizerInfo):
+        self.info = info
+        import re
+
+        # CJK ideographs (incl. extensions and compatibility), kana, Hangul, CJK punctuation
+        # and full-width forms: scripts where one character is roughly one token or more.
+        self._cjk = re.compile(
+            "[\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3130-\u318f\u31a0-\u31ff"
+            "\u3200-\u4dbf\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff\uff00-\uffef"
+            "\U00020000-\U0003134f]"
+        )
+
+    @property
+    def vocab_size(self) -> int:
+        return 0
+
+    def count(self, text: str, specials: SpecialPolicy = "literal") -> int:
+        _check_policy(specials)
+        if not text:
+            return 0
+        cjk = len(self._cjk.findall(text))
+        other = len(text) - cjk
+        return int(cjk / 1.5 + other / 4 + 0.5)
+
+    def count_many(self, texts: Sequence[str], specials: SpecialPolicy = "literal") -> list[int]:
+        return [self.count(t, specials) for t in texts]
+
+    def encode(self, text: str, specials: SpecialPolicy = "literal") -> list[int]:
+        raise NotImplementedError("the estimate has no token ids")
+
+    def token_bytes(self, ids: Sequence[int]) -> list[bytes]:
+        raise NotImplementedError("the estimate has no token ids")
