@@ -7,24 +7,11 @@ The bundled tokenizers are shared across tests (loading them is the slow part).
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
-from pathlib import Path
-
 import pytest
 
-NETGUARD_DIR = Path(__file__).parent / "netguard"
-_spec = importlib.util.spec_from_file_location("tokdeck_netguard", NETGUARD_DIR / "sitecustomize.py")
-netguard = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(netguard)
-netguard.install()
+from tokdeck_testing import install_netguard
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE_DATA = REPO / "sample_data"
-
-_ISOLATED_VARS = ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "HF_HOME", "HF_HUB_CACHE",
-                  "TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR")
+install_netguard()
 
 
 @pytest.fixture(autouse=True)
@@ -55,23 +42,3 @@ def bundled():
     from tui.core.tokenizers import Registry
 
     return Registry(discover=False, env={})
-
-
-def subprocess_env(extra: dict | None = None) -> dict:
-    """Environment for running tokdeck in a subprocess: isolated, with the network guard."""
-    env = {k: v for k, v in os.environ.items() if k not in ("TOKDECK_CONFIG", "OPENAI_API_KEY")}
-    env["PYTHONPATH"] = os.pathsep.join([str(NETGUARD_DIR), str(REPO)])
-    env.update(extra or {})
-    return env
-
-
-def run_cli(*args: str, input: str | bytes | None = None, env: dict | None = None, timeout: float = 120):
-    """Run `python -m tui.cli ARGS` as a user would; returns CompletedProcess with text output."""
-    import subprocess
-
-    data = input.encode() if isinstance(input, str) else input
-    proc = subprocess.run([sys.executable, "-m", "tui.cli", *args], input=data, capture_output=True,
-                          env=subprocess_env(env), timeout=timeout, cwd=REPO)
-    proc.stdout = proc.stdout.decode("utf-8", "replace")
-    proc.stderr = proc.stderr.decode("utf-8", "replace")
-    return proc

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import tui.core
-from conftest import REPO, subprocess_env
+from tokdeck_testing import REPO, subprocess_env
 
 
 def _core_modules():

@@ -223,6 +223,9 @@ class HFTokenizer(Tokenizer):
     def special_ids(self) -> frozenset[int]:
         return self._special_id_set
 
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._tok.decode(list(ids), skip_special_tokens=False)
+
 
 _BYTE_DECODER: dict[str, int] | None = None
 
