@@ -18,10 +18,17 @@ import sys
 from . import __version__
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (the usage block is one `--help` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import commands
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="tokdeck",
         description="Token counts, endpoint benchmarks and JSONL datasets for offline LLM machines.",
         epilog="Run `tokdeck COMMAND --help` for a command's options.",
