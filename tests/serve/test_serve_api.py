@@ -1,0 +1,219 @@
+"""The service's endpoints over loopback: counts equal the core's, errors are JSON, it keeps serving."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+
+import pytest
+
+TEXT = "Hello, world! <|endoftext|> naïve 東京 <|im_start|> def f(x):\n    return x  # ok\n"
+
+
+async def post(client, path, body, **kw):
+    resp = await client.post(path, data=body if isinstance(body, (bytes, str)) else json.dumps(body), **kw)
+    return resp.status, await resp.json()
+
+
+@pytest.mark.parametrize("specials", ["literal", "parse"])
+@pytest.mark.parametrize("model, tid", [
+    ("gpt-4o", "o200k_base"), ("gpt-4", "cl100k_base"), ("Qwen/Qwen3-8B", "qwen3"),
+    ("meta-llama/Llama-3.1-8B-Instruct", "llama3"), ("mistral-nemo", "mistral-tekken"), ("gemma-3-4b-it", "gemma3"),
+])
+async def test_calculate_equals_core_count(serve_client, bundled, model, tid, specials):
+    client = await serve_client()
+    status, body = await post(client, "/calculate", {"text": TEXT, "model_name": model, "specials": specials})
+    assert status == 200, body
+    assert body["token_count"] == bundled.get(tid).count(TEXT, specials)
+    assert body["tokenizer"] == tid and body["model_name"] == model and body["specials"] == specials
+    assert body["char_count"] == len(TEXT)
+    assert body["approximate"] is False and body["estimate"] is False
+
+
+async def test_specials_policy_changes_the_count(serve_client):
+    client = await serve_client()
+    _, lit = await post(client, "/calculate", {"text": "<|endoftext|>", "tokenizer": "cl100k_base"})
+    _, par = await post(client, "/calculate", {"text": "<|endoftext|>", "tokenizer": "cl100k_base", "specials": "parse"})
+    assert par["token_count"] == 1 < lit["token_count"]
+    assert lit["specials"] == "literal"  # the default
+
+
+async def test_tokenizer_id_and_flags(serve_client, bundled):
+    client = await serve_client()
+    _, body = await post(client, "/calculate", {"text": TEXT, "tokenizer": "llama2"})
+    assert (body["tokenizer"], body["model_name"], body["resolved_via"]) == ("llama2", None, "tokenizer")
+    assert body["token_count"] == bundled.get("llama2").count(TEXT)
+    _, body = await post(client, "/calculate", {"text": TEXT, "model_name": "claude-3-5-sonnet"})
+    assert body["tokenizer"] == "claude-legacy" and body["approximate"] is True and body["estimate"] is False
+    _, body = await post(client, "/calculate", {"text": "東京 abcdefgh", "tokenizer": "estimate"})
+    assert body["approximate"] is True and body["estimate"] is True
+    assert body["token_count"] == bundled.get("estimate").count("東京 abcdefgh")
+    _, body = await post(client, "/calculate", {"text": "hi", "model": "gpt-4o-mini"})  # OpenAI's field name
+    assert body["tokenizer"] == "o200k_base"
+
+
+async def test_lone_surrogate_in_json_is_counted(serve_client, bundled):
+    client = await serve_client()
+    status, body = await post(client, "/calculate", '{"text": "a\\ud800b", "tokenizer": "qwen3"}')
+    assert status == 200, body
+    assert body["token_count"] == bundled.get("qwen3").count("a\ud800b")
+
+
+async def test_batch_calculate(serve_client, bundled):
+    client = await serve_client()
+    texts = [TEXT, "", "hello", "東京タワー"]
+    status, body = await post(client, "/batch-calculate", {"texts": texts, "model_name": "deepseek-chat",
+                                                          "specials": "parse"})
+    assert status == 200, body
+    expected = [bundled.get("deepseek-v3").count(t, "parse") for t in texts]
+    assert [r["token_count"] for r in body["results"]] == expected
+    assert [r["char_count"] for r in body["results"]] == [len(t) for t in texts]
+    assert body["total_tokens"] == sum(expected) and body["tokenizer"] == "deepseek-v3"
+    status, body = await post(client, "/batch-calculate", {"texts": [], "tokenizer": "o200k_base"})
+    assert status == 200 and body["results"] == [] and body["total_tokens"] == 0
+
+
+async def test_models_lists_tokenizers_and_patterns(serve_client, bundled):
+    client = await serve_client()
+    resp = await client.get("/models")
+    assert resp.status == 200
+    rows = {r["id"]: r for r in (await resp.json())["tokenizers"]}
+    assert set(bundled.ids()) <= set(rows)
+    assert "qwen*" in rows["qwen3"]["patterns"] and "gpt-4o" in rows["o200k_base"]["patterns"]
+    assert rows["qwen3"]["chat_method"] == "chat_template"
+    assert rows["o200k_base"]["chat_method"] == "openai_rule"
+    assert rows["mistral-tekken"]["chat_method"] == "sum_of_contents"
+    assert rows["estimate"]["estimate"] is True and rows["claude-legacy"]["approximate"] is True
+
+
+async def test_health_reports_loaded_tokenizers(serve_client):
+    client = await serve_client()
+    body = await (await client.get("/health")).json()
+    assert body["status"] == "ok" and body["busy"] == 0 and body["loaded"] == []
+    await post(client, "/calculate", {"text": "x", "tokenizer": "cl100k_base"})
+    assert (await (await client.get("/health")).json())["loaded"] == ["cl100k_base"]
+
+
+async def test_aliases_from_the_user_config(serve_client, isolated_env):
+    (isolated_env / "config" / "tokdeck").mkdir()
+    (isolated_env / "config" / "tokdeck" / "config.toml").write_text(
+        '[tokenizers]\naliases = { "acme-chat-*" = "qwen3" }\n')
+    client = await serve_client(registry=None)  # the process-wide registry, built from the config
+    status, body = await post(client, "/calculate", {"text": "hello", "model_name": "acme-chat-7b"})
+    assert status == 200, body
+    assert (body["tokenizer"], body["resolved_via"]) == ("qwen3", "alias")
+    rows = {r["id"]: r for r in (await (await client.get("/models")).json())["tokenizers"]}
+    assert "acme-chat-*" in rows["qwen3"]["patterns"]
+
+
+@pytest.mark.parametrize("body, status, type_, fragment", [
+    (b"{not json", 400, "invalid_json", "not valid JSON"),
+    (b"\xff\xfe", 400, "invalid_json", ""),
+    (b"[1, 2]", 400, "invalid_json", "JSON object"),
+    ({"model_name": "gpt-4o"}, 400, "invalid_request", "either text"),
+    ({"text": "x"}, 400, "invalid_request", "model_name"),
+    ({"text": 5, "model_name": "gpt-4o"}, 400, "invalid_request", "text must be a string"),
+    ({"text": "x", "model_name": ["gpt-4o"]}, 400, "invalid_request", "model_name must be"),
+    ({"text": "x", "model_name": "gpt-4o", "tokenizer": "qwen3"}, 400, "invalid_request", "not both"),
+    ({"text": "x", "messages": [], "model_name": "gpt-4o"}, 400, "invalid_request", "either text"),
+    ({"text": "x", "model_name": "gpt-4o", "specials": "all"}, 400, "invalid_request", "specials"),
+    ({"text": "x", "model_name": "no-such-model"}, 404, "unknown_model", "no-such-model"),
+    ({"text": "x", "tokenizer": "qwen4"}, 404, "unknown_tokenizer", "did you mean 'qwen3'"),
+    ({"messages": "hello", "model_name": "gpt-4o"}, 400, "invalid_request", "messages must be"),
+    ({"messages": [{"content": "hi"}], "model_name": "gpt-4o"}, 400, "invalid_request", "messages[0].role"),
+    ({"messages": [{"role": "user", "content": 3}], "model_name": "gpt-4o"}, 400, "invalid_request", "content"),
+])
+async def test_bad_calculate_requests(serve_client, body, status, type_, fragment):
+    client = await serve_client()
+    got_status, got = await post(client, "/calculate", body)
+    assert got_status == status, got
+    assert got["error"]["type"] == type_ and fragment in got["error"]["message"]
+    assert "\n" not in got["error"]["message"]
+    ok_status, _ = await post(client, "/calculate", {"text": "still here", "tokenizer": "cl100k_base"})
+    assert ok_status == 200
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ({"texts": "abc", "tokenizer": "qwen3"}, "texts must be a list"),
+    ({"texts": ["a", 1], "tokenizer": "qwen3"}, "texts[1]"),
+    ({"tokenizer": "qwen3"}, "texts must be a list"),
+])
+async def test_bad_batch_requests(serve_client, body, fragment):
+    client = await serve_client()
+    status, got = await post(client, "/batch-calculate", body)
+    assert status == 400 and fragment in got["error"]["message"]
+
+
+async def test_unknown_route_and_method_are_json(serve_client):
+    client = await serve_client()
+    resp = await client.get("/nowhere")
+    assert resp.status == 404 and (await resp.json())["error"]["type"] == "not_found"
+    resp = await client.get("/calculate")
+    assert resp.status == 405 and (await resp.json())["error"]["type"] == "method_not_allowed"
+
+
+async def test_broken_tokenizer_is_a_server_error(serve_client, tmp_path):
+    from tui.core.tokenizers import Registry
+
+    folder = tmp_path / "toks"
+    folder.mkdir()
+    (folder / "broken.json").write_text('{"model": {"type": "BPE", "vocab": 7}}')
+    client = await serve_client(registry=Registry(env={"TOKDECK_TOKENIZER_PATH": str(folder)}))
+    status, body = await post(client, "/calculate", {"text": "x", "tokenizer": "broken"})
+    assert status == 500 and body["error"]["type"] == "tokenizer_error" and "broken" in body["error"]["message"]
+    status, _ = await post(client, "/calculate", {"text": "x", "tokenizer": "cl100k_base"})
+    assert status == 200
+
+
+async def test_body_over_the_limit_is_413(serve_client):
+    client = await serve_client(max_body_bytes=1000)
+    big = {"text": "x" * 2000, "tokenizer": "cl100k_base"}
+    status, body = await post(client, "/calculate", big)  # announced by Content-Length
+    assert status == 413 and body["error"]["type"] == "payload_too_large" and "1,000" in body["error"]["message"]
+
+    async def chunks():
+        data = json.dumps(big).encode()
+        for i in range(0, len(data), 256):
+            yield data[i:i + 256]
+
+    resp = await client.post("/batch-calculate", data=chunks())  # chunked: no Content-Length
+    assert resp.status == 413 and (await resp.json())["error"]["type"] == "payload_too_large"
+    status, body = await post(client, "/calculate", {"text": "x" * 900, "tokenizer": "cl100k_base"})
+    assert status == 200 and body["char_count"] == 900
+
+
+async def test_bearer_auth(serve_client):
+    client = await serve_client(auth_token="s3cret-token")
+    body = {"text": "hello", "tokenizer": "cl100k_base"}
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-token"}):
+        status, got = await post(client, "/calculate", body, headers=headers)
+        assert status == 401 and got["error"]["type"] == "unauthorized"
+        assert "s3cret-token" not in json.dumps(got)
+    resp = await client.get("/models")
+    assert resp.status == 401 and resp.headers["WWW-Authenticate"].startswith("Bearer")
+    assert (await client.get("/health")).status == 200  # liveness probes need no token
+    status, got = await post(client, "/calculate", body, headers={"Authorization": "Bearer s3cret-token"})
+    assert status == 200 and got["token_count"] == 1
+
+
+async def test_a_huge_text_does_not_stall_other_requests(serve_client, bundled):
+    """While a multi-MB text is being counted, /health and a short /calculate are answered."""
+    tok = bundled.get("cl100k_base")
+    rng = random.Random(7)
+    words = ["alpha", "beta", "gamma", "delta", "東京", "naïve", "x=1;", "(f)", "\n", "0.25"]
+    big_text = " ".join(rng.choice(words) for _ in range(1_200_000))  # ~7 MB
+    client = await serve_client(max_body_bytes=64 << 20)
+    big = asyncio.create_task(post(client, "/calculate", {"text": big_text, "tokenizer": "cl100k_base"}))
+    while True:  # wait until the server is counting the big text
+        health = await (await client.get("/health")).json()
+        if health["busy"]:
+            break
+        assert not big.done(), "the big request ended before it was seen counting"
+        await asyncio.sleep(0.005)
+    status, short = await post(client, "/calculate", {"text": "hello world", "tokenizer": "cl100k_base"})
+    health = await client.get("/health")
+    assert status == 200 and short["token_count"] == 2 and health.status == 200
+    assert not big.done(), "the short requests should be answered before the big one completes"
+    status, body = await big
+    assert status == 200 and body["token_count"] == tok.count(big_text)

@@ -1,0 +1,68 @@
+"""`tokdeck serve`: a token-counting HTTP service for other programs on the intranet."""
+
+from __future__ import annotations
+
+import argparse
+
+ORDER = 40
+
+TOKEN_ENV = "TOKDECK_SERVE_TOKEN"
+
+
+def _positive_float(value: str) -> float:
+    try:
+        f = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not f > 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return f
+
+
+def _int_between(low: int, high: int, hint: str):
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+        if not low <= n <= high:
+            raise argparse.ArgumentTypeError(hint)
+        return n
+
+    return parse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", help="serve token counts over HTTP (POST /calculate, /batch-calculate; GET /models, /health)",
+        description="A token-counting HTTP service (JSON). Binds 127.0.0.1 unless --host says otherwise. "
+                    f"With a token (--auth-token or ${TOKEN_ENV}) every endpoint but /health needs "
+                    "'Authorization: Bearer TOKEN'.")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it)")
+    p.add_argument("--port", type=_int_between(0, 65535, "must be between 0 and 65535 (0 picks a free port)"),
+                   default=8080, help="TCP port (default 8080; 0 picks a free one)")
+    p.add_argument("--auth-token", metavar="TOKEN", default=None,
+                   help=f"require this bearer token (prefer ${TOKEN_ENV}: arguments are visible in ps)")
+    p.add_argument("--max-body-mb", type=_positive_float, default=10.0, metavar="MB",
+                   help="largest request body accepted, in MB (default 10); bigger gets 413")
+    p.add_argument("--preload", nargs="+", action="extend", default=[], metavar="ID",
+                   help="tokenizer ids or model names to load before listening")
+    p.add_argument("--workers", type=_int_between(1, 1024, "must be between 1 and 1024"), default=4, metavar="N",
+                   help="counting threads (default 4)")
+    p.add_argument("--access-log", action="store_true", help="log one line per request on stderr")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    import os
+
+    from ..core.server import ServeSettings, serve
+
+    token = args.auth_token if args.auth_token is not None else os.environ.get(TOKEN_ENV)
+    settings = ServeSettings(
+        host=args.host, port=args.port, auth_token=token or None,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024), workers=args.workers,
+        preload=tuple(args.preload), access_log=args.access_log,
+    )
+    serve(settings)
+    return 0

@@ -1,0 +1,266 @@
+"""The aiohttp application of ``tokdeck serve``: routes, error handling, auth, counting off the loop.
+
+Counting (and resolving, and loading a tokenizer the first time) runs in a ThreadPoolExecutor:
+tiktoken and HF batch encoding release the GIL, so a multi-megabyte text keeps one worker
+busy while the event loop goes on answering other requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from aiohttp import web
+
+from ... import __version__
+from ..errors import TokenizerError
+from ..tokenizers import Registry, default_registry, resolve_model
+from ..tokenizers.base import Tokenizer, TokenizerInfo
+from ..tokenizers.chat import ChatFormatError, chat_method, count_chat
+from ..tokenizers.resolve import FAMILIES
+from .requests import ApiError, BatchRequest, CountRequest, Target, parse_batch, parse_count, parse_json
+
+OPEN_PATHS = frozenset({"/health"})  # answered without the bearer token (for liveness probes)
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    auth_token: str | None = field(default=None, repr=False)
+    max_body_bytes: int = 10 * 1024 * 1024
+    workers: int = 4
+    preload: tuple[str, ...] = ()
+    access_log: bool = False
+
+
+@dataclass(frozen=True)
+class Resolved:
+    tokenizer: Tokenizer
+    model_name: str | None
+    via: str  # alias | tokenizer-id | openai | family | tokenizer (asked for by id)
+
+
+STATE = web.AppKey("tokdeck_state", object)
+
+
+class ServiceState:
+    def __init__(self, settings: ServeSettings, registry: Registry):
+        self.settings = settings
+        self.registry = registry
+        self.executor = ThreadPoolExecutor(max_workers=max(1, settings.workers), thread_name_prefix="tokdeck-count")
+        self.started = time.monotonic()
+        self.busy = 0  # counting jobs submitted and not finished
+        self.served: set[str] = set()  # tokenizer ids loaded for a request or preloaded
+
+    async def run(self, fn: Callable[[], Any]) -> Any:
+        self.busy += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
+        finally:
+            self.busy -= 1
+
+    # --------------------------------------------------------- in worker threads
+    def resolve(self, target: Target) -> Resolved:
+        reg = self.registry
+        if target.tokenizer is not None:
+            try:
+                info = reg.info(target.tokenizer.strip())
+            except TokenizerError as exc:
+                raise ApiError(404, "unknown_tokenizer", str(exc)) from None
+            via = "tokenizer"
+        else:
+            try:
+                res = resolve_model(target.model_name, reg)
+            except TokenizerError as exc:
+                raise ApiError(404, "unknown_model", str(exc)) from None
+            info, via = reg.info(res.tokenizer_id), res.via
+        try:
+            tok = reg.get(info.id)
+        except TokenizerError as exc:
+            raise ApiError(500, "tokenizer_error", str(exc)) from None
+        self.served.add(info.id)
+        return Resolved(tok, target.model_name, via)
+
+
+def _describe(r: Resolved, specials: str) -> dict[str, Any]:
+    info = r.tokenizer.info
+    return {
+        "tokenizer": info.id,
+        "model_name": r.model_name,
+        "resolved_via": r.via,
+        "specials": specials,
+        "approximate": info.approximate,  # the estimate, or a stand-in such as claude-legacy
+        "estimate": not info.exact,  # a character heuristic, not a tokenizer
+    }
+
+
+def _count_job(state: ServiceState, req: CountRequest) -> dict[str, Any]:
+    r = state.resolve(req.target)
+    if req.text is not None:
+        n = r.tokenizer.count_many([req.text], req.specials)[0]
+        return {"token_count": n, **_describe(r, req.specials), "char_count": len(req.text)}
+    try:
+        c = count_chat(r.tokenizer, req.messages, req.specials)
+    except ChatFormatError as exc:
+        raise ApiError(422, "chat_template_error", f"{r.tokenizer.id}: {exc}") from None
+    out = {"token_count": c.total_tokens, **_describe(r, c.specials), "method": c.method,
+           "content_tokens": c.content_tokens, "overhead_tokens": c.overhead_tokens, "messages": c.messages}
+    if c.template_source is not None:
+        out["template"] = c.template_source if c.template_source == "bundled" else Path(c.template_source).name
+    return out
+
+
+def _batch_job(state: ServiceState, req: BatchRequest) -> dict[str, Any]:
+    r = state.resolve(req.target)
+    counts = r.tokenizer.count_many(list(req.texts), req.specials) if req.texts else []
+    return {"results": [{"token_count": n, "char_count": len(t)} for n, t in zip(counts, req.texts)],
+            "total_tokens": sum(counts), **_describe(r, req.specials)}
+
+
+def _openai_patterns() -> dict[str, list[str]]:
+    """tiktoken's own model tables: encoding -> model names and ``prefix*`` patterns."""
+    from tiktoken.model import MODEL_PREFIX_TO_ENCODING, MODEL_TO_ENCODING
+
+    from ..tokenizers.resolve import _ENCODING_IDS
+
+    out: dict[str, list[str]] = {}
+    for name, enc in MODEL_TO_ENCODING.items():
+        out.setdefault(_ENCODING_IDS.get(enc, enc), []).append(name)
+    for prefix, enc in MODEL_PREFIX_TO_ENCODING.items():
+        out.setdefault(_ENCODING_IDS.get(enc, enc), []).append(prefix + "*")
+    return out
+
+
+def _models_job(state: ServiceState) -> dict[str, Any]:
+    reg = state.registry
+    openai = _openai_patterns()
+    families = dict(FAMILIES)
+    rows = []
+    for info in reg.infos():
+        patterns = [p for p, target in reg.aliases.items() if target == info.id]
+        patterns += list(families.get(info.id, ())) + openai.get(info.id, [])
+        rows.append(_model_row(info, patterns, reg.is_loaded(info.id)))
+    return {"tokenizers": rows, "aliases": dict(reg.aliases)}
+
+
+def _model_row(info: TokenizerInfo, patterns: list[str], loaded: bool) -> dict[str, Any]:
+    row = {"id": info.id, "name": info.name, "format": info.format, "source": info.source,
+           "models": list(info.models), "patterns": patterns, "approximate": info.approximate,
+           "estimate": not info.exact, "chat_method": chat_method(info), "loaded": loaded}
+    if info.error:
+        row["error"] = info.error
+    return row
+
+
+# ------------------------------------------------------------------ HTTP layer
+def _dumps(obj: Any) -> str:
+    import orjson
+
+    try:
+        return orjson.dumps(obj).decode()
+    except TypeError:  # lone surrogates echoed back from the request: let json escape them
+        return json.dumps(obj, ensure_ascii=True)
+
+
+def json_response(obj: Any, status: int = 200, headers: dict | None = None) -> web.Response:
+    return web.Response(text=_dumps(obj), status=status, content_type="application/json", headers=headers)
+
+
+def error_response(status: int, type_: str, message: str, headers: dict | None = None) -> web.Response:
+    return json_response({"error": {"message": message, "type": type_}}, status, headers)
+
+
+_HTTP_TYPES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.type, exc.message)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[STATE].settings.max_body_bytes
+        return error_response(413, "payload_too_large", f"the body is larger than the limit of {limit:,} bytes")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return error_response(exc.status, _HTTP_TYPES.get(exc.status, "http_error"),
+                              f"{exc.reason}: {request.method} {request.path}", headers)
+
+
+def _auth_middleware(token: str):
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def auth(request: web.Request, handler):
+        if request.path not in OPEN_PATHS:
+            given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+            if not hmac.compare_digest(given, expected):
+                return error_response(401, "unauthorized", "missing or wrong bearer token",
+                                      {"WWW-Authenticate": 'Bearer realm="tokdeck"'})
+        return await handler(request)
+
+    return auth
+
+
+async def _read_json(request: web.Request) -> dict[str, Any]:
+    limit = request.app[STATE].settings.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    return parse_json(await request.read())
+
+
+async def calculate(request: web.Request) -> web.Response:
+    state: ServiceState = request.app[STATE]
+    req = parse_count(await _read_json(request))
+    return json_response(await state.run(lambda: _count_job(state, req)))
+
+
+async def batch_calculate(request: web.Request) -> web.Response:
+    state: ServiceState = request.app[STATE]
+    req = parse_batch(await _read_json(request))
+    return json_response(await state.run(lambda: _batch_job(state, req)))
+
+
+async def models(request: web.Request) -> web.Response:
+    state: ServiceState = request.app[STATE]
+    return json_response(await state.run(lambda: _models_job(state)))
+
+
+async def health(request: web.Request) -> web.Response:
+    state: ServiceState = request.app[STATE]
+    return json_response({
+        "status": "ok", "version": __version__, "uptime_s": round(time.monotonic() - state.started, 3),
+        "busy": state.busy, "workers": state.settings.workers, "loaded": sorted(state.served),
+    })
+
+
+def make_app(settings: ServeSettings | None = None, registry: Registry | None = None) -> web.Application:
+    """The service as an aiohttp Application (run it with AppRunner, or aiohttp's test utilities)."""
+    settings = settings or ServeSettings()
+    middlewares = [errors_middleware]
+    if settings.auth_token:
+        middlewares.append(_auth_middleware(settings.auth_token))
+    # aiohttp enforces client_max_size while reading; _read_json also refuses early by Content-Length
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
+    state = ServiceState(settings, registry or default_registry())
+    app[STATE] = state
+    app.router.add_post("/calculate", calculate)
+    app.router.add_post("/batch-calculate", batch_calculate)
+    app.router.add_get("/models", models)
+    app.router.add_get("/health", health)
+
+    async def shutdown_executor(_app: web.Application) -> None:
+        state.executor.shutdown(wait=False, cancel_futures=True)
+
+    app.on_cleanup.append(shutdown_executor)
+    return app
