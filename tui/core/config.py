@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +65,7 @@ def _check(value: Any, hint: Any) -> Any:
     """Convert a TOML value to the annotated type or raise TypeError with what was expected."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         if value is None:
             return None
         inner = [a for a in args if a is not type(None)]

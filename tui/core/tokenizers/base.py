@@ -179,10 +179,9 @@ class HFTokenizer(Tokenizer):
         # encode_special_tokens is state on the object: switch and encode under one lock.
         self._lock = threading.Lock()
         self._byte_level = byte_level
-        self._specials = frozenset(t.content for t in tok.get_added_tokens_decoder().values() if t.special)
-        self._special_id_set = frozenset(
-            i for i, t in tok.get_added_tokens_decoder().items() if t.special
-        )
+        special = {i: t.content for i, t in tok.get_added_tokens_decoder().items() if t.special}
+        self._specials = frozenset(special.values())
+        self._special_id_set = frozenset(special)
 
     @property
     def hf(self) -> "tokenizers.Tokenizer":

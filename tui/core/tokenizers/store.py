@@ -16,8 +16,8 @@ from pathlib import Path
 from ..errors import TokenizerError
 from ..paths import atomic_write_bytes, atomic_write_text, user_tokenizer_store
 from .base import TokenizerInfo
-from .loaders import find_tokenizer_file
-from .registry import STORE_META, Registry
+from .loaders import build, find_tokenizer_file
+from .registry import STORE_META, Registry, _manifest, _special_tokens
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@/+-]{0,127}$")
 _STORED_NAMES = {"hf": "tokenizer.json", "tekken": "tekken.json", "tiktoken": "tokenizer.tiktoken"}
@@ -51,12 +51,9 @@ def add_to_store(path: str | Path, tokenizer_id: str | None = None, registry: Re
         raise TokenizerError(f"a tokenizer with id {tid!r} exists already ({reg.info(tid).source}); pick another with --id")
     data = file.read_bytes()
     info = reg._file_info(tid, file, fmt, "user")  # same rules as discovery (known tiktoken files)
-    from .loaders import build
-    from .registry import _manifest, _special_tokens
-
-    base = info.extra.get("base")
-    build(info, data, pattern=info.extra.get("pattern") or (_manifest()[base]["pattern"] if base else None),
-          special_tokens=_special_tokens(_manifest()[base]) if base else None)  # raises if corrupt
+    base = _manifest().get(info.extra.get("base") or "")
+    build(info, data, pattern=info.extra.get("pattern") or (base or {}).get("pattern"),
+          special_tokens=_special_tokens(base) if base else None)  # raises TokenizerError if corrupt
     dest = (store or user_tokenizer_store()) / tid.replace("/", "--")
     dest.mkdir(parents=True, exist_ok=True)
     name = _STORED_NAMES[fmt]
@@ -66,7 +63,7 @@ def add_to_store(path: str | Path, tokenizer_id: str | None = None, registry: Re
         shutil.copyfile(config, dest / "tokenizer_config.json")
     meta = {
         "id": tid, "format": fmt, "file": name, "sha256": hashlib.sha256(data).hexdigest(),
-        "added_from": str(file.resolve()), "pattern": info.extra.get("pattern"), "base": base,
+        "added_from": str(file.resolve()), "pattern": info.extra.get("pattern"), "base": info.extra.get("base"),
     }
     atomic_write_text(dest / STORE_META, json.dumps(meta, indent=1) + "\n")
     return TokenizerInfo(id=tid, name=tid, format=fmt, source="user", path=str(dest / name),
