@@ -1,0 +1,418 @@
+"""`tokdeck bench`: load-test an OpenAI-compatible endpoint, vLLM `bench serve` style, offline."""
+
+from __future__ import annotations
+
+import argparse
+
+ORDER = 30
+
+
+def _number(cast, ok, need: str, allow_inf: bool = False):
+    """An argparse type: ``cast`` the text, then require ``ok(value)`` (``need`` says what)."""
+    def parse(text: str):
+        if allow_inf and text.strip().lower() in ("inf", "infinity"):
+            return float("inf")
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if cast is int else ''}number") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {need}, not {text}")
+        return value
+    return parse
+
+
+_positive_int = _number(int, lambda v: v >= 1, "at least 1")
+_count = _number(int, lambda v: v >= 0, "0 or more")
+_positive_float = _number(float, lambda v: v > 0, "> 0")
+_rate = _number(float, lambda v: v > 0, "> 0 (or inf)", allow_inf=True)
+_ratio = _number(float, lambda v: 0 <= v < 1, "in [0, 1)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench", help="benchmark an OpenAI-compatible endpoint (TTFT, TPOT, ITL, throughput)",
+        description="Send prompts to an OpenAI-compatible endpoint at a chosen load and report vLLM's "
+                    "serving metrics (flags named as `vllm bench serve` names them). Without --base-url "
+                    "it runs against the built-in simulator.")
+    e = p.add_argument_group("endpoint")
+    e.add_argument("--backend", choices=("openai-chat", "openai"), default="openai-chat",
+                   help="openai-chat: /v1/chat/completions (default); openai: /v1/completions")
+    e.add_argument("--base-url", metavar="URL",
+                   help="server base URL, e.g. http://gpu1:8000 (a trailing /v1 is fine); "
+                        "omitted: the built-in simulator")
+    e.add_argument("--endpoint", metavar="PATH", help="API path (default per backend)")
+    e.add_argument("--model", help="model name to request (default: the first of GET /v1/models)")
+    e.add_argument("--tokenizer", metavar="ID",
+                   help="tokenizer id or model name for local token counts (default: resolved from --model, "
+                        "else the estimate)")
+    e.add_argument("--api-key-env", metavar="VAR",
+                   help="environment variable holding the API key (default OPENAI_API_KEY); never printed or saved")
+    e.add_argument("--header", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="extra HTTP header (repeatable)")
+    e.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    e.add_argument("--ca-bundle", metavar="FILE", help="CA certificates (PEM) to verify TLS with")
+    e.add_argument("--timeout", type=_positive_float, default=600.0, metavar="S",
+                   help="read timeout: longest silence within a response (default 600 s)")
+    e.add_argument("--connect-timeout", type=_positive_float, default=10.0, metavar="S",
+                   help="connect timeout (default 10 s)")
+    e.add_argument("--no-stream", action="store_true", help="non-streaming requests (TTFT = E2EL, no ITL/TPOT)")
+
+    d = p.add_argument_group("dataset")
+    d.add_argument("--dataset-name", choices=("random", "custom", "sharegpt", "sonnet"), default="random",
+                   help="random (default), custom (JSONL: prompt/output_tokens, messages, or message arrays), "
+                        "sharegpt, sonnet (bundled text)")
+    d.add_argument("--dataset-path", metavar="FILE", help="the file for custom and sharegpt")
+    d.add_argument("--num-prompts", type=_positive_int, default=1000, metavar="N",
+                   help="number of requests (default 1000)")
+    d.add_argument("--input-len", type=_positive_int, metavar="N", help="input length for random/sonnet")
+    d.add_argument("--output-len", type=_positive_int, metavar="N",
+                   help="max output tokens for every request, overriding the dataset's")
+    d.add_argument("--random-input-len", type=_positive_int, default=1024, metavar="N", help="default 1024")
+    d.add_argument("--random-output-len", type=_positive_int, default=128, metavar="N", help="default 128")
+    d.add_argument("--random-range-ratio", type=_ratio, default=0.0, metavar="R",
+                   help="lengths drawn from [N(1-R), N(1+R)] (default 0)")
+    d.add_argument("--custom-output-len", type=_positive_int, default=256, metavar="N",
+                   help="output length for custom lines without output_tokens (default 256)")
+    d.add_argument("--sharegpt-output-len", type=_positive_int, metavar="N",
+                   help="output length instead of the reply's length")
+    d.add_argument("--sonnet-input-len", type=_positive_int, default=550, metavar="N", help="default 550")
+    d.add_argument("--sonnet-output-len", type=_positive_int, default=150, metavar="N", help="default 150")
+    d.add_argument("--sonnet-prefix-len", type=_count, default=200, metavar="N", help="default 200")
+
+    lo = p.add_argument_group("load")
+    lo.add_argument("--request-rate", type=_rate, default=float("inf"), metavar="RPS",
+                    help="requests per second (default inf: all at once)")
+    lo.add_argument("--burstiness", type=_positive_float, default=1.0,
+                    help="gamma shape of arrival gaps: 1 = Poisson (default), <1 burstier, >1 steadier")
+    lo.add_argument("--max-concurrency", type=_positive_int, metavar="N", help="most requests in flight at once")
+    lo.add_argument("--num-warmups", type=_count, default=0, metavar="N", help="warm-up requests, not measured")
+    lo.add_argument("--ramp-up-strategy", choices=("linear", "exponential"),
+                    help="ramp the rate from --ramp-up-start-rps to --ramp-up-end-rps over the requests")
+    lo.add_argument("--ramp-up-start-rps", type=_positive_float, metavar="RPS")
+    lo.add_argument("--ramp-up-end-rps", type=_positive_float, metavar="RPS")
+    lo.add_argument("--duration", type=_positive_float, metavar="S",
+                    help="stop sending new requests after S seconds (those in flight finish)")
+    lo.add_argument("--seed", type=int, default=0, help="seed for sampling and arrivals (default 0)")
+
+    r = p.add_argument_group("request")
+    r.add_argument("--ignore-eos", action="store_true", help="send ignore_eos (vLLM extension)")
+    r.add_argument("--temperature", type=float, help="sampling temperature (default: the server's)")
+
+    o = p.add_argument_group("results")
+    o.add_argument("--goodput", nargs="+", metavar="KEY:MS", help="SLOs, e.g. ttft:500 tpot:50 e2el:2000")
+    o.add_argument("--percentile-metrics", default="ttft,tpot,itl",
+                   help="metrics with statistics: ttft,tpot,itl,e2el (default ttft,tpot,itl)")
+    o.add_argument("--metric-percentiles", default="99", help="percentiles, e.g. 50,90,99,99.9 (default 99)")
+    o.add_argument("--save-result", action="store_true", help="write the result as JSON (vLLM's keys)")
+    o.add_argument("--save-detailed", action="store_true", help="add per-request arrays to the JSON")
+    o.add_argument("--result-dir", metavar="DIR", help="folder for the JSON (default: current folder)")
+    o.add_argument("--result-filename", metavar="NAME", help="file name (default vLLM-style)")
+    o.add_argument("--label", help="label in the result and default file name (default: the backend)")
+    o.add_argument("--csv", metavar="PATH", help="write one CSV row per request")
+    o.add_argument("--disable-tqdm", action="store_true", help="no progress line")
+    p.set_defaults(run=run)
+
+
+# ---------------------------------------------------------------------- helpers
+def _validate(args) -> None:
+    from ..core.errors import TokdeckError
+
+    if args.dataset_name in ("custom", "sharegpt") and not args.dataset_path:
+        raise TokdeckError(f"--dataset-name {args.dataset_name} needs --dataset-path FILE")
+    if args.dataset_name in ("random", "sonnet") and args.dataset_path:
+        raise TokdeckError(f"--dataset-name {args.dataset_name} takes no --dataset-path")
+    if args.ramp_up_strategy:
+        if args.request_rate != float("inf"):
+            raise TokdeckError("--ramp-up-strategy sets the rate itself: drop --request-rate")
+        if args.ramp_up_start_rps is None or args.ramp_up_end_rps is None:
+            raise TokdeckError("--ramp-up-strategy needs --ramp-up-start-rps and --ramp-up-end-rps")
+        if args.ramp_up_start_rps > args.ramp_up_end_rps:
+            raise TokdeckError("--ramp-up-start-rps must not exceed --ramp-up-end-rps")
+    elif args.ramp_up_start_rps is not None or args.ramp_up_end_rps is not None:
+        raise TokdeckError("--ramp-up-start-rps/--ramp-up-end-rps need --ramp-up-strategy")
+    if args.save_detailed and not args.save_result:
+        args.save_result = True
+    if args.ca_bundle and args.insecure:
+        raise TokdeckError("--ca-bundle and --insecure contradict each other")
+
+
+def _headers(items: list[str]) -> tuple[tuple[str, str], ...]:
+    from ..core.errors import TokdeckError
+
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise TokdeckError(f"--header {key.strip() or item!r}: expected KEY=VALUE")
+        out.append((key.strip(), value.strip()))
+    return tuple(out)
+
+
+def _api_key(args) -> str | None:
+    import os
+
+    from ..core.errors import TokdeckError
+
+    if args.api_key_env:
+        key = os.environ.get(args.api_key_env)
+        if not key:
+            raise TokdeckError(f"--api-key-env: environment variable {args.api_key_env} is not set or empty")
+        return key
+    return os.environ.get("OPENAI_API_KEY") or None
+
+
+def _tokenizer(args, model: str, reg, fallback: str | None):
+    """(Tokenizer, how it was chosen) for local counts: --tokenizer, the model, the sim's, estimate."""
+    from ..core.errors import TokenizerError
+    from ..core.tokenizers import resolve_model
+
+    if args.tokenizer:
+        try:
+            return reg.get(args.tokenizer), "--tokenizer"
+        except TokenizerError:
+            return reg.get(resolve_model(args.tokenizer, reg).tokenizer_id), "--tokenizer"
+    try:
+        res = resolve_model(model, reg)
+        return reg.get(res.tokenizer_id), f"resolved from the model ({res.via})"
+    except TokenizerError:
+        pass
+    if fallback:
+        return reg.get(fallback), "the simulator's"
+    return reg.get("estimate"), "no tokenizer known for the model: estimate"
+
+
+async def _preflight(base_url: str, headers: dict, timeout: float, insecure: bool, ca_bundle: str | None):
+    """GET /v1/models: (status, first model id or None); TokdeckError when unreachable."""
+    import asyncio
+
+    import aiohttp
+    import orjson
+
+    from ..core.bench.engine import endpoint_url, redact_url, ssl_setting
+    from ..core.errors import TokdeckError
+
+    url = endpoint_url(base_url, "/v1/models")
+    shown = redact_url(base_url)
+    try:
+        connector = aiohttp.TCPConnector(ssl=ssl_setting(base_url, insecure, ca_bundle))
+        async with aiohttp.ClientSession(connector=connector, trust_env=False,
+                                         timeout=aiohttp.ClientTimeout(total=timeout + 5, sock_connect=timeout)) as s:
+            async with s.get(url, headers=headers) as resp:
+                body = await resp.read()
+                model = None
+                if resp.status == 200:
+                    try:
+                        data = orjson.loads(body).get("data") or []
+                        model = data[0].get("id") if data and isinstance(data[0], dict) else None
+                    except (orjson.JSONDecodeError, AttributeError):
+                        model = None
+                return resp.status, model
+    except aiohttp.InvalidURL:
+        raise TokdeckError(f"--base-url {shown}: not a valid URL") from None
+    except (aiohttp.ClientConnectorError, aiohttp.ClientOSError, OSError) as exc:
+        reason = getattr(getattr(exc, "os_error", None), "strerror", None) or str(exc) or type(exc).__name__
+        raise TokdeckError(f"cannot reach {shown}: {' '.join(str(reason).split())}") from None
+    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        raise TokdeckError(f"cannot reach {shown}: no answer within {timeout:g} s") from None
+    except aiohttp.ClientError as exc:
+        raise TokdeckError(f"cannot reach {shown}: {type(exc).__name__}: {exc}") from None
+
+
+def _load_requests(args, tokenizer):
+    from ..core.bench import datasets as ds
+
+    name = args.dataset_name
+    if name == "random":
+        return ds.random_requests(tokenizer, args.num_prompts, args.input_len or args.random_input_len,
+                                  args.output_len or args.random_output_len, args.random_range_ratio, args.seed)
+    if name == "sonnet":
+        return ds.sonnet_requests(tokenizer, args.num_prompts, args.input_len or args.sonnet_input_len,
+                                  args.output_len or args.sonnet_output_len, args.sonnet_prefix_len, args.seed)
+    if name == "sharegpt":
+        return ds.load_sharegpt(args.dataset_path, tokenizer, args.num_prompts, args.seed,
+                                args.output_len or args.sharegpt_output_len)
+    return ds.load_custom(args.dataset_path, tokenizer, args.num_prompts, args.seed, args.output_len,
+                          args.custom_output_len)
+
+
+class _Progress:
+    """One status line on stderr, redrawn at most 4 times a second (only on a terminal)."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        import sys
+
+        self.enabled = enabled and sys.stderr.isatty()
+        self.total = total
+        self.last = 0.0
+        self.width = 0
+
+    def __call__(self, ev) -> None:
+        import sys
+        import time
+
+        from ..core.bench.results import RunSnapshot
+
+        if not self.enabled or not isinstance(ev, RunSnapshot):
+            return
+        now = time.monotonic()
+        if now - self.last < 0.25 and not ev.done:
+            return
+        self.last = now
+        done = ev.completed + ev.failed
+        frac = done / self.total if self.total else 1.0
+        bar = "#" * int(frac * 24)
+        ttft = f" TTFT p50 {ev.recent_ttft_ms[0]:.0f} ms" if ev.recent_ttft_ms else ""
+        line = (f"[{bar:<24}] {done}/{self.total} ({ev.failed} failed) {ev.in_flight} in flight "
+                f"{ev.chunks_per_s:,.0f} tok/s{ttft} {ev.elapsed:.1f} s")
+        pad = max(self.width - len(line), 0)
+        self.width = len(line)
+        sys.stderr.write("\r" + line + " " * pad)
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        import sys
+
+        if self.enabled and self.width:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _result_path(args, result) -> "Path":
+    from pathlib import Path
+
+    if args.result_filename:
+        name = args.result_filename
+    else:
+        label = args.label or args.backend
+        conc = f"-concurrency{args.max_concurrency}" if args.max_concurrency is not None else ""
+        model = result.setup["model_id"].split("/")[-1]
+        date = result.setup["date"]
+        if args.ramp_up_strategy:
+            name = (f"{label}-ramp-up-{args.ramp_up_strategy}-{args.ramp_up_start_rps:g}qps-"
+                    f"{args.ramp_up_end_rps:g}qps{conc}-{model}-{date}.json")
+        else:
+            name = f"{label}-{args.request_rate}qps{conc}-{model}-{date}.json"
+    return Path(args.result_dir or ".") / name
+
+
+# ---------------------------------------------------------------------- run
+def run(args) -> int:
+    import asyncio
+    import signal
+    import sys
+
+    from ..core.bench import metrics as m
+    from ..core.bench.engine import BenchmarkRun, BenchSpec, TokenCounter, redact_url
+    from ..core.bench.report import format_summary
+    from ..core.errors import TokdeckError
+    from ..core.paths import atomic_write_bytes, atomic_write_text
+    from ..core.tokenizers import default_registry
+
+    _validate(args)
+    try:
+        percentile_metrics = m.parse_metric_names(args.percentile_metrics)
+        percentiles = m.parse_percentiles(args.metric_percentiles)
+        goodput = m.parse_goodput(args.goodput) if args.goodput else None
+    except ValueError as exc:
+        raise TokdeckError(str(exc)) from None
+    headers = _headers(args.header)
+    api_key = _api_key(args)
+
+    sim = None
+    sim_tokenizer = None
+    base_url = args.base_url
+    if not base_url:
+        from ..core.bench.sim import SimConfig, ThreadedSimulator
+
+        cfg = SimConfig()
+        sim = ThreadedSimulator(cfg)
+        base_url = sim.start()
+        sim_tokenizer = cfg.tokenizer
+        print(f"tokdeck bench: no --base-url given: using the built-in simulator at {base_url} "
+              f"(model {cfg.model}, simulated TTFT {cfg.ttft_ms:g} ms, ITL {cfg.itl_ms:g} ms; not a real server)",
+              file=sys.stderr, flush=True)
+    try:
+        pre_headers = dict(headers)
+        if api_key:
+            pre_headers["Authorization"] = f"Bearer {api_key}"
+        status, first_model = asyncio.run(_preflight(base_url, pre_headers, args.connect_timeout,
+                                                     args.insecure, args.ca_bundle))
+        if status in (401, 403):
+            print(f"tokdeck: warning: {redact_url(base_url)} answered HTTP {status} to GET /v1/models: "
+                  "check the API key (--api-key-env / OPENAI_API_KEY)", file=sys.stderr)
+        model = args.model or first_model
+        if not model:
+            raise TokdeckError(f"no --model given and {redact_url(base_url)}/v1/models listed none "
+                               f"(HTTP {status}): pass --model")
+        reg = default_registry()
+        tokenizer, how = _tokenizer(args, model, reg, sim_tokenizer)
+        counter = TokenCounter(tokenizer)
+        requests = _load_requests(args, tokenizer)
+        ramp = ((args.ramp_up_strategy, args.ramp_up_start_rps, args.ramp_up_end_rps)
+                if args.ramp_up_strategy else None)
+        spec = BenchSpec(
+            base_url=base_url, model=model, backend=args.backend, endpoint=args.endpoint,
+            request_rate=args.request_rate, burstiness=args.burstiness, max_concurrency=args.max_concurrency,
+            num_warmups=args.num_warmups, duration=args.duration, seed=args.seed, ramp_up=ramp,
+            stream=not args.no_stream, ignore_eos=args.ignore_eos or args.dataset_name == "random",
+            temperature=args.temperature, headers=headers, api_key=api_key, insecure=args.insecure,
+            ca_bundle=args.ca_bundle, connect_timeout=args.connect_timeout, read_timeout=args.timeout,
+            keep_texts=args.save_detailed, percentile_metrics=percentile_metrics, percentiles=percentiles,
+            goodput=goodput, label=args.label or args.backend, dataset_name=args.dataset_name,
+            tokenizer_id=tokenizer.id)
+        rate = "inf" if args.request_rate == float("inf") else f"{args.request_rate:g}"
+        print(f"tokdeck bench: {len(requests)} requests to {redact_url(spec.url)} (model {model}); "
+              f"rate {rate}, burstiness {args.burstiness:g}, max concurrency {args.max_concurrency or 'none'}; "
+              f"local counts with {tokenizer.id} ({how})", file=sys.stderr, flush=True)
+        run_ = BenchmarkRun(spec, requests, counter, emit_records=False)
+        progress = _Progress(not args.disable_tqdm, len(requests))
+
+        async def main():
+            loop = asyncio.get_running_loop()
+
+            def on_sigint():
+                loop.remove_signal_handler(signal.SIGINT)  # a second Ctrl-C interrupts at once
+                print("\ntokdeck bench: stopping (Ctrl-C again to abort): cancelling requests in flight",
+                      file=sys.stderr, flush=True)
+                run_.stop()
+
+            loop.add_signal_handler(signal.SIGINT, on_sigint)
+            try:
+                return await run_.run(progress)
+            finally:
+                try:
+                    loop.remove_signal_handler(signal.SIGINT)
+                except (ValueError, RuntimeError):
+                    pass
+
+        result = asyncio.run(main())
+        progress.close()
+    finally:
+        if sim is not None:
+            sim.stop()
+
+    print(format_summary(result))
+    if args.save_result:
+        import orjson
+
+        path = _result_path(args, result)
+        try:
+            atomic_write_bytes(path, orjson.dumps(result.to_vllm_json(detailed=args.save_detailed),
+                                                  option=orjson.OPT_INDENT_2) + b"\n")
+        except OSError as exc:
+            raise TokdeckError(f"{path}: cannot write the result: {exc.strerror or exc}") from None
+        print(f"tokdeck bench: result saved to {path}", file=sys.stderr)
+    if args.csv:
+        from pathlib import Path
+
+        try:
+            atomic_write_text(Path(args.csv), result.to_csv())
+        except OSError as exc:
+            raise TokdeckError(f"{args.csv}: cannot write the CSV: {exc.strerror or exc}") from None
+        print(f"tokdeck bench: per-request CSV saved to {args.csv}", file=sys.stderr)
+    if result.partial:
+        print("tokdeck bench: interrupted: the figures cover what was measured before the stop (partial)",
+              file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,669 @@
+"""The load engine: dispatch requests on vLLM's schedule, time them, stream results out.
+
+    spec = BenchSpec(base_url="http://gpu1:8000", model="qwen3-8b", ...)
+    run = BenchmarkRun(spec, requests, counter)
+    async for item in run.events():      # RequestRecord as each finishes, RunSnapshot every 0.25 s
+        ...
+    result = run.result                  # BenchResult (partial=True after run.stop())
+
+    result = await run_benchmark(spec, requests, counter, on_event=print)   # callback form
+    with BenchmarkThread(spec, requests, counter) as bt: ...                # own thread + loop
+
+Measuring from inside a UI: a render on the event loop that timestamps chunks delays the
+timestamps, so a UI runs the engine with ``BenchmarkThread`` (its own thread and event loop)
+and only draws what comes out of its queue.
+
+Load: arrivals per ``arrivals.arrival_times``; ``max_concurrency`` is a semaphore taken by the
+dispatcher in arrival order (what vLLM's per-task semaphore amounts to), so only that many
+request tasks exist at once and 100,000 requests stay bounded. Per request the engine records
+its client queue time (waiting for a slot) and its schedule lag (how much later than planned it
+was sent, queue time excluded: the client's own slowness). A ticker measures event-loop lag
+(oversleep of a 10 ms sleep). One aiohttp session and connector serve every request
+(no connection limit: the semaphore is the limit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import queue as _queue
+import ssl
+import threading
+import time
+from array import array
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from time import perf_counter
+from typing import Any, AsyncIterator, Callable, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+
+from .arrivals import arrival_times
+from .client import DEFAULT_ENDPOINTS, BenchRequest, Outcome, build_body, send_plain, send_streaming
+from .metrics import DEFAULT_PERCENTILE_METRICS, DEFAULT_PERCENTILES, percentile, summarize, tpot_of
+from .results import BenchResult, RecordStore, RequestRecord, RunSnapshot, compute_summary
+
+#: the event-loop lag above which the client, not the server, limited the run: the p99 lag
+#: exceeds the larger of 1 ms and the smaller of 5 % of the median TTFT and 25 % of the median
+#: ITL (a late loop adds its lag to TTFT and ITL samples one for one).
+LAG_FLOOR_MS = 1.0
+LAG_TTFT_SHARE = 0.05
+LAG_ITL_SHARE = 0.25
+LOOP_TICK_S = 0.010
+RECENT = 256  # completed requests in the live percentiles
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """Everything that defines a run except the prompts and the tokenizer."""
+
+    base_url: str
+    model: str
+    backend: str = "openai-chat"
+    endpoint: str | None = None  # default per backend
+    request_rate: float = math.inf
+    burstiness: float = 1.0
+    max_concurrency: int | None = None
+    num_warmups: int = 0
+    duration: float | None = None  # stop dispatching after this many seconds
+    seed: int = 0
+    ramp_up: tuple[str, float, float] | None = None  # (linear|exponential, start rps, end rps)
+    stream: bool = True
+    ignore_eos: bool = False
+    temperature: float | None = None
+    extra_body: dict | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    api_key: str | None = field(default=None, repr=False)
+    insecure: bool = False
+    ca_bundle: str | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float | None = 600.0
+    keep_texts: bool = False
+    percentile_metrics: tuple[str, ...] = DEFAULT_PERCENTILE_METRICS
+    percentiles: tuple[float, ...] = DEFAULT_PERCENTILES
+    goodput: dict[str, float] | None = None
+    snapshot_interval: float = 0.25
+    label: str | None = None
+    dataset_name: str | None = None
+    tokenizer_id: str | None = None
+
+    @property
+    def url(self) -> str:
+        return endpoint_url(self.base_url, self.endpoint or DEFAULT_ENDPOINTS[self.backend])
+
+
+def endpoint_url(base_url: str, endpoint: str) -> str:
+    """base + endpoint; a base that already ends in /v1 is accepted for /v1/... endpoints."""
+    base = base_url.rstrip("/")
+    if not endpoint.startswith("/"):
+        endpoint = "/" + endpoint
+    if base.endswith("/v1") and endpoint.startswith("/v1/"):
+        base = base[:-3]
+    return base + endpoint
+
+
+def redact_url(url: str) -> str:
+    """The URL without any user:password part (never saved or printed)."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        parts = parts._replace(netloc=host)
+    return urlunsplit(parts)
+
+
+class TokenCounter:
+    """Counts output (and prompt) tokens locally when the server sends no usage."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        fmt = getattr(getattr(tokenizer, "info", None), "format", "estimate")
+        self.source = "estimate" if fmt == "estimate" else f"tokenizer:{tokenizer.id}"
+
+    def count_many(self, texts: Sequence[str]) -> list[int]:
+        return self.tokenizer.count_many(list(texts), "literal")
+
+
+def ssl_setting(url: str, insecure: bool, ca_bundle: str | None):
+    if not url.startswith("https"):
+        return None
+    if insecure:
+        return False
+    ctx = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else ssl.create_default_context()
+    return ctx
+
+
+def make_session(spec: BenchSpec) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ssl=ssl_setting(spec.base_url, spec.insecure,
+                                                                                  spec.ca_bundle),
+                                     keepalive_timeout=60, enable_cleanup_closed=False)
+    timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=spec.connect_timeout,
+                                    sock_read=spec.read_timeout)
+    # read_bufsize: the stream buffer limit; SSE lines of long chunks must not stall on it
+    return aiohttp.ClientSession(connector=connector, timeout=timeout, read_bufsize=1 << 20,
+                                 auto_decompress=True, trust_env=False)
+
+
+def request_headers(spec: BenchSpec) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if spec.stream else "application/json"}
+    if spec.api_key:
+        headers["Authorization"] = f"Bearer {spec.api_key}"
+    for k, v in spec.headers:
+        headers[k] = v
+    return headers
+
+
+Event = RequestRecord | RunSnapshot
+
+
+class BenchmarkRun:
+    """One benchmark run. Use from the event loop that runs it (``BenchmarkThread`` for others)."""
+
+    def __init__(self, spec: BenchSpec, requests: Sequence[BenchRequest], counter: TokenCounter | None = None,
+                 *, emit_records: bool = True) -> None:
+        if not requests:
+            raise ValueError("no requests to send")
+        self.spec = spec
+        self.requests = requests
+        if counter is None:
+            from ..tokenizers import default_registry
+
+            counter = TokenCounter(default_registry().get("estimate"))
+        self.counter = counter
+        self.emit_records = emit_records
+        self.result: BenchResult | None = None
+        self._stop_requested = False
+        self._stop_ev: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._emit: Callable[[Event], None] = lambda e: None
+        self.store = RecordStore(keep_texts=spec.keep_texts)
+        self._inflight: dict[asyncio.Task, Outcome] = {}
+        self._sem: asyncio.Semaphore | None = None
+        self._dispatched = 0
+        self._completed = 0
+        self._failed = 0
+        self._cancelled = 0
+        self._tot_in = 0
+        self._tot_out = 0
+        self._chunks_done = 0
+        self._t0 = 0.0
+        self._t_last_end = 0.0
+        self._lag = array("d")
+        self._lag_recent = 0.0
+        self._recent_ttft: deque[float] = deque(maxlen=RECENT)
+        self._recent_tpot: deque[float] = deque(maxlen=RECENT)
+        self._recent_itl: deque[float] = deque(maxlen=RECENT * 8)
+        self._pending_count: list[tuple[RequestRecord, str]] = []
+        self._count_wake: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
+        self._dispatch_done = False
+        self._warmup = {"requests": 0, "failed": 0}
+        self._stopped_by: str | None = None
+        self._cpu0 = 0.0
+        self._wall_prev = 0.0
+        self._chunks_prev = 0
+
+    # ------------------------------------------------------------------ control
+    def stop(self) -> None:
+        """Stop dispatching and cancel requests in flight; the result is marked partial.
+
+        Call from the run's own event loop (``BenchmarkThread.stop`` is the thread-safe form)."""
+        self._stop_requested = True
+        if self._stop_ev is not None:
+            self._stop_ev.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop_requested
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Run the benchmark, yielding records and snapshots; ``self.result`` is set at the end."""
+        q: asyncio.Queue = asyncio.Queue()
+        done = object()
+        task = asyncio.create_task(self.run(q.put_nowait))
+        task.add_done_callback(lambda _t: q.put_nowait(done))
+        try:
+            while True:
+                item = await q.get()
+                if item is done:
+                    break
+                yield item
+            task.result()  # re-raise a crash
+        finally:
+            if not task.done():
+                self.stop()
+                await asyncio.wait({task})
+
+    async def run(self, on_event: Callable[[Event], None] | None = None) -> BenchResult:
+        """Run to the end (or until ``stop()``); returns the result (also in ``self.result``)."""
+        self._loop = asyncio.get_running_loop()
+        self._stop_ev = asyncio.Event()
+        if self._stop_requested:
+            self._stop_ev.set()
+        self._count_wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        if on_event is not None:
+            self._emit = on_event
+        session = make_session(self.spec)
+        self._headers = request_headers(self.spec)
+        self._url = self.spec.url
+        try:
+            if self.spec.num_warmups > 0 and not self._stop_requested:
+                await self._run_warmups(session)
+            await self._run_main(session)
+        finally:
+            await session.close()
+        return self.result
+
+    # ------------------------------------------------------------------ requests
+    def _body(self, req: BenchRequest) -> bytes:
+        s = self.spec
+        return build_body(s.backend, s.model, req, stream=s.stream, ignore_eos=s.ignore_eos,
+                          temperature=s.temperature, extra=s.extra_body)
+
+    async def _send(self, session, req: BenchRequest, out: Outcome) -> Outcome:
+        body = self._body(req)
+        if self.spec.stream:
+            return await send_streaming(session, self._url, body, self._headers, out, self.spec.read_timeout)
+        return await send_plain(session, self._url, body, self._headers, out, self.spec.read_timeout)
+
+    async def _run_warmups(self, session) -> None:
+        n = self.spec.num_warmups
+        sem = asyncio.Semaphore(self.spec.max_concurrency or n)
+
+        async def one(i: int) -> Outcome:
+            async with sem:
+                return await self._send(session, self.requests[i % len(self.requests)], Outcome())
+
+        tasks = [asyncio.create_task(one(i)) for i in range(n)]
+        stopper = asyncio.create_task(self._stop_ev.wait())
+        gathered = asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.wait({gathered, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not gathered.done():
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(gathered, return_exceptions=True)
+        outs = [t.result() for t in tasks if t.done() and not t.cancelled() and t.exception() is None]
+        self._warmup = {"requests": n, "failed": sum(1 for o in outs if not o.ok) + (n - len(outs))}
+
+    async def _run_main(self, session) -> None:
+        spec = self.spec
+        n = len(self.requests)
+        times = arrival_times(n, spec.request_rate, spec.burstiness, spec.seed, spec.ramp_up)
+        self._sem = asyncio.Semaphore(spec.max_concurrency) if spec.max_concurrency else None
+        self._cpu0 = time.process_time()
+        self._t0 = self._wall_prev = perf_counter()
+        helpers = [asyncio.create_task(self._lag_ticker()), asyncio.create_task(self._snapshotter())]
+        counter_task = asyncio.create_task(self._counter_loop())
+        dispatcher = asyncio.create_task(self._dispatch(session, times))
+        stopper = asyncio.create_task(self._stop_ev.wait())
+        idle = asyncio.create_task(self._wait_idle(dispatcher))
+        await asyncio.wait({idle, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        partial = False
+        if not idle.done():  # stopped
+            partial = True
+            dispatcher.cancel()
+            tasks = list(self._inflight)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(dispatcher, *tasks, return_exceptions=True)
+            idle.cancel()
+            end = perf_counter()
+        else:
+            end = self._t_last_end or perf_counter()
+            stopper.cancel()
+        wall = perf_counter() - self._t0
+        cpu = time.process_time() - self._cpu0
+        self._count_wake.set()
+        await counter_task  # count the outputs of requests without usage
+        if self._pending_count:  # finished while the counter was shutting down
+            batch, self._pending_count = self._pending_count, []
+            for (rec, text), n in zip(batch, self.counter.count_many([t for _, t in batch])):
+                self._record(_with_output(rec, n, self.counter.source))
+        for h in helpers:
+            h.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        duration = max(end - self._t0, 0.0)
+        self.result = self._build_result(duration, partial, cpu / wall if wall > 0 else 0.0)
+        self._emit(self._snapshot(done=True, elapsed=duration))
+
+    async def _wait_idle(self, dispatcher: asyncio.Task) -> None:
+        await dispatcher
+        self._dispatch_done = True
+        if self._inflight:
+            await self._idle.wait()
+
+    async def _dispatch(self, session, times: list[float]) -> None:
+        t0 = self._t0
+        sem = self._sem
+        limit = self.spec.duration
+        last_unblock = -math.inf  # when the dispatcher last finished waiting for a slot
+        for i, req in enumerate(self.requests):
+            due = times[i]
+            if limit is not None and due >= limit:
+                self._stopped_by = "duration"
+                break
+            wait = t0 + due - perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if limit is not None and perf_counter() - t0 >= limit:
+                self._stopped_by = "duration"
+                break
+            queue_time = 0.0
+            if sem is not None:
+                if sem.locked():
+                    await sem.acquire()
+                    last_unblock = perf_counter() - t0
+                    queue_time = max(last_unblock - due, 0.0)
+                else:
+                    await sem.acquire()
+                    if last_unblock > due:  # it became due while the dispatcher was blocked
+                        queue_time = last_unblock - due
+            out = Outcome()
+            task = asyncio.create_task(self._request(session, i, req, due, queue_time, out))
+            self._inflight[task] = out
+            self._dispatched += 1
+            if wait <= 0 and not self._dispatched % 256:
+                await asyncio.sleep(0)  # let the requests already created start sending
+
+    async def _request(self, session, i: int, req: BenchRequest, due: float, queue_time: float,
+                       out: Outcome) -> None:
+        try:
+            await self._send(session, req, out)
+        except asyncio.CancelledError:
+            self._cancelled += 1
+            raise
+        finally:
+            self._inflight.pop(asyncio.current_task(), None)
+            if self._sem is not None:
+                self._sem.release()
+            if self._dispatch_done and not self._inflight:
+                self._idle.set()
+        t_end = perf_counter()
+        if t_end > self._t_last_end:
+            self._t_last_end = t_end
+        self._finish(i, req, due, queue_time, out)
+
+    def _finish(self, i: int, req: BenchRequest, due: float, queue_time: float, out: Outcome) -> None:
+        start = out.st - self._t0
+        lag = max(start - due - queue_time, 0.0)
+        src_local = self.counter.source
+        if out.prompt_tokens is not None:
+            in_tok, in_src = out.prompt_tokens, "usage"
+        else:
+            in_tok, in_src = (req.input_len or 0), src_local
+        ok = out.ok
+        text = out.text if (self.spec.keep_texts or (ok and out.completion_tokens is None)) else None
+        out_tok, out_src = 0, ""
+        if ok and out.completion_tokens is not None:
+            out_tok, out_src = out.completion_tokens, "usage"
+        rec = RequestRecord(
+            index=i, ok=ok, error="" if ok else (out.error or "failed"), start_time=start,
+            ttft=out.ttft if ok else 0.0, e2el=out.e2el if ok else 0.0, itls=tuple(out.itls) if ok else (),
+            input_tokens=in_tok, output_tokens=out_tok, input_source=in_src, output_source=out_src,
+            queue_time=queue_time, schedule_lag=lag, chunks=out.chunks,
+            text=text if self.spec.keep_texts else None)
+        if ok and out.completion_tokens is None:
+            self._pending_count.append((rec, text or ""))
+            self._count_wake.set()
+        else:
+            self._record(rec)
+
+    def _record(self, rec: RequestRecord) -> None:
+        self.store.add(rec)
+        if rec.ok:
+            self._completed += 1
+            self._tot_in += rec.input_tokens
+            self._tot_out += rec.output_tokens
+            self._chunks_done += rec.chunks
+            self._recent_ttft.append(rec.ttft)
+            tpot = rec.tpot
+            if tpot is not None:
+                self._recent_tpot.append(tpot)
+            self._recent_itl.extend(rec.itls)
+        else:
+            self._failed += 1
+            self._chunks_done += rec.chunks
+        if self.emit_records:
+            self._emit(rec)
+
+    async def _counter_loop(self) -> None:
+        """Counts output tokens of requests without usage, in batches, off the event loop."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._count_wake.wait()
+            self._count_wake.clear()
+            while self._pending_count:
+                batch, self._pending_count = self._pending_count, []
+                texts = [t for _, t in batch]
+                counts = await loop.run_in_executor(None, self.counter.count_many, texts)
+                for (rec, _), n in zip(batch, counts):
+                    self._record(_with_output(rec, n, self.counter.source))
+            if self._dispatch_done and not self._inflight or self._stop_requested:
+                if not self._pending_count:
+                    return
+
+    # ------------------------------------------------------------------ health + snapshots
+    async def _lag_ticker(self) -> None:
+        lag = self._lag
+        while True:
+            t = perf_counter()
+            await asyncio.sleep(LOOP_TICK_S)
+            late = perf_counter() - t - LOOP_TICK_S
+            late = late if late > 0 else 0.0
+            lag.append(late)
+            if late > self._lag_recent:
+                self._lag_recent = late
+
+    async def _snapshotter(self) -> None:
+        interval = self.spec.snapshot_interval
+        while True:
+            await asyncio.sleep(interval)
+            self._emit(self._snapshot())
+
+    def _snapshot(self, done: bool = False, elapsed: float | None = None) -> RunSnapshot:
+        now = perf_counter()
+        el = elapsed if elapsed is not None else now - self._t0
+        chunks = self._chunks_done + sum(o.chunks for o in self._inflight.values())
+        dt = now - self._wall_prev
+        cps = (chunks - self._chunks_prev) / dt if dt > 0 else 0.0
+        self._wall_prev, self._chunks_prev = now, chunks
+        lag_ms = self._lag_recent * 1000.0
+        self._lag_recent = 0.0
+        return RunSnapshot(
+            elapsed=el, planned=len(self.requests), dispatched=self._dispatched, completed=self._completed,
+            failed=self._failed, in_flight=len(self._inflight), total_input_tokens=self._tot_in,
+            total_output_tokens=self._tot_out,
+            request_throughput=self._completed / el if el > 0 else 0.0,
+            output_throughput=self._tot_out / el if el > 0 else 0.0, chunks_per_s=cps,
+            recent_ttft_ms=_p50_p99(self._recent_ttft), recent_tpot_ms=_p50_p99(self._recent_tpot),
+            recent_itl_ms=_p50_p99(self._recent_itl), loop_lag_ms=lag_ms, done=done)
+
+    # ------------------------------------------------------------------ result
+    def _build_result(self, duration: float, partial: bool, cpu_share: float) -> BenchResult:
+        spec = self.spec
+        store = self.store
+        summary = compute_summary(store, duration, spec.percentile_metrics, spec.percentiles, spec.goodput)
+        health = client_health(self._lag, store, cpu_share)
+        reasons = Counter(store.errors.values())
+        rate = spec.request_rate
+        setup: dict[str, Any] = {
+            "date": datetime.now().strftime("%Y%m%d-%H%M%S"),
+            "endpoint_type": spec.backend,
+            "backend": spec.backend,
+            "label": spec.label,
+            "model_id": spec.model,
+            "tokenizer_id": spec.tokenizer_id,
+            "num_prompts": len(self.requests),
+            "request_rate": rate if rate < math.inf else "inf",
+            "burstiness": spec.burstiness,
+            "max_concurrency": spec.max_concurrency,
+        }
+        if spec.ramp_up is not None:
+            setup["ramp_up_strategy"], setup["ramp_up_start_rps"], setup["ramp_up_end_rps"] = spec.ramp_up
+        setup["base_url"] = redact_url(spec.base_url)
+        setup["endpoint"] = spec.endpoint or DEFAULT_ENDPOINTS[spec.backend]
+        setup["dataset_name"] = spec.dataset_name
+        setup["seed"] = spec.seed
+        setup["stream"] = spec.stream
+        setup["dispatched"] = self._dispatched
+        setup["stopped_by"] = "stop" if partial else self._stopped_by
+        return BenchResult(
+            setup=setup, summary=summary, percentile_metrics=tuple(spec.percentile_metrics),
+            percentiles=tuple(spec.percentiles), goodput=dict(spec.goodput) if spec.goodput else None,
+            token_sources=store.source_counts(), client_health=health,
+            error_reasons=dict(reasons.most_common()), partial=partial, cancelled=self._cancelled,
+            warmup=dict(self._warmup), store=store)
+
+
+def _with_output(rec: RequestRecord, n: int, source: str) -> RequestRecord:
+    from dataclasses import replace
+
+    return replace(rec, output_tokens=n, output_source=source)
+
+
+def _p50_p99(values) -> tuple[float, float] | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return percentile(s, 50) * 1000.0, percentile(s, 99) * 1000.0
+
+
+def lag_limit_ms(median_ttft_ms: float, median_itl_ms: float) -> float:
+    """The p99 event-loop lag above which the client distorted the timings (see module constants)."""
+    shares = [x for x in (median_ttft_ms * LAG_TTFT_SHARE if median_ttft_ms > 0 else None,
+                          median_itl_ms * LAG_ITL_SHARE if median_itl_ms > 0 else None) if x is not None]
+    return max(LAG_FLOOR_MS, min(shares)) if shares else LAG_FLOOR_MS
+
+
+def client_health(loop_lag: Sequence[float], store: RecordStore, cpu_share: float) -> dict[str, Any]:
+    """Event-loop lag, schedule lag and client queue time (mean/p99/max, ms) and the verdict."""
+    def stats(values) -> dict[str, float]:
+        s = summarize(values, (99.0,))
+        return {"mean": s["mean"], "p99": s["percentiles"][0][1], "max": s["max"]}
+
+    rows = store.ok_rows()
+    ttft_med = summarize([store.ttft[r] for r in rows], ())["median"]
+    itls: list[float] = []
+    for r in rows[-2000:]:
+        itls.extend(store.itls(r))
+    itl_med = summarize(itls, ())["median"]
+    loop = stats(loop_lag)
+    limit = lag_limit_ms(ttft_med, itl_med)
+    bottleneck = loop["p99"] > limit
+    warning = None
+    if bottleneck:
+        warning = (f"the client was the bottleneck: its event loop ran up to {loop['p99']:.1f} ms late "
+                   f"(p99; limit {limit:.1f} ms), which inflates TTFT and ITL; use fewer concurrent "
+                   "requests or run tokdeck on another machine")
+    return {
+        "event_loop_lag_ms": loop,
+        "schedule_lag_ms": stats(store.lag),
+        "client_queue_time_ms": stats(store.queue),
+        "client_cpu_percent": round(cpu_share * 100.0, 1),
+        "lag_limit_ms": limit,
+        "client_bottleneck": bottleneck,
+        "warning": warning,
+    }
+
+
+async def run_benchmark(spec: BenchSpec, requests: Sequence[BenchRequest], counter: TokenCounter | None = None,
+                        on_event: Callable[[Event], None] | None = None, *, emit_records: bool = True,
+                        stop: asyncio.Event | None = None) -> BenchResult:
+    """Callback form: run to the end (or until ``stop`` is set) and return the result."""
+    run = BenchmarkRun(spec, requests, counter, emit_records=emit_records)
+    if stop is None:
+        return await run.run(on_event)
+    waiter = asyncio.create_task(stop.wait())
+    waiter.add_done_callback(lambda t: None if t.cancelled() else run.stop())
+    try:
+        return await run.run(on_event)
+    finally:
+        waiter.cancel()
+
+
+# ---------------------------------------------------------------------- thread runner
+class BenchmarkThread:
+    """Runs a benchmark on its own event loop in a daemon thread.
+
+    Records and snapshots arrive through ``queue`` (a thread-safe ``queue.Queue``; records are
+    dropped — and counted in ``dropped`` — when the consumer falls more than ``max_queue``
+    behind; snapshots and the result never are). ``stop()`` is thread-safe; ``join()`` returns
+    the ``BenchResult`` (partial after a stop) or raises what the run raised.
+    """
+
+    def __init__(self, spec: BenchSpec, requests: Sequence[BenchRequest], counter: TokenCounter | None = None,
+                 *, emit_records: bool = True, max_queue: int = 100_000) -> None:
+        self.run = BenchmarkRun(spec, requests, counter, emit_records=emit_records)
+        self.queue: _queue.Queue = _queue.Queue()
+        self.max_queue = max_queue
+        self.dropped = 0
+        self.result: BenchResult | None = None
+        self.error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = threading.Event()
+        self._stop_pending = False
+        self._thread = threading.Thread(target=self._main, name="tokdeck-bench", daemon=True)
+
+    def start(self) -> "BenchmarkThread":
+        self._thread.start()
+        self._started.wait()
+        return self
+
+    def _put(self, item) -> None:
+        if isinstance(item, RequestRecord) and self.queue.qsize() >= self.max_queue:
+            self.dropped += 1
+            return
+        self.queue.put(item)
+
+    def _main(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        self._started.set()
+        try:
+            if self._stop_pending:
+                self.run.stop()
+            self.result = loop.run_until_complete(self.run.run(self._put))
+            self.queue.put(self.result)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller in join()
+            self.error = exc
+            self.queue.put(exc)
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+
+    def stop(self) -> None:
+        """Stop dispatching, cancel requests in flight (thread-safe); the result is partial."""
+        self._stop_pending = True
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self.run.stop)
+            except RuntimeError:  # the loop closed meanwhile: nothing left to stop
+                pass
+
+    def join(self, timeout: float | None = None) -> BenchResult | None:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return None
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def __enter__(self) -> "BenchmarkThread":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        if self._thread.is_alive():
+            self.stop()
+        self._thread.join()

@@ -1,0 +1,78 @@
+"""The text summary of a result: vLLM's "Serving Benchmark Result" block, then tokdeck's lines."""
+
+from __future__ import annotations
+
+from .metrics import percentile_word
+from .results import BenchResult
+
+_HEADERS = {
+    "ttft": ("TTFT", "Time to First Token"),
+    "tpot": ("TPOT", "Time per Output Token (excl. 1st token)"),
+    "itl": ("ITL", "Inter-token Latency"),
+    "e2el": ("E2EL", "End-to-end Latency"),
+}
+
+
+def _line(label: str, value, fmt: str = "") -> str:
+    return "{:<40} {:<10{}}".format(label, value, fmt).rstrip()
+
+
+def format_summary(result: BenchResult) -> str:
+    s = result.summary
+    setup = result.setup
+    out = ["{s:{c}^{n}}".format(s=" Serving Benchmark Result ", n=50, c="=")]
+    out.append(_line("Successful requests:", s["completed"]))
+    out.append(_line("Failed requests:", s["failed"]))
+    if setup.get("max_concurrency") is not None:
+        out.append(_line("Maximum request concurrency:", setup["max_concurrency"]))
+    if setup.get("request_rate") != "inf":
+        out.append(_line("Request rate configured (RPS):", float(setup["request_rate"]), ".2f"))
+    out.append(_line("Benchmark duration (s):", s["duration"], ".2f"))
+    out.append(_line("Total input tokens:", s["total_input_tokens"]))
+    out.append(_line("Total generated tokens:", s["total_output_tokens"]))
+    out.append(_line("Request throughput (req/s):", s["request_throughput"], ".2f"))
+    if s["request_goodput"] is not None:
+        out.append(_line("Request goodput (req/s):", s["request_goodput"], ".2f"))
+    out.append(_line("Output token throughput (tok/s):", s["output_throughput"], ".2f"))
+    out.append(_line("Peak output token throughput (tok/s):", s["max_output_tokens_per_s"], ".2f"))
+    out.append(_line("Peak concurrent requests:", float(s["max_concurrent_requests"]), ".2f"))
+    out.append(_line("Total token throughput (tok/s):", s["total_token_throughput"], ".2f"))
+    for m in result.percentile_metrics:
+        name, header = _HEADERS[m]
+        out.append("{s:{c}^{n}}".format(s=header, n=50, c="-"))
+        out.append(_line(f"Mean {name} (ms):", s[f"mean_{m}_ms"], ".2f"))
+        out.append(_line(f"Median {name} (ms):", s[f"median_{m}_ms"], ".2f"))
+        for p in result.percentiles:
+            w = percentile_word(p)
+            out.append(_line(f"P{w} {name} (ms):", s[f"p{w}_{m}_ms"], ".2f"))
+    h = result.client_health
+    out.append("{s:{c}^{n}}".format(s="Client Health (tokdeck)", n=50, c="-"))
+    for key, label in (("event_loop_lag_ms", "Event-loop lag"), ("schedule_lag_ms", "Schedule lag"),
+                       ("client_queue_time_ms", "Client queue time")):
+        v = h[key]
+        out.append(_line(f"{label} mean/p99/max (ms):", f"{v['mean']:.2f} / {v['p99']:.2f} / {v['max']:.2f}"))
+    out.append(_line("Client CPU (% of one core):", h["client_cpu_percent"], ".1f"))
+    out.append("=" * 50)
+    # what the figures rest on
+    notes = []
+    for side in ("input", "output"):
+        src = result.token_sources.get(side) or {}
+        if src:
+            notes.append(f"{side} tokens from " + ", ".join(f"{k} ({v})" for k, v in src.items()))
+    if notes:
+        out.append("Token counts: " + "; ".join(notes))
+    if result.cancelled or result.partial:
+        out.append(f"Partial result: stopped early; {result.cancelled} request(s) in flight were cancelled "
+                   "and are not counted")
+    w = result.warmup
+    if w.get("requests"):
+        out.append(f"Warm-up: {w['requests']} request(s) not measured ({w['failed']} failed)")
+    if result.error_reasons:
+        out.append("Failed requests by reason:")
+        for reason, n in list(result.error_reasons.items())[:10]:
+            out.append(f"  {n:>6}  {reason}")
+        if len(result.error_reasons) > 10:
+            out.append(f"  ... and {len(result.error_reasons) - 10} other reason(s)")
+    if h.get("warning"):
+        out.append(f"WARNING: {h['warning']}")
+    return "\n".join(out)
