@@ -217,3 +217,20 @@ async def test_a_huge_text_does_not_stall_other_requests(serve_client, bundled):
     assert not big.done(), "the short requests should be answered before the big one completes"
     status, body = await big
     assert status == 200 and body["token_count"] == tok.count(big_text)
+
+
+async def test_concurrent_short_requests_each_get_their_own_count(serve_client, bundled):
+    """Short texts arriving together are counted in shared worker calls: no mix-ups between them."""
+    client = await serve_client()
+    rng = random.Random(3)
+    pieces = ["hello", " <|endoftext|>", " 東京", "\n\n", " naïve", "<|im_start|>", " x", "<s>", " 42"]
+    cases = [("".join(rng.choice(pieces) for _ in range(rng.randint(0, 12))),
+              rng.choice(["cl100k_base", "qwen3", "llama2", "estimate", "mistral-tekken"]),
+              rng.choice(["literal", "parse"])) for _ in range(200)]
+    cases.append(("word " * 5000, "qwen3", "literal"))  # a long text among them takes its own job
+    results = await asyncio.gather(*(post(client, "/calculate", {"text": t, "tokenizer": tid, "specials": sp})
+                                     for t, tid, sp in cases))
+    for (text, tid, specials), (status, body) in zip(cases, results):
+        assert status == 200, body
+        assert (body["tokenizer"], body["specials"]) == (tid, specials)
+        assert body["token_count"] == bundled.get(tid).count(text, specials), (text, tid, specials)

@@ -24,6 +24,7 @@ from ..tokenizers import Registry, default_registry, resolve_model
 from ..tokenizers.base import Tokenizer, TokenizerInfo
 from ..tokenizers.chat import ChatFormatError, chat_method, count_chat
 from ..tokenizers.resolve import FAMILIES
+from .batching import CountBatcher, count_texts
 from .requests import ApiError, BatchRequest, CountRequest, Target, parse_batch, parse_count, parse_json
 
 OPEN_PATHS = frozenset({"/health"})  # answered without the bearer token (for liveness probes)
@@ -47,6 +48,7 @@ class Resolved:
     via: str  # alias | tokenizer-id | openai | family | tokenizer (asked for by id)
 
 
+RESOLVED_CACHE_SIZE = 4096
 STATE = web.AppKey("tokdeck_state", object)
 
 
@@ -58,6 +60,9 @@ class ServiceState:
         self.started = time.monotonic()
         self.busy = 0  # counting jobs submitted and not finished
         self.served: set[str] = set()  # tokenizer ids loaded for a request or preloaded
+        self.batcher = CountBatcher(self.executor)
+        # the registry's aliases and discovered tokenizers are fixed for the process: resolve once
+        self._resolved: dict[tuple[str | None, str | None], Resolved] = {}
 
     async def run(self, fn: Callable[[], Any]) -> Any:
         self.busy += 1
@@ -65,6 +70,24 @@ class ServiceState:
             return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
         finally:
             self.busy -= 1
+
+    async def count(self, tok: Tokenizer, text: str, specials: str) -> int:
+        self.busy += 1
+        try:
+            return await self.batcher.count(tok, text, specials)
+        finally:
+            self.busy -= 1
+
+    async def resolved(self, target: Target) -> Resolved:
+        """``resolve`` run in the pool the first time, then from a cache (errors are not cached)."""
+        key = (target.model_name, target.tokenizer)
+        hit = self._resolved.get(key)
+        if hit is None:
+            hit = await self.run(lambda: self.resolve(target))
+            if len(self._resolved) >= RESOLVED_CACHE_SIZE:
+                self._resolved.clear()
+            self._resolved[key] = hit
+        return hit
 
     # --------------------------------------------------------- in worker threads
     def resolve(self, target: Target) -> Resolved:
@@ -101,11 +124,7 @@ def _describe(r: Resolved, specials: str) -> dict[str, Any]:
     }
 
 
-def _count_job(state: ServiceState, req: CountRequest) -> dict[str, Any]:
-    r = state.resolve(req.target)
-    if req.text is not None:
-        n = r.tokenizer.count_many([req.text], req.specials)[0]
-        return {"token_count": n, **_describe(r, req.specials), "char_count": len(req.text)}
+def _chat_job(r: Resolved, req: CountRequest) -> dict[str, Any]:
     try:
         c = count_chat(r.tokenizer, req.messages, req.specials)
     except ChatFormatError as exc:
@@ -115,13 +134,6 @@ def _count_job(state: ServiceState, req: CountRequest) -> dict[str, Any]:
     if c.template_source is not None:
         out["template"] = c.template_source if c.template_source == "bundled" else Path(c.template_source).name
     return out
-
-
-def _batch_job(state: ServiceState, req: BatchRequest) -> dict[str, Any]:
-    r = state.resolve(req.target)
-    counts = r.tokenizer.count_many(list(req.texts), req.specials) if req.texts else []
-    return {"results": [{"token_count": n, "char_count": len(t)} for n, t in zip(counts, req.texts)],
-            "total_tokens": sum(counts), **_describe(r, req.specials)}
 
 
 def _openai_patterns() -> dict[str, list[str]]:
@@ -222,13 +234,20 @@ async def _read_json(request: web.Request) -> dict[str, Any]:
 async def calculate(request: web.Request) -> web.Response:
     state: ServiceState = request.app[STATE]
     req = parse_count(await _read_json(request))
-    return json_response(await state.run(lambda: _count_job(state, req)))
+    r = await state.resolved(req.target)
+    if req.text is None:
+        return json_response(await state.run(lambda: _chat_job(r, req)))
+    n = await state.count(r.tokenizer, req.text, req.specials)
+    return json_response({"token_count": n, **_describe(r, req.specials), "char_count": len(req.text)})
 
 
 async def batch_calculate(request: web.Request) -> web.Response:
     state: ServiceState = request.app[STATE]
     req = parse_batch(await _read_json(request))
-    return json_response(await state.run(lambda: _batch_job(state, req)))
+    r = await state.resolved(req.target)
+    counts = await state.run(lambda: count_texts(r.tokenizer, req.texts, req.specials)) if req.texts else []
+    return json_response({"results": [{"token_count": n, "char_count": len(t)} for n, t in zip(counts, req.texts)],
+                          "total_tokens": sum(counts), **_describe(r, req.specials)})
 
 
 async def models(request: web.Request) -> web.Response:
