@@ -44,3 +44,25 @@ def test_env_override(tmp_path, monkeypatch):
     path.write_text('[tokens]\nbudget_model = "llama-3.1-8b"\n')
     monkeypatch.setenv("TOKDECK_CONFIG", str(path))
     assert load_config().tokens.budget_model == "llama-3.1-8b"
+
+
+def test_profiles_round_trip_and_validation(tmp_path):
+    from tui.core.config import Profile
+
+    path = tmp_path / "config.toml"
+    cfg = Config(profiles=(Profile(name="gpu1", base_url="http://10.0.0.5:8000", model="qwen3-8b",
+                                   api_key="sk-secret", headers={"X-Team": "ml"}),
+                           Profile(name="gw", base_url="https://gw.intra", backend="openai", api_key_env="GW_KEY")))
+    save_config(cfg, path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    again = load_config(path)
+    assert again.profiles == cfg.profiles
+    assert again.profile("gw").api_key_env == "GW_KEY"
+    with pytest.raises(ConfigError, match="no profile named 'x'"):
+        again.profile("x")
+    path.write_text('[[profiles]]\nname = "a"\nbase_url = "http://h"\nbackend = "grpc"\n')
+    with pytest.raises(ConfigError, match="config.toml:4: profiles.backend must be openai-chat or openai"):
+        load_config(path)
+    path.write_text('[[profiles]]\nname = "a"\n')
+    with pytest.raises(ConfigError, match="needs a name and a base_url"):
+        load_config(path)

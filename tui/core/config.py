@@ -44,10 +44,36 @@ class TokensSettings:
 
 
 @dataclass(frozen=True)
+class Profile:
+    """An endpoint to benchmark: ``[[profiles]]`` tables in the config."""
+
+    name: str = ""
+    base_url: str = ""
+    backend: str = "openai-chat"  # openai-chat | openai
+    model: str | None = None
+    #: the API key is read from this environment variable at run time ...
+    api_key_env: str | None = None
+    #: ... or stored here (the config file is 0600; never printed or saved in results)
+    api_key: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    insecure: bool = False  # skip TLS verification
+    ca_bundle: str | None = None
+    timeout_s: float = 600.0
+
+
+@dataclass(frozen=True)
 class Config:
     tokenizers: TokenizerSettings = field(default_factory=TokenizerSettings)
     tokens: TokensSettings = field(default_factory=TokensSettings)
+    profiles: tuple[Profile, ...] = ()
     path: Path | None = field(default=None, compare=False)
+
+    def profile(self, name: str) -> Profile:
+        for p in self.profiles:
+            if p.name == name:
+                return p
+        known = ", ".join(p.name for p in self.profiles) or "none"
+        raise ConfigError(f"no profile named {name!r} in {self.path} (profiles: {known})")
 
 
 def _line_of(text: str, key: str) -> int | None:
@@ -136,9 +162,28 @@ def load_config(path: Path | None = None, *, missing_ok: bool = True) -> Config:
         if name not in sections:
             raise ConfigError(f"{_where_section(path, text, name)}: unknown section [{name}] "
                               f"(known: {', '.join(sorted(sections))})")
+        if name == "profiles":
+            kwargs[name] = _profiles(table, path, text)
+            continue
         cls = typing.get_type_hints(Config)[name]
         kwargs[name] = section_from_table(cls, table, name, path, text)
     return Config(path=path, **kwargs)
+
+
+def _profiles(tables: Any, path: Path, text: str) -> tuple[Profile, ...]:
+    if not isinstance(tables, list):
+        raise ConfigError(f"{_where_section(path, text, 'profiles')}: profiles must be [[profiles]] tables")
+    out = []
+    for table in tables:
+        profile = section_from_table(Profile, table, "profiles", path, text)
+        if not profile.name or not profile.base_url:
+            raise ConfigError(f"{_where_section(path, text, 'profiles')}: every [[profiles]] needs a name and a base_url")
+        if profile.backend not in ("openai-chat", "openai"):
+            raise ConfigError(f"{_where(path, text, 'backend')}: profiles.backend must be openai-chat or openai")
+        if any(p.name == profile.name for p in out):
+            raise ConfigError(f"{_where_section(path, text, 'profiles')}: two profiles are named {profile.name!r}")
+        out.append(profile)
+    return tuple(out)
 
 
 def _where_section(path: Path, text: str, name: str) -> str:
@@ -186,7 +231,11 @@ def dump_config(cfg: Config) -> str:
     for f in dataclasses.fields(cfg):
         if f.name == "path":
             continue
-        parts.append(dump_section(f.name, getattr(cfg, f.name)))
+        value = getattr(cfg, f.name)
+        if isinstance(value, tuple):  # arrays of tables
+            parts += [dump_section(f.name, item).replace(f"[{f.name}]", f"[[{f.name}]]", 1) for item in value]
+        else:
+            parts.append(dump_section(f.name, value))
     return "\n".join(parts)
 
 
