@@ -1,0 +1,170 @@
+"""`tokdeck sim`: run the simulated OpenAI-compatible streaming server until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+
+ORDER = 45
+
+
+def _rate(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {text}")
+    return v
+
+
+def _ms(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of milliseconds >= 0, not {text}")
+    return v
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {text}")
+    return v
+
+
+def _count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {text}")
+    return v
+
+
+def _port(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0-65535 (0: any free port), not {text}")
+    return v
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sim", help="run a simulated OpenAI-compatible streaming server",
+        description="Serve /v1/chat/completions, /v1/completions, /v1/models and /health with "
+                    "configurable timing, output lengths and faults, for demos, tests and gateway "
+                    "checks. Text and usage come from a bundled tokenizer, so token counts are exact. "
+                    "Runs until Ctrl-C.")
+    g = p.add_argument_group("server")
+    g.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others warn)")
+    g.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0 picks a free one)")
+    g.add_argument("--model", default="tokdeck-sim", help="model name listed by /v1/models (default tokdeck-sim)")
+    g.add_argument("--strict-model", action="store_true", help="404 for other model names (default: accept any)")
+    g.add_argument("--tokenizer", default="cl100k_base", metavar="ID",
+                   help="bundled tokenizer for text and usage counts (default cl100k_base)")
+    g.add_argument("--api-key-env", metavar="VAR",
+                   help="require `Authorization: Bearer $VAR` on /v1 (the key is read from the environment)")
+    g.add_argument("--max-concurrency", type=_positive, metavar="N",
+                   help="requests beyond N wait in a server-side queue (adds to their TTFT)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the random draws (default 0)")
+    t = p.add_argument_group("timing and output")
+    t.add_argument("--ttft-ms", type=_ms, default=150.0, help="time to first token (default 150)")
+    t.add_argument("--ttft-jitter-ms", type=_ms, default=0.0, help="TTFT spread (default 0)")
+    t.add_argument("--itl-ms", type=_ms, default=10.0, help="gap between chunks (default 10)")
+    t.add_argument("--itl-jitter-ms", type=_ms, default=0.0, help="gap spread (default 0)")
+    t.add_argument("--jitter", choices=("normal", "uniform", "exp"), default="normal",
+                   help="spread distribution: normal clipped at 0 (default), uniform ±, exp (mean + exponential tail)")
+    t.add_argument("--output-tokens", type=_positive, metavar="N",
+                   help="where the model stops by itself (default: run to the request's max_tokens, else 64)")
+    t.add_argument("--output-tokens-jitter", type=_count, default=0, metavar="N",
+                   help="uniform ± spread of --output-tokens")
+    t.add_argument("--tokens-per-chunk", type=_positive, default=1, metavar="N", help="tokens per SSE chunk")
+    t.add_argument("--reasoning-tokens", type=_count, default=0, metavar="N",
+                   help="send the first N tokens as delta.reasoning_content (chat)")
+    t.add_argument("--usage", choices=("separate", "final", "none"), default="separate",
+                   help="separate: own chunk when stream_options.include_usage (default); "
+                        "final: always in the finish chunk; none: never")
+    t.add_argument("--no-done", action="store_true", help="end streams without `data: [DONE]`")
+    t.add_argument("--no-role-chunk", action="store_true", help="no role-only first chunk (chat)")
+    f = p.add_argument_group("faults (fractions of requests, 0-1, adding up to at most 1)")
+    f.add_argument("--error-rate", type=_rate, default=0.0, help="answered with an HTTP error")
+    f.add_argument("--error-status", type=int, default=500, help="status of those errors (default 500)")
+    f.add_argument("--cut-rate", type=_rate, default=0.0, help="connection dropped mid-stream")
+    f.add_argument("--malformed-rate", type=_rate, default=0.0, help="one malformed data: line mid-stream")
+    f.add_argument("--midstream-error-rate", type=_rate, default=0.0, help="an error object mid-stream")
+    f.add_argument("--slow-headers-ms", type=_ms, default=0.0, help="delay before response headers")
+    p.set_defaults(run=run)
+
+
+def config_from_args(args):
+    """The SimConfig the command line asks for (raises TokdeckError for bad combinations)."""
+    import os
+
+    from ..core.bench.sim import SimConfig
+    from ..core.errors import TokdeckError
+
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            raise TokdeckError(f"--api-key-env: environment variable {args.api_key_env} is not set or empty")
+    return SimConfig(
+        model=args.model, tokenizer=args.tokenizer, ttft_ms=args.ttft_ms, ttft_jitter_ms=args.ttft_jitter_ms,
+        itl_ms=args.itl_ms, itl_jitter_ms=args.itl_jitter_ms, jitter=args.jitter,
+        output_tokens=args.output_tokens, output_tokens_jitter=args.output_tokens_jitter,
+        tokens_per_chunk=args.tokens_per_chunk, usage=args.usage, send_done=not args.no_done,
+        role_chunk=not args.no_role_chunk, reasoning_tokens=args.reasoning_tokens, error_rate=args.error_rate,
+        error_status=args.error_status, cut_rate=args.cut_rate, malformed_rate=args.malformed_rate,
+        midstream_error_rate=args.midstream_error_rate, slow_headers_ms=args.slow_headers_ms,
+        max_concurrency=args.max_concurrency, seed=args.seed, strict_model=args.strict_model,
+        api_key=api_key, max_records=10_000,
+    ).validate()
+
+
+def run(args) -> int:
+    import asyncio
+    import signal
+    import sys
+
+    from ..core.bench.sim import is_loopback_host, start_simulator
+
+    cfg = config_from_args(args)
+    if not is_loopback_host(args.host):
+        print(f"tokdeck: warning: binding {args.host}: the simulator is reachable from other machines",
+              file=sys.stderr)
+
+    async def serve() -> None:
+        server = await start_simulator(cfg, args.host, args.port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        jitter = f" ({cfg.jitter} jitter)" if cfg.ttft_jitter_ms or cfg.itl_jitter_ms else ""
+        out = cfg.output_tokens if cfg.output_tokens is not None else "max_tokens (else 64)"
+        print(f"tokdeck sim: serving {server.url}/v1  (model {cfg.model}, tokenizer {cfg.tokenizer}"
+              f"{', API key required' if cfg.api_key else ''})", flush=True)
+        print(f"  timing: TTFT {cfg.ttft_ms:g}±{cfg.ttft_jitter_ms:g} ms, ITL {cfg.itl_ms:g}±{cfg.itl_jitter_ms:g} ms"
+              f"{jitter}, output {out}, {cfg.tokens_per_chunk} token(s)/chunk, usage {cfg.usage}, "
+              f"[DONE] {'on' if cfg.send_done else 'off'}, role chunk {'on' if cfg.role_chunk else 'off'}"
+              f"{f', max concurrency {cfg.max_concurrency}' if cfg.max_concurrency else ''}", flush=True)
+        print(f"  faults: {cfg.describe_faults()}", flush=True)
+        print("  Ctrl-C stops.", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await server.close()
+            total = sum(server.counts.values())
+            detail = ", ".join(f"{k} {v}" for k, v in sorted(server.counts.items()))
+            print(f"tokdeck sim: stopped after {total} request(s){f' ({detail})' if total else ''}", flush=True)
+
+    asyncio.run(serve())
+    return 0

@@ -1,0 +1,909 @@
+"""A simulated OpenAI-compatible streaming server, for demos, tests and gateway checks.
+
+Endpoints: ``GET /health``, ``GET /v1/models``, ``POST /v1/chat/completions`` and
+``POST /v1/completions`` (streaming SSE and plain JSON). Timing, output length, usage
+reporting and faults come from a :class:`SimConfig`; each finished request leaves a
+:class:`SimRecord` with the server's own timing truth, to check a client against.
+
+    async with SimServer(SimConfig(ttft_ms=5, itl_ms=1)) as srv:   # or: await start_simulator(cfg)
+        ...  # talk to srv.url + "/v1/..."; srv.records holds the truth
+    with ThreadedSimulator(cfg) as url:                               # for sync callers
+        ...
+
+Text and token counts. Generated text is a seeded stream of common English words, each of
+which is one token of the configured bundled tokenizer (checked when the server starts): the
+first word of a response (and of the reasoning part) has no leading space, later ones have one.
+Re-tokenizing the text of a response with the same tokenizer therefore gives exactly
+``completion_tokens``. ``prompt_tokens`` is the exact count of the prompt with that tokenizer
+(special-token strings counted as literal text); for chat, of the message contents joined with
+"\\n" - no chat template is applied. A prompt given as token ids counts its ids.
+
+Timing. ``arrival`` is ``time.monotonic()`` when the handler starts. Work starts at arrival, or
+when a slot frees up under ``max_concurrency`` (the wait adds to TTFT, like a real server's
+queue). The first content chunk is due ``ttft`` after the start, each later chunk ``itl`` after
+the previous one's due time (absolute deadlines, so sleeps never accumulate drift); a write is
+never earlier than its deadline. Each SSE event is one write. Jitter: ``jitter="normal"``
+(default) draws N(mean, jitter) clipped at 0; ``"uniform"`` mean ± jitter, clipped at 0;
+``"exp"`` the mean plus an exponential tail whose mean is the jitter (a busy server's long tail).
+
+Stream shape (chat): a role chunk ``{"role": "assistant", "content": ""}`` at once on accept
+(before any queue wait; not a token), then content chunks (the first ``reasoning_tokens`` tokens
+as ``delta.reasoning_content``), then a finish chunk with an empty delta and ``finish_reason``,
+then usage, then ``data: [DONE]``. Usage: ``"separate"`` - its own chunk with empty
+``choices``, only when the request sets ``stream_options.include_usage``, like OpenAI;
+``"final"`` - always inside the finish chunk, whatever the request asked (as some servers
+do); ``"none"`` - never, not even in non-streaming responses. Completions streams are the same
+without the role chunk.
+
+Output length: ``output_tokens`` (± ``output_tokens_jitter``, uniform) is where the simulated
+model stops by itself (``finish_reason: "stop"``); a smaller ``max_tokens`` cuts it
+(``"length"``); ``ignore_eos`` runs to ``max_tokens``. With ``output_tokens=None`` every
+response runs to ``max_tokens``/``max_completion_tokens`` (``"length"``), or 64 tokens.
+
+Faults (at most one per request; the rates are fractions of requests and must add up to ≤ 1):
+``error_rate`` - an HTTP ``error_status`` JSON error right away; ``cut_rate`` - the connection
+is dropped after some content (no finish chunk, no end of the chunked body); ``malformed_rate``
+- one ``data:`` line of truncated JSON somewhere among the content chunks, the stream then goes
+on normally; ``midstream_error_rate`` - an OpenAI error object as an SSE event after some
+content, then the stream ends (with ``[DONE]`` if enabled). For non-streaming requests: cut
+drops the connection at the time the response was due, malformed sends truncated JSON with
+status 200, a mid-stream error becomes an HTTP error at that time. ``slow_headers_ms`` delays
+the response headers of every request.
+
+Models: any requested model name is accepted and echoed back (friendlier for demos) unless
+``strict_model`` is set, when names other than ``model`` get a 404 like OpenAI's. With
+``api_key`` set, ``/v1/*`` requires ``Authorization: Bearer <key>`` (401 otherwise); ``/health``
+stays open. Request errors are 400 with ``{"error": {"message", "type", "param", "code"}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import itertools
+import json
+import math
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterator
+
+from ..errors import TokdeckError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from aiohttp import web
+
+    from ..tokenizers import Tokenizer
+
+USAGE_MODES = ("separate", "final", "none")
+JITTER_KINDS = ("normal", "uniform", "exp")
+FAULTS = ("error", "cut", "malformed", "midstream_error")
+
+# Common English words (single dictionary words: no copyright question). Each tokenizer keeps
+# those that are one token both at the start of a text and after a space.
+_WORDS = """the of and to in is was he for it with as his on be at by had are but from or have an
+they which one you were her all she there would their we him been has when who will more no if
+out so said what up its about into than them can only other new some could time these two may
+then do first any my now such like our over man me even most made after also did many before
+must through back years where much your way well down should because each just those people how
+too little state good very make world still own see men work long get here between both life
+being under never day same another know while last might us great old year off come since
+against go came right used take three water light house place small found home land sound hand
+high part line end word name form air went read need point page letter mother answer study still
+learn plant cover food sun four thought let keep eye never last door tree cross farm hard start
+story saw far sea draw left late run close night real north open seem together next white
+children begin got walk example ease paper group always music those both mark often until mile
+river car feet care second book carry took science eat room friend began idea fish mountain stop
+once base hear horse cut sure watch color face wood main enough plain girl usual young ready
+above ever red list though feel talk bird soon body dog family direct pose leave song measure
+state product black short numeral class wind question happen complete ship area half rock order
+fire south problem piece told knew pass farm top whole king size heard best hour better true
+during hundred am remember step early hold west ground interest reach fast five sing listen six
+table travel less morning ten simple several toward war lay against pattern slow center love
+person money serve appear road map science rule govern pull cold notice voice fall power town
+fine certain fly unit lead cry dark machine note wait plan figure star box noun field rest
+correct able pound done beauty drive stood contain front teach week final gave green oh quick
+develop sleep warm free minute strong special mind behind clear tail produce fact street inch
+lot nothing course stay wheel full force blue object decide surface deep moon island foot yet
+busy test record boat common gold possible plane age dry wonder laugh thousand ago ran check
+game shape yes hot miss brought heat snow bed bring sit perhaps fill east weight language among"""
+
+_CYCLE_LEN = 4096  # length of the seeded word stream responses are cut from
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """How the simulated server behaves. Times are in milliseconds, rates are fractions 0..1."""
+
+    model: str = "tokdeck-sim"
+    tokenizer: str = "cl100k_base"      # bundled tokenizer id (or a model name it resolves from)
+    ttft_ms: float = 150.0              # request start -> first content chunk
+    ttft_jitter_ms: float = 0.0         # spread, distribution per ``jitter``
+    itl_ms: float = 10.0                # gap between content chunks
+    itl_jitter_ms: float = 0.0
+    jitter: str = "normal"              # normal (clipped at 0) | uniform | exp (long tail)
+    output_tokens: int | None = None    # None: the request's max_tokens / max_completion_tokens, else 64
+    output_tokens_jitter: int = 0       # uniform ± spread around output_tokens
+    tokens_per_chunk: int = 1
+    usage: str = "separate"             # separate | final | none (see the module docstring)
+    send_done: bool = True              # send `data: [DONE]`
+    role_chunk: bool = True             # role-only chunk on accept (chat only; not a token)
+    reasoning_tokens: int = 0           # first N output tokens as delta.reasoning_content (chat)
+    error_rate: float = 0.0             # HTTP error_status JSON error
+    error_status: int = 500
+    cut_rate: float = 0.0               # connection dropped mid-stream
+    malformed_rate: float = 0.0         # one malformed `data:` line mid-stream
+    midstream_error_rate: float = 0.0   # an OpenAI error object mid-stream
+    slow_headers_ms: float = 0.0        # delay before response headers
+    max_concurrency: int | None = None  # requests beyond it wait in a server-side queue
+    seed: int | None = 0                # None: different draws every run
+    strict_model: bool = False          # 404 for model names other than ``model``
+    api_key: str | None = field(default=None, repr=False)  # require `Authorization: Bearer KEY`
+    max_records: int | None = None      # keep only the newest N records (None: all)
+
+    def validate(self) -> "SimConfig":
+        """Raise TokdeckError (one line) for values that make no sense; return self."""
+        def bad(msg: str) -> TokdeckError:
+            return TokdeckError(f"simulator: {msg}")
+
+        for name in ("ttft_ms", "ttft_jitter_ms", "itl_ms", "itl_jitter_ms", "slow_headers_ms"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise bad(f"{name} must be a number >= 0, not {v!r}")
+        if self.jitter not in JITTER_KINDS:
+            raise bad(f"jitter must be one of {', '.join(JITTER_KINDS)}, not {self.jitter!r}")
+        if self.usage not in USAGE_MODES:
+            raise bad(f"usage must be one of {', '.join(USAGE_MODES)}, not {self.usage!r}")
+        if self.output_tokens is not None and self.output_tokens < 1:
+            raise bad(f"output_tokens must be >= 1, not {self.output_tokens}")
+        if self.output_tokens_jitter < 0:
+            raise bad("output_tokens_jitter must be >= 0")
+        if self.tokens_per_chunk < 1:
+            raise bad(f"tokens_per_chunk must be >= 1, not {self.tokens_per_chunk}")
+        if self.reasoning_tokens < 0:
+            raise bad("reasoning_tokens must be >= 0")
+        rates = [self.error_rate, self.cut_rate, self.malformed_rate, self.midstream_error_rate]
+        for name, v in zip(("error_rate", "cut_rate", "malformed_rate", "midstream_error_rate"), rates):
+            if not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise bad(f"{name} must be between 0 and 1, not {v!r}")
+        if sum(rates) > 1 + 1e-9:
+            raise bad(f"the fault rates add up to {sum(rates):g}; at most 1 (one fault per request)")
+        if not 400 <= self.error_status <= 599:
+            raise bad(f"error_status must be an HTTP error status (400-599), not {self.error_status}")
+        if self.max_concurrency is not None and self.max_concurrency < 1:
+            raise bad("max_concurrency must be >= 1")
+        if self.max_records is not None and self.max_records < 0:
+            raise bad("max_records must be >= 0")
+        return self
+
+    def describe_faults(self) -> str:
+        """One line naming the active faults, e.g. 'errors 5% (HTTP 500), cuts 1%' or 'none'."""
+        parts = []
+        if self.error_rate:
+            parts.append(f"errors {self.error_rate:.3g} (HTTP {self.error_status})")
+        if self.cut_rate:
+            parts.append(f"cut connections {self.cut_rate:.3g}")
+        if self.malformed_rate:
+            parts.append(f"malformed chunks {self.malformed_rate:.3g}")
+        if self.midstream_error_rate:
+            parts.append(f"mid-stream errors {self.midstream_error_rate:.3g}")
+        if self.slow_headers_ms:
+            parts.append(f"slow headers {self.slow_headers_ms:g} ms")
+        return ", ".join(parts) or "none"
+
+
+@dataclass(frozen=True)
+class SimRecord:
+    """The server's truth about one finished request. Times in seconds; ``arrival`` is monotonic.
+
+    ``ttft_s``: arrival -> the write of the first content chunk (streaming), None when no content
+    was sent or for non-streaming requests. ``itls_s``: gaps between content-chunk writes.
+    ``e2e_s``: arrival -> the last content write (streaming) or the response write (JSON).
+    ``queue_s``: time waiting for a ``max_concurrency`` slot. ``ttft_scheduled_s``: when the
+    first content was due, from arrival. ``completion_tokens``: tokens actually sent.
+    ``fault``: None, one of ``error, cut, malformed, midstream_error``, ``bad_request`` (4xx),
+    or ``client_gone`` (the client disconnected first).
+    """
+
+    index: int
+    path: str
+    stream: bool
+    arrival: float
+    status: int
+    fault: str | None = None
+    model: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    finish_reason: str | None = None
+    queue_s: float = 0.0
+    ttft_s: float | None = None
+    ttft_scheduled_s: float | None = None
+    itls_s: tuple[float, ...] = ()
+    e2e_s: float | None = None
+
+
+# ----------------------------------------------------------------------------- text source
+class TextSource:
+    """Pre-encoded single-token words of one tokenizer, and the seeded word stream."""
+
+    def __init__(self, tokenizer: "Tokenizer"):
+        self.tokenizer = tokenizer
+        words = list(dict.fromkeys(_WORDS.split()))
+        anchor = tokenizer.count("the")
+        counts_first = tokenizer.count_many(words)
+        counts_after = tokenizer.count_many(["the " + w for w in words])
+        self.words = [w for w, a, b in zip(words, counts_first, counts_after) if a == 1 and b == anchor + 1]
+        if len(self.words) < 16:
+            raise TokdeckError(f"simulator: tokenizer {tokenizer.id} has too few single-token words to generate text")
+        rng = random.Random(0)
+        self.cycle = [rng.randrange(len(self.words)) for _ in range(_CYCLE_LEN)]
+        # JSON string literals (with quotes) of each word, with and without a leading space
+        self.json_first = [json.dumps(w).encode() for w in self.words]
+        self.json_after = [json.dumps(" " + w).encode() for w in self.words]
+        sample = self.text(0, _CYCLE_LEN)
+        if tokenizer.count(sample) != _CYCLE_LEN:  # pragma: no cover - guarded by the tests
+            raise TokdeckError(f"simulator: generated text does not re-tokenize exactly with {tokenizer.id}")
+
+    def word_ids(self, offset: int, n: int) -> list[int]:
+        cyc, L = self.cycle, len(self.cycle)
+        return [cyc[(offset + j) % L] for j in range(n)]
+
+    def text(self, offset: int, n: int) -> str:
+        ids = self.word_ids(offset, n)
+        if not ids:
+            return ""
+        w = self.words
+        return w[ids[0]] + "".join(" " + w[i] for i in ids[1:])
+
+    def piece(self, word: int, first: bool) -> str:
+        return self.words[word] if first else " " + self.words[word]
+
+
+_SOURCES: dict[str, TextSource] = {}
+_SOURCES_LOCK = threading.Lock()
+
+
+def text_source(tokenizer: str) -> TextSource:
+    """The TextSource of a bundled tokenizer id (or a model name that resolves to one); cached."""
+    from ..tokenizers import default_registry, resolve_model
+
+    reg = default_registry()
+    with _SOURCES_LOCK:
+        src = _SOURCES.get(tokenizer)
+        if src is not None:
+            return src
+        try:
+            tid = reg.info(tokenizer).id
+        except TokdeckError:
+            try:
+                tid = resolve_model(tokenizer, reg).tokenizer_id
+            except TokdeckError:
+                reg.info(tokenizer)  # the "unknown tokenizer" error with its suggestion
+                raise
+        tok = reg.get(tid)
+        if not tok.has_vocab:
+            raise TokdeckError(f"simulator: tokenizer {tid} has no vocabulary; pick a real one")
+        src = _SOURCES[tokenizer] = TextSource(tok)
+        return src
+
+
+# ----------------------------------------------------------------------------- helpers
+class _BadRequest(Exception):
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error",
+                 code: str | None = None, param: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.code, self.param = status, message, type_, code, param
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _error_body(message: str, type_: str, code: Any = None, param: str | None = None) -> bytes:
+    return _dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
+
+
+def _int_field(body: dict, name: str, minimum: int = 1) -> int | None:
+    v = body.get(name)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        raise _BadRequest(400, f"'{name}' must be an integer >= {minimum}, got {v!r}", code="invalid_value",
+                          param=name)
+    return v
+
+
+def _chat_prompt(messages: Any) -> str:
+    if not isinstance(messages, list) or not messages:
+        raise _BadRequest(400, "'messages' must be a non-empty array", code="invalid_value", param="messages")
+    texts = []
+    for m in messages:
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise _BadRequest(400, "each message must be an object with a 'role'", code="invalid_value",
+                              param="messages")
+        content = m.get("content")
+        if content is None:
+            continue
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts.extend(p["text"] for p in content
+                         if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str))
+        else:
+            raise _BadRequest(400, "message 'content' must be a string or an array of parts",
+                              code="invalid_value", param="messages")
+    return "\n".join(texts)
+
+
+def _completion_prompt(prompt: Any) -> str | list[int]:
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list) and prompt:
+        if all(isinstance(x, int) and not isinstance(x, bool) for x in prompt):
+            return prompt
+        if len(prompt) == 1 and (isinstance(prompt[0], str) or isinstance(prompt[0], list)):
+            return _completion_prompt(prompt[0])
+        raise _BadRequest(400, "only one prompt per request is supported", code="invalid_value", param="prompt")
+    raise _BadRequest(400, "'prompt' must be a string, a one-element array or an array of token ids",
+                      code="invalid_value", param="prompt")
+
+
+def is_loopback_host(host: str) -> bool:
+    """True when binding ``host`` keeps the server off the network."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _raise_nofile_limit() -> None:
+    """Lift the soft open-files limit to the hard one: thousands of streams need descriptors."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = hard if hard != resource.RLIM_INFINITY else 65536
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ImportError, ValueError, OSError):  # pragma: no cover - platform dependent
+        pass
+
+
+@dataclass
+class _Plan:
+    """What one request will get: drawn once, at arrival, from the request's own RNG."""
+
+    rng: random.Random
+    n: int
+    finish: str
+    fault: str | None
+    fault_at: int  # content chunks sent before the fault happens
+
+
+_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_DONE = b"data: [DONE]\n\n"
+
+
+# ----------------------------------------------------------------------------- the server
+class SimServer:
+    """The simulator on the running event loop. ``async with SimServer(cfg) as srv`` or
+    ``srv = await start_simulator(cfg)``; ``await srv.close()`` when done."""
+
+    def __init__(self, cfg: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0):
+        self.cfg = (cfg or SimConfig()).validate()
+        self.host = host
+        self.port = port
+        self.url = ""
+        self.records: list[SimRecord] = []
+        #: counts of finished requests by outcome ("ok" or a fault name), all of them
+        self.counts: dict[str, int] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._counter = itertools.count()
+        self._runner: "web.AppRunner | None" = None
+        self._source: TextSource | None = None
+        self._sem: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._base_seed = cfg.seed if cfg and cfg.seed is not None else random.randrange(1 << 62)
+        self._auth = f"Bearer {self.cfg.api_key}" if self.cfg.api_key else None
+
+    # -------------------------------------------------------------- lifecycle
+    async def start(self) -> "SimServer":
+        import errno
+
+        from aiohttp import web
+
+        self._loop = asyncio.get_running_loop()
+        self._source = await self._loop.run_in_executor(None, text_source, self.cfg.tokenizer)
+        if self.cfg.max_concurrency:
+            self._sem = asyncio.Semaphore(self.cfg.max_concurrency)
+        _raise_nofile_limit()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._completions)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, backlog=4096)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            if exc.errno == errno.EADDRINUSE:
+                raise TokdeckError(f"cannot listen on {self.host}:{self.port}: address already in use") from None
+            raise TokdeckError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from None
+        self._runner = runner
+        host, port = runner.addresses[0][:2]
+        self.port = port
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{port}"
+        return self
+
+    async def close(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> "SimServer":
+        return await self.start()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    def clear_records(self) -> None:
+        self.records = []
+
+    # -------------------------------------------------------------- bookkeeping
+    def _record(self, rec: SimRecord) -> None:
+        key = rec.fault or "ok"
+        self.counts[key] = self.counts.get(key, 0) + 1
+        limit = self.cfg.max_records
+        if limit is None:
+            self.records.append(rec)
+        elif limit > 0:
+            self.records.append(rec)
+            if len(self.records) > 2 * limit:
+                del self.records[: len(self.records) - limit]
+
+    def _draw(self, rng: random.Random, mean_ms: float, spread_ms: float) -> float:
+        """One delay in seconds."""
+        if spread_ms <= 0:
+            return mean_ms / 1000.0
+        kind = self.cfg.jitter
+        if kind == "normal":
+            v = rng.gauss(mean_ms, spread_ms)
+        elif kind == "uniform":
+            v = mean_ms + rng.uniform(-spread_ms, spread_ms)
+        else:
+            v = mean_ms + rng.expovariate(1.0 / spread_ms)
+        return max(0.0, v) / 1000.0
+
+    def _plan(self, index: int, max_tokens: int | None, ignore_eos: bool) -> _Plan:
+        cfg = self.cfg
+        rng = random.Random(self._base_seed * 1_000_003 + index)
+        natural = cfg.output_tokens
+        if natural is not None and cfg.output_tokens_jitter:
+            natural = max(1, natural + rng.randint(-cfg.output_tokens_jitter, cfg.output_tokens_jitter))
+        if natural is None:
+            n, finish = (max_tokens, "length") if max_tokens else (64, "length")
+        elif max_tokens is not None and (ignore_eos or max_tokens <= natural):
+            n, finish = max_tokens, "length"
+        else:
+            n, finish = natural, "stop"
+        u = rng.random()
+        fault = None
+        for name, rate in zip(FAULTS, (cfg.error_rate, cfg.cut_rate, cfg.malformed_rate, cfg.midstream_error_rate)):
+            if u < rate:
+                fault = name
+                break
+            u -= rate
+        nchunks = self._nchunks(n)
+        fault_at = rng.randint(1, max(1, nchunks - 1)) if fault else 0
+        return _Plan(rng=rng, n=n, finish=finish, fault=fault, fault_at=fault_at)
+
+    def _nchunks(self, n: int) -> int:
+        k = self.cfg.tokens_per_chunk
+        r = min(self.cfg.reasoning_tokens, n)
+        return -(-r // k) + -(-(n - r) // k)
+
+    def _segments(self, offset: int, n: int, reasoning: int) -> Iterator[tuple[bool, bytes, int]]:
+        """(is_reasoning, JSON string literal, tokens) per chunk; built lazily, one chunk at a time."""
+        src = self._source
+        k = self.cfg.tokens_per_chunk
+        ids = src.word_ids(offset, n)
+        for is_r, lo, hi in ((True, 0, reasoning), (False, reasoning, n)):
+            for start in range(lo, hi, k):
+                stop = min(start + k, hi)
+                if stop - start == 1:
+                    lit = (src.json_first if start == lo else src.json_after)[ids[start]]
+                else:
+                    lit = json.dumps("".join(src.piece(ids[j], j == lo) for j in range(start, stop))).encode()
+                yield is_r, lit, stop - start
+
+    def _usage(self, prompt_tokens: int, completion_tokens: int, reasoning: int) -> dict:
+        u = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+             "total_tokens": prompt_tokens + completion_tokens}
+        if reasoning:
+            u["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+        return u
+
+    # -------------------------------------------------------------- handlers
+    def _check_auth(self, request) -> None:
+        if self._auth is not None and request.headers.get("Authorization") != self._auth:
+            raise _BadRequest(401, "Incorrect API key provided.", code="invalid_api_key")
+
+    async def _health(self, request):
+        from aiohttp import web
+
+        return web.json_response({"status": "ok"})
+
+    async def _models(self, request):
+        from aiohttp import web
+
+        try:
+            self._check_auth(request)
+        except _BadRequest as exc:
+            return web.Response(status=exc.status, body=_error_body(exc.message, exc.type, exc.code),
+                                content_type="application/json")
+        return web.json_response({"object": "list", "data": [
+            {"id": self.cfg.model, "object": "model", "created": 0, "owned_by": "tokdeck-sim"}]})
+
+    async def _chat(self, request):
+        return await self._handle(request, chat=True)
+
+    async def _completions(self, request):
+        return await self._handle(request, chat=False)
+
+    async def _handle(self, request, chat: bool):
+        from aiohttp import web
+
+        loop = self._loop
+        arrival = loop.time()
+        index = next(self._counter)
+        path = request.path
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            try:
+                self._check_auth(request)
+                raw = await request.read()
+                try:
+                    body = json.loads(raw)
+                except (ValueError, UnicodeDecodeError):
+                    raise _BadRequest(400, "the request body is not valid JSON", code="invalid_json") from None
+                if not isinstance(body, dict):
+                    raise _BadRequest(400, "the request body must be a JSON object", code="invalid_json")
+                model = body.get("model", self.cfg.model)
+                if not isinstance(model, str):
+                    raise _BadRequest(400, "'model' must be a string", code="invalid_value", param="model")
+                if self.cfg.strict_model and model != self.cfg.model:
+                    raise _BadRequest(404, f"The model `{model}` does not exist.", code="model_not_found",
+                                      param="model")
+                stream = body.get("stream", False)
+                if not isinstance(stream, bool):
+                    raise _BadRequest(400, "'stream' must be a boolean", code="invalid_value", param="stream")
+                n_choices = _int_field(body, "n")
+                if n_choices not in (None, 1):
+                    raise _BadRequest(400, "only n=1 is supported", code="invalid_value", param="n")
+                max_tokens = _int_field(body, "max_completion_tokens") or _int_field(body, "max_tokens")
+                opts = body.get("stream_options") or {}
+                if not isinstance(opts, dict):
+                    raise _BadRequest(400, "'stream_options' must be an object", code="invalid_value",
+                                      param="stream_options")
+                include_usage = bool(opts.get("include_usage"))
+                ignore_eos = bool(body.get("ignore_eos"))
+                if chat:
+                    if "messages" not in body:
+                        raise _BadRequest(400, "missing required parameter: 'messages'",
+                                          code="missing_required_parameter", param="messages")
+                    prompt = _chat_prompt(body["messages"])
+                else:
+                    if "prompt" not in body:
+                        raise _BadRequest(400, "missing required parameter: 'prompt'",
+                                          code="missing_required_parameter", param="prompt")
+                    prompt = _completion_prompt(body["prompt"])
+            except _BadRequest as exc:
+                self._record(SimRecord(index=index, path=path, stream=False, arrival=arrival, status=exc.status,
+                                       fault="bad_request"))
+                return web.Response(status=exc.status, body=_error_body(exc.message, exc.type, exc.code, exc.param),
+                                    content_type="application/json")
+            prompt_tokens = await self._count_prompt(prompt)
+            plan = self._plan(index, max_tokens, ignore_eos)
+            rec = dict(index=index, path=path, stream=stream, arrival=arrival, model=model,
+                       prompt_tokens=prompt_tokens)
+            if plan.fault == "error":
+                await self._sleep_until(arrival + self.cfg.slow_headers_ms / 1000.0)
+                self._record(SimRecord(status=self.cfg.error_status, fault="error", **rec))
+                return web.Response(status=self.cfg.error_status, content_type="application/json",
+                                    body=_error_body("simulated server error", "server_error",
+                                                     self.cfg.error_status))
+            if stream:
+                return await self._stream(request, chat, plan, rec, include_usage)
+            return await self._json(request, chat, plan, rec)
+        finally:
+            self.in_flight -= 1
+
+    async def _count_prompt(self, prompt: str | list[int]) -> int:
+        if isinstance(prompt, list):
+            return len(prompt)
+        tok = self._source.tokenizer
+        if len(prompt) < 20_000:
+            return tok.count(prompt)
+        # long prompts off the loop, so other streams keep their timing
+        return await self._loop.run_in_executor(None, tok.count, prompt)
+
+    async def _sleep_until(self, deadline: float) -> None:
+        delay = deadline - self._loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _acquire(self) -> float:
+        """Take a max_concurrency slot; the seconds spent waiting for it (0 when none was needed)."""
+        sem = self._sem
+        if sem is None:
+            return 0.0
+        if not sem.locked():
+            await sem.acquire()
+            return 0.0
+        t0 = self._loop.time()
+        await sem.acquire()
+        return self._loop.time() - t0
+
+    def _release(self) -> None:
+        if self._sem is not None:
+            self._sem.release()
+
+    def _reasoning_for(self, chat: bool, n: int) -> int:
+        return min(self.cfg.reasoning_tokens, n) if chat else 0
+
+    async def _stream(self, request, chat: bool, plan: _Plan, rec: dict, include_usage: bool):
+        from aiohttp import web
+
+        cfg, loop = self.cfg, self._loop
+        arrival = rec["arrival"]
+        index = rec["index"]
+        created = int(time.time())
+        model_json = json.dumps(rec["model"]).encode()
+        if chat:
+            obj = (b'data: {"id":"chatcmpl-sim%d","object":"chat.completion.chunk","created":%d,"model":%s,'
+                   % (index, created, model_json))
+            content_pre = obj + b'"choices":[{"index":0,"delta":{"content":'
+            reasoning_pre = obj + b'"choices":[{"index":0,"delta":{"reasoning_content":'
+            tail = b'},"logprobs":null,"finish_reason":null}]}\n\n'
+        else:
+            obj = (b'data: {"id":"cmpl-sim%d","object":"text_completion","created":%d,"model":%s,'
+                   % (index, created, model_json))
+            content_pre = reasoning_pre = obj + b'"choices":[{"index":0,"text":'
+            tail = b',"logprobs":null,"finish_reason":null}]}\n\n'
+        reasoning = self._reasoning_for(chat, plan.n)
+        rng = plan.rng
+        offset = rng.randrange(_CYCLE_LEN)
+        ttft = self._draw(rng, cfg.ttft_ms, cfg.ttft_jitter_ms)
+
+        resp = web.StreamResponse(status=200, headers=_SSE_HEADERS)
+        sent = sent_reasoning = 0
+        first_write = last_write = None
+        itls: list[float] = []
+        fault = None
+        queue_s = 0.0
+        due = ttft_due = None
+        acquired = False
+        finish = None
+        try:
+            if cfg.slow_headers_ms:
+                await self._sleep_until(arrival + cfg.slow_headers_ms / 1000.0)
+            await resp.prepare(request)
+            if chat and cfg.role_chunk:
+                await resp.write(obj + b'"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
+                                       b'"logprobs":null,"finish_reason":null}]}\n\n')
+            queue_s = await self._acquire()
+            acquired = True
+            due = ttft_due = arrival + queue_s + ttft
+            chunk_no = 0
+            for is_r, lit, ntok in self._segments(offset, plan.n, reasoning):
+                if chunk_no:
+                    due += self._draw(rng, cfg.itl_ms, cfg.itl_jitter_ms)
+                delay = due - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if plan.fault == "cut" and chunk_no == plan.fault_at:
+                    fault = "cut"
+                    break
+                if plan.fault == "midstream_error" and chunk_no == plan.fault_at:
+                    fault = "midstream_error"
+                    await resp.write(b"data: " + _error_body("simulated mid-stream error", "server_error", 500)
+                                     + b"\n\n")
+                    break
+                now = loop.time()
+                await resp.write((reasoning_pre if is_r else content_pre) + lit + tail)
+                if first_write is None:
+                    first_write = now
+                else:
+                    itls.append(now - last_write)
+                last_write = now
+                sent += ntok
+                if is_r:
+                    sent_reasoning += ntok
+                chunk_no += 1
+                if plan.fault == "malformed" and chunk_no == plan.fault_at:
+                    fault = "malformed"
+                    await resp.write(content_pre + b'"' + lit[1:-1][:3] + b'\n\n')
+            if plan.fault == "cut":  # also when it was due after the last content chunk
+                fault = "cut"
+                transport = request.transport
+                if transport is not None:
+                    transport.abort()
+                return resp
+            if fault is None:
+                finish = plan.finish
+                usage = self._usage(rec["prompt_tokens"], sent, sent_reasoning)
+                fin = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish} if chat else \
+                    {"index": 0, "text": "", "logprobs": None, "finish_reason": finish}
+                final_usage = b""
+                if cfg.usage == "final":
+                    final_usage = b',"usage":' + _dumps(usage)
+                await resp.write(obj + b'"choices":[' + _dumps(fin) + b"]" + final_usage + b"}\n\n")
+                if cfg.usage == "separate" and include_usage:
+                    await resp.write(obj + b'"choices":[],"usage":' + _dumps(usage) + b"}\n\n")
+            if cfg.send_done:
+                await resp.write(_DONE)
+            await resp.write_eof()
+            return resp
+        except (ConnectionError, asyncio.CancelledError) as exc:
+            fault = "client_gone"
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return resp
+        finally:
+            if acquired:
+                self._release()
+            self._record(SimRecord(
+                status=200, fault=fault, completion_tokens=sent, reasoning_tokens=sent_reasoning,
+                finish_reason=finish, queue_s=queue_s,
+                ttft_s=None if first_write is None else first_write - arrival,
+                ttft_scheduled_s=None if ttft_due is None else ttft_due - arrival,
+                itls_s=tuple(itls), e2e_s=None if last_write is None else last_write - arrival, **rec))
+
+    async def _json(self, request, chat: bool, plan: _Plan, rec: dict):
+        from aiohttp import web
+
+        cfg, loop = self.cfg, self._loop
+        arrival = rec["arrival"]
+        rng = plan.rng
+        offset = rng.randrange(_CYCLE_LEN)
+        ttft = self._draw(rng, cfg.ttft_ms, cfg.ttft_jitter_ms)
+        total = ttft + sum(self._draw(rng, cfg.itl_ms, cfg.itl_jitter_ms) for _ in range(self._nchunks(plan.n) - 1))
+        if cfg.slow_headers_ms:
+            await self._sleep_until(arrival + cfg.slow_headers_ms / 1000.0)
+        queue_s = await self._acquire()
+        try:
+            await self._sleep_until(arrival + queue_s + total)
+            now = loop.time()
+            base = dict(queue_s=queue_s, ttft_scheduled_s=queue_s + ttft, e2e_s=now - arrival, **rec)
+            if plan.fault == "cut":
+                self._record(SimRecord(status=200, fault="cut", **base))
+                if request.transport is not None:
+                    request.transport.abort()
+                return web.Response(status=200)
+            if plan.fault == "midstream_error":
+                self._record(SimRecord(status=500, fault="midstream_error", **base))
+                return web.Response(status=500, content_type="application/json",
+                                    body=_error_body("simulated server error", "server_error", 500))
+            reasoning = self._reasoning_for(chat, plan.n)
+            src = self._source
+            r_text = src.text(offset, reasoning)
+            c_text = src.text(offset + reasoning, plan.n - reasoning)
+            usage = self._usage(rec["prompt_tokens"], plan.n, reasoning)
+            created = int(time.time())
+            if chat:
+                message = {"role": "assistant", "content": c_text}
+                if reasoning:
+                    message["reasoning_content"] = r_text
+                out = {"id": f"chatcmpl-sim{rec['index']}", "object": "chat.completion", "created": created,
+                       "model": rec["model"], "choices": [{"index": 0, "message": message, "logprobs": None,
+                                                           "finish_reason": plan.finish}]}
+            else:
+                out = {"id": f"cmpl-sim{rec['index']}", "object": "text_completion", "created": created,
+                       "model": rec["model"], "choices": [{"index": 0, "text": c_text, "logprobs": None,
+                                                           "finish_reason": plan.finish}]}
+            if cfg.usage != "none":
+                out["usage"] = usage
+            body = _dumps(out)
+            fault = None
+            if plan.fault == "malformed":
+                fault, body = "malformed", body[: len(body) // 2]
+            self._record(SimRecord(status=200, fault=fault, completion_tokens=plan.n, reasoning_tokens=reasoning,
+                                   finish_reason=plan.finish, **base))
+            return web.Response(status=200, body=body, content_type="application/json")
+        finally:
+            self._release()
+
+
+async def start_simulator(cfg: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> SimServer:
+    """A started SimServer on the running loop; ``await server.close()`` when done."""
+    return await SimServer(cfg, host, port).start()
+
+
+class ThreadedSimulator:
+    """The same server on its own event loop in a daemon thread, for synchronous callers.
+
+    ``url = sim.start()`` ... ``sim.stop()``, or ``with ThreadedSimulator(cfg) as url:``.
+    ``records`` is a snapshot list of the server's records (safe to read from any thread).
+    """
+
+    def __init__(self, cfg: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0):
+        self.cfg = (cfg or SimConfig()).validate()
+        self.host, self.port = host, port
+        self.url = ""
+        self._server: SimServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def start(self, timeout: float = 60.0) -> str:
+        if self._thread is not None:
+            raise RuntimeError("ThreadedSimulator already started")
+        self._thread = threading.Thread(target=self._run, name="tokdeck-sim", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TokdeckError("simulator: did not start in time")
+        if self._error is not None:
+            err, self._error = self._error, None
+            self._thread.join()
+            self._thread = None
+            raise err
+        return self.url
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            try:
+                self._server = loop.run_until_complete(start_simulator(self.cfg, self.host, self.port))
+            except BaseException as exc:  # handed to the starting thread
+                self._error = exc
+                return
+            self._loop = loop
+            self.url = self._server.url
+            self.port = self._server.port
+            self._ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._server.close())
+        finally:
+            self._ready.set()
+            loop.close()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None and thread.is_alive():
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout)
+        self._loop = None
+
+    @property
+    def server(self) -> SimServer | None:
+        return self._server
+
+    @property
+    def records(self) -> list[SimRecord]:
+        return list(self._server.records) if self._server else []
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(self._server.counts) if self._server else {}
+
+    def clear_records(self) -> None:
+        if self._server is not None:
+            self._server.clear_records()
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
