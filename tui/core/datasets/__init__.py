@@ -1,0 +1,29 @@
+"""Local JSONL datasets of any size: formats, streaming validation, statistics, export, line index.
+
+Public API (no Textual; every result is a frozen dataclass):
+
+    guess = detect_format(path)                      # FormatGuess(format, container, how, ...)
+    for item in scan(path, tokenizers=["qwen3"], context_length=8192, cancel=event):
+        ...                                          # ScanProgress batches, then one ScanReport
+    report = scan_file(path)                         # the same, run to the end
+    index = LineIndex.build(path)                    # line start offsets in an array('q')
+    index.read_line(12)                              # bytes of physical line 12 (os.pread)
+    export(path, out, "openai-chat")                 # ExportResult(converted, skipped, ...)
+
+Formats: see ``formats.FORMATS`` and ``formats`` for the rules; the parser policy is in
+``parsing``; the two passes (structure, tokens) and their memory bounds in ``scan``.
+"""
+
+from .detect import detect_format
+from .export import EXPORT_FORMATS, export
+from .formats import FORMATS
+from .index import LineIndex
+from .model import (ConsumerChecks, DatasetStats, ExportResult, FormatGuess, Histogram, JointHistogram,
+                    LineIssue, RoleStats, ScanProgress, ScanReport, Summary, TokenStats)
+from .scan import scan, scan_file
+
+__all__ = [
+    "EXPORT_FORMATS", "FORMATS", "ConsumerChecks", "DatasetStats", "ExportResult", "FormatGuess", "Histogram",
+    "JointHistogram", "LineIndex", "LineIssue", "RoleStats", "ScanProgress", "ScanReport", "Summary",
+    "TokenStats", "detect_format", "export", "scan", "scan_file",
+]

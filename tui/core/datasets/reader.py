@@ -1,0 +1,243 @@
+"""Reading records from a file in bounded memory: JSONL lines or the elements of one JSON array.
+
+Nothing here loads a whole file: reads are chunked (4 MB), lines longer than ``max_line``
+bytes are skipped (reported, never buffered), and the JSON-array splitter keeps at most one
+element plus one chunk in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Iterator
+
+from .parsing import BOM
+
+CHUNK = 4 << 20
+MAX_LINE = 64 << 20
+
+
+class TooLong:
+    """Stands in for a line longer than the limit (its length in bytes)."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int):
+        self.size = size
+
+
+def line_blocks(path: str, start: int = 0, end: int | None = None, chunk: int | None = None,
+                max_line: int = MAX_LINE) -> Iterator[tuple[list, int]]:
+    """Yield (lines, bytes consumed) per chunk of the byte range [start, end).
+
+    ``start`` must be at a line start. Lines come without their ``\\n`` (a ``\\r`` stays: it is
+    JSON whitespace). A line longer than ``max_line`` comes as a ``TooLong``.
+    """
+    chunk = chunk or CHUNK
+    with open(path, "rb", buffering=0) as fh:
+        if end is None:
+            end = os.fstat(fh.fileno()).st_size
+        fh.seek(start)
+        remaining = end - start
+        pieces: list[bytes] = []  # the unfinished line
+        held = 0
+        skipping = 0  # bytes of an overlong line being skipped
+        while remaining > 0:
+            block = fh.read(min(chunk, remaining))
+            if not block:
+                break
+            remaining -= len(block)
+            parts = block.split(b"\n")
+            tail = parts.pop()
+            if parts:
+                if skipping:
+                    skipping += len(parts[0])
+                    parts[0] = TooLong(skipping)
+                    skipping = 0
+                elif pieces:
+                    pieces.append(parts[0])
+                    first = b"".join(pieces)
+                    parts[0] = TooLong(len(first)) if len(first) > max_line else first
+                    pieces, held = [], 0
+                if len(parts[0] if isinstance(parts[0], bytes) else b"") > max_line:
+                    parts[0] = TooLong(len(parts[0]))
+                for i in range(1, len(parts)):
+                    if len(parts[i]) > max_line:
+                        parts[i] = TooLong(len(parts[i]))
+            if skipping:
+                skipping += len(tail)
+            elif tail:
+                pieces.append(tail)
+                held += len(tail)
+                if held > max_line:
+                    skipping, pieces, held = held, [], 0
+            yield parts, len(block)
+        if skipping:
+            yield [TooLong(skipping)], 0
+        elif pieces:
+            last = b"".join(pieces)
+            yield [TooLong(len(last)) if len(last) > max_line else last], 0
+
+
+def split_points(path: str, parts: int) -> list[int]:
+    """Byte offsets cutting the file into ``parts`` ranges at line starts: [0, c1, ..., size]."""
+    size = os.path.getsize(path)
+    cuts = [0]
+    with open(path, "rb") as fh:
+        for i in range(1, parts):
+            target = max(cuts[-1], size * i // parts)
+            fh.seek(target)
+            while True:
+                buf = fh.read(1 << 16)
+                if not buf:
+                    target = size
+                    break
+                nl = buf.find(b"\n")
+                if nl >= 0:
+                    target += nl + 1
+                    break
+                target += len(buf)
+            cuts.append(min(target, size))
+    cuts.append(size)
+    return cuts
+
+
+_STRUCT = re.compile(rb'[\[\]{}",]')  # one character class: linear on any input
+_WS = b" \t\r\n"
+
+
+class ArrayError(Exception):
+    def __init__(self, line: int, message: str):
+        self.line = line
+        self.message = message
+
+
+def array_elements(path: str, chunk: int | None = None,
+                   max_element: int = MAX_LINE) -> Iterator[tuple[int, int, bytes, int]]:
+    """Yield (line, column offset, raw element, bytes consumed so far) per element of a top-level
+    JSON array (the column offset: characters before the element on its first line).
+
+    Raises ArrayError(line, message) when the array itself is broken (then nothing after that
+    point can be trusted). Elements are cut by tracking brackets outside strings, and parsed
+    by the caller, so an invalid element is reported on its own line and the scan goes on.
+    """
+    chunk = chunk or CHUNK
+    fh = open(path, "rb", buffering=0)
+    try:
+        buf = bytearray()
+        base = 0  # file offset of buf[0]
+        line = 1  # line number at buf[counted]
+        counted = 0
+        eof = False
+
+        def more() -> bool:
+            nonlocal eof
+            if eof:
+                return False
+            data = fh.read(chunk)
+            if not data:
+                eof = True
+                return False
+            buf.extend(data)
+            return True
+
+        def line_at(i: int) -> int:
+            nonlocal line, counted
+            line += buf.count(b"\n", counted, i)
+            counted = i
+            return line
+
+        def skip_ws(i: int) -> int:
+            while True:
+                while i < len(buf) and buf[i] in _WS:
+                    i += 1
+                if i < len(buf) or not more():
+                    return i
+
+        more()
+        pos = 3 if buf[:3] == BOM else 0
+        pos = skip_ws(pos)
+        if pos >= len(buf) or buf[pos] != 0x5B:  # [
+            raise ArrayError(line_at(min(pos, len(buf))), "the file does not start with a JSON array")
+        pos += 1
+        first = True
+        while True:
+            pos = skip_ws(pos)
+            if pos >= len(buf):
+                raise ArrayError(line_at(pos), "the JSON array is not closed with ]")
+            c = buf[pos]
+            if c == 0x5D:  # ]
+                end = skip_ws(pos + 1)
+                if end < len(buf):
+                    raise ArrayError(line_at(end), "unexpected data after the closing ] of the array")
+                return
+            if not first:
+                if c != 0x2C:  # ,
+                    raise ArrayError(line_at(pos), f"expected , or ] between array elements, found {chr(c)!r}")
+                pos = skip_ws(pos + 1)
+                if pos >= len(buf):
+                    raise ArrayError(line_at(pos), "the JSON array is not closed with ]")
+            first = False
+            start = pos
+            depth = 0
+            i = pos
+            while True:  # find the end of the element
+                if i - start > max_element:
+                    raise ArrayError(line_at(start), f"an array element longer than {max_element >> 20} MB")
+                m = _STRUCT.search(buf, i)
+                if m is None:
+                    if depth == 0 and buf[start] not in b'{["':
+                        i = len(buf)
+                        if more():
+                            continue
+                        break
+                    if not more():
+                        raise ArrayError(line_at(start), "the file ends inside an array element")
+                    continue
+                j = m.start()
+                ch = buf[j]
+                if ch == 0x22:  # a string: skip to its unescaped closing quote
+                    k = j + 1
+                    while True:
+                        q = buf.find(b'"', k)
+                        if q < 0:
+                            if not more():
+                                raise ArrayError(line_at(start), "the file ends inside a string")
+                            continue
+                        b = q - 1
+                        while buf[b] == 0x5C:
+                            b -= 1
+                        if (q - 1 - b) % 2 == 0:
+                            break
+                        k = q + 1
+                    i = q + 1
+                    if depth == 0:
+                        break
+                    continue
+                if ch in b"[{":
+                    depth += 1
+                    i = j + 1
+                    continue
+                if depth == 0:  # , or ] ends a scalar element
+                    i = j
+                    break
+                if ch in b"]}":
+                    depth -= 1
+                    i = j + 1
+                    if depth == 0:
+                        break
+                    continue
+                i = j + 1  # a comma inside the element
+            raw = bytes(buf[start:i]).rstrip()
+            line_start = buf.rfind(b"\n", 0, start) + 1
+            col0 = len(buf[line_start:start].decode("utf-8", "replace"))
+            yield line_at(start), col0, raw, base + i
+            pos = i
+            if pos > chunk:  # drop what is done, keeping the line count
+                line_at(pos)
+                del buf[:pos]
+                base += pos
+                counted -= pos
+                pos = 0
+    finally:
+        fh.close()

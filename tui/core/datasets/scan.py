@@ -1,0 +1,723 @@
+"""The scan: a structure pass (parse + validate + statistics) and an optional token pass.
+
+``scan()`` is a generator: it yields ``ScanProgress`` about every ``time_budget`` seconds and
+ends with a ``ScanReport``. It checks ``cancel`` (an Event-like object with ``is_set()`` or a
+callable) between batches; a cancelled scan still ends with a report (``complete=False``).
+
+Structure pass: JSONL files of at least ``PARALLEL_MIN_BYTES`` are cut at newlines into one
+range per worker process (``workers``, default: 2 or the CPU count if smaller); orjson holds
+the GIL, so processes rather than threads. Each worker keeps its own counters and the first
+``max_issues`` problems with range-relative line numbers; the parent adds the line offsets and
+merges. Memory is bounded at any file size: chunked reads, counts per value (not lists) for the
+distributions, and the prompt hashes for duplicate detection spill to a temporary folder in 64
+buckets when there are more than ~2 M of them.
+
+Token pass (only with ``tokenizers``): re-reads the file, re-validates quietly and tokenizes
+the valid records' prompts and answers in batches with ``count_many`` (Hugging Face batch calls
+run on all cores outside the GIL; tiktoken's batch uses two threads).
+
+Consumer checks use ``tokenizers[0]``; with no tokenizer they run during the structure pass
+with the ``estimate`` heuristic (CJK/1.5 + other/4 characters) and say so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from array import array
+from collections import Counter
+from typing import Any, Iterator, Sequence
+
+from .detect import check_readable, detect_format
+from .formats import PAIRED, VALIDATORS, Rec
+from .model import (ERROR, WARNING, ConsumerChecks, DatasetStats, FormatGuess, LineIssue, RoleStats,
+                    ScanProgress, ScanReport, TokenStats, joint_of, summarize)
+from .parsing import BOM, JSONDecodeError, diagnose, duplicate_keys, loads, maybe_duplicate_keys
+from .reader import ArrayError, array_elements, line_blocks, split_points
+
+PARALLEL_MIN_BYTES = 64 << 20
+MAX_ISSUES = 1000
+EXAMPLES = 20
+VLLM_MIN, VLLM_MAX_PROMPT, VLLM_MAX_TOTAL = 4, 1024, 2048
+
+
+def cancelled(cancel) -> bool:
+    if cancel is None:
+        return False
+    if hasattr(cancel, "is_set"):
+        return cancel.is_set()
+    return bool(cancel())
+
+
+def prompt_hash(text: str) -> int:
+    """64-bit hash of the normalised prompt (surrounding whitespace stripped)."""
+    digest = hashlib.blake2b(text.strip().encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+class HashLines:
+    """(hash, line) pairs in 64 buckets of array('q'); spills to files past ``limit`` pairs."""
+
+    NB = 64
+
+    def __init__(self, limit: int = 1 << 21, spill_dir: str | None = None, tag: str = "h"):
+        self.limit = limit
+        self.spill_dir = spill_dir
+        self.tag = tag
+        self.n = 0
+        self.spilled = False
+        self.buckets = [array("q") for _ in range(self.NB)]
+
+    def add(self, h: int, line: int) -> None:
+        b = self.buckets[h & 63]
+        b.append(h)
+        b.append(line)
+        self.n += 1
+        if self.n >= self.limit:
+            self.spill()
+
+    def _file(self, i: int) -> str:
+        return os.path.join(self.spill_dir, f"{self.tag}-{i}.bin")
+
+    def spill(self) -> None:
+        if self.spill_dir is None:
+            self.spill_dir = tempfile.mkdtemp(prefix="tokdeck-scan-")
+        for i, b in enumerate(self.buckets):
+            if b:
+                with open(self._file(i), "ab") as fh:
+                    b.tofile(fh)
+                self.buckets[i] = array("q")
+        self.n = 0
+        self.spilled = True
+
+    def bucket(self, i: int) -> array:
+        out = array("q")
+        if self.spilled and os.path.exists(self._file(i)):
+            with open(self._file(i), "rb") as fh:
+                out.frombytes(fh.read())
+        out.extend(self.buckets[i])
+        return out
+
+    def portable(self, spill_dir: str, tag: str) -> dict:
+        """Spill everything to ``spill_dir`` and describe it (for a worker process to hand back)."""
+        if not self.spilled:
+            self.spill_dir, self.tag = spill_dir, tag
+        self.spill()
+        return {"spill_dir": self.spill_dir, "tag": self.tag}
+
+    @classmethod
+    def from_portable(cls, d: dict) -> "HashLines":
+        h = cls(spill_dir=d["spill_dir"], tag=d["tag"])
+        h.spilled = True
+        return h
+
+
+def find_repeats(sources: Sequence[tuple[HashLines, int]], keep: int = EXAMPLES) -> tuple[int, list]:
+    """(count of repeats, the first ``keep`` (line, first line) by line) across sources in file order."""
+    count = 0
+    examples: list[tuple[int, int]] = []
+    for b in range(HashLines.NB):
+        seen: dict[int, int] = {}
+        for src, offset in sources:
+            arr = src.bucket(b)
+            it = iter(arr)
+            for h, line in zip(it, it):
+                first = seen.get(h)
+                if first is None:
+                    seen[h] = line + offset
+                else:
+                    count += 1
+                    examples.append((line + offset, first))
+        if len(examples) > 4 * keep:
+            examples = sorted(examples)[:keep]
+    return count, sorted(examples)[:keep]
+
+
+def estimate_tokens(text: str) -> int:
+    """The ``estimate`` tokenizer's count; ASCII text takes a shortcut (same result)."""
+    if text.isascii():
+        return int(len(text) / 4 + 0.5)
+    from ..tokenizers.registry import ESTIMATE_INFO
+    from ..tokenizers.base import EstimateTokenizer
+
+    global _ESTIMATOR
+    if _ESTIMATOR is None:
+        _ESTIMATOR = EstimateTokenizer(ESTIMATE_INFO)
+    return _ESTIMATOR.count(text)
+
+
+_ESTIMATOR = None
+
+
+class _Checks:
+    """vLLM's ShareGPT length filter and the context-length check, from token counts."""
+
+    def __init__(self, fmt: str, context_length: int | None):
+        self.paired = fmt in PAIRED
+        self.context_length = context_length
+        self.reasons: Counter = Counter()
+        self.dropped = 0
+        self.lines: list[int] = []
+        self.over = 0
+        self.over_lines: list[int] = []
+
+    def add(self, line: int, prompt: int, answer: int | None) -> None:
+        if self.paired:
+            why = None
+            if answer is None:
+                why = "fewer than 2 turns"
+            elif prompt < VLLM_MIN:
+                why = "prompt < 4 tokens"
+            elif answer < VLLM_MIN:
+                why = "output < 4 tokens"
+            elif prompt > VLLM_MAX_PROMPT:
+                why = "prompt > 1024 tokens"
+            elif prompt + answer > VLLM_MAX_TOTAL:
+                why = "prompt + output > 2048 tokens"
+            if why:
+                self.dropped += 1
+                self.reasons[why] += 1
+                if len(self.lines) < EXAMPLES:
+                    self.lines.append(line)
+        if self.context_length and prompt + (answer or 0) > self.context_length:
+            self.over += 1
+            if len(self.over_lines) < EXAMPLES:
+                self.over_lines.append(line)
+
+    def merge(self, other: "_Checks", offset: int) -> None:
+        self.reasons.update(other.reasons)
+        self.dropped += other.dropped
+        self.lines = sorted(self.lines + [x + offset for x in other.lines])[:EXAMPLES]
+        self.over += other.over
+        self.over_lines = sorted(self.over_lines + [x + offset for x in other.over_lines])[:EXAMPLES]
+
+
+class Structure:
+    """Counters of the structure pass over one byte range (line numbers relative to it)."""
+
+    def __init__(self, fmt: str, at_file_start: bool = True, estimate_checks: bool = True,
+                 context_length: int | None = None, max_issues: int = MAX_ISSUES):
+        self.fmt = fmt
+        self.validate = VALIDATORS[fmt]
+        self.at_file_start = at_file_start
+        self.max_issues = max_issues
+        self.lines = self.bytes = self.records = self.valid = self.invalid = self.blank = 0
+        self.errors: list[tuple] = []  # (line, kind, message, column)
+        self.warnings: list[tuple] = []
+        self.error_counts: Counter = Counter()
+        self.warning_counts: Counter = Counter()
+        self.roles: dict[str, list[int]] = {}  # role -> [messages, chars, max]
+        self.turns: Counter = Counter()
+        self.declared: Counter = Counter()
+        self.prompts = HashLines(tag="prompts")
+        self.ids = HashLines(tag="ids") if fmt == "openai-batch" else None
+        self.checks = _Checks(fmt, context_length) if estimate_checks else None
+
+    # ------------------------------------------------------------------ issues
+    def error(self, line: int, kind: str, message: str, column: int | None = None) -> None:
+        self.error_counts[kind] += 1
+        if len(self.errors) < self.max_issues:
+            self.errors.append((line, kind, message, column))
+
+    def warning(self, line: int, kind: str, message: str, column: int | None = None) -> None:
+        self.warning_counts[kind] += 1
+        if len(self.warnings) < self.max_issues:
+            self.warnings.append((line, kind, message, column))
+
+    # ----------------------------------------------------------------- feeding
+    def feed_lines(self, lines: list) -> None:
+        feed = self.feed
+        for raw in lines:
+            self.lines += 1
+            n = self.lines
+            if type(raw) is not bytes:  # TooLong
+                self.records += 1
+                self.invalid += 1
+                self.error(n, "line-too-long", f"a line of {raw.size:,} bytes (over the limit; skipped)")
+                continue
+            if n == 1 and self.at_file_start and raw.startswith(BOM):
+                raw = raw[3:]
+            if not raw or raw.isspace():
+                self.blank += 1
+                self.warning(n, "blank-line", "a blank line")
+                continue
+            feed(n, raw)
+
+    def feed(self, n: int, raw: bytes, col0: int = 0) -> None:
+        """One record starting on line ``n`` (``col0``: its column offset on that line)."""
+        self.records += 1
+        try:
+            obj = loads(raw)
+        except JSONDecodeError:
+            kind, message, col, lines_in = diagnose(raw)
+            self.invalid += 1
+            if col is not None and not lines_in:
+                col += col0
+            self.error(n + lines_in, kind, message, col)
+            return
+        if maybe_duplicate_keys(raw, obj):
+            for key in duplicate_keys(raw):
+                self.warning(n, "duplicate-key", f'the key "{key}" appears twice in one object (the last value is used)')
+        errs: list = []
+        warns: list = []
+        rec: Rec | None = self.validate(obj, errs, warns)
+        for kind, message in warns:
+            self.warning(n, kind, message)
+        if errs or rec is None:
+            self.invalid += 1
+            for kind, message in errs:
+                self.error(n, kind, message)
+            return
+        self.valid += 1
+        roles = self.roles
+        for role, chars in rec.fields:
+            s = roles.get(role)
+            if s is None:
+                roles[role] = [1, chars, chars]
+            else:
+                s[0] += 1
+                s[1] += chars
+                if chars > s[2]:
+                    s[2] = chars
+        if rec.turns is not None:
+            self.turns[rec.turns] += 1
+        if rec.declared_output is not None and self.fmt == "prompt":
+            self.declared[rec.declared_output] += 1
+        if rec.prompt:
+            self.prompts.add(prompt_hash(rec.prompt), n)
+        if self.ids is not None and rec.key is not None:
+            self.ids.add(prompt_hash(rec.key), n)
+        if self.checks is not None:
+            answer = rec.declared_output if self.fmt == "prompt" else (
+                None if rec.answer is None else estimate_tokens(rec.answer))
+            self.checks.add(n, estimate_tokens(rec.prompt), answer)
+
+    def portable(self, spill_dir: str, tag: str) -> dict:
+        """This state as plain data for another process (hash buckets spilled to ``spill_dir``)."""
+        d = {k: v for k, v in self.__dict__.items() if k not in ("validate", "prompts", "ids")}
+        d["prompts"] = self.prompts.portable(spill_dir, f"{tag}-prompts")
+        d["ids"] = self.ids.portable(spill_dir, f"{tag}-ids") if self.ids is not None else None
+        return d
+
+    @classmethod
+    def from_portable(cls, d: dict) -> "Structure":
+        s = cls.__new__(cls)
+        s.__dict__.update(d)
+        s.validate = VALIDATORS[d["fmt"]]
+        s.prompts = HashLines.from_portable(d["prompts"])
+        s.ids = HashLines.from_portable(d["ids"]) if d["ids"] else None
+        return s
+
+
+def _worker_main(path: str, fmt: str, start: int, end: int, opts: dict, queue, cancel_event, spill_dir: str,
+                 wid: int) -> None:
+    """A structure-pass worker process: one byte range, progress and the result through ``queue``."""
+    try:
+        st = Structure(fmt, at_file_start=start == 0, **opts)
+
+        gen = _gen_range(path, st, start, end, cancel_event, 0.2, lambda: None)
+        while True:
+            try:
+                next(gen)
+            except StopIteration as stop:
+                done = stop.value
+                break
+            queue.put(("progress", wid, st.bytes, st.records, sum(st.error_counts.values()),
+                       sum(st.warning_counts.values())))
+        queue.put(("done", wid, done, st.portable(spill_dir, f"w{wid}")))
+    except BaseException as exc:  # pragma: no cover - a bug; the parent re-raises it
+        queue.put(("failed", wid, f"{type(exc).__name__}: {exc}"))
+
+
+def default_workers() -> int:
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        n = os.cpu_count() or 1
+    return max(1, min(2, n))
+
+
+def _structure_parallel(path, guess, size, workers, opts, cancel, time_budget, t0):
+    """Run the structure pass in ``workers`` processes; yields progress, returns [(Structure, done)]."""
+    import multiprocessing as mp
+    import queue as queue_mod
+
+    ctx = mp.get_context("spawn")  # never fork: the caller may be a threaded UI
+    cuts = split_points(path, workers)
+    q = ctx.Queue()
+    stop = ctx.Event()
+    spill_dir = tempfile.mkdtemp(prefix="tokdeck-scan-")
+    procs = [ctx.Process(target=_worker_main, args=(path, guess.format, cuts[i], cuts[i + 1], opts, q, stop,
+                                                    spill_dir, i), daemon=True)
+             for i in range(workers) if cuts[i + 1] > cuts[i]]
+    for p in procs:
+        p.start()
+    progress = {i: (0, 0, 0, 0) for i in range(len(procs))}
+    results: dict[int, tuple] = {}
+    try:
+        while len(results) < len(procs):
+            if cancelled(cancel):
+                stop.set()
+            try:
+                msg = q.get(timeout=time_budget)
+            except queue_mod.Empty:
+                if not any(p.is_alive() for p in procs) and q.empty():
+                    raise RuntimeError("a scan worker process died")
+                msg = None
+            if msg is not None:
+                if msg[0] == "progress":
+                    progress[msg[1]] = msg[2:]
+                elif msg[0] == "done":
+                    results[msg[1]] = (Structure.from_portable(msg[3]), msg[2])
+                    s = results[msg[1]][0]
+                    progress[msg[1]] = (s.bytes, s.records, sum(s.error_counts.values()),
+                                        sum(s.warning_counts.values()))
+                else:
+                    raise RuntimeError(f"scan worker failed: {msg[2]}")
+            b, r, e, w = (sum(x[i] for x in progress.values()) for i in range(4))
+            yield ScanProgress("structure", b, size, r, e, w, time.monotonic() - t0)
+    finally:
+        stop.set()
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():  # pragma: no cover
+                p.terminate()
+    return [results[i] for i in range(len(procs))], spill_dir
+
+
+def _merge(parts: list[Structure]) -> tuple[Structure, list[int]]:
+    """Merge range results in file order; returns the merged state and each range's line offset."""
+    total = parts[0]
+    offsets = [0]
+    for p in parts[1:]:
+        off = total.lines
+        offsets.append(off)
+        for name in ("bytes", "records", "valid", "invalid", "blank"):
+            setattr(total, name, getattr(total, name) + getattr(p, name))
+        total.lines += p.lines
+        for mine, theirs in ((total.errors, p.errors), (total.warnings, p.warnings)):
+            room = total.max_issues - len(mine)
+            mine.extend((ln + off, *rest) for ln, *rest in theirs[:max(0, room)])
+        total.error_counts.update(p.error_counts)
+        total.warning_counts.update(p.warning_counts)
+        for role, (n, chars, mx) in p.roles.items():
+            s = total.roles.setdefault(role, [0, 0, 0])
+            s[0] += n
+            s[1] += chars
+            s[2] = max(s[2], mx)
+        total.turns.update(p.turns)
+        total.declared.update(p.declared)
+        if total.checks is not None and p.checks is not None:
+            total.checks.merge(p.checks, off)
+    return total, offsets
+
+
+def _structure_serial(path, guess, st: Structure, size, cancel, time_budget, t0):
+    """Yields progress; returns whether the pass finished."""
+    def progress():
+        return ScanProgress("structure", st.bytes, size, st.records, sum(st.error_counts.values()),
+                            sum(st.warning_counts.values()), time.monotonic() - t0)
+
+    if guess.container == "json-array":
+        deadline = time.monotonic() + time_budget
+        try:
+            for line, col0, raw, done in array_elements(path):
+                st.lines = line
+                st.bytes = done
+                st.feed(line, raw, col0)
+                if time.monotonic() >= deadline:
+                    if cancelled(cancel):
+                        return False
+                    yield progress()
+                    deadline = time.monotonic() + time_budget
+        except ArrayError as exc:
+            st.error(exc.line, "invalid-json", f"{exc.message}; nothing after this point was read")
+        st.bytes = size
+        with open(path, "rb") as fh:
+            st.lines = sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 22), b""))
+            fh.seek(max(0, size - 1))
+            st.lines += 1 if size and fh.read(1) != b"\n" else 0
+        return True
+    done = yield from _gen_range(path, st, 0, size, cancel, time_budget, progress)
+    return done
+
+
+def _gen_range(path, st, start, end, cancel, time_budget, progress):
+    """Feed the byte range [start, end) into ``st``, yielding ``progress()`` on the time budget;
+    returns False when cancelled."""
+    deadline = time.monotonic() + time_budget
+    for lines, nbytes in line_blocks(path, start, end):
+        st.feed_lines(lines)
+        st.bytes += nbytes
+        if time.monotonic() >= deadline:
+            if cancelled(cancel):
+                return False
+            yield progress()
+            deadline = time.monotonic() + time_budget
+    return True
+
+
+# ------------------------------------------------------------------ token pass
+
+class _TokenAcc:
+    def __init__(self, tid: str, exact: bool):
+        self.tid, self.exact = tid, exact
+        self.prompt: Counter = Counter()
+        self.answer: Counter = Counter()
+        self.joint: Counter = Counter()
+        self.records = 0
+        self.error: str | None = None
+
+    def result(self, answer_source: str | None) -> TokenStats:
+        return TokenStats(
+            tokenizer_id=self.tid, exact=self.exact, records=self.records,
+            prompt=summarize(self.prompt), answer=summarize(self.answer),
+            prompt_total=sum(v * c for v, c in self.prompt.items()),
+            answer_total=sum(v * c for v, c in self.answer.items()),
+            joint=joint_of(self.joint), answer_source=answer_source if self.answer else None, error=self.error)
+
+
+def iter_valid(path: str, guess: FormatGuess, tally: Counter | None = None) -> Iterator[tuple[int, Rec, Any]]:
+    """(line, Rec, parsed record) for every valid record, in file order (no statistics kept).
+
+    ``tally`` (optional) counts the records left out, under "invalid".
+    """
+    tally = Counter() if tally is None else tally
+    validate = VALIDATORS[guess.format]
+    if guess.container == "json-array":
+        try:
+            for line, _, raw, _ in array_elements(path):
+                try:
+                    obj = loads(raw)
+                except JSONDecodeError:
+                    tally["invalid"] += 1
+                    continue
+                errs: list = []
+                rec = validate(obj, errs, [])
+                if rec is not None and not errs:
+                    yield line, rec, obj
+                else:
+                    tally["invalid"] += 1
+        except ArrayError:
+            return
+        return
+    n = 0
+    for lines, _ in line_blocks(path):
+        for raw in lines:
+            n += 1
+            if type(raw) is not bytes:
+                tally["invalid"] += 1
+                continue
+            if n == 1 and raw.startswith(BOM):
+                raw = raw[3:]
+            if not raw or raw.isspace():
+                continue
+            try:
+                obj = loads(raw)
+            except JSONDecodeError:
+                tally["invalid"] += 1
+                continue
+            errs = []
+            rec = validate(obj, errs, [])
+            if rec is not None and not errs:
+                yield n, rec, obj
+            else:
+                tally["invalid"] += 1
+
+
+def token_pass(path: str, guess: FormatGuess, tokenizers: Sequence, checks: _Checks | None, size: int,
+               cancel=None, time_budget: float = 0.25, batch_chars: int = 1 << 21, batch_records: int = 4096,
+               t0: float | None = None):
+    """Token statistics per tokenizer (and the checks with ``tokenizers[0]``). Yields progress;
+    returns (dict id -> _TokenAcc, finished)."""
+    t0 = time.monotonic() if t0 is None else t0
+    accs = {tok.id: _TokenAcc(tok.id, tok.info.exact) for tok in tokenizers}
+    declared = guess.format == "prompt"
+    batch: list[tuple[int, Rec]] = []
+    chars = 0
+    records = 0
+    deadline = time.monotonic() + time_budget
+
+    def flush():
+        lines = [b[0] for b in batch]
+        prompts = [b[1].prompt for b in batch]
+        if declared:
+            answers = [b[1].declared_output for b in batch]
+        else:
+            has = [b[1].answer is not None for b in batch]
+            texts = [b[1].answer for b in batch if b[1].answer is not None]
+        for k, tok in enumerate(tokenizers):
+            acc = accs[tok.id]
+            if acc.error:
+                continue
+            try:
+                pc = tok.count_many(prompts)
+                if not declared:
+                    it = iter(tok.count_many(texts) if texts else [])
+                    answers = [next(it) if h else None for h in has]
+            except Exception as exc:  # a broken tokenizer spoils its own column only
+                acc.error = f"{type(exc).__name__}: {exc}"
+                continue
+            acc.records += len(pc)
+            acc.prompt.update(pc)
+            acc.answer.update(a for a in answers if a is not None)
+            acc.joint.update((p.bit_length(), a.bit_length()) for p, a in zip(pc, answers) if a is not None)
+            if k == 0 and checks is not None:
+                for line, p, a in zip(lines, pc, answers):
+                    checks.add(line, p, a)
+
+    for line, rec, _ in iter_valid(path, guess):
+        batch.append((line, rec))
+        chars += len(rec.prompt) + (len(rec.answer) if rec.answer else 0)
+        records += 1
+        if chars >= batch_chars or len(batch) >= batch_records:
+            flush()
+            batch, chars = [], 0
+            if time.monotonic() >= deadline:
+                if cancelled(cancel):
+                    return accs, False
+                yield ScanProgress("tokens", 0, size, records, 0, 0, time.monotonic() - t0)
+                deadline = time.monotonic() + time_budget
+    if batch:
+        flush()
+    return accs, True
+
+
+# ------------------------------------------------------------------------ scan
+
+def scan(path: str, format: str | None = None, tokenizers: Sequence = (), context_length: int | None = None,
+         cancel=None, time_budget: float = 0.25, workers: int | None = None, max_issues: int = MAX_ISSUES,
+         registry=None) -> Iterator[ScanProgress | ScanReport]:
+    """Scan ``path``: yields ScanProgress batches, and last a ScanReport.
+
+    ``tokenizers``: ids or model names (resolved with ``resolve_model``) or loaded Tokenizer
+    objects; ``workers``: processes for the structure pass (default: 2 when the file is JSONL and
+    at least 64 MB, else 1). Raises TokdeckError when the file cannot be read or an id is unknown.
+    """
+    t0 = time.monotonic()
+    size = check_readable(path)
+    guess = detect_format(path, format)
+    toks = resolve_tokenizers(tokenizers, registry)
+    if workers is None:
+        workers = default_workers() if (guess.container == "jsonl" and size >= PARALLEL_MIN_BYTES) else 1
+    if guess.container != "jsonl":
+        workers = 1
+    opts = {"estimate_checks": not toks, "context_length": context_length, "max_issues": max_issues}
+    spill_dirs: list[str] = []
+    try:
+        if workers > 1:
+            results, spill_dir = yield from _structure_parallel(path, guess, size, workers, opts, cancel,
+                                                                time_budget, t0)
+            spill_dirs.append(spill_dir)
+            parts = [s for s, _ in results]
+            finished = all(d for _, d in results)
+            st, offsets = _merge(parts)
+            prompt_sources = [(p.prompts, off) for p, off in zip(parts, offsets)]
+            id_sources = [(p.ids, off) for p, off in zip(parts, offsets)] if st.ids is not None else []
+        else:
+            st = Structure(guess.format, **opts)
+            finished = yield from _structure_serial(path, guess, st, size, cancel, time_budget, t0)
+            prompt_sources = [(st.prompts, 0)]
+            id_sources = [(st.ids, 0)] if st.ids is not None else []
+        for src, _ in prompt_sources + id_sources:
+            if src.spilled and src.spill_dir not in spill_dirs:
+                spill_dirs.append(src.spill_dir)
+        dup_count, dup_examples = find_repeats(prompt_sources)
+        if id_sources:  # a repeated custom_id makes the Batch API reject the file: an error
+            n, examples = find_repeats(id_sources, keep=max_issues)
+            for line, first in examples:
+                st.errors.append((line, "duplicate-id", f"custom_id repeats the one on line {first}", None))
+            if n:
+                st.error_counts["duplicate-id"] += n
+                st.valid -= n
+                st.invalid += n
+                st.errors.sort(key=lambda e: e[0])
+                del st.errors[max_issues:]
+        if guess.format == "openai-batch":
+            if st.records > 50_000:
+                st.warning(None, "batch-limit", f"{st.records:,} requests: the Batch API takes at most 50,000 per file")
+            if size > 200 * 1000 * 1000:
+                st.warning(None, "batch-limit", "over 200 MB: the Batch API takes at most 200 MB per file")
+
+        checks = st.checks
+        token_accs: dict = {}
+        if toks and finished:
+            checks = _Checks(guess.format, context_length)
+            gen = token_pass(path, guess, toks, checks, size, cancel, time_budget, t0=t0)
+            while True:
+                try:
+                    item = next(gen)
+                except StopIteration as stop:
+                    token_accs, finished = stop.value
+                    break
+                # bytes_done: the share of valid records tokenized so far, in bytes of the file
+                yield ScanProgress("tokens", int(size * min(1.0, item.records / max(1, st.valid))), size,
+                                   item.records, sum(st.error_counts.values()), sum(st.warning_counts.values()),
+                                   item.elapsed)
+    finally:
+        for d in spill_dirs:
+            shutil.rmtree(d, ignore_errors=True)
+
+    answer_source = "output_tokens" if guess.format == "prompt" else "tokens"
+    if checks is None:
+        checks = _Checks(guess.format, context_length)
+    check_tid = toks[0].id if toks else "estimate"
+    report = ScanReport(
+        path=path, format=guess, complete=bool(finished), records=st.records, valid=st.valid, invalid=st.invalid,
+        errors=tuple(LineIssue(ln, k, m, c, ERROR) for ln, k, m, c in st.errors),
+        warnings=tuple(LineIssue(ln, k, m, c, WARNING) for ln, k, m, c in
+                       sorted(st.warnings, key=lambda w: (w[0] is not None, w[0] or 0))),
+        error_counts=dict(st.error_counts), warning_counts=dict(st.warning_counts),
+        stats=DatasetStats(
+            lines=st.lines, bytes=size, records=st.records, valid=st.valid, invalid=st.invalid, blank_lines=st.blank,
+            roles={r: RoleStats(*v) for r, v in sorted(st.roles.items(), key=lambda kv: -kv[1][0])},
+            turns=summarize(st.turns), output_tokens=summarize(st.declared)),
+        tokens={tid: acc.result(answer_source) for tid, acc in token_accs.items()},
+        checks=ConsumerChecks(
+            tokenizer_id=check_tid, estimated=not toks or not toks[0].info.exact,
+            vllm_dropped=checks.dropped if checks.paired else None, vllm_reasons=dict(checks.reasons),
+            vllm_lines=tuple(checks.lines), context_length=context_length, over_context=checks.over,
+            over_context_lines=tuple(checks.over_lines), duplicate_prompts=dup_count,
+            duplicate_examples=tuple(dup_examples)),
+        elapsed=time.monotonic() - t0, workers=workers,
+    )
+    yield report
+
+
+def resolve_tokenizers(tokenizers: Sequence, registry=None) -> list:
+    """Loaded Tokenizer objects for ids, model names or Tokenizer objects (duplicates dropped)."""
+    if not tokenizers:
+        return []
+    from ...core.errors import TokenizerError
+    from ..tokenizers import default_registry, resolve_model
+
+    reg = registry or default_registry()
+    out = []
+    for t in tokenizers:
+        if not isinstance(t, str):
+            tok = t
+        else:
+            try:
+                tid = reg.info(t).id
+            except TokenizerError:
+                try:
+                    tid = resolve_model(t, reg).tokenizer_id
+                except TokenizerError:
+                    reg.info(t)  # the "unknown tokenizer" error, with its suggestion
+                    raise
+            tok = reg.get(tid)
+        if all(tok.id != o.id for o in out):
+            out.append(tok)
+    return out
+
+
+def scan_file(path: str, **kwargs) -> ScanReport:
+    """``scan()`` run to the end; the report."""
+    result = None
+    for item in scan(path, **kwargs):
+        result = item
+    assert isinstance(result, ScanReport)
+    return result
