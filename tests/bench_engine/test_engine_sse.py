@@ -1,0 +1,105 @@
+"""The SSE parser and chunk classification, byte by byte."""
+
+from __future__ import annotations
+
+import pytest
+
+from tui.core.bench.sse import DONE, EMPTY, ERROR, OUTPUT, SSEParser, classify
+
+
+def feed_all(parts: list[bytes]) -> list[bytes]:
+    p = SSEParser()
+    out = []
+    for part in parts:
+        out += p.feed(part)
+    return out + p.close()
+
+
+def test_one_event_per_read():
+    assert feed_all([b"data: {\"a\":1}\n\n", b"data: [DONE]\n\n"]) == [b'{"a":1}', b"[DONE]"]
+
+
+def test_event_split_across_reads_completes_only_at_its_blank_line():
+    p = SSEParser()
+    assert p.feed(b"da") == []
+    assert p.feed(b"ta: {\"x\"") == []
+    assert p.feed(b": 2}\n") == []  # the line is complete, the event is not
+    assert p.feed(b"\n") == [b'{"x": 2}']
+
+
+@pytest.mark.parametrize("cut", range(1, 40))
+def test_every_split_point_gives_the_same_events(cut):
+    stream = b'data: {"a": 1}\n\n: keep-alive\n\ndata: {"b": 2}\n\ndata: [DONE]\n\n'
+    assert feed_all([stream[:cut], stream[cut:]]) == [b'{"a": 1}', b'{"b": 2}', b"[DONE]"]
+
+
+def test_several_events_in_one_read():
+    data = b'data: {"a":1}\n\ndata: {"a":2}\n\ndata: {"a":3}\n\n'
+    assert SSEParser().feed(data) == [b'{"a":1}', b'{"a":2}', b'{"a":3}']
+
+
+def test_comments_and_other_fields_are_ignored():
+    data = b": ping\n\nevent: message\nid: 7\nretry: 100\ndata: {\"a\":1}\n\n:\n\n"
+    assert feed_all([data]) == [b'{"a":1}']
+
+
+@pytest.mark.parametrize("eol", [b"\r\n", b"\r", b"\n"])
+def test_line_endings(eol):
+    data = b"data: {\"a\":1}" + eol + eol + b"data: [DONE]" + eol + eol
+    # split inside the line ending as well
+    assert feed_all([data[:14], data[14:]]) == [b'{"a":1}', b"[DONE]"]
+
+
+def test_data_without_space_and_multi_line_data():
+    assert feed_all([b"data:{\"a\":1}\n\n"]) == [b'{"a":1}']
+    assert feed_all([b"data: first\ndata: second\n\n"]) == [b"first\nsecond"]
+
+
+def test_stream_ending_without_blank_line_still_yields_the_event():
+    p = SSEParser()
+    assert p.feed(b'data: {"a":1}') == []
+    assert p.close() == [b'{"a":1}']
+
+
+def test_classify_content_role_usage_and_done():
+    assert classify(b"[DONE]").kind == DONE
+    role = classify(b'{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}')
+    assert role.kind == EMPTY  # a role-only chunk is not a token
+    c = classify(b'{"choices":[{"index":0,"delta":{"content":"Hi"}}]}')
+    assert (c.kind, c.text) == (OUTPUT, "Hi")
+    u = classify(b'{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}')
+    assert (u.kind, u.prompt_tokens, u.completion_tokens) == (EMPTY, 5, 7)
+    fin = classify(b'{"choices":[{"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":2}}')
+    assert (fin.kind, fin.completion_tokens) == (EMPTY, 2)
+    both = classify(b'{"choices":[{"delta":{"content":"end"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":3}}')
+    assert (both.kind, both.text, both.completion_tokens) == (OUTPUT, "end", 3)
+    nulls = classify(b'{"choices":[{"delta":{"content":"a"}}],"usage":null}')
+    assert (nulls.kind, nulls.completion_tokens) == (OUTPUT, None)
+
+
+def test_classify_reasoning_tool_calls_and_completions_text():
+    r = classify(b'{"choices":[{"delta":{"reasoning_content":"think"}}]}')
+    assert (r.kind, r.text) == (OUTPUT, "think")
+    r2 = classify(b'{"choices":[{"delta":{"reasoning":"hmm","content":null}}]}')
+    assert (r2.kind, r2.text) == (OUTPUT, "hmm")
+    t = classify(b'{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\\"a\\""}}]}}]}')
+    assert (t.kind, t.text) == (OUTPUT, '{"a"')
+    tc_name_only = classify(b'{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"f"}}]}}]}')
+    assert tc_name_only.kind == EMPTY
+    comp = classify(b'{"choices":[{"index":0,"text":" world","finish_reason":null}]}')
+    assert (comp.kind, comp.text) == (OUTPUT, " world")
+
+
+def test_classify_errors():
+    e = classify(b'{"error":{"message":"model overloaded","type":"server_error","code":503}}')
+    assert e.kind == ERROR and "model overloaded" in e.error and "503" in e.error
+    m = classify(b'{"choices":[{"delta":{"content":"x"')
+    assert m.kind == ERROR and m.error.startswith("malformed stream chunk")
+    assert classify(b"[1, 2]").kind == ERROR
+
+
+def test_data_lines_without_blank_lines_between_them_are_split_back():
+    joined = SSEParser().feed(b'data: {"choices":[{"delta":{"content":"a"}}]}\ndata: {"choices":[{"delta":{"content":"b"}}]}\n\n')
+    assert len(joined) == 1
+    c = classify(joined[0])
+    assert (c.kind, c.text) == (OUTPUT, "ab")
