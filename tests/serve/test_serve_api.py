@@ -234,3 +234,27 @@ async def test_concurrent_short_requests_each_get_their_own_count(serve_client, 
         assert status == 200, body
         assert (body["tokenizer"], body["specials"]) == (tid, specials)
         assert body["token_count"] == bundled.get(tid).count(text, specials), (text, tid, specials)
+
+
+async def test_a_long_hf_count_parks_no_worker_of_short_texts(serve_client, bundled):
+    """An HF tokenizer counts one call at a time; short texts for it wait without holding a
+    worker, so other tokenizers' short texts are still answered with a single worker per pool."""
+    qwen = bundled.get("qwen3")
+    rng = random.Random(11)
+    long_text = " ".join(rng.choice(["tokens", "東京", "naïve", "x+1", "\n", "Ω"]) for _ in range(250_000))
+    client = await serve_client(workers=1)
+    big = asyncio.create_task(post(client, "/calculate", {"text": long_text, "tokenizer": "qwen3"}))
+    while not (await (await client.get("/health")).json())["busy"]:
+        assert not big.done()
+        await asyncio.sleep(0.005)
+    same = [asyncio.create_task(post(client, "/calculate", {"text": f"short {i}", "tokenizer": "qwen3"}))
+            for i in range(5)]
+    await asyncio.sleep(0.05)  # let them reach the batcher
+    status, other = await post(client, "/calculate", {"text": "hello world", "tokenizer": "cl100k_base"})
+    assert status == 200 and other["token_count"] == 2
+    assert not big.done(), "cl100k should be answered while qwen3 counts the long text"
+    for i, task in enumerate(same):
+        status, body = await task
+        assert status == 200 and body["token_count"] == qwen.count(f"short {i}")
+    status, body = await big
+    assert status == 200 and body["token_count"] == qwen.count(long_text)

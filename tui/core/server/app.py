@@ -1,8 +1,9 @@
 """The aiohttp application of ``tokdeck serve``: routes, error handling, auth, counting off the loop.
 
-Counting (and resolving, and loading a tokenizer the first time) runs in a ThreadPoolExecutor:
+Counting (and resolving, and loading a tokenizer the first time) runs in thread pools:
 tiktoken and HF batch encoding release the GIL, so a multi-megabyte text keeps one worker
-busy while the event loop goes on answering other requests.
+busy while the event loop goes on answering other requests. Short texts have a pool of their
+own and are counted in batches (see ``batching``).
 """
 
 from __future__ import annotations
@@ -56,18 +57,23 @@ class ServiceState:
     def __init__(self, settings: ServeSettings, registry: Registry):
         self.settings = settings
         self.registry = registry
-        self.executor = ThreadPoolExecutor(max_workers=max(1, settings.workers), thread_name_prefix="tokdeck-count")
+        # long texts, chats, batches, resolution and loading; short texts have a pool of their own
+        self.executor = ThreadPoolExecutor(max_workers=max(1, settings.workers), thread_name_prefix="tokdeck-long")
+        self.short_executor = ThreadPoolExecutor(max_workers=max(1, settings.workers),
+                                                 thread_name_prefix="tokdeck-short")
+        # resolving model names, loading tokenizers, /models: never queued behind counting
+        self.setup_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tokdeck-setup")
         self.started = time.monotonic()
         self.busy = 0  # counting jobs submitted and not finished
         self.served: set[str] = set()  # tokenizer ids loaded for a request or preloaded
-        self.batcher = CountBatcher(self.executor)
+        self.batcher = CountBatcher(self.short_executor, self.executor)
         # the registry's aliases and discovered tokenizers are fixed for the process: resolve once
         self._resolved: dict[tuple[str | None, str | None], Resolved] = {}
 
-    async def run(self, fn: Callable[[], Any]) -> Any:
+    async def run(self, fn: Callable[[], Any], executor: ThreadPoolExecutor | None = None) -> Any:
         self.busy += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
+            return await asyncio.get_running_loop().run_in_executor(executor or self.executor, fn)
         finally:
             self.busy -= 1
 
@@ -83,7 +89,7 @@ class ServiceState:
         key = (target.model_name, target.tokenizer)
         hit = self._resolved.get(key)
         if hit is None:
-            hit = await self.run(lambda: self.resolve(target))
+            hit = await self.run(lambda: self.resolve(target), self.setup_executor)
             if len(self._resolved) >= RESOLVED_CACHE_SIZE:
                 self._resolved.clear()
             self._resolved[key] = hit
@@ -252,7 +258,7 @@ async def batch_calculate(request: web.Request) -> web.Response:
 
 async def models(request: web.Request) -> web.Response:
     state: ServiceState = request.app[STATE]
-    return json_response(await state.run(lambda: _models_job(state)))
+    return json_response(await state.run(lambda: _models_job(state), state.setup_executor))
 
 
 async def health(request: web.Request) -> web.Response:
@@ -280,6 +286,8 @@ def make_app(settings: ServeSettings | None = None, registry: Registry | None = 
 
     async def shutdown_executor(_app: web.Application) -> None:
         state.executor.shutdown(wait=False, cancel_futures=True)
+        state.short_executor.shutdown(wait=False, cancel_futures=True)
+        state.setup_executor.shutdown(wait=False, cancel_futures=True)
 
     app.on_cleanup.append(shutdown_executor)
     return app

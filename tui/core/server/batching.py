@@ -2,10 +2,16 @@
 
 Handing one job to a ThreadPoolExecutor costs about as much as counting a short text (the
 wake-up and GIL hand-over dominate under load). Short texts that arrive within the same event
-loop iteration are therefore counted by one worker call, split into chunks so several workers
-still share the load; HF tokenizers get them as one batch call (``count_many``), which runs in
-parallel without the GIL. Long texts (over ``SHORT_TEXT_CHARS``) always get a job of their own,
-so a huge text never delays the short ones.
+loop iteration are therefore counted by one worker call of the ``short`` pool, in chunks so
+several workers still share the load; HF tokenizers get them as one batch call
+(``count_many``), which runs in parallel without the GIL.
+
+Long texts (over ``SHORT_TEXT_CHARS``) go to the ``long`` pool, one job each, so huge texts
+can occupy those workers but never the ones short texts need. An HF tokenizer encodes one
+call at a time (it holds a lock while switching its special-token mode), so no short-text
+call is sent for an HF tokenizer while another call of it (short or long) is running: texts
+arriving meanwhile wait on the loop side and go together in the next call, instead of parking
+workers on that lock (short texts for that tokenizer do wait for a long one to finish).
 """
 
 from __future__ import annotations
@@ -35,12 +41,13 @@ _Job = tuple[Tokenizer, str, str, asyncio.Future]
 
 
 def _count_chunk(jobs: list[_Job]) -> list[int | BaseException]:
-    groups: dict[tuple[int, str], list[int]] = {}
-    for i, (tok, _, specials, _) in enumerate(jobs):
-        groups.setdefault((id(tok), specials), []).append(i)
+    """Count jobs of one tokenizer, grouped by special-token policy; errors stay per group."""
+    groups: dict[str, list[int]] = {}
+    for i, (_, _, specials, _) in enumerate(jobs):
+        groups.setdefault(specials, []).append(i)
+    tok = jobs[0][0]
     out: list[int | BaseException] = [0] * len(jobs)
-    for (_, specials), idx in groups.items():
-        tok = jobs[idx[0]][0]
+    for specials, idx in groups.items():
         try:
             counts: list[int | BaseException] = list(count_texts(tok, [jobs[i][1] for i in idx], specials))
         except Exception as exc:  # confined to the requests of this group
@@ -50,44 +57,76 @@ def _count_chunk(jobs: list[_Job]) -> list[int | BaseException]:
     return out
 
 
+def _take_chunk(jobs: list[_Job]) -> tuple[list[_Job], list[_Job]]:
+    """The first chunk (within CHUNK_JOBS and CHUNK_CHARS, at least one job) and the rest."""
+    chars = 0
+    for n, job in enumerate(jobs):
+        if n and (n >= CHUNK_JOBS or chars + len(job[1]) > CHUNK_CHARS):
+            return jobs[:n], jobs[n:]
+        chars += len(job[1])
+    return jobs, []
+
+
 class CountBatcher:
-    def __init__(self, executor: Executor):
-        self._executor = executor
-        self._pending: list[_Job] = []
+    def __init__(self, short_pool: Executor, long_pool: Executor):
+        self._short_pool = short_pool
+        self._long_pool = long_pool
+        self._pending: dict[int, list[_Job]] = {}  # id(tokenizer) -> short jobs waiting
+        self._hf_busy: dict[int, int] = {}  # HF tokenizer -> its calls running (short or long)
         self._scheduled = False
 
     def count(self, tok: Tokenizer, text: str, specials: str) -> asyncio.Future:
-        """A future of ``tok.count(text, specials)``, computed in the thread pool."""
+        """A future of ``tok.count(text, specials)``, computed in a thread pool."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
+        job = (tok, text, specials, fut)
         if len(text) > SHORT_TEXT_CHARS:
-            self._submit(loop, [(tok, text, specials, fut)])
+            self._submit(loop, self._long_pool, [job])
             return fut
-        self._pending.append((tok, text, specials, fut))
+        self._pending.setdefault(id(tok), []).append(job)
+        self._schedule(loop)
+        return fut
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush, loop)
-        return fut
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         self._scheduled = False
-        pending, self._pending = self._pending, []
-        chunk: list[_Job] = []
-        chars = 0
-        for job in pending:
-            if chunk and (len(chunk) >= CHUNK_JOBS or chars + len(job[1]) > CHUNK_CHARS):
-                self._submit(loop, chunk)
-                chunk, chars = [], 0
-            chunk.append(job)
-            chars += len(job[1])
-        if chunk:
-            self._submit(loop, chunk)
+        for key in list(self._pending):
+            if self._hf_busy.get(key):
+                continue  # sent with the next call, when the running one ends
+            jobs = self._pending.pop(key)
+            if isinstance(jobs[0][0], HFTokenizer):
+                chunk, rest = _take_chunk(jobs)
+                if rest:
+                    self._pending[key] = rest
+                self._submit(loop, self._short_pool, chunk)
+                continue
+            while jobs:
+                chunk, jobs = _take_chunk(jobs)
+                self._submit(loop, self._short_pool, chunk)
 
-    def _submit(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:
+    def _submit(self, loop: asyncio.AbstractEventLoop, pool: Executor, jobs: list[_Job]) -> None:
+        hf_key = id(jobs[0][0]) if isinstance(jobs[0][0], HFTokenizer) else None
+        if hf_key is not None:
+            self._hf_busy[hf_key] = self._hf_busy.get(hf_key, 0) + 1
+
+        def release() -> None:
+            if hf_key is not None:
+                self._hf_busy[hf_key] -= 1
+                if not self._hf_busy[hf_key]:
+                    del self._hf_busy[hf_key]
+                    if hf_key in self._pending:
+                        self._schedule(loop)
+
         def done(result: asyncio.Future) -> None:
-            if result.cancelled() or result.exception() is not None:
-                exc = result.exception() if not result.cancelled() else asyncio.CancelledError()
-                outcomes: list = [exc] * len(jobs)
+            release()
+            if result.cancelled():
+                outcomes: list = [asyncio.CancelledError()] * len(jobs)
+            elif result.exception() is not None:
+                outcomes = [result.exception()] * len(jobs)
             else:
                 outcomes = result.result()
             for (_, _, _, fut), outcome in zip(jobs, outcomes):
@@ -99,8 +138,9 @@ class CountBatcher:
                     fut.set_result(outcome)
 
         try:
-            loop.run_in_executor(self._executor, _count_chunk, jobs).add_done_callback(done)
+            loop.run_in_executor(pool, _count_chunk, jobs).add_done_callback(done)
         except RuntimeError as exc:  # the pool is shut down: the service is stopping
+            release()
             for *_, fut in jobs:
                 if not fut.done():
                     fut.set_exception(exc)
