@@ -7,54 +7,26 @@ import argparse
 ORDER = 45
 
 
-def _rate(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= v <= 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {text}")
-    return v
+def _number(cast, lo: float, hi: float | None = None, what: str = "a number"):
+    """An argparse type: ``cast(text)`` within [lo, hi]; one-line messages."""
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not lo <= value <= (float("inf") if hi is None else hi) or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be {what} >= {lo:g}" if hi is None
+                                             else f"must be {what} between {lo:g} and {hi:g}")
+        return value
+
+    return parse
 
 
-def _ms(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not v >= 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of milliseconds >= 0, not {text}")
-    return v
-
-
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, not {text}")
-    return v
-
-
-def _count(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, not {text}")
-    return v
-
-
-def _port(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= v <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 0-65535 (0: any free port), not {text}")
-    return v
+_rate = _number(float, 0, 1)
+_ms = _number(float, 0, what="a number of milliseconds")
+_positive = _number(int, 1, what="a whole number")
+_count = _number(int, 0, what="a whole number")
+_port = _number(int, 0, 65535, what="a port number (0: any free port)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -150,7 +122,7 @@ def run(args) -> int:
             loop.add_signal_handler(sig, stop.set)
         jitter = f" ({cfg.jitter} jitter)" if cfg.ttft_jitter_ms or cfg.itl_jitter_ms else ""
         out = cfg.output_tokens if cfg.output_tokens is not None else "max_tokens (else 64)"
-        print(f"tokdeck sim: serving {server.url}/v1  (model {cfg.model}, tokenizer {cfg.tokenizer}"
+        print(f"tokdeck sim: serving {server.url}/v1  (model {cfg.model}, tokenizer {server.tokenizer_id}"
               f"{', API key required' if cfg.api_key else ''})", flush=True)
         print(f"  timing: TTFT {cfg.ttft_ms:g}±{cfg.ttft_jitter_ms:g} ms, ITL {cfg.itl_ms:g}±{cfg.itl_jitter_ms:g} ms"
               f"{jitter}, output {out}, {cfg.tokens_per_chunk} token(s)/chunk, usage {cfg.usage}, "

@@ -275,13 +275,10 @@ def text_source(tokenizer: str) -> TextSource:
         if src is not None:
             return src
         try:
-            tid = reg.info(tokenizer).id
+            tid = resolve_model(tokenizer, reg).tokenizer_id  # a tokenizer id or a model name
         except TokdeckError:
-            try:
-                tid = resolve_model(tokenizer, reg).tokenizer_id
-            except TokdeckError:
-                reg.info(tokenizer)  # the "unknown tokenizer" error with its suggestion
-                raise
+            reg.info(tokenizer)  # the "unknown tokenizer" error, with its suggestion
+            raise
         tok = reg.get(tid)
         if not tok.has_vocab:
             raise TokdeckError(f"simulator: tokenizer {tid} has no vocabulary; pick a real one")
@@ -443,6 +440,11 @@ class SimServer:
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{port}"
         return self
+
+    @property
+    def tokenizer_id(self) -> str:
+        """The id of the tokenizer in use (``cfg.tokenizer`` may be a model name); "" before start."""
+        return self._source.tokenizer.id if self._source else ""
 
     async def close(self) -> None:
         runner, self._runner = self._runner, None
@@ -739,7 +741,7 @@ class SimServer:
                 if transport is not None:
                     transport.abort()
                 return resp
-            if fault is None:
+            if fault in (None, "malformed"):  # the stream went on after a malformed line
                 finish = plan.finish
                 usage = self._usage(rec["prompt_tokens"], sent, sent_reasoning)
                 fin = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish} if chat else \
