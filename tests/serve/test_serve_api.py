@@ -58,6 +58,8 @@ async def test_lone_surrogate_in_json_is_counted(serve_client, bundled):
     status, body = await post(client, "/calculate", '{"text": "a\\ud800b", "tokenizer": "qwen3"}')
     assert status == 200, body
     assert body["token_count"] == bundled.get("qwen3").count("a\ud800b")
+    status, body = await post(client, "/calculate", '{"text": "a", "model_name": "qwen-\\udc00"}')
+    assert status == 200 and body["model_name"] == "qwen-\udc00" and body["tokenizer"] == "qwen3"
 
 
 async def test_batch_calculate(serve_client, bundled):
@@ -258,3 +260,9 @@ async def test_a_long_hf_count_parks_no_worker_of_short_texts(serve_client, bund
         assert status == 200 and body["token_count"] == qwen.count(f"short {i}")
     status, body = await big
     assert status == 200 and body["token_count"] == qwen.count(long_text)
+
+
+async def test_deeply_nested_json_is_a_400(serve_client):
+    client = await serve_client()
+    status, body = await post(client, "/calculate", "[" * 100_000 + "]" * 100_000)
+    assert status == 400 and body["error"]["type"] == "invalid_json"

@@ -48,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preload", nargs="+", action="extend", default=[], metavar="ID",
                    help="tokenizer ids or model names to load before listening")
     p.add_argument("--workers", type=_int_between(1, 1024, "must be between 1 and 1024"), default=4, metavar="N",
-                   help="counting threads (default 4)")
+                   help="threads per counting pool: one for short texts, one for long texts, chats "
+                        "and batches (default 4 each)")
     p.add_argument("--access-log", action="store_true", help="log one line per request on stderr")
     p.set_defaults(run=run)
 

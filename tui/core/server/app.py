@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from ..tokenizers.chat import ChatFormatError, chat_method, count_chat
 from ..tokenizers.resolve import FAMILIES
 from .batching import CountBatcher, count_texts
 from .requests import ApiError, BatchRequest, CountRequest, Target, parse_batch, parse_count, parse_json
+
+log = logging.getLogger("tokdeck.serve")
 
 OPEN_PATHS = frozenset({"/health"})  # answered without the bearer token (for liveness probes)
 
@@ -213,6 +216,9 @@ async def errors_middleware(request: web.Request, handler):
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return error_response(exc.status, _HTTP_TYPES.get(exc.status, "http_error"),
                               f"{exc.reason}: {request.method} {request.path}", headers)
+    except Exception as exc:  # a bug: answer in JSON and keep serving; the traceback goes to the log
+        log.exception("internal error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", f"{type(exc).__name__}: {str(exc)[:200]}")
 
 
 def _auth_middleware(token: str):

@@ -63,6 +63,8 @@ def parse_json(body: bytes) -> dict[str, Any]:
             raise ApiError(400, "invalid_json", "the body is not UTF-8") from None
         except ValueError as exc:
             raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ApiError(400, "invalid_json", "the body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
     return data
