@@ -59,7 +59,7 @@ def test_port_in_use_is_one_line_error():
         port = s.getsockname()[1]
         proc = run_cli("serve", "--port", str(port), timeout=60)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == f"tokdeck: error: cannot listen on 127.0.0.1:{port}: the port is in use"
+    assert proc.stderr.strip() == f"tokdeck: error: cannot listen on 127.0.0.1:{port}: address already in use"
 
 
 def test_bad_options_are_one_line_errors():

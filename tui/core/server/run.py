@@ -70,7 +70,7 @@ async def serve_async(settings: ServeSettings, registry: Registry | None = None,
         try:
             await site.start()
         except OSError as exc:
-            why = "the port is in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+            why = "address already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
             raise TokdeckError(f"cannot listen on {settings.host}:{settings.port}: {why}") from None
         host, port = runner.addresses[0][:2]
         shown = f"[{host}]" if ":" in host else host
