@@ -184,3 +184,22 @@ async def test_chat_over_http(serve_client, bundled):
     body = await resp.json()
     assert resp.status == 422 and body["error"]["type"] == "chat_template_error"
     assert "alternate" in body["error"]["message"]
+
+
+def test_hf_cache_snapshot_template_through_symlinks(isolated_env):
+    """The hub cache keeps files in blobs/ with symlinks in snapshots/<commit>/, as huggingface_hub does."""
+    from tui.core.tokenizers import Registry
+
+    repo = isolated_env / "hf" / "hub" / "models--acme--chat-7b"
+    blobs = _llama2_copy(repo / "blobs")
+    (blobs / "tokenizer.json").rename(blobs / "b1")
+    (blobs / "b2").write_text(json.dumps({"chat_template": LLAMA2_TEMPLATE, "bos_token": "<s>", "eos_token": "</s>"}))
+    snap = repo / "snapshots" / "c0ffee"
+    snap.mkdir(parents=True)
+    (snap / "tokenizer.json").symlink_to("../../blobs/b1")
+    (snap / "tokenizer_config.json").symlink_to("../../blobs/b2")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("c0ffee")
+    reg = Registry()
+    c = count_chat(reg.get("acme/chat-7b"), parse_messages(HELLO))
+    assert c.method == "chat_template" and c.total_tokens == reg.get("acme/chat-7b").count("<s>[INST] hello [/INST]", "parse")

@@ -27,7 +27,7 @@ from ..tokenizers.base import Tokenizer, TokenizerInfo
 from ..tokenizers.chat import ChatFormatError, chat_method, count_chat
 from ..tokenizers.resolve import FAMILIES
 from .batching import CountBatcher, count_texts
-from .requests import ApiError, BatchRequest, CountRequest, Target, parse_batch, parse_count, parse_json
+from .requests import ApiError, CountRequest, Target, parse_batch, parse_count, parse_json
 
 log = logging.getLogger("tokdeck.serve")
 
@@ -60,14 +60,14 @@ class ServiceState:
     def __init__(self, settings: ServeSettings, registry: Registry):
         self.settings = settings
         self.registry = registry
-        # long texts, chats, batches, resolution and loading; short texts have a pool of their own
+        # long texts, chats and batches; short texts have a pool of their own (see batching)
         self.executor = ThreadPoolExecutor(max_workers=max(1, settings.workers), thread_name_prefix="tokdeck-long")
         self.short_executor = ThreadPoolExecutor(max_workers=max(1, settings.workers),
                                                  thread_name_prefix="tokdeck-short")
         # resolving model names, loading tokenizers, /models: never queued behind counting
         self.setup_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tokdeck-setup")
         self.started = time.monotonic()
-        self.busy = 0  # counting jobs submitted and not finished
+        self.busy = 0  # jobs handed to the pools (counting, resolving) and not finished
         self.served: set[str] = set()  # tokenizer ids loaded for a request or preloaded
         self.batcher = CountBatcher(self.short_executor, self.executor)
         # the registry's aliases and discovered tokenizers are fixed for the process: resolve once
