@@ -203,7 +203,7 @@ class SimRecord:
     ``queue_s``: time waiting for a ``max_concurrency`` slot. ``ttft_scheduled_s``: when the
     first content was due, from arrival. ``completion_tokens``: tokens actually sent.
     ``fault``: None, one of ``error, cut, malformed, midstream_error``, ``bad_request`` (4xx),
-    or ``client_gone`` (the client disconnected first).
+    ``client_gone`` (the client disconnected first) or ``cancelled`` (the server shut down first).
     """
 
     index: int
@@ -707,22 +707,25 @@ class SimServer:
             acquired = True
             due = ttft_due = arrival + queue_s + ttft
             chunk_no = 0
+            # hot loop: one int comparison per fault kind, a constant gap unless there is jitter
+            stop_at = plan.fault_at if plan.fault in ("cut", "midstream_error") else -1
+            malformed_at = plan.fault_at if plan.fault == "malformed" else -1
+            gap = None if cfg.itl_jitter_ms > 0 else cfg.itl_ms / 1000.0
+            write, now_fn, sleep = resp.write, loop.time, asyncio.sleep
             for is_r, lit, ntok in self._segments(offset, plan.n, reasoning):
                 if chunk_no:
-                    due += self._draw(rng, cfg.itl_ms, cfg.itl_jitter_ms)
-                delay = due - loop.time()
+                    due += gap if gap is not None else self._draw(rng, cfg.itl_ms, cfg.itl_jitter_ms)
+                delay = due - now_fn()
                 if delay > 0:
-                    await asyncio.sleep(delay)
-                if plan.fault == "cut" and chunk_no == plan.fault_at:
-                    fault = "cut"
+                    await sleep(delay)
+                if chunk_no == stop_at:
+                    fault = plan.fault
+                    if fault == "midstream_error":
+                        await write(b"data: " + _error_body("simulated mid-stream error", "server_error", 500)
+                                    + b"\n\n")
                     break
-                if plan.fault == "midstream_error" and chunk_no == plan.fault_at:
-                    fault = "midstream_error"
-                    await resp.write(b"data: " + _error_body("simulated mid-stream error", "server_error", 500)
-                                     + b"\n\n")
-                    break
-                now = loop.time()
-                await resp.write((reasoning_pre if is_r else content_pre) + lit + tail)
+                now = now_fn()
+                await write((reasoning_pre if is_r else content_pre) + lit + tail)
                 if first_write is None:
                     first_write = now
                 else:
@@ -732,9 +735,9 @@ class SimServer:
                 if is_r:
                     sent_reasoning += ntok
                 chunk_no += 1
-                if plan.fault == "malformed" and chunk_no == plan.fault_at:
+                if chunk_no == malformed_at:
                     fault = "malformed"
-                    await resp.write(content_pre + b'"' + lit[1:-1][:3] + b'\n\n')
+                    await write(content_pre + b'"' + lit[1:-1][:3] + b'\n\n')
             if plan.fault == "cut":  # also when it was due after the last content chunk
                 fault = "cut"
                 transport = request.transport
@@ -756,11 +759,12 @@ class SimServer:
                 await resp.write(_DONE)
             await resp.write_eof()
             return resp
-        except (ConnectionError, asyncio.CancelledError) as exc:
+        except ConnectionError:
             fault = "client_gone"
-            if isinstance(exc, asyncio.CancelledError):
-                raise
             return resp
+        except asyncio.CancelledError:  # the server is shutting down
+            fault = "cancelled"
+            raise
         finally:
             if acquired:
                 self._release()
