@@ -69,18 +69,19 @@ async def test_token_counts_equal_the_servers_with_and_without_usage(cl100k):
 
 
 async def test_timings_are_never_below_the_servers_truth(cl100k):
+    reqs = [BenchRequest(prompt="word " * (i + 1), output_len=8) for i in range(6)]  # distinct prompt lengths
     async with SimServer(fast(ttft_ms=30.0, itl_ms=4.0, reasoning_tokens=2)) as srv:
         result = await run_benchmark(BenchSpec(base_url=srv.url, model="tokdeck-sim", max_concurrency=2),
-                                     requests(6), TokenCounter(cl100k))
+                                     reqs, TokenCounter(cl100k))
         truth = {r.prompt_tokens: r for r in srv.records}
-    assert result.completed == 6
+    assert result.completed == 6 and len(truth) == 6
     for rec in result.records():
         assert rec.ttft >= 0.030 and rec.e2el >= rec.ttft
         assert rec.chunks == 8 and len(rec.itls) == 7  # reasoning chunks count as output
         assert rec.output_tokens == 8 and rec.tpot is not None
-    srv_ttfts = sorted(r.ttft_s for r in truth.values())
-    ours = sorted(r.ttft for r in result.records())
-    assert ours[0] >= srv_ttfts[0]
+        server = truth[rec.input_tokens]  # the same request seen by the server
+        # sent before the server saw it, read after the server wrote it
+        assert rec.ttft >= server.ttft_s and rec.e2el >= server.e2e_s
 
 
 async def test_stream_shapes_without_done_or_role_chunk(cl100k):

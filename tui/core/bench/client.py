@@ -191,14 +191,45 @@ async def send_streaming(session: aiohttp.ClientSession, url: str, body: bytes, 
                 return out
             readany = resp.content.readany
             feed = parser.feed
+            loads = orjson.loads
+            itls, pieces = out.itls, out.pieces
             while True:
                 data = await readany()
-                t = perf_counter()
+                t = perf_counter()  # before any parsing: every event completed by this read arrived now
                 if not data:
                     break
                 for payload in feed(data):
-                    if not _apply(out, classify(payload), t):
-                        return out
+                    # fast path for the common chunk shapes; anything unusual goes through classify()
+                    if out.done or payload == b"[DONE]":
+                        out.done = True
+                        continue
+                    try:
+                        obj = loads(payload)
+                        choices = obj["choices"]
+                        if "error" in obj or "usage" in obj or len(choices) != 1:
+                            raise KeyError
+                        c0 = choices[0]
+                        delta = c0.get("delta")
+                        if delta is None:  # completions: {"text": ...}
+                            text = c0["text"]
+                        elif "reasoning_content" in delta or "reasoning" in delta or "tool_calls" in delta:
+                            raise KeyError
+                        else:
+                            text = delta.get("content")
+                        if text is not None and text.__class__ is not str:
+                            raise KeyError
+                    except (KeyError, TypeError, AttributeError, orjson.JSONDecodeError):
+                        if not _apply(out, classify(payload), t):
+                            return out
+                        continue
+                    if text:
+                        if out.chunks:
+                            itls.append(t - out.last)
+                        else:
+                            out.ttft = t - out.st
+                        out.last = t
+                        out.chunks += 1
+                        pieces.append(text)
             if not out.done:
                 t = perf_counter()
                 for payload in parser.close():

@@ -25,6 +25,7 @@ was sent, queue time excluded: the client's own slowness). A ticker measures eve
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import queue as _queue
 import ssl
@@ -250,11 +251,16 @@ class BenchmarkRun:
         session = make_session(self.spec)
         self._headers = request_headers(self.spec)
         self._url = self.spec.url
+        # as vLLM does: objects alive now (dataset, tokenizers) leave the collector's scans, which
+        # keeps full collections - pauses that delay chunk timestamps - short during the run
+        gc.collect()
+        gc.freeze()
         try:
             if self.spec.num_warmups > 0 and not self._stop_requested:
                 await self._run_warmups(session)
             await self._run_main(session)
         finally:
+            gc.unfreeze()
             await session.close()
         return self.result
 
