@@ -130,3 +130,17 @@ def test_threaded_simulator_port_in_use():
             ThreadedSimulator(SimConfig(), port=port).start()
         with ThreadedSimulator(SimConfig()) as url:  # a context manager too; another port works
             assert url and not url.endswith(f":{port}")
+
+
+async def test_role_chunk_comes_on_accept_not_with_the_first_token(start_sim, http):
+    srv = await start_sim(ttft_ms=300, output_tokens=1)
+    t0 = time.monotonic()
+    async with http.post(srv.url + "/v1/chat/completions", json=chat_body(stream=True)) as r:
+        t_headers = time.monotonic() - t0
+        role = await r.content.readline()
+        t_role = time.monotonic() - t0
+        await r.read()
+    assert b'"role":"assistant"' in role
+    first = srv.records[-1].ttft_s
+    assert first >= 0.3
+    assert first - t_role >= 0.15 and first - t_headers >= 0.15

@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("server")
     g.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others warn)")
     g.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0 picks a free one)")
-    g.add_argument("--model", default="tokdeck-sim", help="model name listed by /v1/models (default tokdeck-sim)")
+    g.add_argument("--model", default="tokdeck-sim", metavar="NAME", help="model name listed by /v1/models (default tokdeck-sim)")
     g.add_argument("--strict-model", action="store_true", help="404 for other model names (default: accept any)")
     g.add_argument("--tokenizer", default="cl100k_base", metavar="ID",
                    help="bundled tokenizer for text and usage counts (default cl100k_base)")
@@ -47,12 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="require `Authorization: Bearer $VAR` on /v1 (the key is read from the environment)")
     g.add_argument("--max-concurrency", type=_positive, metavar="N",
                    help="requests beyond N wait in a server-side queue (adds to their TTFT)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the random draws (default 0)")
+    g.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the random draws (default 0)")
     t = p.add_argument_group("timing and output")
-    t.add_argument("--ttft-ms", type=_ms, default=150.0, help="time to first token (default 150)")
-    t.add_argument("--ttft-jitter-ms", type=_ms, default=0.0, help="TTFT spread (default 0)")
-    t.add_argument("--itl-ms", type=_ms, default=10.0, help="gap between chunks (default 10)")
-    t.add_argument("--itl-jitter-ms", type=_ms, default=0.0, help="gap spread (default 0)")
+    t.add_argument("--ttft-ms", type=_ms, default=150.0, metavar="MS", help="time to first token (default 150)")
+    t.add_argument("--ttft-jitter-ms", type=_ms, default=0.0, metavar="MS", help="TTFT spread (default 0)")
+    t.add_argument("--itl-ms", type=_ms, default=10.0, metavar="MS", help="gap between chunks (default 10)")
+    t.add_argument("--itl-jitter-ms", type=_ms, default=0.0, metavar="MS", help="gap spread (default 0)")
     t.add_argument("--jitter", choices=("normal", "uniform", "exp"), default="normal",
                    help="spread distribution: normal clipped at 0 (default), uniform ±, exp (mean + exponential tail)")
     t.add_argument("--output-tokens", type=_positive, metavar="N",
@@ -68,12 +68,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--no-done", action="store_true", help="end streams without `data: [DONE]`")
     t.add_argument("--no-role-chunk", action="store_true", help="no role-only first chunk (chat)")
     f = p.add_argument_group("faults (fractions of requests, 0-1, adding up to at most 1)")
-    f.add_argument("--error-rate", type=_rate, default=0.0, help="answered with an HTTP error")
-    f.add_argument("--error-status", type=int, default=500, help="status of those errors (default 500)")
-    f.add_argument("--cut-rate", type=_rate, default=0.0, help="connection dropped mid-stream")
-    f.add_argument("--malformed-rate", type=_rate, default=0.0, help="one malformed data: line mid-stream")
-    f.add_argument("--midstream-error-rate", type=_rate, default=0.0, help="an error object mid-stream")
-    f.add_argument("--slow-headers-ms", type=_ms, default=0.0, help="delay before response headers")
+    f.add_argument("--error-rate", type=_rate, default=0.0, metavar="R", help="answered with an HTTP error")
+    f.add_argument("--error-status", type=int, default=500, metavar="STATUS", help="status of those errors (default 500)")
+    f.add_argument("--cut-rate", type=_rate, default=0.0, metavar="R", help="connection dropped mid-stream")
+    f.add_argument("--malformed-rate", type=_rate, default=0.0, metavar="R", help="one malformed data: line mid-stream")
+    f.add_argument("--midstream-error-rate", type=_rate, default=0.0, metavar="R", help="an error object mid-stream")
+    f.add_argument("--slow-headers-ms", type=_ms, default=0.0, metavar="MS", help="delay before response headers")
     p.set_defaults(run=run)
 
 

@@ -140,7 +140,7 @@ class SimConfig:
     seed: int | None = 0                # None: different draws every run
     strict_model: bool = False          # 404 for model names other than ``model``
     api_key: str | None = field(default=None, repr=False)  # require `Authorization: Bearer KEY`
-    max_records: int | None = None      # keep only the newest N records (None: all)
+    max_records: int | None = None      # keep the newest N..2N records, trimmed in batches (None: all)
 
     def validate(self) -> "SimConfig":
         """Raise TokdeckError (one line) for values that make no sense; return self."""
@@ -405,7 +405,8 @@ class SimServer:
         self._source: TextSource | None = None
         self._sem: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._base_seed = cfg.seed if cfg and cfg.seed is not None else random.randrange(1 << 62)
+        seed = self.cfg.seed
+        self._base_seed = seed if seed is not None else random.randrange(1 << 62)
         self._auth = f"Bearer {self.cfg.api_key}" if self.cfg.api_key else None
 
     # -------------------------------------------------------------- lifecycle
@@ -688,6 +689,10 @@ class SimServer:
         ttft = self._draw(rng, cfg.ttft_ms, cfg.ttft_jitter_ms)
 
         resp = web.StreamResponse(status=200, headers=_SSE_HEADERS)
+        if chat and cfg.role_chunk:
+            # the role chunk follows at once: send it with the headers, one syscall instead of two
+            # (aiohttp's own small-payload path; without the attribute headers just go first)
+            resp._send_headers_immediately = False
         sent = sent_reasoning = 0
         first_write = last_write = None
         itls: list[float] = []
