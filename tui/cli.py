@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     run = getattr(args, "run", None)
     if run is None:
         default = getattr(args, "default_run", None)
+        if default is None and args.command is None and sys.stdin.isatty() and sys.stdout.isatty():
+            from .commands import ui  # no sub-command on a terminal: the dashboard
+
+            default = ui.run
         if default is None:
             parser.print_help()
             return 0

@@ -41,6 +41,9 @@ class TokensSettings:
     specials: str = "literal"
     budget_model: str = "gpt-4o"
     reserved_output: int = 1024
+    #: model name or glob pattern -> context window in tokens, as a string ("65536");
+    #: overrides the built-in table of tui.core.tokenizers.context
+    context_windows: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,118 @@
+"""The tokdeck dashboard: three panes (Tokens, Bench, Data) in tabs, a help screen, palette commands.
+
+``make_app()`` is the one factory used by ``tokdeck ui`` and by the tests. Each pane is a
+self-contained container class in its own module listed in ``PANES``; the app only places
+them in tabs and switches between them.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Iterable
+
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header, TabbedContent, TabPane
+
+from ..core.config import Config, load_config
+from ..core.errors import ConfigError
+from ..core.tokenizers import Registry, default_registry
+from .bench import BenchPane
+from .data import DataPane
+from .screens import HelpScreen
+from .tokens import TokensPane
+
+PANES = ("tokens", "bench", "data")
+
+HELP_INTRO = """\
+# tokdeck
+
+Exact token counts from every offline tokenizer, endpoint benchmarks and JSONL datasets.
+Everything works by keyboard; `tab` moves between the editor and the table, `ctrl+p` opens
+the command palette (every action below is there too), `ctrl+q` quits.
+
+The **Tokens** pane counts the editor's text with every enabled tokenizer as you type.
+Rows say *loading…* until their tokenizer is ready and show its error if it fails. Counts
+are exact (no BOS/EOS, no chat template) except the `estimate` row, whose Δ is its error
+against the reference. A `…` after a count means that row is still catching up with your
+last edit.
+"""
+
+
+def _keys_table(title: str, bindings: Iterable[Binding]) -> str:
+    rows = [f"| `{b.key}` | {b.description or b.action} |" for b in bindings if isinstance(b, Binding)]
+    return f"\n## {title}\n\n| key | action |\n|---|---|\n" + "\n".join(rows) + "\n"
+
+
+class TokdeckApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "tokdeck"
+    BINDINGS = [
+        Binding("f1", "help", "Help", id="app.help"),
+        Binding("alt+1", "show_pane('tokens')", "Tokens", id="app.pane-tokens"),
+        Binding("alt+2", "show_pane('bench')", "Bench", id="app.pane-bench"),
+        Binding("alt+3", "show_pane('data')", "Data", id="app.pane-data"),
+    ]
+
+    def __init__(self, *, pane: str = "tokens", text: str = "", source: str | None = None,
+                 data_path: Path | None = None, registry: Registry | None = None,
+                 config: Config | None = None):
+        super().__init__()
+        if pane not in PANES:
+            raise ValueError(f"pane must be one of {', '.join(PANES)}")
+        self.initial_pane = pane
+        self.registry = registry or default_registry()
+        self.config_problem = None
+        if config is None:
+            try:
+                config = load_config()
+            except ConfigError as exc:  # shown in the UI; defaults meanwhile
+                self.config_problem = str(exc)
+                config = Config()
+        self.config = config
+        self.data_path = data_path
+        self._text, self._source = text, source
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False, icon="≡")
+        with TabbedContent(initial=self.initial_pane, id="panes"):
+            with TabPane("Tokens", id="tokens"):
+                yield TokensPane(self.registry, self.config, text=self._text, source=self._source,
+                                 config_problem=self.config_problem)
+            with TabPane("Bench", id="bench"):
+                yield BenchPane()
+            with TabPane("Data", id="data"):
+                yield DataPane(self.data_path)
+        yield Footer()
+
+    @property
+    def tokens(self) -> TokensPane:
+        return self.query_one(TokensPane)
+
+    def action_show_pane(self, pane: str) -> None:
+        self.query_one("#panes", TabbedContent).active = pane
+        if pane == "tokens":
+            self.tokens.query_one("#editor").focus()
+
+    def action_help(self) -> None:
+        text = HELP_INTRO + _keys_table("Everywhere", self.BINDINGS) + _keys_table("Tokens pane", TokensPane.BINDINGS)
+        self.push_screen(HelpScreen(text))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for pane in PANES:
+            yield SystemCommand(f"Show the {pane.title()} pane", f"Switch to the {pane} pane",
+                                partial(self.action_show_pane, pane))
+        yield SystemCommand("Help", "Keys and how the panes work", self.action_help)
+        tokens = self.tokens
+        for binding in TokensPane.BINDINGS:
+            yield SystemCommand(f"Tokens: {binding.description}", f"key {binding.key}",
+                                partial(tokens.run_action, binding.action))
+
+
+def make_app(pane: str = "tokens", *, text: str = "", source: str | None = None, data_path: Path | None = None,
+             registry: Registry | None = None, config: Config | None = None) -> TokdeckApp:
+    """The dashboard, opened on ``pane`` with ``text`` in the Tokens editor."""
+    return TokdeckApp(pane=pane, text=text, source=source, data_path=data_path, registry=registry, config=config)

@@ -1,0 +1,546 @@
+"""The Tokens pane: an editor, live counts from every enabled tokenizer, the token view and a budget.
+
+Threads: each tokenizer loads in a background worker, and each counts in its own thread
+worker (``count-<id>``) through an ``IncrementalCounter``, so a slow row never holds up a fast
+one. A row runs one count at a time; edits made meanwhile are counted once it finishes
+(latest edit wins). Rows without a cut rule (counted whole) wait for a pause in typing on
+big documents. Results come back as messages carrying core dataclasses and are drawn in one
+batch per event-loop turn.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container
+from textual.message import Message
+from textual.timer import Timer
+from textual.widgets import ContentSwitcher, DataTable, Static, TextArea
+from textual.worker import get_current_worker
+
+from ..core.config import Config, replace_section, save_config
+from ..core.errors import TokdeckError, TokenizerError
+from ..core.tokenizers import Registry, TokenCount, resolve_model
+from ..core.tokenizers.context import Budget, context_window, parse_overrides
+from ..core.tokenizers.incremental import CountStats, IncrementalCounter, window_bounds
+from ..core.tokenizers.pieces import TokenPieces, token_pieces
+from .screens import BudgetChoice, BudgetScreen, OpenFileScreen, TokenizerPickerScreen
+from .widgets import BudgetBar, TokenView
+
+#: whole-count rows wait this long after the last edit on documents larger than WHOLE_DEBOUNCE_CHARS
+WHOLE_DEBOUNCE_S = 0.3
+WHOLE_DEBOUNCE_CHARS = 100_000
+#: the token view tokenizes at most this many characters around the cursor and shows this many tokens
+VIEW_CHARS = 20_000
+VIEW_TOKENS = 4_000
+COLUMNS = (("tokenizer", "tokenizer"), ("tokens", "tokens"), ("cpt", "chars/tok"), ("delta", "Δ ref"),
+           ("pct", "Δ %"), ("note", "note"))
+
+
+@dataclass(frozen=True)
+class Loaded:
+    tokenizer_id: str
+    error: str | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Counted:
+    tokenizer_id: str
+    generation: int
+    count: TokenCount | None  # None: the count was cancelled
+    stats: CountStats | None
+    seconds: float
+
+
+def _doc_size(text: str) -> str:
+    lines = text.count("\n") + 1 if text else 0
+    return f"{len(text):,} chars · {len(text.encode('utf-8', 'surrogatepass')):,} bytes · {lines:,} lines"
+
+
+class TokensPane(Container):
+    """Live token counts of the editor's text."""
+
+    PANE_ID = "tokens"
+    TITLE = "Tokens"
+
+    BINDINGS = [
+        Binding("ctrl+o", "open_file", "Open", id="tokens.open-file"),
+        Binding("ctrl+t", "toggle_view", "Tokens/Editor", id="tokens.toggle-view"),
+        Binding("f2", "toggle_ids", "Ids", id="tokens.toggle-ids"),
+        Binding("f3", "toggle_whitespace", "Whitespace", id="tokens.toggle-whitespace"),
+        Binding("f4", "toggle_specials", "Specials", id="tokens.toggle-specials"),
+        Binding("f5", "choose_tokenizers", "Tokenizers", id="tokens.choose-tokenizers"),
+        Binding("f6", "set_reference", "Set ref", id="tokens.set-reference"),
+        Binding("f7", "choose_budget", "Budget", id="tokens.choose-budget"),
+    ]
+
+    class TokenizerLoaded(Message):
+        def __init__(self, result: Loaded):
+            super().__init__()
+            self.result = result
+
+    class CountReady(Message):
+        def __init__(self, result: Counted):
+            super().__init__()
+            self.result = result
+
+    class PiecesReady(Message):
+        def __init__(self, pieces: TokenPieces | None, caption: str):
+            super().__init__()
+            self.pieces = pieces
+            self.caption = caption
+
+    def __init__(self, registry: Registry, config: Config, *, text: str = "", source: str | None = None,
+                 config_problem: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.registry = registry
+        self.config = config
+        self.config_problem = config_problem
+        tokens = config.tokens
+        self.enabled: tuple[str, ...] = tuple(tokens.enabled or registry.ids(include_discovered=False))
+        self.reference = tokens.reference
+        self.specials = tokens.specials if tokens.specials in ("literal", "parse") else "literal"
+        self.budget_model = tokens.budget_model
+        self.reserved_output = tokens.reserved_output
+        self._initial_text = text
+        self._source = source
+        self.text = text
+        self.generation = 0
+        self.show_ids = False
+        self.show_whitespace = False
+        self.counters: dict[str, IncrementalCounter] = {}
+        self.errors: dict[str, str] = {}
+        self.counts: dict[str, Counted] = {}
+        self._requested: set[str] = set()
+        self._counting: set[str] = set()
+        self._recount: set[str] = set()
+        self._rows_dirty = False
+        self._whole_timer: Timer | None = None
+        self._view_timer: Timer | None = None
+        self._budget_tokenizer: str | None = None
+        self._budget_problem: str | None = None
+        self._overrides: dict[str, int] = {}
+        self.painted_at: float | None = None
+
+    # ------------------------------------------------------------------ layout
+    def compose(self) -> ComposeResult:
+        with ContentSwitcher(initial="editor", id="top"):
+            yield TextArea(self._initial_text, id="editor", soft_wrap=True, show_line_numbers=False)
+            yield TokenView(id="token-view")
+        yield Static("", id="doc-info", markup=False)
+        yield BudgetBar(id="budget")
+        yield DataTable(id="counts", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one("#counts", DataTable)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+        self._rebuild_rows()
+        self._resolve_budget()
+        self._update_info()
+        self.query_one("#editor", TextArea).focus()
+        if self.config_problem:
+            self.notify(self.config_problem, title="config not loaded", severity="error", timeout=10)
+        self._load(self._wanted_ids())
+        self.call_after_refresh(self._mark_painted)
+
+    def _mark_painted(self) -> None:
+        self.painted_at = time.perf_counter()
+
+    def _wanted_ids(self) -> list[str]:
+        ids = list(self.enabled)
+        if self._budget_tokenizer and self._budget_tokenizer not in ids:
+            ids.append(self._budget_tokenizer)
+        return ids
+
+    def _rebuild_rows(self) -> None:
+        table = self.query_one("#counts", DataTable)
+        table.clear()
+        for tid in self.enabled:
+            table.add_row(tid, "loading…", "", "", "", "", key=tid)
+        self._rows_dirty = True
+        self._flush()
+
+    # ------------------------------------------------------------------ loading
+    @work(thread=True, exit_on_error=False, group="load")
+    def _load(self, ids: list[str]) -> None:
+        """Load tokenizers two at a time, cheap formats first; report each as it is ready."""
+        todo = [tid for tid in ids if tid not in self._requested]
+        self._requested.update(todo)
+
+        def weight(tid: str) -> int:
+            try:
+                info = self.registry.info(tid)
+            except TokenizerError:
+                return 0
+            return {"estimate": 0, "tiktoken": 1, "tekken": 2}.get(info.format, 3)
+
+        def one(tid: str) -> Loaded:
+            started = time.perf_counter()
+            try:
+                self.registry.get(tid)
+                return Loaded(tid, None, time.perf_counter() - started)
+            except TokenizerError as exc:
+                return Loaded(tid, str(exc), time.perf_counter() - started)
+            except Exception as exc:  # a broken user file must only break its own row
+                return Loaded(tid, f"{tid}: {type(exc).__name__}: {exc}", time.perf_counter() - started)
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for future in as_completed([pool.submit(one, tid) for tid in sorted(todo, key=weight)]):
+                self.post_message(self.TokenizerLoaded(future.result()))
+
+    @on(TokenizerLoaded)
+    def _loaded(self, message: TokenizerLoaded) -> None:
+        result = message.result
+        if result.error:
+            self.errors[result.tokenizer_id] = result.error
+        else:
+            tok = self.registry.get(result.tokenizer_id)
+            self.counters[result.tokenizer_id] = IncrementalCounter(tok, self.specials)
+            self._schedule(result.tokenizer_id)
+        self._rows_dirty = True
+        self.call_later(self._flush)
+        if result.tokenizer_id == self.selected_id():
+            self._request_pieces()
+
+    # ------------------------------------------------------------------ counting
+    @on(TextArea.Changed, "#editor")
+    def _edited(self, event: TextArea.Changed) -> None:
+        self.text = event.text_area.text
+        self.generation += 1
+        self._update_info()
+        big = len(self.text) > WHOLE_DEBOUNCE_CHARS
+        for tid, counter in self.counters.items():
+            if counter.incremental or not big:
+                self._schedule(tid)
+        if big:
+            if self._whole_timer is not None:
+                self._whole_timer.stop()
+            self._whole_timer = self.set_timer(WHOLE_DEBOUNCE_S, self._schedule_whole)
+        if self.query_one("#top", ContentSwitcher).current == "token-view":
+            self._request_pieces()
+
+    def _schedule_whole(self) -> None:
+        for tid, counter in self.counters.items():
+            if not counter.incremental:
+                self._schedule(tid)
+
+    def _schedule(self, tid: str) -> None:
+        """Count ``tid`` now, or as soon as its running count finishes."""
+        if tid in self._counting:
+            self._recount.add(tid)
+            return
+        self._counting.add(tid)
+        counter = self.counters[tid]
+        text, generation = self.text, self.generation
+        self.run_worker(lambda: self._count(counter, text, generation), thread=True, exclusive=True,
+                        exit_on_error=False, group=f"count-{tid}", name=f"count {tid}")
+
+    def _count(self, counter: IncrementalCounter, text: str, generation: int) -> None:
+        worker = get_current_worker()
+        started = time.perf_counter()
+        tid = counter.tokenizer.id
+        try:
+            n = counter.count(text, lambda: worker.is_cancelled)
+        except Exception as exc:  # a tokenizer failing on some text fails its row, not the app
+            count = TokenCount(tid, None, len(text), counter.tokenizer.info.exact,
+                               error=f"{tid}: {type(exc).__name__}: {exc}")
+            self.post_message(self.CountReady(Counted(tid, generation, count, None, time.perf_counter() - started)))
+            return
+        count = TokenCount(tid, n, len(text), counter.tokenizer.info.exact) if n is not None else None
+        self.post_message(self.CountReady(Counted(tid, generation, count, counter.stats,
+                                                  time.perf_counter() - started)))
+
+    @on(CountReady)
+    def _counted(self, message: CountReady) -> None:
+        result = message.result
+        tid = result.tokenizer_id
+        self._counting.discard(tid)
+        previous = self.counts.get(tid)
+        if result.count is None:
+            pass  # cancelled (the app is closing)
+        elif result.count.error:
+            self.errors[tid] = result.count.error
+        elif previous is None or result.generation >= previous.generation:
+            self.counts[tid] = result
+            self.errors.pop(tid, None)
+        if tid in self._recount:
+            self._recount.discard(tid)
+            self._schedule(tid)
+        if not self._rows_dirty:
+            self._rows_dirty = True
+            self.call_later(self._flush)
+
+    def settled(self) -> bool:
+        """True when every loaded row has counted the current text (for tests and the perf script)."""
+        if len(self.counters) + len(self.errors) < len(set(self._wanted_ids())):
+            return False
+        return all(tid in self.errors or (tid in self.counts and self.counts[tid].generation == self.generation)
+                   for tid in self.counters)
+
+    # ------------------------------------------------------------------ drawing
+    def _flush(self) -> None:
+        if not self._rows_dirty:
+            return
+        self._rows_dirty = False
+        table = self.query_one("#counts", DataTable)
+        ref = self.counts.get(self.reference)
+        ref_n = ref.count.tokens if ref and ref.generation == self.generation else None
+        for tid in self.enabled:
+            values = self._row(tid, ref_n)
+            for (key, _), value in zip(COLUMNS[1:], values):
+                try:
+                    if table.get_cell(tid, key) != value:
+                        table.update_cell(tid, key, value)
+                except Exception:  # the row was removed meanwhile (tokenizers changed)
+                    break
+        self._update_budget()
+
+    def _row(self, tid: str, ref_n: int | None) -> tuple[str, str, str, str, str]:
+        if tid in self.errors:
+            return "error", "", "", "", self.errors[tid]
+        if tid not in self.counters:
+            return "loading…", "", "", "", ""
+        result = self.counts.get(tid)
+        if result is None:
+            return "counting…", "", "", "", ""
+        n = result.count.tokens
+        stale = result.generation != self.generation
+        tokens = f"{n:,}" + ("…" if stale else "")
+        cpt = f"{result.count.chars_per_token:.2f}" if result.count.chars_per_token else "-"
+        delta = pct = ""
+        if ref_n is not None and tid != self.reference:
+            delta = f"{n - ref_n:+,}"
+            pct = f"{(n - ref_n) / ref_n:+.1%}" if ref_n else ""
+        notes = []
+        if tid == self.reference:
+            notes.append("reference")
+        if not result.count.exact:
+            notes.append("estimate: Δ is its error")
+        elif self.registry.info(tid).approximate:
+            notes.append("approximate")
+        return tokens, cpt, delta, pct, ", ".join(notes)
+
+    def _update_info(self) -> None:
+        parts = [_doc_size(self.text), f"specials: {self.specials}", f"ref: {self.reference}"]
+        if self._source:
+            parts.insert(0, self._source)
+        self.query_one("#doc-info", Static).update("  ·  ".join(parts))
+
+    # ------------------------------------------------------------------ budget
+    def _resolve_budget(self) -> None:
+        self._budget_tokenizer, self._budget_problem = None, None
+        try:
+            self._overrides = parse_overrides(self.config.tokens.context_windows)
+        except TokdeckError as exc:
+            self._overrides = {}
+            self.notify(str(exc), severity="error")
+        try:
+            self._budget_tokenizer = resolve_model(self.budget_model, self.registry).tokenizer_id
+        except TokenizerError as exc:
+            self._budget_problem = str(exc)
+        self._update_budget()
+
+    def _update_budget(self) -> None:
+        bar = self.query_one("#budget", BudgetBar)
+        label = f"{self.budget_model} → {self._budget_tokenizer or '?'}"
+        if self._budget_problem:
+            bar.show(label, None, self._budget_problem)
+            return
+        window = context_window(self.budget_model, self._overrides)
+        if window is None:
+            bar.show(label, None, "context window unknown: add it to [tokens] context_windows")
+            return
+        tid = self._budget_tokenizer
+        if tid in self.errors:
+            bar.show(label, None, self.errors[tid])
+            return
+        result = self.counts.get(tid)
+        if result is None:
+            bar.show(label, None)
+            return
+        bar.show(label, Budget(result.count.tokens, window.tokens, self.reserved_output))
+
+    # ------------------------------------------------------------------ token view
+    def selected_id(self) -> str | None:
+        table = self.query_one("#counts", DataTable)
+        if not self.enabled or table.row_count == 0:
+            return None
+        row = min(table.cursor_row, len(self.enabled) - 1)
+        return self.enabled[max(row, 0)]
+
+    @on(DataTable.RowHighlighted, "#counts")
+    def _row_highlighted(self) -> None:
+        if self.query_one("#top", ContentSwitcher).current == "token-view":
+            self._request_pieces(now=True)
+
+    def _request_pieces(self, now: bool = False) -> None:
+        if self._view_timer is not None:
+            self._view_timer.stop()
+        self._view_timer = self.set_timer(0.0 if now else 0.15, self._compute_pieces)
+
+    def _compute_pieces(self) -> None:
+        tid = self.selected_id()
+        editor = self.query_one("#editor", TextArea)
+        cursor = editor.document.get_index_from_location(editor.cursor_location)
+        self._pieces_worker(tid, self.text, cursor)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="pieces")
+    def _pieces_worker(self, tid: str | None, text: str, cursor: int) -> None:
+        if tid is None:
+            self.post_message(self.PiecesReady(None, "no tokenizer selected"))
+            return
+        counter = self.counters.get(tid)
+        if counter is None:
+            reason = self.errors.get(tid, "loading…")
+            self.post_message(self.PiecesReady(None, f"{tid}: {reason}"))
+            return
+        tok = counter.tokenizer
+        if not tok.has_vocab:
+            self.post_message(self.PiecesReady(None, f"{tid} is a character estimate: it has no tokens to show"))
+            return
+        start, end = window_bounds(text, tok.cut_rule, cursor, VIEW_CHARS)
+        pieces = token_pieces(tok, text[start:end], self.specials, VIEW_TOKENS)
+        caption = f"{tid}: {pieces.total:,} tokens"
+        if (start, end) != (0, len(text)):
+            caption += f" in characters {start:,}–{end:,} around the cursor (of {len(text):,})"
+        if pieces.truncated:
+            caption += f"; showing the first {len(pieces.pieces):,}"
+        caption += f"  ·  F2 ids {'on' if self.show_ids else 'off'} · F3 whitespace " \
+                   f"{'on' if self.show_whitespace else 'off'} · ctrl+t back to the editor"
+        self.post_message(self.PiecesReady(pieces, caption))
+
+    @on(PiecesReady)
+    def _pieces_ready(self, message: PiecesReady) -> None:
+        view = self.query_one("#token-view", TokenView)
+        view.set_options(show_ids=self.show_ids, show_whitespace=self.show_whitespace)
+        view.show(message.pieces, message.caption)
+
+    # ------------------------------------------------------------------ actions
+    def action_toggle_view(self) -> None:
+        switcher = self.query_one("#top", ContentSwitcher)
+        if switcher.current == "editor":
+            switcher.current = "token-view"
+            self._request_pieces(now=True)
+            self.query_one("#counts", DataTable).focus()
+        else:
+            switcher.current = "editor"
+            self.query_one("#editor", TextArea).focus()
+
+    def action_toggle_ids(self) -> None:
+        self.show_ids = not self.show_ids
+        self._refresh_view_options()
+
+    def action_toggle_whitespace(self) -> None:
+        self.show_whitespace = not self.show_whitespace
+        self._refresh_view_options()
+
+    def _refresh_view_options(self) -> None:
+        self.query_one("#token-view", TokenView).set_options(show_ids=self.show_ids,
+                                                             show_whitespace=self.show_whitespace)
+        self.notify(f"token ids {'on' if self.show_ids else 'off'}, "
+                    f"whitespace {'visible' if self.show_whitespace else 'plain'}", timeout=2)
+        if self.query_one("#top", ContentSwitcher).current == "token-view":
+            self._request_pieces(now=True)
+
+    def action_toggle_specials(self) -> None:
+        self.set_specials("parse" if self.specials == "literal" else "literal")
+
+    def set_specials(self, policy: str) -> None:
+        self.specials = policy
+        self.counters = {tid: IncrementalCounter(c.tokenizer, policy) for tid, c in self.counters.items()}
+        self.counts.clear()
+        self.generation += 1
+        self._save(specials=policy)
+        self._update_info()
+        for tid in self.counters:
+            self._schedule(tid)
+        self._rows_dirty = True
+        self._flush()
+        self.notify(f"special tokens: {policy}", timeout=2)
+
+    def action_set_reference(self) -> None:
+        tid = self.selected_id()
+        if tid is None:
+            return
+        self.reference = tid
+        self._save(reference=tid)
+        self._update_info()
+        self._rows_dirty = True
+        self._flush()
+
+    def action_choose_tokenizers(self) -> None:
+        self._gather_infos()
+
+    @work(thread=True, exit_on_error=False, group="infos")
+    def _gather_infos(self) -> None:
+        infos = self.registry.infos()  # discovery reads folders: off the UI thread
+        self.app.call_from_thread(self._open_picker, infos)
+
+    def _open_picker(self, infos) -> None:
+        def chosen(ids: tuple[str, ...] | None) -> None:
+            if ids is None:
+                return
+            self.set_enabled(ids)
+
+        self.app.push_screen(TokenizerPickerScreen(infos, self.enabled), chosen)
+
+    def set_enabled(self, ids: tuple[str, ...]) -> None:
+        self.enabled = tuple(ids)
+        self._save(enabled=self.enabled)
+        self._rebuild_rows()
+        self._load(self._wanted_ids())
+
+    def action_choose_budget(self) -> None:
+        def chosen(choice: BudgetChoice | None) -> None:
+            if choice is not None:
+                self.set_budget(choice.model, choice.reserved_output)
+
+        self.app.push_screen(BudgetScreen(self.budget_model, self.reserved_output), chosen)
+
+    def set_budget(self, model: str, reserved: int) -> None:
+        self.budget_model, self.reserved_output = model, reserved
+        self._save(budget_model=model, reserved_output=reserved)
+        self._resolve_budget()
+        self._load(self._wanted_ids())
+
+    def action_open_file(self) -> None:
+        screen = OpenFileScreen()
+
+        def chosen(path: str | None) -> None:
+            if path:
+                self._read_file(path)
+
+        self.app.push_screen(screen, chosen)
+
+    @work(thread=True, exit_on_error=False, group="open")
+    def _read_file(self, path: str) -> None:
+        from ..commands._common import read_text_arg  # strict UTF-8, BOM dropped, one-line errors
+
+        try:
+            text = read_text_arg(str(Path(path).expanduser()))
+        except TokdeckError as exc:
+            self.app.call_from_thread(self.notify, str(exc), title="cannot open", severity="error")
+            return
+        self.app.call_from_thread(self.load_text, text, path)
+
+    def load_text(self, text: str, source: str | None = None) -> None:
+        self._source = source
+        self.query_one("#editor", TextArea).load_text(text)  # posts TextArea.Changed
+
+    # ------------------------------------------------------------------ config
+    def _save(self, **changes) -> None:
+        self.config = replace_section(self.config, "tokens", **changes)
+        if self.config_problem:
+            return  # never overwrite a config file we could not read
+        try:
+            save_config(self.config)
+        except OSError as exc:
+            self.notify(f"cannot save the config: {exc}", severity="error")

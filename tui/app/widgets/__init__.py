@@ -1,0 +1,6 @@
+"""Reusable widgets: they render core dataclasses and emit messages, nothing more."""
+
+from .budget_bar import BudgetBar
+from .token_view import TokenView
+
+__all__ = ["BudgetBar", "TokenView"]
