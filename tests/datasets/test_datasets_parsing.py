@@ -80,7 +80,7 @@ def test_blank_lines_are_warnings_not_records(write_lines):
 @pytest.mark.parametrize("line", [
     '{"messages": [{"role": "user", "content": "a", "content": "b"}, {"role": "assistant", "content": "c"}]}',
     '{"messages": [{"role" : "user", "content" : "a"}, {"role" : "assistant", "role" : "assistant", "content" : "c"}]}',
-    '{"messages": [{"role":"user","content":"time\\u003a 12"},{"role":"assistant","content":"c"}],"x":1,"x":2}',
+    '{"messages": [{"role":"user","content":"time: 12"},{"role":"assistant","content":"c"}],"x":1,"x":2}',
     '{"messages":[{"role":"user","content":"k\\": v"},{"role":"assistant","content":"c"}],"x":{"y":1,"y":1}}',
 ])
 def test_duplicate_keys_are_warnings_in_any_layout(write_lines, line):

@@ -27,6 +27,7 @@ PAIRED: frozenset[str] = frozenset({"openai-chat", "message-list", "sharegpt", "
 
 CHAT_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 _CHAT_ROLES = frozenset(CHAT_ROLES)
+_PLAIN_ROLES = frozenset({"system", "developer", "user", "assistant"})  # valid as {role, content} alone
 SHAREGPT_HUMAN = frozenset({"human", "user"})
 SHAREGPT_GPT = frozenset({"gpt", "assistant", "chatgpt", "bard", "bing", "model"})
 SHAREGPT_OTHER = frozenset({"system", "observation", "function_call", "tool", "function"})
@@ -163,6 +164,15 @@ def check_messages(msgs, where: str, errs: list, warns: list, fields: list) -> t
     last_assistant = -1
     call_ids: set = set()
     for i, m in enumerate(msgs):
+        if type(m) is dict and len(m) == 2:  # the common case, {role, content}: no other rule applies
+            role = m.get("role")
+            content = m.get("content")
+            if type(content) is str and type(role) is str and role in _PLAIN_ROLES:
+                if role == "assistant":
+                    last_assistant = i
+                fields.append((role, len(content)))
+                texts.append(content)
+                continue
         w = f"{where}[{i}]"
         if type(m) is not dict:
             errs.append(("wrong-type", f"{w} is {type_name(m)}, expected a message object"))

@@ -1,0 +1,277 @@
+"""Performance of the dataset scan (not collected by pytest: run it by hand).
+
+    python tests/perf/perf_datasets_scan.py                 # 1 GB and 2 GB files in /tmp
+    python tests/perf/perf_datasets_scan.py --sizes 0.3     # a quick run
+
+Generates realistic openai-chat JSONL (mixed sizes: short questions to 20 KB documents, some
+multi-turn, some tool calls) into /tmp, warms the page cache, then measures:
+
+1. the structure pass (parse + validate + statistics + duplicate hashes) in MB/s, with one and
+   two processes, against a raw loop of ``orjson.loads`` over the same lines (the baseline);
+2. peak RSS of the whole process tree (sampled from /proc every 20 ms) for each file size;
+3. the token pass on a slice of the file against the tokenizer's own batch call on the same
+   texts (tiktoken ``encode_ordinary_batch`` with 2 threads, HF ``encode_batch``).
+
+Every file it creates is deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+WORDS = ("the server model token batch request latency cache queue throughput memory disk node cluster "
+         "answer question prompt dataset record line error warning check offline machine network file "
+         "process thread core index offset parse value field role content system user assistant tool "
+         "deploy config version update log metric percentile histogram result report export format").split()
+
+
+def _text(rng: random.Random, n_words: int) -> str:
+    return " ".join(rng.choices(WORDS, k=n_words)).capitalize() + "."
+
+
+def _pool(rng: random.Random, n: int = 1500) -> list[dict]:
+    out = []
+    for i in range(n):
+        size = rng.choice([8, 20, 40, 80, 150, 300, 600, 1200, 3000])  # words in the user turn
+        msgs = []
+        if rng.random() < 0.4:
+            msgs.append({"role": "system", "content": _text(rng, 25)})
+        msgs.append({"role": "user", "content": _text(rng, size)})
+        if rng.random() < 0.1:
+            msgs.append({"role": "assistant", "content": None, "tool_calls": [
+                {"id": f"call_{i}", "type": "function",
+                 "function": {"name": "lookup", "arguments": '{"query": "%s"}' % _text(rng, 5)}}]})
+            msgs.append({"role": "tool", "tool_call_id": f"call_{i}", "content": _text(rng, 60)})
+        msgs.append({"role": "assistant", "content": _text(rng, rng.choice([15, 60, 150, 400, 900]))})
+        if rng.random() < 0.2:
+            msgs += [{"role": "user", "content": _text(rng, 20)}, {"role": "assistant", "content": _text(rng, 120)}]
+        out.append({"messages": msgs})
+    return out
+
+
+def generate(path: str, size: int, seed: int = 7, style: str = "compact") -> int:
+    """Write about ``size`` bytes of openai-chat lines; returns the number of lines.
+
+    ``style``: "compact" (orjson / separators=(",", ":")) or "python" (json.dumps defaults:
+    ", " and ": ", which takes the slower duplicate-key pre-check path).
+    """
+    import json
+
+    rng = random.Random(seed)
+    templates = []
+    for rec in _pool(rng):
+        user = next(m for m in rec["messages"] if m["role"] == "user")
+        user["content"] = "@@TICKET@@" + user["content"]
+        seps = (",", ":") if style == "compact" else (", ", ": ")
+        templates.append(json.dumps(rec, separators=seps).encode().split(b"@@TICKET@@"))
+    written = lines = 0
+    with open(path, "wb", buffering=1 << 22) as fh:
+        while written < size:
+            head, tail = templates[lines % len(templates)]
+            data = b"%sTicket %d: %s\n" % (head, lines, tail)  # unique prompts
+            fh.write(data)
+            written += len(data)
+            lines += 1
+    return lines
+
+
+def warm(path: str) -> None:
+    with open(path, "rb") as fh:
+        while fh.read(1 << 24):
+            pass
+
+
+def raw_orjson_loop(path: str) -> float:
+    """The baseline: read the file in 4 MB chunks, split lines, orjson.loads each; seconds."""
+    import orjson
+
+    t = time.perf_counter()
+    tail = b""
+    with open(path, "rb", buffering=0) as fh:
+        while True:
+            block = fh.read(4 << 20)
+            if not block:
+                break
+            parts = (tail + block).split(b"\n")
+            tail = parts.pop()
+            for line in parts:
+                orjson.loads(line)
+    if tail:
+        orjson.loads(tail)
+    return time.perf_counter() - t
+
+
+def _tree_rss_kb(pid: int) -> int:
+    total = 0
+    stack = [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            with open(f"/proc/{p}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+                        break
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    stack += [int(x) for x in fh.read().split()]
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+    return total
+
+
+CHILD = """
+import sys, time
+sys.path.insert(0, {repo!r})
+from tui.core.datasets import scan_file
+t = time.perf_counter()
+r = scan_file({path!r}, workers={workers}, tokenizers={toks!r})
+print(time.perf_counter() - t, r.records, r.valid, r.invalid, r.checks.duplicate_prompts, r.workers)
+"""
+
+
+def run_scan(path: str, workers: int, tokenizers=()) -> dict:
+    """Run a scan in a fresh process: wall time, CPU time of the process tree, counts, peak RSS."""
+    import resource
+
+    code = CHILD.format(repo=str(REPO), path=path, workers=workers, toks=list(tokenizers))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss_kb(proc.pid))
+        time.sleep(0.02)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = proc.stdout.read().split()
+    if proc.returncode:
+        raise SystemExit(f"scan failed ({proc.returncode})")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"seconds": float(out[0]), "records": int(out[1]), "valid": int(out[2]), "invalid": int(out[3]),
+            "duplicates": int(out[4]), "workers": int(out[5]), "peak_rss_mb": peak / 1024, "cpu_s": cpu}
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def token_bench(path: str, tid: str) -> dict:
+    """Token pass (scan with a tokenizer minus the structure pass) vs the library's batch call."""
+    from tui.core.datasets import detect_format, scan_file
+    from tui.core.datasets.scan import iter_valid
+    from tui.core.tokenizers import default_registry
+
+    tok = default_registry().get(tid)
+    guess = detect_format(path)
+    texts = []
+    for _, rec, _ in iter_valid(path, guess):
+        texts.append(rec.prompt)
+        if rec.answer is not None:
+            texts.append(rec.answer)
+    chars = sum(map(len, texts))
+    batches = [texts[i:i + 2048] for i in range(0, len(texts), 2048)]
+
+    t = time.perf_counter()
+    total = 0
+    if hasattr(tok, "encoding"):
+        for b in batches:
+            total += sum(map(len, tok.encoding.encode_ordinary_batch(b, num_threads=2)))
+        how = "tiktoken encode_ordinary_batch(num_threads=2)"
+    else:
+        hf = tok.hf
+        hf.encode_special_tokens = True
+        for b in batches:
+            total += sum(len(e.ids) for e in hf.encode_batch(b, add_special_tokens=False))
+        how = "tokenizers encode_batch (Rayon threads)"
+    native = time.perf_counter() - t
+
+    t = time.perf_counter()
+    scan_file(path, workers=1)
+    structure = time.perf_counter() - t
+    t = time.perf_counter()
+    report = scan_file(path, workers=1, tokenizers=[tok])
+    full = time.perf_counter() - t
+    ours = full - structure
+    assert report.tokens[tid].total == total, (report.tokens[tid].total, total)
+    return {"tokenizer": tid, "tokens": total, "chars": chars, "native_s": native, "token_pass_s": ours,
+            "ratio": native / ours, "how": how}
+
+
+def measure(path: str, lines: int) -> None:
+    size = os.path.getsize(path)
+    mbs = size / 1e6
+    warm(path)
+    t_cpu = time.process_time()
+    base = raw_orjson_loop(path)
+    base_cpu = time.process_time() - t_cpu
+    print(f"baseline  raw orjson.loads loop, 1 process: {base:6.2f} s  {mbs / base:5.0f} MB/s wall, "
+          f"{mbs / base_cpu:5.0f} MB/s per CPU-second   (load average {load_average()})")
+    for workers in (1, 2):
+        warm(path)
+        r = run_scan(path, workers)
+        assert r["records"] == lines and r["valid"] == lines and r["duplicates"] == 0, r
+        print(f"structure pass, {workers} process{'es' if workers > 1 else '  '}: {r['seconds']:6.2f} s  "
+              f"{mbs / r['seconds']:5.0f} MB/s wall = {base / r['seconds']:.2f}x the baseline, "
+              f"{mbs / r['cpu_s']:5.0f} MB/s per CPU-second; peak RSS (whole process tree) {r['peak_rss_mb']:.0f} MB"
+              f"   (load average {load_average()})")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=float, nargs="+", default=[1.0, 2.0], help="file sizes in GB")
+    ap.add_argument("--token-mb", type=float, default=8.0, help="size of the slice for the token pass")
+    ap.add_argument("--tokenizers", nargs="+", default=["cl100k_base", "qwen3"])
+    ap.add_argument("--python-style", type=float, default=0.5, metavar="GB",
+                    help="also a file of this size written by json.dumps (0: skip)")
+    ap.add_argument("--dir", default=tempfile.gettempdir())
+    args = ap.parse_args()
+
+    made: list[str] = []
+    try:
+        print(f"cores: {len(os.sched_getaffinity(0))}")
+        for gb in args.sizes:
+            path = os.path.join(args.dir, f"tokdeck-perf-{gb:g}GB.jsonl")
+            made.append(path)
+            t = time.perf_counter()
+            lines = generate(path, int(gb * 1e9))
+            size = os.path.getsize(path)
+            print(f"\n== {size / 1e9:.2f} GB, {lines:,} lines (generated in {time.perf_counter() - t:.1f} s)")
+            measure(path, lines)
+        path = made[0]
+        if args.python_style:
+            py_path = os.path.join(args.dir, "tokdeck-perf-python-style.jsonl")
+            made.append(py_path)
+            lines = generate(py_path, int(args.python_style * 1e9), style="python")
+            print(f"\n== {os.path.getsize(py_path) / 1e9:.2f} GB written by json.dumps (\", \" and \": \": the slower "
+                  "duplicate-key pre-check)")
+            measure(py_path, lines)
+            os.unlink(py_path)
+        slice_path = os.path.join(args.dir, "tokdeck-perf-slice.jsonl")
+        made.append(slice_path)
+        with open(path, "rb") as src, open(slice_path, "wb") as dst:
+            data = src.read(int(args.token_mb * 1e6))
+            dst.write(data[:data.rfind(b"\n") + 1])
+        print(f"\n== token pass on {os.path.getsize(slice_path) / 1e6:.1f} MB of the same lines")
+        for tid in args.tokenizers:
+            r = token_bench(slice_path, tid)
+            print(f"{tid:12s} native {r['how']}: {r['native_s']:.2f} s ({r['tokens'] / r['native_s'] / 1e6:.2f} M tok/s); "
+                  f"token pass {r['token_pass_s']:.2f} s ({r['tokens'] / r['token_pass_s'] / 1e6:.2f} M tok/s) "
+                  f"= {r['ratio']:.2f}x the native speed")
+    finally:
+        for p in made:
+            if os.path.exists(p):
+                os.unlink(p)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
