@@ -4,4 +4,13 @@ Modules (import them directly; this package imports nothing):
 - ``sim`` - the simulated OpenAI-compatible streaming server (``tokdeck sim``): ``SimConfig``,
   ``SimServer``/``start_simulator`` (asyncio) and ``ThreadedSimulator`` (own thread), with
   server-side timing truth per request in ``SimRecord``.
+- ``engine`` - the load engine: ``BenchSpec``, ``BenchmarkRun`` (``events()`` async iterator /
+  ``run(on_event)``), ``run_benchmark``, ``BenchmarkThread`` (own thread + loop, for UIs).
+- ``client`` - one timed request (``BenchRequest``, backends openai-chat/openai, SSE or plain).
+- ``sse`` - the incremental SSE parser and chunk classification.
+- ``results`` - ``RequestRecord``, ``RunSnapshot``, ``BenchResult`` (vLLM JSON, CSV), ``RecordStore``.
+- ``metrics`` - vLLM's statistics, goodput, peak concurrency and output tokens/s.
+- ``arrivals`` - seeded gamma/Poisson arrival times and ramp-up.
+- ``datasets`` - custom JSONL, ShareGPT, random and sonnet prompts for a run.
+- ``report`` - the text summary (vLLM's result block plus client health).
 """
