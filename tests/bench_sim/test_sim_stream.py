@@ -84,13 +84,14 @@ async def test_max_tokens_limits_and_finish_reasons(start_sim, http):
             assert (await r.json())["usage"]["completion_tokens"] == n
 
 
-async def test_tokens_per_chunk(start_sim, http):
+async def test_tokens_per_chunk(start_sim, http, bundled):
     srv = await start_sim(output_tokens=7, tokens_per_chunk=3)
     async with http.post(srv.url + "/v1/chat/completions",
                          json=chat_body(stream=True, stream_options={"include_usage": True})) as r:
         events, _ = parse_sse(await r.read())
     content = [e for e in events[1:] if e["choices"] and e["choices"][0]["delta"].get("content")]
     assert len(content) == 3  # 3 + 3 + 1
+    assert bundled.get("cl100k_base").count(_content(events)) == 7
     assert events[-1]["usage"]["completion_tokens"] == 7
     assert len(srv.records[-1].itls_s) == 2
 
@@ -139,3 +140,13 @@ async def test_non_streaming_chat(start_sim, http):
     assert out["usage"]["completion_tokens"] == 6
     rec = srv.records[-1]
     assert not rec.stream and rec.completion_tokens == 6 and rec.status == 200 and rec.fault is None
+
+
+async def test_max_records_keeps_the_newest(start_sim, http):
+    srv = await start_sim(output_tokens=1, max_records=3)
+    for _ in range(8):
+        async with http.post(srv.url + "/v1/completions", json={"prompt": "x"}) as r:
+            assert r.status == 200
+    assert 3 <= len(srv.records) <= 6
+    assert srv.records[-1].index == 7
+    assert srv.counts == {"ok": 8}
