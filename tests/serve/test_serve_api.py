@@ -74,6 +74,9 @@ async def test_batch_calculate(serve_client, bundled):
     assert body["total_tokens"] == sum(expected) and body["tokenizer"] == "deepseek-v3"
     status, body = await post(client, "/batch-calculate", {"texts": [], "tokenizer": "o200k_base"})
     assert status == 200 and body["results"] == [] and body["total_tokens"] == 0
+    many = [f"{TEXT} {i}" * (i % 3) for i in range(40)]  # enough for tiktoken's batch call
+    status, body = await post(client, "/batch-calculate", {"texts": many, "tokenizer": "o200k_base"})
+    assert [r["token_count"] for r in body["results"]] == [bundled.get("o200k_base").count(t) for t in many]
 
 
 async def test_models_lists_tokenizers_and_patterns(serve_client, bundled):

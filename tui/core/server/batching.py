@@ -21,20 +21,11 @@ from concurrent.futures import Executor
 from typing import Sequence
 
 from ..tokenizers.base import HFTokenizer, Tokenizer
+from ..tokenizers.chat import count_each
 
 SHORT_TEXT_CHARS = 16_384
 CHUNK_JOBS = 64  # jobs per worker call
 CHUNK_CHARS = 256 * 1024  # characters per worker call
-
-
-def count_texts(tok: Tokenizer, texts: Sequence[str], specials: str) -> list[int]:
-    """Counts of several texts with one tokenizer, each as ``tok.count`` gives it.
-
-    HF: one batch call (parallel, releases the GIL). Others: one ``count`` per text unless
-    there are many, since tiktoken's batch call starts a thread pool per call."""
-    if len(texts) >= 32 or (isinstance(tok, HFTokenizer) and len(texts) > 1):
-        return tok.count_many(texts, specials)
-    return [tok.count(t, specials) for t in texts]
 
 
 _Job = tuple[Tokenizer, str, str, asyncio.Future]
@@ -49,7 +40,7 @@ def _count_chunk(jobs: list[_Job]) -> list[int | BaseException]:
     out: list[int | BaseException] = [0] * len(jobs)
     for specials, idx in groups.items():
         try:
-            counts: list[int | BaseException] = list(count_texts(tok, [jobs[i][1] for i in idx], specials))
+            counts: list[int | BaseException] = list(count_each(tok, [jobs[i][1] for i in idx], specials))
         except Exception as exc:  # confined to the requests of this group
             counts = [exc] * len(idx)
         for i, n in zip(idx, counts):
