@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -41,6 +42,7 @@ VIEW_CHARS = 20_000
 VIEW_TOKENS = 4_000
 COLUMNS = (("tokenizer", "tokenizer"), ("tokens", "tokens"), ("cpt", "chars/tok"), ("delta", "Δ ref"),
            ("pct", "Δ %"), ("note", "note"))
+NUMERIC = {"tokens", "cpt", "delta", "pct"}
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ class TokensPane(Container):
         self._budget_problem: str | None = None
         self._overrides: dict[str, int] = {}
         self.painted_at: float | None = None
+        self._shown: dict[tuple[str, str], str] = {}
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -141,7 +144,7 @@ class TokensPane(Container):
     def on_mount(self) -> None:
         table = self.query_one("#counts", DataTable)
         for key, label in COLUMNS:
-            table.add_column(label, key=key)
+            table.add_column(Text(label, justify="right") if key in NUMERIC else label, key=key)
         self._rebuild_rows()
         self._resolve_budget()
         self._update_info()
@@ -163,6 +166,7 @@ class TokensPane(Container):
     def _rebuild_rows(self) -> None:
         table = self.query_one("#counts", DataTable)
         table.clear()
+        self._shown: dict[tuple[str, str], str] = {}
         for tid in self.enabled:
             table.add_row(tid, "loading…", "", "", "", "", key=tid)
         self._rows_dirty = True
@@ -296,11 +300,10 @@ class TokensPane(Container):
         for tid in self.enabled:
             values = self._row(tid, ref_n)
             for (key, _), value in zip(COLUMNS[1:], values):
-                try:
-                    if table.get_cell(tid, key) != value:
-                        table.update_cell(tid, key, value)
-                except Exception:  # the row was removed meanwhile (tokenizers changed)
-                    break
+                if self._shown.get((tid, key)) != value:
+                    self._shown[(tid, key)] = value
+                    cell = Text(value, justify="right") if key in NUMERIC else value
+                    table.update_cell(tid, key, cell, update_width=True)
         self._update_budget()
 
     def _row(self, tid: str, ref_n: int | None) -> tuple[str, str, str, str, str]:
