@@ -293,6 +293,12 @@ class _BadRequest(Exception):
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = status, message, type_, code, param
 
+    def response(self):
+        from aiohttp import web
+
+        return web.Response(status=self.status, body=_error_body(self.message, self.type, self.code, self.param),
+                            content_type="application/json")
+
 
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
@@ -551,8 +557,7 @@ class SimServer:
         try:
             self._check_auth(request)
         except _BadRequest as exc:
-            return web.Response(status=exc.status, body=_error_body(exc.message, exc.type, exc.code),
-                                content_type="application/json")
+            return exc.response()
         return web.json_response({"object": "list", "data": [
             {"id": self.cfg.model, "object": "model", "created": 0, "owned_by": "tokdeck-sim"}]})
 
@@ -613,8 +618,7 @@ class SimServer:
             except _BadRequest as exc:
                 self._record(SimRecord(index=index, path=path, stream=False, arrival=arrival, status=exc.status,
                                        fault="bad_request"))
-                return web.Response(status=exc.status, body=_error_body(exc.message, exc.type, exc.code, exc.param),
-                                    content_type="application/json")
+                return exc.response()
             prompt_tokens = await self._count_prompt(prompt)
             plan = self._plan(index, max_tokens, ignore_eos)
             rec = dict(index=index, path=path, stream=stream, arrival=arrival, model=model,
