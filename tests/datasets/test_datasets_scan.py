@@ -221,3 +221,21 @@ def test_unknown_tokenizer_is_a_user_error(write_lines):
 
     with pytest.raises(TokdeckError):
         scan_file(write_lines([chat()]), tokenizers=["no-such-tokenizer-xyz"])
+
+
+def test_cancelled_parallel_scan_still_reports(write_lines):
+    rec = json.dumps(chat(user="lorem ipsum " * 400))
+    path = write_lines([rec] * 4000)  # ~20 MB: several 4 MB blocks per worker
+    stop = threading.Event()
+    stop.set()
+    report = scan_file(path, workers=2, cancel=stop, time_budget=0)
+    assert report.workers == 2 and not report.complete
+    assert 0 < report.records < 4000 and report.valid == report.records
+
+
+def test_empty_and_undetectable_files(write_lines):
+    empty = scan_file(write_lines([], name="empty.jsonl"))
+    assert (empty.format.format, empty.records, empty.errors) == ("unknown", 0, ())
+    odd = scan_file(write_lines([{"a": 1}, "not json", {"b": 2}], name="odd.jsonl"))
+    assert odd.format.format == "unknown" and "no record looked like" in odd.format.how
+    assert [(e.line, e.kind) for e in odd.errors] == [(2, "invalid-json")] and odd.valid == 2

@@ -62,17 +62,22 @@ def _pool(rng: random.Random, n: int = 1500) -> list[dict]:
 def generate(path: str, size: int, seed: int = 7, style: str = "compact") -> int:
     """Write about ``size`` bytes of openai-chat lines; returns the number of lines.
 
-    ``style``: "compact" (orjson / separators=(",", ":")) or "python" (json.dumps defaults:
-    ", " and ": ", which takes the slower duplicate-key pre-check path).
+    ``style``: "compact" (orjson / separators=(",", ":")), "python" (json.dumps defaults:
+    ", " and ": ", which takes the slower duplicate-key pre-check path) or "short" (compact,
+    ~130-byte records: per-record costs and millions of prompt hashes).
     """
     import json
 
     rng = random.Random(seed)
     templates = []
-    for rec in _pool(rng):
+    pool = _pool(rng)
+    if style == "short":  # one short question and answer: ~130 bytes a record
+        pool = [{"messages": [{"role": "user", "content": _text(rng, 6)},
+                              {"role": "assistant", "content": _text(rng, 8)}]} for _ in range(500)]
+    for rec in pool:
         user = next(m for m in rec["messages"] if m["role"] == "user")
         user["content"] = "@@TICKET@@" + user["content"]
-        seps = (",", ":") if style == "compact" else (", ", ": ")
+        seps = (", ", ": ") if style == "python" else (",", ":")
         templates.append(json.dumps(rec, separators=seps).encode().split(b"@@TICKET@@"))
     written = lines = 0
     with open(path, "wb", buffering=1 << 22) as fh:
@@ -232,6 +237,8 @@ def main() -> int:
     ap.add_argument("--tokenizers", nargs="+", default=["cl100k_base", "qwen3"])
     ap.add_argument("--python-style", type=float, default=0.5, metavar="GB",
                     help="also a file of this size written by json.dumps (0: skip)")
+    ap.add_argument("--short-lines", type=float, default=0.5, metavar="GB",
+                    help="also a file of this size of ~130-byte records (0: skip)")
     ap.add_argument("--dir", default=tempfile.gettempdir())
     args = ap.parse_args()
 
@@ -255,6 +262,13 @@ def main() -> int:
                   "duplicate-key pre-check)")
             measure(py_path, lines)
             os.unlink(py_path)
+        if args.short_lines:
+            short_path = os.path.join(args.dir, "tokdeck-perf-short.jsonl")
+            made.append(short_path)
+            lines = generate(short_path, int(args.short_lines * 1e9), style="short")
+            print(f"\n== {os.path.getsize(short_path) / 1e9:.2f} GB of short records ({lines:,} lines)")
+            measure(short_path, lines)
+            os.unlink(short_path)
         slice_path = os.path.join(args.dir, "tokdeck-perf-slice.jsonl")
         made.append(slice_path)
         with open(path, "rb") as src, open(slice_path, "wb") as dst:

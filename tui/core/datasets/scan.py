@@ -35,7 +35,7 @@ from .detect import check_readable, detect_format
 from .formats import PAIRED, VALIDATORS, Rec
 from .model import (ERROR, WARNING, ConsumerChecks, DatasetStats, FormatGuess, LineIssue, RoleStats,
                     ScanProgress, ScanReport, TokenStats, joint_of, summarize)
-from .parsing import BOM, JSONDecodeError, diagnose, duplicate_keys, loads, maybe_duplicate_keys
+from .parsing import BOM, JSONDecodeError, diagnose, dumps, duplicate_keys, loads
 from .reader import ArrayError, array_elements, line_blocks, split_points
 
 PARALLEL_MIN_BYTES = 256 << 20  # below this, starting the workers costs more than it saves
@@ -79,8 +79,8 @@ class HashLines:
         b = self.buckets[h & 63]
         b.append(h)
         b.append(line)
-        self.n += 1
-        if self.n >= self.limit:
+        n = self.n = self.n + 1
+        if n >= self.limit:
             self.spill()
 
     def _file(self, i: int) -> str:
@@ -120,21 +120,33 @@ class HashLines:
 
 
 def find_repeats(sources: Sequence[tuple[HashLines, int]], keep: int = EXAMPLES) -> tuple[int, list]:
-    """(count of repeats, the first ``keep`` (line, first line) by line) across sources in file order."""
+    """(count of repeats, the first ``keep`` (line, first line) by line) across sources in file order.
+
+    Per bucket: a set gives the number of repeats at C speed; only buckets that have some are
+    walked in Python, and only their repeated hashes are looked up.
+    """
     count = 0
     examples: list[tuple[int, int]] = []
     for b in range(HashLines.NB):
-        seen: dict[int, int] = {}
+        parts = []
+        hashes = array("q")
         for src, offset in sources:
             arr = src.bucket(b)
-            it = iter(arr)
-            for h, line in zip(it, it):
-                first = seen.get(h)
-                if first is None:
-                    seen[h] = line + offset
-                else:
-                    count += 1
-                    examples.append((line + offset, first))
+            parts.append((arr[0::2], arr[1::2], offset))
+            hashes.extend(parts[-1][0])
+        repeats = len(hashes) - len(set(hashes))
+        if not repeats:
+            continue
+        count += repeats
+        repeated = {h for h, n in Counter(hashes).items() if n > 1}
+        first: dict[int, int] = {}
+        for hs, lines, offset in parts:
+            for h, line in zip(hs, lines):
+                if h in repeated:
+                    if h in first:
+                        examples.append((line + offset, first[h]))
+                    else:
+                        first[h] = line + offset
         if len(examples) > 4 * keep:
             examples = sorted(examples)[:keep]
     return count, sorted(examples)[:keep]
@@ -262,7 +274,8 @@ class Structure:
                 col += col0
             self.error(n + lines_in, kind, message, col)
             return
-        if maybe_duplicate_keys(raw, obj):
+        out = dumps(obj)  # the duplicate-key pre-check (parsing.maybe_duplicate_keys), inlined: hot path
+        if out != raw and (len(out) == len(raw) or raw.count(b":") != out.count(b":")):
             for key in duplicate_keys(raw):
                 self.warning(n, "duplicate-key", f'the key "{key}" appears twice in one object (the last value is used)')
         errs: list = []
@@ -276,8 +289,9 @@ class Structure:
                 self.error(n, kind, message)
             return
         self.valid += 1
+        fields, turns, prompt, answer, declared, key = rec
         roles = self.roles
-        for role, chars in rec.fields:
+        for role, chars in fields:
             s = roles.get(role)
             if s is None:
                 roles[role] = [1, chars, chars]
@@ -286,18 +300,23 @@ class Structure:
                 s[1] += chars
                 if chars > s[2]:
                     s[2] = chars
-        if rec.turns is not None:
-            self.turns[rec.turns] += 1
-        if rec.declared_output is not None and self.fmt == "prompt":
-            self.declared[rec.declared_output] += 1
-        if rec.prompt:
-            self.prompts.add(prompt_hash(rec.prompt), n)
-        if self.ids is not None and rec.key is not None:
-            self.ids.add(prompt_hash(rec.key), n)
-        if self.checks is not None:
-            answer = rec.declared_output if self.fmt == "prompt" else (
-                None if rec.answer is None else estimate_tokens(rec.answer))
-            self.checks.add(n, estimate_tokens(rec.prompt), answer)
+        if turns is not None:
+            self.turns[turns] += 1
+        if prompt:
+            self.prompts.add(hash(prompt.strip()), n)  # prompt_hash(), inlined
+        if key is not None and self.ids is not None:
+            self.ids.add(prompt_hash(key), n)
+        checks = self.checks
+        if checks is not None:
+            if self.fmt == "prompt":
+                if declared is not None:
+                    self.declared[declared] += 1
+                answer = declared
+            elif answer is not None:
+                answer = int(len(answer) / 4 + 0.5) if answer.isascii() else estimate_tokens(answer)
+            checks.add(n, int(len(prompt) / 4 + 0.5) if prompt.isascii() else estimate_tokens(prompt), answer)
+        elif declared is not None and self.fmt == "prompt":
+            self.declared[declared] += 1
 
     def portable(self, spill_dir: str, tag: str) -> dict:
         """This state as plain data for another process (hash buckets spilled to ``spill_dir``)."""
@@ -332,7 +351,8 @@ def worker_main(argv: list[str] | None = None) -> None:
     spill_dir, wid = a["spill_dir"], a["wid"]
     cancel_path = os.path.join(spill_dir, "cancel")
     st = Structure(a["fmt"], at_file_start=a["start"] == 0, **a["opts"])
-    gen = _gen_range(a["path"], st, a["start"], a["end"], lambda: os.path.exists(cancel_path), 0.2, lambda: None)
+    gen = _gen_range(a["path"], st, a["start"], a["end"], lambda: os.path.exists(cancel_path), a["budget"],
+                     lambda: None)
     out = sys.stdout
     while True:
         try:
@@ -383,7 +403,7 @@ def _structure_parallel(path, guess, size, workers, opts, cancel, time_budget, t
     try:
         for wid, (start, end) in enumerate(ranges):
             args = {"path": os.path.abspath(path), "fmt": guess.format, "start": start, "end": end, "opts": opts,
-                    "spill_dir": spill_dir, "wid": wid}
+                    "spill_dir": spill_dir, "wid": wid, "budget": min(0.2, time_budget)}
             err = open(os.path.join(spill_dir, f"w{wid}.err"), "wb")
             proc = subprocess.Popen([sys.executable, "-c", _WORKER_CODE, json.dumps(args)], stdout=subprocess.PIPE,
                                     stderr=err, stdin=subprocess.DEVNULL, env=env)
