@@ -149,3 +149,23 @@ def test_config_validation():
                 dict(tokens_per_chunk=0), dict(error_status=200), dict(jitter="pareto"), dict(output_tokens=0)):
         with pytest.raises(TokdeckError):
             SimConfig(**bad).validate()
+
+
+async def test_non_streaming_faults(start_sim, http):
+    import json
+
+    srv = await start_sim(malformed_rate=1.0, output_tokens=5)
+    async with http.post(srv.url + "/v1/chat/completions", json=chat_body()) as r:
+        assert r.status == 200
+        with pytest.raises(ValueError):
+            json.loads(await r.read())
+    srv = await start_sim(midstream_error_rate=1.0, output_tokens=5)
+    async with http.post(srv.url + "/v1/chat/completions", json=chat_body()) as r:
+        assert r.status == 500 and "error" in await r.json()
+    assert srv.records[-1].fault == "midstream_error"
+
+
+async def test_midstream_error_without_done(start_sim, http):
+    srv = await start_sim(midstream_error_rate=1.0, output_tokens=4, send_done=False)
+    events, done = parse_sse((await _stream(http, srv))[1])
+    assert not done and "error" in events[-1]
