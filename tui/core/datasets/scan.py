@@ -35,7 +35,7 @@ from .detect import check_readable, detect_format
 from .formats import PAIRED, VALIDATORS, Rec
 from .model import (ERROR, WARNING, ConsumerChecks, DatasetStats, FormatGuess, LineIssue, RoleStats,
                     ScanProgress, ScanReport, TokenStats, joint_of, summarize)
-from .parsing import BOM, JSONDecodeError, diagnose, dumps, duplicate_keys, loads
+from .parsing import BOM, JSONDecodeError, diagnose, duplicate_keys, loads, maybe_duplicate_keys
 from .reader import ArrayError, array_elements, line_blocks, split_points
 
 PARALLEL_MIN_BYTES = 256 << 20  # below this, starting the workers costs more than it saves
@@ -274,8 +274,7 @@ class Structure:
                 col += col0
             self.error(n + lines_in, kind, message, col)
             return
-        out = dumps(obj)  # the duplicate-key pre-check (parsing.maybe_duplicate_keys), inlined: hot path
-        if out != raw and (len(out) == len(raw) or raw.count(b":") != out.count(b":")):
+        if maybe_duplicate_keys(raw, obj):
             for key in duplicate_keys(raw):
                 self.warning(n, "duplicate-key", f'the key "{key}" appears twice in one object (the last value is used)')
         errs: list = []
