@@ -24,7 +24,7 @@ from ... import __version__
 from ..errors import TokenizerError
 from ..tokenizers import Registry, default_registry, resolve_model
 from ..tokenizers.base import Tokenizer, TokenizerInfo
-from ..tokenizers.chat import ChatFormatError, chat_method, count_chat, count_each
+from ..tokenizers.chat import ChatFormatError, chat_method, count_chat
 from ..tokenizers.resolve import FAMILIES
 from .batching import CountBatcher
 from .requests import ApiError, CountRequest, Target, parse_batch, parse_count, parse_json
@@ -257,7 +257,7 @@ async def batch_calculate(request: web.Request) -> web.Response:
     state: ServiceState = request.app[STATE]
     req = parse_batch(await _read_json(request))
     r = await state.resolved(req.target)
-    counts = await state.run(lambda: count_each(r.tokenizer, req.texts, req.specials)) if req.texts else []
+    counts = await state.run(lambda: r.tokenizer.count_many(req.texts, req.specials)) if req.texts else []
     return json_response({"results": [{"token_count": n, "char_count": len(t)} for n, t in zip(counts, req.texts)],
                           "total_tokens": sum(counts), **_describe(r, req.specials)})
 

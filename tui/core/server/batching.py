@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import Executor
-from typing import Sequence
 
 from ..tokenizers.base import HFTokenizer, Tokenizer
-from ..tokenizers.chat import count_each
 
 SHORT_TEXT_CHARS = 16_384
 CHUNK_JOBS = 64  # jobs per worker call
@@ -40,7 +38,7 @@ def _count_chunk(jobs: list[_Job]) -> list[int | BaseException]:
     out: list[int | BaseException] = [0] * len(jobs)
     for specials, idx in groups.items():
         try:
-            counts: list[int | BaseException] = list(count_each(tok, [jobs[i][1] for i in idx], specials))
+            counts: list[int | BaseException] = list(tok.count_many([jobs[i][1] for i in idx], specials))
         except Exception as exc:  # confined to the requests of this group
             counts = [exc] * len(idx)
         for i, n in zip(idx, counts):

@@ -9,16 +9,18 @@ Public API (nothing here imports tiktoken or tokenizers until a tokenizer is loa
     count_texts(reg, ["qwen3", "llama3"], text)   # [TokenCount], errors per row, never raises
     resolve_model("meta-llama/Llama-3.1-8B") # Resolution(tokenizer_id="llama3", via="family")
     add_to_store(path, tokenizer_id=None)    # `tokdeck tokenizers add`
+    count_chat(tok, parse_messages(msgs))    # chat messages with template overhead (tui.core.tokenizers.chat)
 """
 
 from .base import SPECIAL_POLICIES, SpecialPolicy, TokenCount, Tokenizer, TokenizerInfo
+from .chat import ChatCount, count_chat, parse_messages
 from .counting import count_texts, load_many
 from .registry import Registry, bundled_ids, default_registry
 from .resolve import Resolution, resolve_model
 from .store import add_to_store
 
 __all__ = [
-    "SPECIAL_POLICIES", "SpecialPolicy", "TokenCount", "Tokenizer", "TokenizerInfo", "Registry",
+    "ChatCount", "count_chat", "parse_messages", "SPECIAL_POLICIES", "SpecialPolicy", "TokenCount", "Tokenizer", "TokenizerInfo", "Registry",
     "Resolution", "add_to_store", "bundled_ids", "count_texts", "default_registry", "load_many",
     "resolve_model",
 ]

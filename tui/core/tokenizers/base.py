@@ -32,6 +32,9 @@ SPECIAL_POLICIES: tuple[str, ...] = ("literal", "parse")
 
 SOURCES = ("bundled", "builtin", "hf-cache", "tiktoken-cache", "user")
 
+#: below this many characters in all, a tiktoken batch is encoded in a plain loop
+_BATCH_MIN_CHARS = 200_000
+
 
 @dataclass(frozen=True)
 class TokenizerInfo:
@@ -151,9 +154,13 @@ class TiktokenTokenizer(Tokenizer):
 
     def encode_many(self, texts: Sequence[str], specials: SpecialPolicy = "literal") -> list[list[int]]:
         _check_policy(specials)
+        texts = list(texts)
+        # tiktoken's batch call starts a thread pool per call: worth it only for real work.
+        if len(texts) < 2 or sum(map(len, texts)) < _BATCH_MIN_CHARS:
+            return [self.encode(t, specials) for t in texts]
         if specials == "literal":
-            return self._enc.encode_ordinary_batch(list(texts), num_threads=2)
-        return self._enc.encode_batch(list(texts), num_threads=2, allowed_special="all")
+            return self._enc.encode_ordinary_batch(texts, num_threads=2)
+        return self._enc.encode_batch(texts, num_threads=2, allowed_special="all")
 
     def token_bytes(self, ids: Sequence[int]) -> list[bytes]:
         return [self._enc.decode_single_token_bytes(i) for i in ids]

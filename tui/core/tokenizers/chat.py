@@ -4,7 +4,7 @@
     msgs = parse_messages([{"role": "user", "content": "hello"}])   # ChatFormatError if malformed
     c = count_chat(reg.get("qwen3"), msgs)
     c.total_tokens, c.content_tokens, c.overhead_tokens, c.method
-    count_each(tok, texts, specials)    # several counts by the fastest route for short texts
+    tok.count_many(texts, specials)    # several counts by the fastest route for short texts
 
 ``method`` says how the total was obtained:
 
@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..errors import TokdeckError
-from .base import HFTokenizer, SpecialPolicy, Tokenizer, TokenizerInfo, _check_policy
+from .base import SpecialPolicy, Tokenizer, TokenizerInfo, _check_policy
 from .registry import DATA_DIR
 
 METHODS = ("chat_template", "openai_rule", "sum_of_contents")
@@ -314,16 +314,6 @@ def render_chat(template: ChatTemplate, messages: Sequence[ChatMessage], add_gen
 
 
 # ------------------------------------------------------------------ counting
-def count_each(tok: Tokenizer, texts: Sequence[str], specials: SpecialPolicy = "literal") -> list[int]:
-    """``[tok.count(t, specials) for t in texts]``, by the fastest route for a few short texts.
-
-    HF: one batch call (parallel, releases the GIL). Others: one ``count`` per text unless
-    there are many, since tiktoken's batch call starts a thread pool per call."""
-    if len(texts) >= 32 or (isinstance(tok, HFTokenizer) and len(texts) > 1):
-        return tok.count_many(texts, specials)
-    return [tok.count(t, specials) for t in texts]
-
-
 def count_chat(tok: Tokenizer, messages: Sequence[ChatMessage], specials: SpecialPolicy = "literal") -> ChatCount:
     """Count chat messages with ``tok``; see the module docstring for the methods.
 
@@ -338,14 +328,14 @@ def count_chat(tok: Tokenizer, messages: Sequence[ChatMessage], specials: Specia
         template = chat_template_for(info)
         assert template is not None
         prompt = render_chat(template, messages)
-        counts = count_each(tok, [prompt, *(m.text for m in messages)], "parse")
+        counts = tok.count_many([prompt, *(m.text for m in messages)], "parse")
         total, content = counts[0], sum(counts[1:])
         return ChatCount(info.id, method, total, content, total - content, len(messages), "parse",
                          info.exact, template.source)
-    content = sum(count_each(tok, [m.text for m in messages], specials))
+    content = sum(tok.count_many([m.text for m in messages], specials))
     if method == "openai_rule":
         extras = [m.role for m in messages] + [m.name for m in messages if m.name is not None]
-        overhead = (OPENAI_TOKENS_PER_MESSAGE * len(messages) + sum(count_each(tok, extras, specials))
+        overhead = (OPENAI_TOKENS_PER_MESSAGE * len(messages) + sum(tok.count_many(extras, specials))
                     + OPENAI_TOKENS_PER_NAME * sum(m.name is not None for m in messages) + OPENAI_REPLY_PRIMING)
         return ChatCount(info.id, method, content + overhead, content, overhead, len(messages), specials, info.exact)
     return ChatCount(info.id, method, content, content, 0, len(messages), specials, info.exact)
