@@ -38,3 +38,18 @@ def run_cli(*args: str, input: str | bytes | None = None, env: dict | None = Non
     proc.stdout = proc.stdout.decode("utf-8", "replace")
     proc.stderr = proc.stderr.decode("utf-8", "replace")
     return proc
+
+
+def busy_port():
+    """A context manager holding a listening loopback socket; yields its port (for port-in-use tests)."""
+    import contextlib
+    import socket
+
+    @contextlib.contextmanager
+    def holder():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+            yield s.getsockname()[1]
+
+    return holder()

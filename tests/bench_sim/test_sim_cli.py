@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import re
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
 
-from tokdeck_testing import REPO, run_cli, subprocess_env
+from tokdeck_testing import busy_port, REPO, run_cli, subprocess_env
 
 
 def _start(*args, env=None):
@@ -58,10 +57,7 @@ def test_cli_ctrl_c_is_clean():
 
 
 def test_cli_port_in_use():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        port = s.getsockname()[1]
+    with busy_port() as port:
         proc = run_cli("sim", "--port", str(port), timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"tokdeck: error: cannot listen on 127.0.0.1:{port}: address already in use"

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import urllib.error
 import urllib.request
 
-from tokdeck_testing import run_cli
+from tokdeck_testing import busy_port, run_cli
 
 
 def _request(url, body=None, token=None):
@@ -53,10 +52,7 @@ def test_cli_warns_when_exposed(cli_server):
 
 
 def test_port_in_use_is_one_line_error():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        port = s.getsockname()[1]
+    with busy_port() as port:
         proc = run_cli("serve", "--port", str(port), timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"tokdeck: error: cannot listen on 127.0.0.1:{port}: address already in use"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import number
+
 ORDER = 40
 
 TOKEN_ENV = "TOKDECK_SERVE_TOKEN"
@@ -19,19 +21,6 @@ def _positive_float(value: str) -> float:
     return f
 
 
-def _int_between(low: int, high: int, hint: str):
-    def parse(value: str) -> int:
-        try:
-            n = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
-        if not low <= n <= high:
-            raise argparse.ArgumentTypeError(hint)
-        return n
-
-    return parse
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve", help="serve token counts over HTTP (POST /calculate, /batch-calculate; GET /models, /health)",
@@ -39,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     f"With a token (--auth-token or ${TOKEN_ENV}) every endpoint but /health needs "
                     "'Authorization: Bearer TOKEN'.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it)")
-    p.add_argument("--port", type=_int_between(0, 65535, "must be between 0 and 65535 (0 picks a free port)"),
+    p.add_argument("--port", type=number(int, 0, 65535, "a port number (0: any free port)"),
                    default=8080, help="TCP port (default 8080; 0 picks a free one)")
     p.add_argument("--auth-token", metavar="TOKEN", default=None,
                    help=f"require this bearer token (prefer ${TOKEN_ENV}: arguments are visible in ps)")
@@ -47,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="largest request body accepted, in MB (default 10); bigger gets 413")
     p.add_argument("--preload", nargs="+", action="extend", default=[], metavar="ID",
                    help="tokenizer ids or model names to load before listening")
-    p.add_argument("--workers", type=_int_between(1, 1024, "must be between 1 and 1024"), default=4, metavar="N",
+    p.add_argument("--workers", type=number(int, 1, 1024, "a whole number"), default=4, metavar="N",
                    help="threads per counting pool: one for short texts, one for long texts, chats "
                         "and batches (default 4 each)")
     p.add_argument("--access-log", action="store_true", help="log one line per request on stderr")

@@ -4,23 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import number as _number
+
 ORDER = 45
-
-
-def _number(cast, lo: float, hi: float | None = None, what: str = "a number"):
-    """An argparse type: ``cast(text)`` within [lo, hi]; one-line messages."""
-    def parse(text: str):
-        try:
-            value = cast(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        if not lo <= value <= (float("inf") if hi is None else hi) or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"must be {what} >= {lo:g}" if hi is None
-                                             else f"must be {what} between {lo:g} and {hi:g}")
-        return value
-
-    return parse
-
 
 _rate = _number(float, 0, 1)
 _ms = _number(float, 0, what="a number of milliseconds")
