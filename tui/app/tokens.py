@@ -79,8 +79,8 @@ class TokensPane(Container):
         Binding("f3", "toggle_whitespace", "Whitespace", id="tokens.toggle-whitespace"),
         Binding("f4", "toggle_specials", "Specials", id="tokens.toggle-specials"),
         Binding("f5", "choose_tokenizers", "Tokenizers", id="tokens.choose-tokenizers"),
-        Binding("f6", "set_reference", "Set ref", id="tokens.set-reference"),
-        Binding("f7", "choose_budget", "Budget", id="tokens.choose-budget"),
+        Binding("f9", "set_reference", "Set ref", id="tokens.set-reference"),
+        Binding("f8", "choose_budget", "Budget", id="tokens.choose-budget"),
     ]
 
     class TokenizerLoaded(Message):
@@ -387,7 +387,11 @@ class TokensPane(Container):
     def _request_pieces(self, now: bool = False) -> None:
         if self._view_timer is not None:
             self._view_timer.stop()
-        self._view_timer = self.set_timer(0.0 if now else 0.15, self._compute_pieces)
+            self._view_timer = None
+        if now:
+            self.call_later(self._compute_pieces)
+        else:
+            self._view_timer = self.set_timer(0.15, self._compute_pieces)
 
     def _compute_pieces(self) -> None:
         tid = self.selected_id()
