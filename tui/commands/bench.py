@@ -35,6 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Send prompts to an OpenAI-compatible endpoint at a chosen load and report vLLM's "
                     "serving metrics (flags named as `vllm bench serve` names them). Without --base-url "
                     "it runs against the built-in simulator.")
+    add_run_arguments(p)
+    p.set_defaults(run=run)
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Every run flag of `tokdeck bench` (also taken by `tokdeck ui --pane bench`)."""
     e = p.add_argument_group("endpoint")
     e.add_argument("--backend", choices=("openai-chat", "openai"), default="openai-chat",
                    help="openai-chat: /v1/chat/completions (default); openai: /v1/completions")
@@ -111,7 +117,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--label", help="label in the result and default file name (default: the backend)")
     o.add_argument("--csv", metavar="PATH", help="write one CSV row per request")
     o.add_argument("--disable-tqdm", action="store_true", help="no progress line")
-    p.set_defaults(run=run)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -297,18 +302,25 @@ def _result_path(args, result) -> "Path":
 
 
 # ---------------------------------------------------------------------- run
-def run(args) -> int:
+class Prepared:
+    """A run ready to start: its spec, prompts and counter, and the simulator it started (if any)."""
+
+    def __init__(self, spec, requests, counter, sim) -> None:
+        self.spec, self.requests, self.counter, self.sim = spec, requests, counter, sim
+
+
+def prepare(args, *, registry=None, api_key: str | None = None, sim_config=None, say=None) -> Prepared:
+    """Everything before the run: checks, the simulator (no --base-url), GET /v1/models, the
+    tokenizer, the prompts and the spec. ``api_key`` beats --api-key-env; ``say`` gets the
+    informational lines. The caller stops ``prepared.sim`` when done with it."""
     import asyncio
-    import signal
-    import sys
 
     from ..core.bench import metrics as m
-    from ..core.bench.engine import BenchmarkRun, BenchSpec, TokenCounter, redact_url
-    from ..core.bench.report import format_summary
+    from ..core.bench.engine import BenchSpec, TokenCounter, redact_url
     from ..core.errors import TokdeckError
-    from ..core.paths import atomic_write_bytes, atomic_write_text
     from ..core.tokenizers import default_registry
 
+    say = say or (lambda line: None)
     _validate(args)
     try:
         percentile_metrics = m.parse_metric_names(args.percentile_metrics)
@@ -317,7 +329,7 @@ def run(args) -> int:
     except ValueError as exc:
         raise TokdeckError(str(exc)) from None
     headers = _headers(args.header)
-    api_key = _api_key(args)
+    api_key = api_key or _api_key(args)
 
     sim = None
     sim_tokenizer = None
@@ -325,13 +337,12 @@ def run(args) -> int:
     if not base_url:
         from ..core.bench.sim import SimConfig, ThreadedSimulator
 
-        cfg = SimConfig()
+        cfg = sim_config or SimConfig()
         sim = ThreadedSimulator(cfg)
         base_url = sim.start()
         sim_tokenizer = cfg.tokenizer
-        print(f"tokdeck bench: no --base-url given: using the built-in simulator at {base_url} "
-              f"(model {cfg.model}, simulated TTFT {cfg.ttft_ms:g} ms, ITL {cfg.itl_ms:g} ms; not a real server)",
-              file=sys.stderr, flush=True)
+        say(f"no --base-url given: using the built-in simulator at {base_url} "
+            f"(model {cfg.model}, simulated TTFT {cfg.ttft_ms:g} ms, ITL {cfg.itl_ms:g} ms; not a real server)")
     try:
         pre_headers = dict(headers)
         if api_key:
@@ -339,13 +350,13 @@ def run(args) -> int:
         status, first_model = asyncio.run(_preflight(base_url, pre_headers, args.connect_timeout,
                                                      args.insecure, args.ca_bundle))
         if status in (401, 403):
-            print(f"tokdeck: warning: {redact_url(base_url)} answered HTTP {status} to GET /v1/models: "
-                  "check the API key (--api-key-env / OPENAI_API_KEY)", file=sys.stderr)
+            say(f"warning: {redact_url(base_url)} answered HTTP {status} to GET /v1/models: "
+                "check the API key (--api-key-env / OPENAI_API_KEY)")
         model = args.model or first_model
         if not model:
             raise TokdeckError(f"no --model given and {redact_url(base_url)}/v1/models listed none "
                                f"(HTTP {status}): pass --model")
-        reg = default_registry()
+        reg = registry or default_registry()
         tokenizer, how = _tokenizer(args, model, reg, sim_tokenizer)
         counter = TokenCounter(tokenizer)
         requests = _load_requests(args, tokenizer)
@@ -361,12 +372,47 @@ def run(args) -> int:
             keep_texts=args.save_detailed, percentile_metrics=percentile_metrics, percentiles=percentiles,
             goodput=goodput, label=args.label or args.backend, dataset_name=args.dataset_name,
             tokenizer_id=tokenizer.id)
-        rate = "inf" if args.request_rate == float("inf") else f"{args.request_rate:g}"
-        print(f"tokdeck bench: {len(requests)} requests to {redact_url(spec.url)} (model {model}); "
-              f"rate {rate}, burstiness {args.burstiness:g}, max concurrency {args.max_concurrency or 'none'}; "
-              f"local counts with {tokenizer.id} ({how})", file=sys.stderr, flush=True)
-        run_ = BenchmarkRun(spec, requests, counter, emit_records=False)
-        progress = _Progress(not args.disable_tqdm, len(requests))
+    except BaseException:
+        if sim is not None:
+            sim.stop()
+        raise
+    rate = "inf" if args.request_rate == float("inf") else f"{args.request_rate:g}"
+    say(f"{len(requests)} requests to {redact_url(spec.url)} (model {model}); "
+        f"rate {rate}, burstiness {args.burstiness:g}, max concurrency {args.max_concurrency or 'none'}; "
+        f"local counts with {tokenizer.id} ({how})")
+    return Prepared(spec, requests, counter, sim)
+
+
+def save_result(args, result) -> "Path":
+    """Write the result JSON (vLLM's keys; detailed with --save-detailed) atomically; its path."""
+    import orjson
+
+    from ..core.errors import TokdeckError
+    from ..core.paths import atomic_write_bytes
+
+    path = _result_path(args, result)
+    try:
+        atomic_write_bytes(path, orjson.dumps(result.to_vllm_json(detailed=args.save_detailed),
+                                              option=orjson.OPT_INDENT_2) + b"\n")
+    except OSError as exc:
+        raise TokdeckError(f"{path}: cannot write the result: {exc.strerror or exc}") from None
+    return path
+
+
+def run(args) -> int:
+    import asyncio
+    import signal
+    import sys
+
+    from ..core.bench.engine import BenchmarkRun
+    from ..core.bench.report import format_summary
+    from ..core.errors import TokdeckError
+    from ..core.paths import atomic_write_text
+
+    prep = prepare(args, say=lambda line: print(f"tokdeck bench: {line}", file=sys.stderr, flush=True))
+    try:
+        run_ = BenchmarkRun(prep.spec, prep.requests, prep.counter, emit_records=False)
+        progress = _Progress(not args.disable_tqdm, len(prep.requests))
 
         async def main():
             loop = asyncio.get_running_loop()
@@ -389,19 +435,12 @@ def run(args) -> int:
         result = asyncio.run(main())
         progress.close()
     finally:
-        if sim is not None:
-            sim.stop()
+        if prep.sim is not None:
+            prep.sim.stop()
 
     print(format_summary(result))
     if args.save_result:
-        import orjson
-
-        path = _result_path(args, result)
-        try:
-            atomic_write_bytes(path, orjson.dumps(result.to_vllm_json(detailed=args.save_detailed),
-                                                  option=orjson.OPT_INDENT_2) + b"\n")
-        except OSError as exc:
-            raise TokdeckError(f"{path}: cannot write the result: {exc.strerror or exc}") from None
+        path = save_result(args, result)
         print(f"tokdeck bench: result saved to {path}", file=sys.stderr)
     if args.csv:
         from pathlib import Path
