@@ -21,7 +21,8 @@ GOOD = json.dumps(chat())
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_non_finite_numbers_are_errors_with_their_column(write_lines, literal):
-    line = '{"messages": [{"role": "user", "content": "NaN Infinity"}, {"role": "assistant", "content": "x"}], "s": %s}' % literal
+    line = ('{"messages": [{"role": "user", "content": "NaN Infinity"}, {"role": "assistant", "content": "x"}], '
+            '"s": %s}' % literal)
     report = scan_file(write_lines([GOOD, line]))
     (err,) = report.errors
     assert (err.line, err.kind) == (2, "non-finite-number")

@@ -56,7 +56,8 @@ def _readme_table():
     """(line, severity, kind) rows of the errors.jsonl table in sample_data/README.md."""
     text = (SAMPLE_DATA / "README.md").read_text(encoding="utf-8")
     section = text.split("## `errors.jsonl`, line by line", 1)[1]
-    return [(int(m[1]), m[2], m[3]) for m in re.finditer(r"^\| (\d+) \| (error|warning) \| ([a-z0-9-]+) \|", section, re.M)]
+    row = re.compile(r"^\| (\d+) \| (error|warning) \| ([a-z0-9-]+) \|", re.M)
+    return [(int(m[1]), m[2], m[3]) for m in row.finditer(section)]
 
 
 def test_errors_sample_reports_exactly_what_its_readme_lists():

@@ -169,7 +169,10 @@ def _words(tok, n):
 def test_vllm_and_context_checks_with_a_tokenizer(write_lines, bundled):
     tok = bundled.get("cl100k_base")
     w = lambda n: _words(tok, n)  # noqa: E731
-    conv = lambda p, a: {"conversations": [{"from": "human", "value": p}] + ([{"from": "gpt", "value": a}] if a is not None else [])}  # noqa: E731
+    def conv(p, a):
+        turns = [{"from": "human", "value": p}] + ([{"from": "gpt", "value": a}] if a is not None else [])
+        return {"conversations": turns}
+
     rows = [conv(w(10), w(10)), conv(w(3), w(10)), conv(w(10), w(3)), conv(w(1025), w(10)),
             conv(w(1000), w(1049)), conv(w(1000), w(1048)), conv(w(10), None), conv(w(4), w(4))]
     report = scan_file(write_lines(rows), tokenizers=[tok], context_length=2000)

@@ -277,7 +277,8 @@ def main() -> int:
         print(f"\n== token pass on {os.path.getsize(slice_path) / 1e6:.1f} MB of the same lines")
         for tid in args.tokenizers:
             r = token_bench(slice_path, tid)
-            print(f"{tid:12s} native {r['how']}: {r['native_s']:.2f} s ({r['tokens'] / r['native_s'] / 1e6:.2f} M tok/s); "
+            native_rate = r["tokens"] / r["native_s"] / 1e6
+            print(f"{tid:12s} native {r['how']}: {r['native_s']:.2f} s ({native_rate:.2f} M tok/s); "
                   f"token pass {r['token_pass_s']:.2f} s ({r['tokens'] / r['token_pass_s'] / 1e6:.2f} M tok/s) "
                   f"= {r['ratio']:.2f}x the native speed")
     finally:

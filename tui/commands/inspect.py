@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--to", choices=EXPORT_NAMES, metavar="FORMAT",
                    help=f"the format for --export: {', '.join(EXPORT_NAMES)}")
     p.add_argument("--workers", type=_at_least(1), default=None, metavar="N",
-                   help="processes for the structure pass (default: 2 for JSONL files of 64 MB or more)")
+                   help="processes for the structure pass (default: 2 for JSONL files of 256 MB or more)")
     p.set_defaults(run=run)
 
 
@@ -99,7 +99,7 @@ def _run_export(args) -> int:
         return 0
     print(f"{result.converted:,} records written to {result.path} as {result.to_format} "
           f"(from {result.from_format}); {result.skipped:,} skipped")
-    for why, n in sorted(result.skipped_reasons.items(), key=lambda kv: -kv[1]):
+    for why, n in _by_count(result.skipped_reasons):
         print(f"  {n:,} skipped: {why}")
     if result.to_format == "prompt":
         if result.output_tokens_from:
@@ -117,6 +117,10 @@ def _size(n: int) -> str:
             return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
         n /= 1000
     return str(n)  # pragma: no cover
+
+
+def _by_count(counts) -> list:
+    return sorted(counts.items(), key=lambda kv: -kv[1])
 
 
 def _lines(lines) -> str:
@@ -154,7 +158,8 @@ def print_report(r, max_errors: int = 20) -> None:
     from ._common import print_table
 
     g = r.format
-    print(f"{r.path}: {g.format} — {g.how}" + ("; UTF-8 BOM" if g.bom else "") + ("; CRLF line endings" if g.crlf else ""))
+    notes = ("; UTF-8 BOM" if g.bom else "") + ("; CRLF line endings" if g.crlf else "")
+    print(f"{r.path}: {g.format} — {g.how}{notes}")
     status = "" if r.complete else "  (cancelled: counts so far)"
     print(f"{r.records:,} records: {r.valid:,} valid, {r.invalid:,} invalid; {r.stats.lines:,} lines, "
           f"{_size(r.stats.bytes)}, {r.stats.blank_lines:,} blank; scanned in {r.elapsed:.2f} s"
@@ -170,7 +175,7 @@ def print_report(r, max_errors: int = 20) -> None:
             where = f"line {e.line}" + (f":{e.column}" if e.column else "")
             print(f"  {where:<14} {e.kind:<18} {e.message}")
         if len(r.error_counts) > 1 or len(shown) < r.error_total:
-            print("  by kind: " + ", ".join(f"{k} {n:,}" for k, n in sorted(r.error_counts.items(), key=lambda kv: -kv[1])))
+            print("  by kind: " + ", ".join(f"{k} {n:,}" for k, n in _by_count(r.error_counts)))
     else:
         print("Errors: none")
     if r.warning_total:
@@ -178,7 +183,7 @@ def print_report(r, max_errors: int = 20) -> None:
         by_kind: dict[str, list] = {}
         for w in r.warnings:
             by_kind.setdefault(w.kind, []).append(w)
-        for kind, n in sorted(r.warning_counts.items(), key=lambda kv: -kv[1]):
+        for kind, n in _by_count(r.warning_counts):
             items = by_kind.get(kind, [])
             lines = [w.line for w in items if w.line is not None]
             detail = _lines(lines) if lines else (items[0].message if items else "")
@@ -210,9 +215,10 @@ def print_report(r, max_errors: int = 20) -> None:
     print(f"\nChecks ({counted})")
     if c.vllm_dropped is not None:
         if c.vllm_dropped:
-            reasons = ", ".join(f"{k} {n:,}" for k, n in sorted(c.vllm_reasons.items(), key=lambda kv: -kv[1]))
+            reasons = ", ".join(f"{k} {n:,}" for k, n in _by_count(c.vllm_reasons))
             note = "" if g.format == "sharegpt" else " (if converted to ShareGPT)"
-            print(f"  vLLM's ShareGPT loader would silently drop {c.vllm_dropped:,}{note}: {reasons}; {_lines(c.vllm_lines)}")
+            print(f"  vLLM's ShareGPT loader would silently drop {c.vllm_dropped:,}{note}: {reasons}; "
+                  f"{_lines(c.vllm_lines)}")
         else:
             print("  vLLM's ShareGPT loader would keep every valid record")
     if c.context_length:
@@ -231,12 +237,14 @@ def print_report(r, max_errors: int = 20) -> None:
             print(f"  failed: {t.error}")
             continue
         rows = []
-        for name, summ in (("prompt", t.prompt), ("answer" + (" (declared)" if t.answer_source == "output_tokens" else ""), t.answer)):
+        answer_label = "answer (declared)" if t.answer_source == "output_tokens" else "answer"
+        for name, summ in (("prompt", t.prompt), (answer_label, t.answer)):
             if summ:
-                rows.append([name, f"{summ.count:,}", f"{summ.min:,}", f"{summ.mean:,.1f}", f"{summ.p50:,}", f"{summ.p90:,}",
-                             f"{summ.p99:,}", f"{summ.max:,}", f"{summ.total:,}"])
+                rows.append([name, f"{summ.count:,}", f"{summ.min:,}", f"{summ.mean:,.1f}", f"{summ.p50:,}",
+                             f"{summ.p90:,}", f"{summ.p99:,}", f"{summ.max:,}", f"{summ.total:,}"])
         if rows:
-            print_table(["", "records", "min", "mean", "p50", "p90", "p99", "max", "total"], rows, right=set(range(1, 9)))
+            headers = ["", "records", "min", "mean", "p50", "p90", "p99", "max", "total"]
+            print_table(headers, rows, right=set(range(1, 9)))
         print(f"  total tokens: {t.total:,}")
         for name, summ in (("prompt", t.prompt), ("answer", t.answer)):
             if summ and summ.max > summ.min:

@@ -64,7 +64,8 @@ def to_messages(fmt: str, obj) -> tuple[list | None, list | None, str | None]:
             msgs.append({"role": role, "content": turn["value"]})
         return msgs, None, None
     if fmt == "alpaca":
-        msgs = [{"role": "system", "content": obj["system"]}] if isinstance(obj.get("system"), str) and obj["system"] else []
+        system = obj.get("system")
+        msgs = [{"role": "system", "content": system}] if isinstance(system, str) and system else []
         for pair in obj.get("history") or []:
             if isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair):
                 msgs += [{"role": "user", "content": pair[0]}, {"role": "assistant", "content": pair[1]}]

@@ -114,7 +114,8 @@ def _diagnose(raw: bytes) -> tuple[str, str, int | tuple | None]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return "invalid-utf8", f"invalid UTF-8 byte 0x{raw[exc.start]:02x}", len(raw[:exc.start].decode("utf-8", "replace"))
+        index = len(raw[:exc.start].decode("utf-8", "replace"))
+        return "invalid-utf8", f"invalid UTF-8 byte 0x{raw[exc.start]:02x}", index
     if text.startswith("\ufeff"):
         return "invalid-json", "a UTF-8 byte order mark (BOM) in the middle of the file", 0
     try:

@@ -276,7 +276,8 @@ class Structure:
             return
         if maybe_duplicate_keys(raw, obj):
             for key in duplicate_keys(raw):
-                self.warning(n, "duplicate-key", f'the key "{key}" appears twice in one object (the last value is used)')
+                self.warning(n, "duplicate-key",
+                             f'the key "{key}" appears twice in one object (the last value is used)')
         errs: list = []
         warns: list = []
         rec: Rec | None = self.validate(obj, errs, warns)
