@@ -242,3 +242,20 @@ def test_empty_and_undetectable_files(write_lines):
     odd = scan_file(write_lines([{"a": 1}, "not json", {"b": 2}], name="odd.jsonl"))
     assert odd.format.format == "unknown" and "no record looked like" in odd.format.how
     assert [(e.line, e.kind) for e in odd.errors] == [(2, "invalid-json")] and odd.valid == 2
+
+
+def test_token_pass_on_demand_equals_one_scan(bundled):
+    from tokdeck_testing import SAMPLE_DATA
+    from tui.core.datasets import TokenReport, scan_tokens
+
+    path = str(SAMPLE_DATA / "openai-chat.jsonl")
+    both = scan_file(path, tokenizers=["qwen3"], registry=bundled, context_length=64)
+    first = scan_file(path)
+    items = list(scan_tokens(path, ["qwen3"], registry=bundled, context_length=64, time_budget=0,
+                             expected_records=first.valid))
+    assert isinstance(items[-1], TokenReport) and items[-1].complete
+    merged = first.with_tokens(items[-1])
+    a, b = both.to_dict(), merged.to_dict()
+    for d in (a, b):
+        d.pop("elapsed")
+    assert a == b and merged.checks.over_context > 0

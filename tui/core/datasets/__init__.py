@@ -6,6 +6,8 @@ Public API (no Textual; every result is a frozen dataclass):
     for item in scan(path, tokenizers=["qwen3"], context_length=8192, cancel=event):
         ...                                          # ScanProgress batches, then one ScanReport
     report = scan_file(path)                         # the same, run to the end
+    for item in scan_tokens(path, ["qwen3"]): ...    # the token pass alone, on demand: a TokenReport
+    report = report.with_tokens(token_report)        # ...merged into a structure-only report
     index = LineIndex.build(path)                    # line start offsets in an array('q')
     index.read_line(12)                              # bytes of physical line 12 (os.pread)
     export(path, out, "openai-chat")                 # ExportResult(converted, skipped, ...)
@@ -19,11 +21,11 @@ from .export import EXPORT_FORMATS, export
 from .formats import FORMATS
 from .index import LineIndex
 from .model import (ConsumerChecks, DatasetStats, ExportResult, FormatGuess, Histogram, JointHistogram,
-                    LineIssue, RoleStats, ScanProgress, ScanReport, Summary, TokenStats)
-from .scan import scan, scan_file
+                    LineIssue, RoleStats, ScanProgress, ScanReport, Summary, TokenReport, TokenStats)
+from .scan import scan, scan_file, scan_tokens
 
 __all__ = [
     "EXPORT_FORMATS", "FORMATS", "ConsumerChecks", "DatasetStats", "ExportResult", "FormatGuess", "Histogram",
     "JointHistogram", "LineIndex", "LineIssue", "RoleStats", "ScanProgress", "ScanReport", "Summary",
-    "TokenStats", "detect_format", "export", "scan", "scan_file",
+    "TokenReport", "TokenStats", "detect_format", "export", "scan", "scan_file", "scan_tokens",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Mapping
 
 ERROR = "error"
@@ -228,6 +228,13 @@ class ScanReport:
     elapsed: float
     workers: int = 1
 
+    def with_tokens(self, tr: TokenReport) -> "ScanReport":
+        """This report with the token statistics and token-based checks of a later token pass."""
+        checks = replace(tr.checks, duplicate_prompts=self.checks.duplicate_prompts,
+                         duplicate_examples=self.checks.duplicate_examples)
+        return replace(self, tokens=tr.tokens, checks=checks, complete=self.complete and tr.complete,
+                       elapsed=self.elapsed + tr.elapsed)
+
     @property
     def error_total(self) -> int:
         return sum(self.error_counts.values())
@@ -249,6 +256,16 @@ class ScanReport:
             "checks": self.checks.to_dict(),
             "elapsed": round(self.elapsed, 3), "workers": self.workers,
         }
+
+
+@dataclass(frozen=True)
+class TokenReport:
+    """The token pass alone (``scan_tokens``): token statistics and the token-based checks."""
+
+    tokens: Mapping[str, TokenStats]
+    checks: ConsumerChecks  # duplicate-prompt fields empty: the structure pass finds those
+    complete: bool
+    elapsed: float
 
 
 @dataclass(frozen=True)

@@ -29,12 +29,14 @@ import tempfile
 import time
 from array import array
 from collections import Counter
+from dataclasses import replace
 from typing import Any, Iterator, Sequence
 
 from .detect import check_readable, detect_format
 from .formats import PAIRED, VALIDATORS, Rec
+from ..errors import TokdeckError
 from .model import (ERROR, WARNING, ConsumerChecks, DatasetStats, FormatGuess, LineIssue, RoleStats,
-                    ScanProgress, ScanReport, TokenStats, joint_of, summarize)
+                    ScanProgress, ScanReport, TokenReport, TokenStats, joint_of, summarize)
 from .parsing import BOM, JSONDecodeError, diagnose, duplicate_keys, loads, maybe_duplicate_keys
 from .reader import ArrayError, array_elements, line_blocks, split_points
 
@@ -710,30 +712,22 @@ def scan(path: str, format: str | None = None, tokenizers: Sequence = (), contex
             if size > 200 * 1000 * 1000:
                 st.warning(None, "batch-limit", "over 200 MB: the Batch API takes at most 200 MB per file")
 
-        checks = st.checks
-        token_accs: dict = {}
+        checks = _consumer_checks(st.checks or _Checks(guess.format, context_length), "estimate", True,
+                                  context_length, dup_count, dup_examples)
+        tokens: dict = {}
         if toks and finished:
-            checks = _Checks(guess.format, context_length)
-            gen = token_pass(path, guess, toks, checks, size, cancel, time_budget, t0=t0)
-            while True:
-                try:
-                    item = next(gen)
-                except StopIteration as stop:
-                    token_accs, finished = stop.value
-                    break
-                # bytes_done: the share of valid records tokenized so far, in bytes of the file
-                yield ScanProgress("tokens", int(size * min(1.0, item.records / max(1, st.valid))), size,
-                                   item.records, sum(st.error_counts.values()), sum(st.warning_counts.values()),
-                                   item.elapsed)
+            for item in scan_tokens(path, toks, format=guess.format, context_length=context_length, cancel=cancel,
+                                    time_budget=time_budget, expected_records=st.valid, t0=t0):
+                if isinstance(item, TokenReport):
+                    tokens, finished = item.tokens, item.complete
+                    checks = replace(item.checks, duplicate_prompts=dup_count, duplicate_examples=tuple(dup_examples))
+                else:
+                    yield replace(item, errors=sum(st.error_counts.values()), warnings=sum(st.warning_counts.values()))
     finally:
         for d in spill_dirs:
             shutil.rmtree(d, ignore_errors=True)
 
-    answer_source = "output_tokens" if guess.format == "prompt" else "tokens"
-    if checks is None:
-        checks = _Checks(guess.format, context_length)
-    check_tid = toks[0].id if toks else "estimate"
-    report = ScanReport(
+    yield ScanReport(
         path=path, format=guess, complete=bool(finished), records=st.records, valid=st.valid, invalid=st.invalid,
         errors=tuple(LineIssue(ln, k, m, c, ERROR) for ln, k, m, c in st.errors),
         warnings=tuple(LineIssue(ln, k, m, c, WARNING) for ln, k, m, c in
@@ -743,23 +737,58 @@ def scan(path: str, format: str | None = None, tokenizers: Sequence = (), contex
             lines=st.lines, bytes=size, records=st.records, valid=st.valid, invalid=st.invalid, blank_lines=st.blank,
             roles={r: RoleStats(*v) for r, v in sorted(st.roles.items(), key=lambda kv: -kv[1][0])},
             turns=summarize(st.turns), output_tokens=summarize(st.declared)),
-        tokens={tid: acc.result(answer_source) for tid, acc in token_accs.items()},
-        checks=ConsumerChecks(
-            tokenizer_id=check_tid, estimated=not toks or not toks[0].info.exact,
-            vllm_dropped=checks.dropped if checks.paired else None, vllm_reasons=dict(checks.reasons),
-            vllm_lines=tuple(checks.lines), context_length=context_length, over_context=checks.over,
-            over_context_lines=tuple(checks.over_lines), duplicate_prompts=dup_count,
-            duplicate_examples=tuple(dup_examples)),
-        elapsed=time.monotonic() - t0, workers=workers,
+        tokens=tokens, checks=checks, elapsed=time.monotonic() - t0, workers=workers,
     )
-    yield report
+
+
+def _consumer_checks(checks: _Checks, tokenizer_id: str, estimated: bool, context_length: int | None,
+                     dup_count: int = 0, dup_examples=()) -> ConsumerChecks:
+    return ConsumerChecks(
+        tokenizer_id=tokenizer_id, estimated=estimated,
+        vllm_dropped=checks.dropped if checks.paired else None, vllm_reasons=dict(checks.reasons),
+        vllm_lines=tuple(checks.lines), context_length=context_length, over_context=checks.over,
+        over_context_lines=tuple(checks.over_lines), duplicate_prompts=dup_count,
+        duplicate_examples=tuple(dup_examples))
+
+
+def scan_tokens(path: str, tokenizers: Sequence, format: str | None = None, context_length: int | None = None,
+                cancel=None, time_budget: float = 0.25, registry=None, expected_records: int | None = None,
+                t0: float | None = None) -> Iterator[ScanProgress | TokenReport]:
+    """The token pass alone (e.g. on demand, after a structure-only ``scan``): yields
+    ScanProgress batches and last a TokenReport; ``ScanReport.with_tokens`` merges it.
+
+    ``expected_records`` (the valid count from the structure pass) turns progress into a
+    fraction of the file. The checks use ``tokenizers[0]``; their duplicate-prompt fields are
+    empty (the structure pass finds those).
+    """
+    t0 = time.monotonic() if t0 is None else t0
+    size = check_readable(path)
+    guess = detect_format(path, format)
+    toks = resolve_tokenizers(tokenizers, registry)
+    if not toks:
+        raise TokdeckError("token statistics need at least one tokenizer")
+    checks = _Checks(guess.format, context_length)
+    gen = token_pass(path, guess, toks, checks, size, cancel, time_budget, t0=t0)
+    while True:
+        try:
+            item = next(gen)
+        except StopIteration as stop:
+            accs, finished = stop.value
+            break
+        done = int(size * min(1.0, item.records / expected_records)) if expected_records else 0
+        yield replace(item, bytes_done=done)
+    answer_source = "output_tokens" if guess.format == "prompt" else "tokens"
+    yield TokenReport(
+        tokens={tid: acc.result(answer_source) for tid, acc in accs.items()},
+        checks=_consumer_checks(checks, toks[0].id, not toks[0].info.exact, context_length),
+        complete=finished, elapsed=time.monotonic() - t0)
 
 
 def resolve_tokenizers(tokenizers: Sequence, registry=None) -> list:
     """Loaded Tokenizer objects for ids, model names or Tokenizer objects (duplicates dropped)."""
     if not tokenizers:
         return []
-    from ...core.errors import TokenizerError
+    from ..errors import TokenizerError
     from ..tokenizers import default_registry, resolve_model
 
     reg = registry or default_registry()
