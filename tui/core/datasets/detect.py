@@ -58,22 +58,28 @@ def _container(path: str) -> tuple[str, bool, bool]:
     return "jsonl", bom, crlf
 
 
-def _sample(path: str, container: str, n: int) -> list:
-    out = []
+def _sample(path: str, container: str, n: int, budget: int = 64 << 20) -> tuple[list, int]:
+    """(the format each of the first ``n`` parseable records looks like, records parsed),
+    reading at most about ``budget`` bytes (a file of huge lines is judged on fewer records)."""
+    kinds = []
+    parsed = 0
     if container == "json-array":
         try:
-            for _, _, raw, _ in array_elements(path):
+            for _, _, raw, done in array_elements(path):
                 try:
-                    out.append(loads(raw))
+                    kinds.append(classify(loads(raw)))
+                    parsed += 1
                 except JSONDecodeError:
                     pass
-                if len(out) >= n:
+                if parsed >= n or done > budget:
                     break
         except ArrayError:
             pass
-        return out
+        return kinds, parsed
     first = True
-    for lines, _ in line_blocks(path, chunk=HEAD):
+    read = 0
+    for lines, nbytes in line_blocks(path, chunk=HEAD):
+        read += nbytes
         for line in lines:
             if not isinstance(line, bytes):
                 continue
@@ -83,12 +89,15 @@ def _sample(path: str, container: str, n: int) -> list:
             if not line.strip():
                 continue
             try:
-                out.append(loads(line))
+                kinds.append(classify(loads(line)))
+                parsed += 1
             except JSONDecodeError:
                 pass
-            if len(out) >= n:
-                return out
-    return out
+            if parsed >= n:
+                return kinds, parsed
+        if read > budget:
+            break
+    return kinds, parsed
 
 
 def detect_format(path: str, format: str | None = None, sample: int = SAMPLE) -> FormatGuess:
@@ -103,13 +112,13 @@ def detect_format(path: str, format: str | None = None, sample: int = SAMPLE) ->
     container, bom, crlf = _container(path)
     if format is not None:
         return FormatGuess(format, container, "given with --format", bom=bom, crlf=crlf)
-    records = _sample(path, container, sample)
-    votes = Counter(c for c in map(classify, records) if c)
+    kinds, parsed = _sample(path, container, sample)
+    votes = Counter(k for k in kinds if k)
     where = "a JSON array" if container == "json-array" else "JSONL"
     if not votes:
-        how = (f"no record looked like a known format in the first {len(records)} parsed records of {where}"
-               if records else "no parseable record found")
-        return FormatGuess("unknown", container, how, 0, len(records), bom, crlf)
+        how = (f"no record looked like a known format in the first {parsed} parsed records of {where}"
+               if parsed else "no parseable record found")
+        return FormatGuess("unknown", container, how, 0, parsed, bom, crlf)
     fmt, matched = votes.most_common(1)[0]
-    how = f"{where}; {matched} of the first {len(records)} records have {SIGNATURE[fmt]}"
-    return FormatGuess(fmt, container, how, matched, len(records), bom, crlf)
+    how = f"{where}; {matched} of the first {parsed} records have {SIGNATURE[fmt]}"
+    return FormatGuess(fmt, container, how, matched, parsed, bom, crlf)

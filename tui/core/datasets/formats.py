@@ -255,9 +255,14 @@ def v_openai_chat(obj, errs: list, warns: list) -> Rec | None:
             errs.append(("wrong-type", f'"tools" is {type_name(tools)}, expected an array'))
         else:
             for k, tool in enumerate(tools):
-                fn = tool.get("function") if type(tool) is dict else None
+                if type(tool) is not dict:
+                    errs.append(("wrong-type", f"tools[{k}] is {type_name(tool)}, expected an object"))
+                    continue
+                if tool.get("type", "function") != "function":
+                    continue  # other tool types (custom, built-in) have their own shapes
+                fn = tool.get("function")
                 if type(fn) is not dict or type(fn.get("name")) is not str:
-                    errs.append(("wrong-type", f'tools[{k}] needs "function" with a "name"'))
+                    errs.append(("missing-field", f'tools[{k}] needs "function" with a "name"'))
     ptc = obj.get("parallel_tool_calls")
     if ptc is not None and type(ptc) is not bool:
         errs.append(("wrong-type", f'"parallel_tool_calls" is {type_name(ptc)}, expected true or false'))
