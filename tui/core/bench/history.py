@@ -1,0 +1,268 @@
+"""Runs to look back at: session results and saved result files, opened and compared.
+
+- ``RunData``: one finished run as the dashboard shows it: a name, where it came from, the flat
+  result dict (vLLM's keys), per-request series when known, statistics per metric.
+- ``from_result(result, name)``: a run of this session (exact statistics from its records).
+- ``load_result_file(path)``: tokdeck's JSON or ``vllm bench serve --save-result`` JSON
+  (including vLLM's old ``"request_goodput:"`` key). Per-request series come from the detailed
+  arrays (``ttfts``, ``latencies``, ``output_lens``, optional ``start_times``, ``errors``); without
+  them only the summary numbers are known.
+- ``list_result_files(folder)``: the JSON files of a folder, newest first.
+- ``compare(runs)``: one row per metric, each run's value and its delta against the first run.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import orjson
+
+from ..errors import TokdeckError
+from .metrics import METRICS, summarize, tpot_of
+
+STAT_PERCENTILES = (50.0, 90.0, 99.0)
+#: vLLM before 0.6 wrote this key with a stray colon
+OLD_KEYS = {"request_goodput:": "request_goodput"}
+
+
+@dataclass(frozen=True)
+class MetricStats:
+    """Mean and percentiles of one metric, in ms (None where the source does not say)."""
+
+    mean: float | None
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    count: int | None = None
+
+
+@dataclass(frozen=True)
+class RunSeries:
+    """Per-request values in dispatch order. Times in seconds; ``start`` None when not recorded."""
+
+    ok: array
+    ttft: array
+    e2el: array
+    output_tokens: array
+    start: array | None = None
+
+    def __len__(self) -> int:
+        return len(self.ok)
+
+
+@dataclass(frozen=True)
+class RunData:
+    name: str
+    source: str  # "session" or the file path
+    data: dict[str, Any] = field(repr=False)  # the flat result (vLLM keys + tokdeck's)
+    stats: dict[str, MetricStats | None] = field(repr=False)
+    series: RunSeries | None = field(default=None, repr=False)
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.data.get("partial"))
+
+    @property
+    def kind(self) -> str:
+        return "tokdeck" if "client_health" in self.data else "vllm"
+
+    def value(self, key: str) -> float | None:
+        v = self.data.get(key)
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+# ---------------------------------------------------------------------- building
+def _stats_of(values: Sequence[float]) -> MetricStats | None:
+    if not values:
+        return None
+    s = summarize(values, STAT_PERCENTILES)
+    p = dict(s["percentiles"])
+    return MetricStats(s["mean"], p[50.0], p[90.0], p[99.0], s["count"])
+
+
+def _stats_from_keys(data: dict[str, Any], metric: str) -> MetricStats | None:
+    def get(key: str) -> float | None:
+        v = data.get(key)
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    mean = get(f"mean_{metric}_ms")
+    p50 = get(f"p50_{metric}_ms")
+    p50 = p50 if p50 is not None else get(f"median_{metric}_ms")
+    p90, p99 = get(f"p90_{metric}_ms"), get(f"p99_{metric}_ms")
+    if mean is None and p50 is None and p90 is None and p99 is None:
+        return None
+    return MetricStats(mean, p50, p90, p99)
+
+
+def _series_stats(series: RunSeries, itls: Sequence[float] | None) -> dict[str, MetricStats | None]:
+    rows = [i for i in range(len(series)) if series.ok[i]]
+    ttft = [series.ttft[i] for i in rows]
+    e2el = [series.e2el[i] for i in rows]
+    tpot = [t for t in (tpot_of(series.ttft[i], series.e2el[i], series.output_tokens[i]) for i in rows)
+            if t is not None]
+    return {"ttft": _stats_of(ttft), "tpot": _stats_of(tpot), "e2el": _stats_of(e2el),
+            "itl": _stats_of(itls) if itls is not None else None}
+
+
+def from_result(result, name: str) -> RunData:
+    """A run of this session: the flat result (as it would be saved) and exact statistics."""
+    store = result.store
+    order = store.order()
+    series = RunSeries(ok=array("b", (store.ok[r] for r in order)), ttft=array("d", (store.ttft[r] for r in order)),
+                       e2el=array("d", (store.e2el[r] for r in order)),
+                       output_tokens=array("q", (store.out_tok[r] for r in order)),
+                       start=array("d", (store.start[r] for r in order)))
+    return RunData(name=name, source="session", data=result.to_vllm_json(detailed=False),
+                   stats=_series_stats(series, store.itl), series=series)
+
+
+def _number_list(data: dict, key: str, n: int | None) -> list[float] | None:
+    v = data.get(key)
+    if not isinstance(v, list) or (n is not None and len(v) != n):
+        return None
+    out = []
+    for x in v:
+        if x is None:
+            x = 0.0
+        if isinstance(x, bool) or not isinstance(x, (int, float)):
+            return None
+        out.append(float(x))
+    return out
+
+
+def run_from_dict(data: dict[str, Any], name: str, source: str) -> RunData:
+    """A RunData from a result dict (tokdeck's or vLLM's keys)."""
+    data = {OLD_KEYS.get(k, k): v for k, v in data.items()}
+    ttfts = _number_list(data, "ttfts", None)
+    series = None
+    itls: list[float] | None = None
+    if ttfts is not None:
+        n = len(ttfts)
+        e2el = _number_list(data, "latencies", n)
+        outs = _number_list(data, "output_lens", n)
+        if e2el is not None and outs is not None:
+            errors = data.get("errors")
+            if isinstance(errors, list) and len(errors) == n:
+                ok = [not e for e in errors]
+            else:
+                ok = [o > 0 for o in outs]
+            start = _number_list(data, "start_times", n)
+            series = RunSeries(ok=array("b", ok), ttft=array("d", ttfts), e2el=array("d", e2el),
+                               output_tokens=array("q", (int(o) for o in outs)),
+                               start=array("d", start) if start is not None else None)
+            raw_itls = data.get("itls")
+            if isinstance(raw_itls, list) and len(raw_itls) == n:
+                itls = [float(x) for i, row in enumerate(raw_itls) if ok[i] and isinstance(row, list)
+                        for x in row if isinstance(x, (int, float))]
+    if series is not None:
+        stats = _series_stats(series, itls)
+        for m in METRICS:  # ITL without per-request arrays: the file's own numbers
+            if stats[m] is None:
+                stats[m] = _stats_from_keys(data, m)
+    else:
+        stats = {m: _stats_from_keys(data, m) for m in METRICS}
+    return RunData(name=name, source=source, data=data, stats=stats, series=series)
+
+
+def load_result_file(path: str | Path) -> RunData:
+    """Open a saved result (tokdeck's or vLLM's JSON); one-line TokdeckError when it is not one."""
+    p = Path(path).expanduser()
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise TokdeckError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise TokdeckError(f"{path}: is a folder, not a file") from None
+    except OSError as exc:
+        raise TokdeckError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise TokdeckError(f"{path}: not JSON ({' '.join(str(exc).split())})") from None
+    if not isinstance(data, dict) or not any(k in data for k in ("completed", "request_throughput", "mean_ttft_ms")):
+        raise TokdeckError(f"{path}: not a benchmark result (no completed/request_throughput keys)")
+    return run_from_dict(data, p.stem, str(p))
+
+
+@dataclass(frozen=True)
+class ResultFile:
+    path: Path
+    mtime: float
+    size: int
+
+
+def list_result_files(folder: str | Path, limit: int = 500) -> list[ResultFile]:
+    """The ``*.json`` files of ``folder`` (not recursive), newest first; [] when it does not exist."""
+    out = []
+    try:
+        entries = list(Path(folder).expanduser().glob("*.json"))
+    except OSError:
+        return []
+    for p in entries:
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        if p.is_file():
+            out.append(ResultFile(p, st.st_mtime, st.st_size))
+    out.sort(key=lambda f: f.mtime, reverse=True)
+    return out[:limit]
+
+
+# ---------------------------------------------------------------------- comparing
+#: (key, label, lower is better) in table order; stats rows come from RunData.stats
+COMPARE_KEYS: tuple[tuple[str, str, bool], ...] = (
+    ("completed", "completed", False),
+    ("failed", "failed", True),
+    ("duration", "duration (s)", True),
+    ("request_throughput", "requests/s", False),
+    ("request_goodput", "goodput (req/s)", False),
+    ("output_throughput", "output tok/s", False),
+    ("total_token_throughput", "total tok/s", False),
+    ("max_output_tokens_per_s", "peak output tok/s", False),
+)
+STAT_FIELDS = ("mean", "p50", "p90", "p99")
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    label: str
+    values: tuple[float | None, ...]  # one per run
+    deltas: tuple[float | None, ...]  # value - first run's (None for the first run or unknown)
+    percents: tuple[float | None, ...]  # delta / first run's, in %
+    lower_is_better: bool
+
+
+def _row(label: str, values: list[float | None], lower: bool) -> CompareRow:
+    base = values[0]
+    deltas: list[float | None] = [None]
+    pcts: list[float | None] = [None]
+    for v in values[1:]:
+        if v is None or base is None:
+            deltas.append(None)
+            pcts.append(None)
+        else:
+            deltas.append(v - base)
+            pcts.append((v - base) / base * 100.0 if base else None)
+    return CompareRow(label, tuple(values), tuple(deltas), tuple(pcts), lower)
+
+
+def compare(runs: Sequence[RunData]) -> list[CompareRow]:
+    """Rows of every metric known for at least one run; deltas against ``runs[0]``."""
+    if len(runs) < 2:
+        raise ValueError("compare needs at least two runs")
+    rows = []
+    for key, label, lower in COMPARE_KEYS:
+        values = [r.value(key) for r in runs]
+        if any(v is not None for v in values):
+            rows.append(_row(label, values, lower))
+    for m in METRICS:
+        for f in STAT_FIELDS:
+            values = [getattr(r.stats.get(m), f) if r.stats.get(m) is not None else None for r in runs]
+            if any(v is not None for v in values):
+                rows.append(_row(f"{m.upper()} {f} (ms)", values, True))
+    return rows
