@@ -178,3 +178,19 @@ def test_csv_one_row_per_request():
     assert float(rows[1]["tpot_ms"]) == pytest.approx((0.05 / 5) * 1000)
     assert rows[2]["tpot_ms"] == ""  # one output token
     assert float(rows[3]["itl_max_ms"]) == pytest.approx(50.0)
+
+
+def test_100k_requests_stay_compact():
+    from array import array
+
+    st = RecordStore()
+    itls = tuple(0.01 + k * 1e-4 for k in range(20))
+    for i in range(100_000):
+        st.add(rec(i, i * 0.001, 0.1, itls, out_tok=21))
+    arrays = [v for v in vars(st).values() if isinstance(v, array)]
+    used = sum(a.buffer_info()[1] * a.itemsize for a in arrays)
+    assert used <= 100_000 * 100 + 4 * 2_000_000  # ~85 bytes a request + 4 per ITL
+    assert st.errors == {} and st.sources == ["usage"]  # labels stored once, indexed per request
+    s = compute_summary(st, 100.0, ("itl",), (50.0,))
+    assert s["completed"] == 100_000
+    assert s["mean_itl_ms"] == pytest.approx(statistics.fmean(itls) * 1000, rel=1e-6)

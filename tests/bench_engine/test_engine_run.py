@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import time
 
-import pytest
 
 from tui.core.bench.client import BenchRequest
 from tui.core.bench.engine import BenchmarkRun, BenchmarkThread, BenchSpec, TokenCounter, run_benchmark

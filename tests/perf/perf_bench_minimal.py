@@ -14,8 +14,11 @@ import time
 import aiohttp
 
 
-async def minimal_client(base_url: str, conc: int, n: int, tokens: int) -> tuple[float, float, int, int]:
-    """(mean TTFT s, mean TPOT s, failed, output chunks) of n chat requests at concurrency conc."""
+async def minimal_client(base_url: str, conc: int, n: int, tokens: int, per_request: list | None = None
+                         ) -> tuple[float, float, int, int]:
+    """(mean TTFT s, mean TPOT s, failed, output chunks) of n chat requests at concurrency conc.
+
+    ``per_request`` (if given) receives (start, TTFT, TPOT) of each successful request."""
     sem = asyncio.Semaphore(conc)
     url = base_url + "/v1/chat/completions"
 
@@ -49,12 +52,14 @@ async def minimal_client(base_url: str, conc: int, n: int, tokens: int) -> tuple
                         chunks += 1
             if ttft is None:
                 return None
-            return ttft, last - st, out_tokens or chunks, chunks
+            return ttft, last - st, out_tokens or chunks, chunks, st
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         results = await asyncio.gather(*(one(session, i) for i in range(n)), return_exceptions=True)
     ok = [r for r in results if isinstance(r, tuple)]
     ttft = statistics.fmean(r[0] for r in ok) if ok else float("nan")
-    tpots = [(e2el - t) / (n_out - 1) for t, e2el, n_out, _ in ok if n_out > 1]
+    tpots = [(e2el - t) / (n_out - 1) for t, e2el, n_out, *_ in ok if n_out > 1]
+    if per_request is not None:
+        per_request.extend((st, t, (e2el - t) / (n_out - 1)) for t, e2el, n_out, _, st in ok if n_out > 1)
     tpot = statistics.fmean(tpots) if tpots else float("nan")
     return ttft, tpot, n - len(ok), sum(r[3] for r in ok)

@@ -43,7 +43,7 @@ import aiohttp
 
 from .arrivals import arrival_times
 from .client import DEFAULT_ENDPOINTS, BenchRequest, Outcome, build_body, send_plain, send_streaming
-from .metrics import DEFAULT_PERCENTILE_METRICS, DEFAULT_PERCENTILES, percentile, summarize, tpot_of
+from .metrics import DEFAULT_PERCENTILE_METRICS, DEFAULT_PERCENTILES, percentile, summarize
 from .results import BenchResult, RecordStore, RequestRecord, RunSnapshot, compute_summary
 
 #: the event-loop lag above which the client, not the server, limited the run: the p99 lag

@@ -9,6 +9,9 @@ an empty sample gives 0 like vLLM's ``np.mean(x or 0)``. Failed requests are lef
 from __future__ import annotations
 
 import math
+from collections import Counter
+from itertools import accumulate
+from operator import mul
 from typing import Iterable, Sequence
 
 METRICS = ("ttft", "tpot", "itl", "e2el")
@@ -38,7 +41,9 @@ def summarize(values: Iterable[float], percentiles: Sequence[float], scale: floa
         return {"mean": 0.0, "median": 0.0, "std": 0.0, "max": 0.0,
                 "percentiles": [(p, 0.0) for p in percentiles], "count": 0}
     mean = math.fsum(vals) / n
-    var = math.fsum((v - mean) ** 2 for v in vals) / n
+    # E[x²] − mean², with exactly rounded sums: no per-value Python loop or copy for millions
+    # of ITLs, and at latency scales the cancellation costs far less than the printed precision
+    var = max(math.fsum(map(mul, vals, vals)) / n - mean * mean, 0.0)
     return {
         "mean": mean * scale,
         "median": percentile(vals, 50.0) * scale,
@@ -131,20 +136,12 @@ def peak_output_tokens_per_s(starts: Sequence[float], ttfts: Sequence[float], e2
     if n == 0:
         return 0.0
     t0 = min(starts)
-    t_end = max(s + e for s, e in zip(starts, e2els))
-    buckets = [0] * (int(math.ceil(t_end - t0)) + 1)
-    nb = len(buckets)
+    buckets: Counter = Counter()
     for i in range(n):
-        t = starts[i] + ttfts[i]
-        b = int(t - t0)
-        if 0 <= b < nb:
-            buckets[b] += 1
-        for gap in itls_of(i):
-            t += gap
-            b = int(t - t0)
-            if 0 <= b < nb:
-                buckets[b] += 1
-    return float(max(buckets))
+        # times since t0 of every output chunk, then their 1-s bucket (all loops in C)
+        times = accumulate(itls_of(i), initial=starts[i] + ttfts[i] - t0)
+        buckets.update(map(int, times))
+    return float(max(buckets.values()))
 
 
 def peak_concurrency(starts: Sequence[float], e2els: Sequence[float]) -> int:
