@@ -134,3 +134,11 @@ def test_find_helpers():
     assert find_lone_surrogate(r'"\ud83d\ude00 \ud800"') == 14
     assert find_lone_surrogate(r'"\ude00"') == 1
     assert find_lone_surrogate(r'"\ud83d\ude00"') == -1
+
+
+def test_scan_reports_overlong_lines_on_their_line(write_lines, monkeypatch):
+    monkeypatch.setattr("tui.core.datasets.reader.MAX_LINE", 200)
+    monkeypatch.setattr("tui.core.datasets.reader.CHUNK", 64)
+    report = scan_file(write_lines([GOOD, chat(user="x" * 500), GOOD]))
+    assert [(e.line, e.kind) for e in report.errors] == [(2, "line-too-long")]
+    assert (report.records, report.valid, report.invalid) == (3, 2, 1)

@@ -27,13 +27,14 @@ class TooLong:
 
 
 def line_blocks(path: str, start: int = 0, end: int | None = None, chunk: int | None = None,
-                max_line: int = MAX_LINE) -> Iterator[tuple[list, int]]:
+                max_line: int | None = None) -> Iterator[tuple[list, int]]:
     """Yield (lines, bytes consumed) per chunk of the byte range [start, end).
 
     ``start`` must be at a line start. Lines come without their ``\\n`` (a ``\\r`` stays: it is
     JSON whitespace). A line longer than ``max_line`` comes as a ``TooLong``.
     """
     chunk = chunk or CHUNK
+    max_line = max_line or MAX_LINE
     with open(path, "rb", buffering=0) as fh:
         if end is None:
             end = os.fstat(fh.fileno()).st_size
