@@ -1,19 +1,794 @@
-"""The Bench pane (filled in by [bench-pane]); a placeholder until then."""
+"""The Bench pane: configure a load run, watch it live, look back at and compare runs.
+
+Four views in a switcher: Setup (the run form), Run (live or opened run: progress, statistics,
+charts, errors, client health), History (runs of this session and saved result files) and,
+in the Run view, the comparison of several runs with deltas.
+
+Threads: the engine runs in a ``BenchmarkThread`` (its own thread and event loop, so renders never
+delay its timestamps); preparing a run (GET /v1/models, tokenizer, prompts) and opening or saving
+files run in thread workers. A 0.25 s timer drains the engine's queue into a ``LiveRun`` (bounded
+buffers) and updates the widgets; the charts are rebuilt at most every ``CHART_EVERY_S`` and only
+when the data changed.
+"""
 
 from __future__ import annotations
 
+import argparse
+import math
+import queue as _queue
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
-from textual.containers import Container
-from textual.widgets import Static
+from textual.binding import Binding
+from textual.containers import Container, Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import Button, ContentSwitcher, DataTable, Input, Label, ProgressBar, Select, Static
+
+from ..commands import bench as bench_cli
+from ..core.bench.history import RunData, compare, from_result, list_result_files, load_result_file
+from ..core.bench.live import LiveRun, series_curves
+from ..core.bench.metrics import METRICS
+from ..core.bench.results import BenchResult
+from ..core.config import Config, Profile
+from ..core.errors import TokdeckError
+from ..core.paths import data_dir
+from .widgets.bench_charts import BenchCharts
+
+DRAIN_EVERY_S = 0.25
+CHART_EVERY_S = 0.5
+DRAIN_MAX = 50_000  # items taken from the engine's queue per tick (the rest waits for the next)
+SIMULATOR = "simulator"
+COMMAND_LINE = "command line"
+DATASET_NAMES = ("random", "custom", "sharegpt", "sonnet")
+VIEWS = ("setup", "run", "history")
+STAT_COLUMNS = ("metric", "mean", "p50", "p90", "p99")
+HISTORY_COLUMNS = ("sel", "run", "from", "done", "req/s", "out tok/s", "TTFT p99", "note")
+
+PROFILE_HELP = """\
+Profiles come from the config ({path}):
+
+  [[profiles]]
+  name = "gpu1"
+  base_url = "http://gpu1:8000"
+  model = "qwen3-8b"               # optional: else the server's first
+  api_key_env = "GPU1_KEY"         # or api_key = "..." (file is 0600)
+  headers = {{ "X-Team" = "ml" }}
+  # backend = "openai" for /v1/completions; insecure, ca_bundle, timeout_s
+
+"simulator" runs the built-in simulated server in-process: no set-up at all."""
+
+
+def run_parser() -> argparse.ArgumentParser:
+    """`tokdeck bench`'s run flags (their types and defaults check the form's values)."""
+    p = argparse.ArgumentParser(add_help=False)
+    bench_cli.add_run_arguments(p)
+    return p
+
+
+def _fmt(v: float | None, digits: int = 1) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    return f"{v:,.{digits}f}"
+
+
+def _key_source(profile: Profile | None) -> str:
+    """Where the API key comes from, never the key itself."""
+    import os
+
+    if profile is None:
+        return "key: OPENAI_API_KEY" + (" (set)" if os.environ.get("OPENAI_API_KEY") else " (not set)")
+    if profile.api_key:
+        return "key: stored in the config (••••••)"
+    if profile.api_key_env:
+        state = "set" if os.environ.get(profile.api_key_env) else "not set"
+        return f"key: ${profile.api_key_env} ({state})"
+    return "key: none"
+
+
+@dataclass
+class SessionRun:
+    """A run of this session: the result (to save) and what the views draw."""
+
+    number: int
+    result: BenchResult
+    data: RunData
+    args: argparse.Namespace
+    saved_to: Path | None = None
+
+
+class HistoryTable(DataTable):
+    BINDINGS = [Binding("space", "toggle_select", "Select", id="bench.select")]
+
+    class Toggled(Message):
+        def __init__(self, key: str) -> None:
+            super().__init__()
+            self.key = key
+
+    def action_toggle_select(self) -> None:
+        if self.row_count:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+            self.post_message(self.Toggled(key))
 
 
 class BenchPane(Container):
-    """Load runs against OpenAI-compatible endpoints."""
+    """Load runs against OpenAI-compatible endpoints (or the built-in simulator), live."""
 
     PANE_ID = "bench"
     TITLE = "Bench"
 
+    DEFAULT_CSS = """
+    BenchPane { layout: vertical; }
+    BenchPane #bench-views { height: 1fr; }
+    BenchPane .form-row { height: 1; margin-bottom: 1; }
+    BenchPane .form-row Label { width: 16; }
+    BenchPane .form-row Input, BenchPane .form-row Select { width: 1fr; }
+    BenchPane #bench-dataset-name { width: 14; }
+    BenchPane #bench-buttons { height: 1; margin-bottom: 1; }
+    BenchPane #bench-buttons Button { margin-right: 1; }
+    BenchPane #bench-profile-info, BenchPane #bench-status { color: $text-muted; }
+    BenchPane #bench-config-problem { color: $error; }
+    BenchPane #bench-config-problem.-ok { display: none; }
+    BenchPane #bench-progress { height: 1; }
+    BenchPane #bench-health.-warn { color: $warning; text-style: bold; }
+    BenchPane #bench-stats { height: auto; max-height: 30; }
+    BenchPane #bench-errors { color: $text-muted; }
+    BenchPane #bench-errors.-errors { color: $error; }
+    BenchPane #bench-history { height: 1fr; }
+    """
+
+    BINDINGS = [
+        Binding("f5", "start", "Start", id="bench.start"),
+        Binding("f6", "stop", "Stop", id="bench.stop"),
+        Binding("ctrl+s", "save", "Save", id="bench.save"),
+        Binding("f2", "show_view('setup')", "Setup", id="bench.view-setup"),
+        Binding("f3", "show_view('run')", "Run", id="bench.view-run"),
+        Binding("f4", "show_view('history')", "History", id="bench.view-history"),
+        Binding("f7", "discover", "Models", id="bench.discover"),
+        Binding("f8", "compare", "Compare", id="bench.compare"),
+    ]
+
+    class Prepared(Message):
+        def __init__(self, prepared, args, error: str | None) -> None:
+            super().__init__()
+            self.prepared, self.args, self.error = prepared, args, error
+
+    class Finished(Message):
+        def __init__(self, run: SessionRun) -> None:
+            super().__init__()
+            self.run = run
+
+    class Opened(Message):
+        def __init__(self, runs: list[RunData], folder: Path | None, error: str | None) -> None:
+            super().__init__()
+            self.runs, self.folder, self.error = runs, folder, error
+
+    def __init__(self, config: Config, *, registry=None, config_problem: str | None = None,
+                 run_args: argparse.Namespace | None = None, start: bool = False, sim_config=None,
+                 result_dir: Path | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.config = config
+        self.registry = registry
+        self.config_problem = config_problem
+        self.parser = run_parser()
+        self.args = run_args if run_args is not None else self.parser.parse_args([])
+        self.start_at_mount = start
+        self.sim_config = sim_config
+        self.result_dir = Path(result_dir or self.args.result_dir or data_dir() / "results")
+        self.profiles: dict[str, Profile | None] = {SIMULATOR: None}
+        if self.args.base_url:
+            self.profiles[COMMAND_LINE] = Profile(name=COMMAND_LINE, base_url=self.args.base_url,
+                                                  backend=self.args.backend, model=self.args.model,
+                                                  api_key_env=self.args.api_key_env)
+        for p in config.profiles:
+            self.profiles[p.name] = p
+        self.thread = None  # the BenchmarkThread of the run going on
+        self.sim = None
+        self.live: LiveRun | None = None
+        self.run_args: argparse.Namespace | None = None
+        self.preparing = False
+        self.session: list[SessionRun] = []
+        self.files: dict[str, RunData | Path] = {}  # history key -> opened run or not yet opened file
+        self.selected: list[str] = []  # history keys, in selection order
+        self.shown: list[RunData] = []  # the run(s) the Run view shows when no run goes on
+        self.status = ""
+        self._drawn_version = -1
+        self._chart_at = 0.0
+        self._stats_mode = ""
+        self._timer = None
+
+    # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
-        yield Static("The Bench pane is coming in [bench-pane].\n\n"
-                     "Meanwhile: `tokdeck bench --help` runs benchmarks from the command line.",
-                     classes="placeholder")
+        a = self.args
+        with ContentSwitcher(initial="setup", id="bench-views"):
+            with VerticalScroll(id="setup"):
+                yield Static(self.config_problem or "", id="bench-config-problem", markup=False,
+                             classes="" if self.config_problem else "-ok")
+                initial = COMMAND_LINE if a.base_url else SIMULATOR
+                with Horizontal(classes="form-row"):
+                    yield Label("Profile")
+                    yield Select([(n, n) for n in self.profiles], value=initial, allow_blank=False,
+                                 id="bench-profile", compact=True)
+                yield Static("", id="bench-profile-info", markup=False)
+                with Horizontal(classes="form-row"):
+                    yield Label("Model")
+                    yield Select([], prompt="the server's first model", id="bench-model", compact=True)
+                with Horizontal(classes="form-row"):
+                    yield Label("Dataset")
+                    yield Select([(n, n) for n in DATASET_NAMES], value=a.dataset_name, allow_blank=False,
+                                 id="bench-dataset-name", compact=True)
+                    yield Input(a.dataset_path or "", placeholder="JSONL file (custom, sharegpt)",
+                                id="bench-dataset-path", compact=True)
+                for label, field_id, value, hint in (
+                        ("Prompts", "num-prompts", a.num_prompts, "number of requests"),
+                        ("Request rate", "request-rate", a.request_rate, "requests/s, or inf"),
+                        ("Burstiness", "burstiness", a.burstiness, "1 = Poisson"),
+                        ("Max concurrency", "max-concurrency", a.max_concurrency, "empty: no limit"),
+                        ("Output length", "output-len", a.output_len, "empty: the dataset's"),
+                        ("Goodput SLOs", "goodput", " ".join(a.goodput or ()), "e.g. ttft:500 tpot:50"),
+                        ("Seed", "seed", a.seed, "")):
+                    with Horizontal(classes="form-row"):
+                        yield Label(label)
+                        text = "" if value is None else ("inf" if value == math.inf else f"{value:g}"
+                                                         if isinstance(value, float) else str(value))
+                        yield Input(text, placeholder=hint, id=f"bench-{field_id}", compact=True)
+                with Horizontal(id="bench-buttons"):
+                    yield Button("Start F5", id="bench-start", variant="primary", compact=True)
+                    yield Button("Stop F6", id="bench-stop", compact=True)
+                    yield Button("Save ^S", id="bench-save", compact=True)
+                    yield Button("Models F7", id="bench-discover", compact=True)
+                yield Static(PROFILE_HELP.format(path=self.config.path or "config.toml"), id="bench-help",
+                             markup=False)
+            with VerticalScroll(id="run"):
+                yield Static("No run yet: F2 sets one up, F5 starts it.", id="bench-title", markup=False)
+                yield ProgressBar(id="bench-progress", show_eta=False)
+                yield Static("", id="bench-throughput", markup=False)
+                yield Static("", id="bench-health", markup=False)
+                yield DataTable(id="bench-stats", cursor_type="row", zebra_stripes=True)
+                yield BenchCharts(id="bench-charts")
+                yield Static("", id="bench-errors", markup=False)
+            with Vertical(id="history"):
+                yield Input(placeholder=f"result file or folder to open (enter) - default {self.result_dir}",
+                            id="bench-history-path", compact=True)
+                yield HistoryTable(id="bench-history", cursor_type="row", zebra_stripes=True)
+                yield Static("enter opens a run · space selects · F8 compares the selected runs",
+                             id="bench-history-help", markup=False)
+        yield Static("", id="bench-status", markup=False)
+
+    def on_mount(self) -> None:
+        table = self.query_one("#bench-history", HistoryTable)
+        for col in HISTORY_COLUMNS:
+            table.add_column(col, key=col)
+        self._profile_changed()
+        if self.args.model:
+            self._set_models([self.args.model], select=self.args.model)
+        self._timer = self.set_interval(DRAIN_EVERY_S, self._tick, pause=True)
+        self._scan_folder(self.result_dir, quiet=True)
+        if self.config_problem:
+            self._say(f"config not loaded: {self.config_problem}")
+        if self.start_at_mount:
+            self.call_after_refresh(self.action_start)
+
+    def focus_default(self) -> None:
+        view = self.query_one("#bench-views", ContentSwitcher).current
+        target = {"setup": "#bench-profile", "run": "#bench-stats", "history": "#bench-history"}[view or "setup"]
+        self.query_one(target).focus()
+
+    def _say(self, text: str) -> None:
+        self.status = text
+        self.query_one("#bench-status", Static).update(text)
+
+    # ------------------------------------------------------------------ form
+    @on(Select.Changed, "#bench-profile")
+    def _profile_changed(self) -> None:
+        name = self.query_one("#bench-profile", Select).value
+        profile = self.profiles.get(name)
+        info = self.query_one("#bench-profile-info", Static)
+        if profile is None:
+            info.update("built-in simulator on a free loopback port (simulated timings, not a real server)")
+            self._set_models([], select=None)
+            return
+        info.update(f"{profile.base_url} · {profile.backend} · {_key_source(profile)}"
+                    + (" · TLS not verified" if profile.insecure else ""))
+        models = [profile.model] if profile.model else []
+        self._set_models(models, select=profile.model)
+
+    def _set_models(self, models: list[str], select: str | None) -> None:
+        sel = self.query_one("#bench-model", Select)
+        sel.set_options([(m, m) for m in models])
+        if select in models:
+            sel.value = select
+
+    def use_dataset(self, path: Path, dataset_format: str | None) -> None:
+        """A dataset handed over by the Data pane: fill the form's dataset fields."""
+        self.query_one("#bench-dataset-path", Input).value = str(path)
+        self.query_one("#bench-dataset-name", Select).value = "sharegpt" if dataset_format == "sharegpt" else "custom"
+        self.action_show_view("setup")
+        self._say(f"dataset from the Data pane: {path} ({dataset_format or 'format unknown'})")
+
+    def form_args(self) -> tuple[argparse.Namespace, str | None]:
+        """The run's arguments from the form (over the command line's); TokdeckError names the field."""
+        a = argparse.Namespace(**vars(self.args))
+        profile = self.profiles.get(self.query_one("#bench-profile", Select).value)
+        api_key = None
+        if profile is None:
+            a.base_url = None
+        else:
+            a.base_url, a.backend = profile.base_url, profile.backend
+            a.api_key_env = profile.api_key_env or (self.args.api_key_env if profile.name == COMMAND_LINE else None)
+            api_key = profile.api_key
+            if profile.name != COMMAND_LINE:
+                a.header = [f"{k}={v}" for k, v in profile.headers.items()]
+                a.insecure, a.ca_bundle, a.timeout = profile.insecure, profile.ca_bundle, profile.timeout_s
+        model = self.query_one("#bench-model", Select).value
+        a.model = model if isinstance(model, str) else None
+        a.dataset_name = self.query_one("#bench-dataset-name", Select).value
+        path = self.query_one("#bench-dataset-path", Input).value.strip()
+        a.dataset_path = path or None
+        if a.dataset_name in ("random", "sonnet"):
+            a.dataset_path = None
+        for flag, field_id, optional in (("--num-prompts", "num-prompts", False),
+                                         ("--request-rate", "request-rate", False),
+                                         ("--burstiness", "burstiness", False),
+                                         ("--max-concurrency", "max-concurrency", True),
+                                         ("--output-len", "output-len", True), ("--seed", "seed", False)):
+            text = self.query_one(f"#bench-{field_id}", Input).value.strip()
+            dest = flag[2:].replace("-", "_")
+            if not text:
+                if not optional:
+                    raise TokdeckError(f"{flag[2:].replace('-', ' ')}: a value is needed")
+                setattr(a, dest, None)
+                continue
+            action = self.parser._option_string_actions[flag]
+            try:
+                setattr(a, dest, action.type(text))
+            except (argparse.ArgumentTypeError, ValueError) as exc:
+                raise TokdeckError(f"{flag[2:].replace('-', ' ')}: {exc}") from None
+        goodput = self.query_one("#bench-goodput", Input).value.split()
+        a.goodput = goodput or None
+        return a, api_key
+
+    # ------------------------------------------------------------------ run
+    def action_start(self) -> None:
+        if self.thread is not None or self.preparing:
+            self.notify("a run is going on: F6 stops it", severity="warning")
+            return
+        try:
+            args, api_key = self.form_args()
+        except TokdeckError as exc:
+            self.notify(str(exc), title="cannot start", severity="error")
+            self._say(str(exc))
+            return
+        self.preparing = True
+        self._say("preparing: checking the endpoint, loading the tokenizer, making the prompts…")
+        self._prepare(args, api_key)
+
+    @work(thread=True, exit_on_error=False, group="bench-prepare")
+    def _prepare(self, args: argparse.Namespace, api_key: str | None) -> None:
+        lines: list[str] = []
+        try:
+            prep = bench_cli.prepare(args, registry=self.registry, api_key=api_key, sim_config=self.sim_config,
+                                     say=lines.append)
+        except TokdeckError as exc:
+            self.post_message(self.Prepared(None, args, str(exc)))
+            return
+        except Exception as exc:  # noqa: BLE001 - shown in the pane, never a crash
+            self.post_message(self.Prepared(None, args, f"{type(exc).__name__}: {exc}"))
+            return
+        prep.lines = lines
+        self.post_message(self.Prepared(prep, args, None))
+
+    @on(Prepared)
+    def _prepared(self, message: Prepared) -> None:
+        from ..core.bench.engine import BenchmarkThread
+
+        self.preparing = False
+        if message.error:
+            self.notify(message.error, title="cannot start the run", severity="error", timeout=10)
+            self._say(message.error)
+            return
+        prep = message.prepared
+        self.sim = prep.sim
+        self.run_args = message.args
+        self.live = LiveRun(len(prep.requests))
+        self.thread = BenchmarkThread(prep.spec, prep.requests, prep.counter).start()
+        self._drawn_version = -1
+        self.shown = []
+        self.query_one("#bench-title", Static).update(
+            f"Run {len(self.session) + 1}: {prep.lines[-1] if prep.lines else ''}")
+        progress = self.query_one("#bench-progress", ProgressBar)
+        progress.update(total=len(prep.requests), progress=0)
+        self._stats_table("stats")
+        self._say("running: F6 stops (keeps what was measured), F3 shows the run")
+        self.action_show_view("run")
+        self._timer.resume()
+
+    def action_stop(self) -> None:
+        if self.thread is None:
+            self.notify("no run is going on", severity="warning")
+            return
+        self.thread.stop()
+        self._say("stopping: cancelling the requests in flight…")
+
+    def _tick(self) -> None:
+        """Drain the engine's queue into the live buffers and redraw what changed."""
+        bt, live = self.thread, self.live
+        if bt is None or live is None:
+            return
+        end = None
+        for _ in range(DRAIN_MAX):
+            try:
+                item = bt.queue.get_nowait()
+            except _queue.Empty:
+                break
+            if isinstance(item, (BenchResult, BaseException)):
+                end = item
+                break
+            live.add(item)
+        self._draw_live()
+        if end is not None:
+            self._end_run(end)
+
+    def _draw_live(self) -> None:
+        live = self.live
+        if live.version == self._drawn_version:
+            return
+        self._drawn_version = live.version
+        snap = live.snapshot
+        if snap is not None:
+            self.query_one("#bench-progress", ProgressBar).update(progress=snap.completed + snap.failed)
+            self.query_one("#bench-throughput", Static).update(
+                f"{snap.completed:,} done · {snap.failed:,} failed · {snap.in_flight:,} in flight · "
+                f"{snap.request_throughput:,.2f} req/s · {snap.output_throughput:,.0f} out tok/s · "
+                f"{snap.chunks_per_s:,.0f} chunks/s now · {snap.elapsed:,.1f} s")
+            warning = live.lag_warning()
+            health = self.query_one("#bench-health", Static)
+            health.update(warning or f"client healthy: event-loop lag ≤ {live.worst_lag_ms:.1f} ms")
+            health.set_class(warning is not None, "-warn")
+        self._fill_stats(live.stats())
+        self._draw_errors(live.errors, list(live.latest_errors))
+        now = time.monotonic()
+        if now - self._chart_at >= CHART_EVERY_S:
+            self._chart_at = now
+            charts = self.query_one(BenchCharts)
+            charts.show([("live", live.curves(charts.points))])
+            charts.redraw()
+
+    def _end_run(self, end) -> None:
+        self._timer.pause()
+        bt, self.thread = self.thread, None
+        if self.sim is not None:
+            self.sim.stop()
+            self.sim = None
+        if isinstance(end, BaseException):
+            msg = str(end) if isinstance(end, TokdeckError) else f"{type(end).__name__}: {end}"
+            self.notify(msg, title="the run failed", severity="error", timeout=10)
+            self._say(f"the run failed: {msg}")
+            return
+        if bt.dropped:
+            self._say(f"{bt.dropped:,} records were not drawn (the view fell behind); the result is complete")
+        self._finish(end, self.run_args)
+
+    @work(thread=True, exit_on_error=False, group="bench-finish")
+    def _finish(self, result: BenchResult, args: argparse.Namespace) -> None:
+        number = len(self.session) + 1
+        name = f"run {number}" + (" (partial)" if result.partial else "")
+        run = SessionRun(number, result, from_result(result, name), args)  # exact statistics: off the UI
+        if args.save_result:
+            try:
+                run.saved_to = bench_cli.save_result(args, result)
+            except TokdeckError as exc:
+                self.app.call_from_thread(self.notify, str(exc), title="cannot save", severity="error")
+        self.post_message(self.Finished(run))
+
+    @on(Finished)
+    def _finished(self, message: Finished) -> None:
+        run = message.run
+        self.session.append(run)
+        self._add_history_row(f"session-{run.number}", run.data, "this session")
+        self.show_runs([run.data])
+        s = run.data.data
+        where = f"; saved to {run.saved_to}" if run.saved_to else "; ctrl+s saves it"
+        state = "stopped: partial result" if run.result.partial else "finished"
+        self._say(f"run {run.number} {state}: {s['completed']:,} done, {s['failed']:,} failed in "
+                  f"{s['duration']:.1f} s{where}")
+
+    # ------------------------------------------------------------------ showing runs
+    def _stats_table(self, mode: str, runs: list[RunData] | None = None) -> DataTable:
+        table = self.query_one("#bench-stats", DataTable)
+        key = mode + "|" + "|".join(r.name for r in runs or ())
+        if key != self._stats_mode:
+            self._stats_mode = key
+            table.clear(columns=True)
+            if mode == "stats":
+                for col in STAT_COLUMNS:
+                    table.add_column(col if col == "metric" else Text(col + " ms", justify="right"), key=col)
+                for m in METRICS:
+                    table.add_row(m.upper(), "", "", "", "", key=m)
+            else:
+                table.add_column("metric", key="metric")
+                for i, r in enumerate(runs):
+                    table.add_column(r.name if i == 0 else f"{r.name} (Δ, %)", key=f"run{i}")
+        return table
+
+    def _fill_stats(self, stats) -> None:
+        table = self._stats_table("stats")
+        for m in METRICS:
+            st = stats.get(m)
+            for col in STAT_COLUMNS[1:]:
+                value = getattr(st, col) if st is not None else None
+                table.update_cell(m, col, Text(_fmt(value, 2), justify="right"))
+
+    def _draw_errors(self, reasons: dict[str, int], latest: list[tuple[int, str]]) -> None:
+        errors = self.query_one("#bench-errors", Static)
+        if not reasons:
+            errors.update("errors: none")
+            errors.set_class(False, "-errors")
+            return
+        lines = ["errors: " + " · ".join(f"{n:,}× {reason[:60]}" for reason, n in
+                                         sorted(reasons.items(), key=lambda kv: -kv[1])[:6])]
+        lines += [f"  request {i}: {reason[:100]}" for i, reason in latest]
+        errors.update("\n".join(lines))
+        errors.set_class(True, "-errors")
+
+    def show_runs(self, runs: list[RunData]) -> None:
+        """The Run view shows one finished run, or compares several (deltas against the first)."""
+        self.shown = list(runs)
+        charts = self.query_one(BenchCharts)
+        curves = [(r.name, series_curves(r.series, charts.points)) for r in runs if r.series is not None]
+        charts.show(curves)
+        charts.redraw()
+        progress = self.query_one("#bench-progress", ProgressBar)
+        if len(runs) == 1:
+            r = runs[0]
+            d = r.data
+            self.query_one("#bench-title", Static).update(
+                f"{r.name} · {r.source} · {d.get('model_id') or '?'} · {r.kind} result"
+                + (" · PARTIAL (stopped)" if r.partial else ""))
+            total = d.get("num_prompts") or (d.get("completed", 0) + d.get("failed", 0)) or 1
+            progress.update(total=total, progress=(d.get("completed") or 0) + (d.get("failed") or 0))
+            self.query_one("#bench-throughput", Static).update(
+                f"{d.get('completed', 0):,} done · {d.get('failed') or 0:,} failed · "
+                f"{_fmt(r.value('request_throughput'), 2)} req/s · {_fmt(r.value('output_throughput'), 0)} out tok/s"
+                f" · total {_fmt(r.value('total_token_throughput'), 0)} tok/s · goodput "
+                f"{_fmt(r.value('request_goodput'), 2)} req/s · {_fmt(r.value('duration'), 1)} s")
+            health = d.get("client_health") or {}
+            warning = health.get("warning")
+            lag = (health.get("event_loop_lag_ms") or {}).get("p99")
+            text = warning or (f"client healthy: event-loop lag p99 {_fmt(lag, 2)} ms, "
+                               f"CPU {_fmt(health.get('client_cpu_percent'), 0)} %" if health else
+                               "client health: not recorded (vLLM result)")
+            widget = self.query_one("#bench-health", Static)
+            widget.update(text)
+            widget.set_class(bool(warning), "-warn")
+            self._fill_stats(r.stats)
+            self._draw_errors(d.get("error_reasons") or {}, [])
+            if r.series is None:
+                self.query_one("#bench-errors", Static).update(
+                    "no per-request data in this file (saved without details): charts are empty")
+        else:
+            self.query_one("#bench-title", Static).update(
+                "Comparing " + " · ".join(r.name for r in runs) + f" (deltas against {runs[0].name})")
+            progress.update(total=1, progress=1)
+            self.query_one("#bench-throughput", Static).update("")
+            self.query_one("#bench-health", Static).update("")
+            self.query_one("#bench-errors", Static).update("")
+            table = self._stats_table("compare", runs)
+            table.clear()
+            for row in compare(runs):
+                cells = [row.label, Text(_fmt(row.values[0], 2), justify="right")]
+                for v, d, pct in zip(row.values[1:], row.deltas[1:], row.percents[1:]):
+                    if v is None:
+                        cells.append(Text("-", justify="right"))
+                        continue
+                    text = _fmt(v, 2)
+                    style = ""
+                    if d is not None:
+                        text += f" ({d:+,.2f}" + (f", {pct:+.1f}%)" if pct is not None else ")")
+                        better = d < 0 if row.lower_is_better else d > 0
+                        style = "green" if better and d else ("red" if d else "")
+                    cells.append(Text(text, style=style, justify="right"))
+                table.add_row(*cells)
+        self.action_show_view("run")
+
+    # ------------------------------------------------------------------ saving
+    def action_save(self) -> None:
+        run = self._session_run_shown()
+        if run is None:
+            self.notify("nothing to save: finish or stop a run of this session first", severity="warning")
+            return
+        self._save(run)
+
+    def _session_run_shown(self) -> SessionRun | None:
+        if len(self.shown) == 1:
+            for run in self.session:
+                if run.data is self.shown[0]:
+                    return run
+        return self.session[-1] if self.session and not self.shown else None
+
+    @work(thread=True, exit_on_error=False, group="bench-save")
+    def _save(self, run: SessionRun) -> None:
+        args = argparse.Namespace(**vars(run.args))
+        args.save_detailed = True  # per-request arrays: an opened file draws its charts again
+        args.result_dir = args.result_dir or str(self.result_dir)
+        try:
+            path = bench_cli.save_result(args, run.result)
+        except TokdeckError as exc:
+            self.app.call_from_thread(self.notify, str(exc), title="cannot save", severity="error")
+            return
+        run.saved_to = path
+        self.app.call_from_thread(self._saved, path)
+
+    def _saved(self, path: Path) -> None:
+        self._say(f"saved to {path}")
+        self.notify(f"saved to {path}", timeout=4)
+        self.files.setdefault(str(path), path)
+        self._add_history_row(str(path), None, "file", path=path)
+
+    # ------------------------------------------------------------------ history
+    def _add_history_row(self, key: str, data: RunData | None, origin: str, path: Path | None = None) -> None:
+        table = self.query_one("#bench-history", HistoryTable)
+        if data is None:
+            cells = ["", path.name if path else key, origin, "", "", "", "", "not opened"]
+        else:
+            d = data.data
+            ttft = data.stats.get("ttft")
+            cells = ["✓" if key in self.selected else "", data.name, origin,
+                     f"{d.get('completed', 0):,}", _fmt(data.value("request_throughput"), 2),
+                     _fmt(data.value("output_throughput"), 0), _fmt(ttft.p99 if ttft else None, 1),
+                     ("partial" if data.partial else "") + ("" if data.series is not None else " no details")]
+        if key in table.rows:
+            for col, cell in zip(HISTORY_COLUMNS, cells):
+                table.update_cell(key, col, cell)
+        else:
+            table.add_row(*cells, key=key)
+
+    def _history_run(self, key: str) -> RunData | None:
+        if key.startswith("session-"):
+            return self.session[int(key.split("-", 1)[1]) - 1].data
+        item = self.files.get(key)
+        return item if isinstance(item, RunData) else None
+
+    @on(Input.Submitted, "#bench-history-path")
+    def _path_submitted(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        self.open_path(Path(text).expanduser() if text else self.result_dir)
+
+    def open_path(self, path: Path) -> None:
+        """Open a result file (shown at once) or list a folder's JSON files in the history."""
+        if path.is_dir():
+            self._scan_folder(path)
+        else:
+            self._open_files([path], show=True)
+
+    @work(thread=True, exit_on_error=False, group="bench-scan")
+    def _scan_folder(self, folder: Path, quiet: bool = False) -> None:
+        files = list_result_files(folder)
+        self.app.call_from_thread(self._listed, folder, files, quiet)
+
+    def _listed(self, folder: Path, files, quiet: bool) -> None:
+        for f in files:
+            key = str(f.path)
+            if key not in self.files:
+                self.files[key] = f.path
+                self._add_history_row(key, None, "file", path=f.path)
+        if not quiet:
+            self._say(f"{len(files)} result file(s) in {folder}")
+
+    @work(thread=True, exit_on_error=False, group="bench-open")
+    def _open_files(self, paths: list[Path], show: bool = False) -> None:
+        runs, errors = [], []
+        for p in paths:
+            try:
+                runs.append(load_result_file(p))
+            except TokdeckError as exc:
+                errors.append(str(exc))
+        self.post_message(self.Opened(runs if show else [], None, "; ".join(errors) or None))
+        if not show:
+            self.app.call_from_thread(self._opened_quietly, runs)
+
+    def _opened_quietly(self, runs: list[RunData]) -> None:
+        for r in runs:
+            self.files[r.source] = r
+            self._add_history_row(r.source, r, "file")
+
+    @on(Opened)
+    def _opened(self, message: Opened) -> None:
+        if message.error:
+            self.notify(message.error, title="cannot open", severity="error", timeout=8)
+            self._say(message.error)
+        for r in message.runs:
+            self.files[r.source] = r
+            self._add_history_row(r.source, r, "file")
+        if message.runs:
+            self.show_runs(message.runs)
+            self._say(f"opened {message.runs[0].source}")
+
+    @on(DataTable.RowSelected, "#bench-history")
+    def _history_enter(self, event: DataTable.RowSelected) -> None:
+        key = event.row_key.value
+        run = self._history_run(key)
+        if run is not None:
+            self.show_runs([run])
+        else:
+            self._open_files([Path(key)], show=True)
+
+    @on(HistoryTable.Toggled)
+    def _toggled(self, message: HistoryTable.Toggled) -> None:
+        key = message.key
+        if key in self.selected:
+            self.selected.remove(key)
+        else:
+            self.selected.append(key)
+        self.query_one("#bench-history", HistoryTable).update_cell(key, "sel", "✓" if key in self.selected else "")
+        if key not in self.session_keys() and not isinstance(self.files.get(key), RunData):
+            self._open_files([Path(key)])  # opened in the background, ready for F8
+        self._say(f"{len(self.selected)} run(s) selected: F8 compares them")
+
+    def session_keys(self) -> set[str]:
+        return {f"session-{r.number}" for r in self.session}
+
+    def action_compare(self) -> None:
+        runs = [r for r in (self._history_run(k) for k in self.selected) if r is not None]
+        if len(runs) < 2:
+            self.notify("select two or more runs in the History view (space), opened ones", severity="warning")
+            self.action_show_view("history")
+            return
+        self.show_runs(runs)
+
+    # ------------------------------------------------------------------ other actions
+    def action_show_view(self, view: str) -> None:
+        self.query_one("#bench-views", ContentSwitcher).current = view
+        self.focus_default()
+
+    def action_discover(self) -> None:
+        profile = self.profiles.get(self.query_one("#bench-profile", Select).value)
+        if profile is None:
+            from ..core.bench.sim import SimConfig
+
+            model = (self.sim_config or SimConfig()).model
+            self._set_models([model], select=model)
+            self._say(f"the simulator serves any model name; it calls itself {model}")
+            return
+        self._say(f"asking {profile.base_url} for its models…")
+        self._discover(profile)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="bench-discover")
+    def _discover(self, profile: Profile) -> None:
+        import asyncio
+        import os
+
+        from ..core.bench.models import list_models
+
+        headers = dict(profile.headers)
+        key = profile.api_key or (os.environ.get(profile.api_key_env) if profile.api_key_env else None)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        try:
+            models = asyncio.run(list_models(profile.base_url, headers, min(profile.timeout_s, 10.0),
+                                             profile.insecure, profile.ca_bundle))
+        except TokdeckError as exc:
+            self.app.call_from_thread(self.notify, str(exc), title="cannot list models", severity="error")
+            self.app.call_from_thread(self._say, str(exc))
+            return
+        self.app.call_from_thread(self._discovered, models)
+
+    def _discovered(self, models: list[str]) -> None:
+        self._set_models(models, select=models[0] if models else None)
+        self._say(f"{len(models)} model(s): {', '.join(models[:5])}" if models else "the server lists no models")
+
+    @on(Button.Pressed)
+    def _button(self, event: Button.Pressed) -> None:
+        action = {"bench-start": self.action_start, "bench-stop": self.action_stop,
+                  "bench-save": self.action_save, "bench-discover": self.action_discover}.get(event.button.id)
+        if action:
+            action()
+
+    def on_unmount(self) -> None:
+        if self.thread is not None:
+            self.thread.stop()
+        if self.sim is not None:
+            self.sim.stop()

@@ -1,0 +1,93 @@
+"""Four textual-plotext charts of one or more runs: TTFT per request, output tokens/s, requests in
+flight and an E2E latency histogram.
+
+``show(runs)`` only stores the data and marks the charts dirty; ``redraw()`` (called by the pane's
+timer, 2-4 times a second) rebuilds the plots when something changed. plotext's ``build()`` runs
+on the event loop (~20 ms for 100 points), so the data arrives already cut to the plot's width.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from textual.app import ComposeResult
+from textual.containers import Grid
+from textual_plotext import PlotextPlot
+
+from ...core.bench.live import Curves, histogram
+
+COLORS = ("cyan", "magenta", "green", "orange", "blue", "red")
+CHARTS = ("chart-ttft", "chart-tokps", "chart-inflight", "chart-hist")
+
+
+class BenchCharts(Grid):
+    DEFAULT_CSS = """
+    BenchCharts { grid-size: 2 2; grid-gutter: 0 1; height: 30; }
+    BenchCharts PlotextPlot { height: 15; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._runs: list[tuple[str, Curves]] = []
+        self._dirty = False
+        self.builds = 0  # redraws done (tests and the perf script read it)
+
+    def compose(self) -> ComposeResult:
+        for chart_id in CHARTS:
+            yield PlotextPlot(id=chart_id)
+
+    @property
+    def points(self) -> int:
+        """How many points a series should have: the plot's width in cells (at least 20)."""
+        return max(self.query_one("#chart-ttft", PlotextPlot).size.width, 20)
+
+    def show(self, runs: Sequence[tuple[str, Curves]]) -> None:
+        self._runs = list(runs)
+        self._dirty = True
+
+    def redraw(self) -> bool:
+        """Rebuild the plots if the data changed; True when it did."""
+        if not self._dirty:
+            return False
+        self._dirty = False
+        self.builds += 1
+        runs = self._runs
+        labels = len(runs) > 1
+        x_time = all(c.x_is_time for _, c in runs) if runs else True
+        xlabel = "s since start" if x_time else "request #"
+
+        def draw(chart_id: str, title: str, pick, scatter: bool = False, ylabel: str = "") -> None:
+            plot = self.query_one(f"#{chart_id}", PlotextPlot)
+            plt = plot.plt
+            plt.clear_figure()
+            plt.title(title)
+            plt.xlabel(xlabel)
+            if ylabel:
+                plt.ylabel(ylabel)
+            for k, (name, curves) in enumerate(runs):
+                xs, ys = pick(curves)
+                if not xs:
+                    continue
+                kw = {"color": COLORS[k % len(COLORS)], "label": name if labels else None}
+                if scatter:
+                    plt.scatter(list(xs), list(ys), marker="dot", **kw)
+                else:
+                    plt.plot(list(xs), list(ys), **kw)
+            plot.refresh()
+
+        draw("chart-ttft", "TTFT per request (ms)", lambda c: c.ttft, scatter=True)
+        draw("chart-tokps", "output tokens/s", lambda c: c.tokens_per_s)
+        draw("chart-inflight", "requests in flight", lambda c: c.in_flight)
+        plot = self.query_one("#chart-hist", PlotextPlot)
+        plt = plot.plt
+        plt.clear_figure()
+        plt.title("E2E latency (ms): requests per bin")
+        centres, counts = histogram([c.latencies_ms for _, c in runs])
+        if centres:
+            if len(runs) == 1:
+                plt.bar(centres, counts[0], color=COLORS[0], width=0.8)
+            else:
+                for k, ((name, _), c) in enumerate(zip(runs, counts)):
+                    plt.plot(centres, c, color=COLORS[k % len(COLORS)], label=name)
+        plot.refresh()
+        return True
