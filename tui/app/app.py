@@ -11,6 +11,7 @@ from functools import partial
 from pathlib import Path
 from typing import Iterable
 
+from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -21,6 +22,8 @@ from ..core.errors import ConfigError
 from ..core.tokenizers import Registry, default_registry
 from .bench import BenchPane
 from .data import DataPane
+from .messages import SendToBench
+from .messages import SendToBench
 from .screens import HelpScreen
 from .tokens import TokensPane
 
@@ -38,6 +41,12 @@ Rows say *loading…* until their tokenizer is ready and show its error if it fa
 are exact (no BOS/EOS, no chat template) except the `estimate` row, whose Δ is its error
 against the reference. A `…` after a count means that row is still catching up with your
 last edit.
+
+The **Bench** pane runs load tests: F2 sets a run up (profile, dataset, load), F5 starts it,
+F6 stops it (what was measured is kept, marked partial), ctrl+s saves it as JSON with vLLM's
+keys. F3 shows the run live; F4 lists this session's runs and saved result files (enter opens
+one, space selects, F8 compares the selected runs with deltas). The "simulator" profile needs
+no server at all.
 """
 
 
@@ -58,7 +67,8 @@ class TokdeckApp(App):
 
     def __init__(self, *, pane: str = "tokens", text: str = "", source: str | None = None,
                  data_path: Path | None = None, registry: Registry | None = None,
-                 config: Config | None = None):
+                 config: Config | None = None, bench_args=None, bench_start: bool = False,
+                 sim_config=None):
         super().__init__()
         if pane not in PANES:
             raise ValueError(f"pane must be one of {', '.join(PANES)}")
@@ -74,6 +84,7 @@ class TokdeckApp(App):
         self.config = config
         self.data_path = data_path
         self._text, self._source = text, source
+        self._bench = {"run_args": bench_args, "start": bench_start, "sim_config": sim_config}
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="≡")
@@ -82,7 +93,8 @@ class TokdeckApp(App):
                 yield TokensPane(self.registry, self.config, text=self._text, source=self._source,
                                  config_problem=self.config_problem)
             with TabPane("Bench", id="bench"):
-                yield BenchPane()
+                yield BenchPane(self.config, registry=self.registry, config_problem=self.config_problem,
+                                **self._bench)
             with TabPane("Data", id="data"):
                 yield DataPane(self.data_path)
         yield Footer()
@@ -91,13 +103,34 @@ class TokdeckApp(App):
     def tokens(self) -> TokensPane:
         return self.query_one(TokensPane)
 
+    @property
+    def bench(self) -> BenchPane:
+        return self.query_one(BenchPane)
+
+    @on(SendToBench)
+    def _send_to_bench(self, message: SendToBench) -> None:
+        """The Data pane hands a dataset to the Bench pane."""
+        self.action_show_pane("bench")
+        self.query_one(BenchPane).use_dataset(message.path, message.dataset_format)
+
     def action_show_pane(self, pane: str) -> None:
         self.query_one("#panes", TabbedContent).active = pane
         if pane == "tokens":
             self.tokens.query_one("#editor").focus()
+        elif pane == "bench":
+            self.bench.focus_default()
+
+    def on_mount(self) -> None:
+        if self.initial_pane == "bench":
+            self.call_after_refresh(self.bench.focus_default)
+
+    def on_send_to_bench(self, message: SendToBench) -> None:
+        self.action_show_pane("bench")
+        self.bench.use_dataset(message.path, message.dataset_format)
 
     def action_help(self) -> None:
-        text = HELP_INTRO + _keys_table("Everywhere", self.BINDINGS) + _keys_table("Tokens pane", TokensPane.BINDINGS)
+        text = (HELP_INTRO + _keys_table("Everywhere", self.BINDINGS) + _keys_table("Tokens pane", TokensPane.BINDINGS)
+                + _keys_table("Bench pane", BenchPane.BINDINGS))
         self.push_screen(HelpScreen(text))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
@@ -110,9 +143,21 @@ class TokdeckApp(App):
         for binding in TokensPane.BINDINGS:
             yield SystemCommand(f"Tokens: {binding.description}", f"key {binding.key}",
                                 partial(tokens.run_action, binding.action))
+        for binding in BenchPane.BINDINGS:
+            yield SystemCommand(f"Bench: {binding.description}", f"key {binding.key}",
+                                partial(self._bench_action, binding.action))
+
+    def _bench_action(self, action: str) -> None:
+        self.action_show_pane("bench")
+        self.bench.run_action(action)
 
 
 def make_app(pane: str = "tokens", *, text: str = "", source: str | None = None, data_path: Path | None = None,
-             registry: Registry | None = None, config: Config | None = None) -> TokdeckApp:
-    """The dashboard, opened on ``pane`` with ``text`` in the Tokens editor."""
-    return TokdeckApp(pane=pane, text=text, source=source, data_path=data_path, registry=registry, config=config)
+             registry: Registry | None = None, config: Config | None = None, bench_args=None,
+             bench_start: bool = False, sim_config=None) -> TokdeckApp:
+    """The dashboard, opened on ``pane`` with ``text`` in the Tokens editor.
+
+    ``bench_args``: `tokdeck bench`'s parsed run flags for the Bench pane's form; ``bench_start``
+    starts that run at once; ``sim_config``: the built-in simulator's behaviour (tests)."""
+    return TokdeckApp(pane=pane, text=text, source=source, data_path=data_path, registry=registry, config=config,
+                      bench_args=bench_args, bench_start=bench_start, sim_config=sim_config)
