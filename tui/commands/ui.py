@@ -15,6 +15,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", nargs="?", metavar="FILE", help="UTF-8 text file to count, or a .jsonl/.json dataset")
     p.add_argument("--pane", choices=("tokens", "bench", "data"), default=None,
                    help="the pane to open (default: tokens, or data for a dataset FILE)")
+    p.add_argument("--start", action="store_true",
+                   help="open the Bench pane with the run flags below and start the run at once")
+    from .bench import add_run_arguments
+
+    add_run_arguments(p)  # the Bench pane's form starts from `tokdeck bench`'s flags
     p.set_defaults(run=run)
 
 
@@ -40,8 +45,14 @@ def run(args) -> int:
             if file == "-":
                 raise TokdeckError("the dashboard reads its input from the terminal: give a FILE, not -")
             text, source = read_text_arg(file), file
+    from .bench import _validate
+
+    _validate(args)  # a bad run flag is a one-line error before the UI opens
+    if getattr(args, "start", False):
+        pane = "bench"
     from ..app.app import make_app  # Textual loads only now: `tokdeck --help` stays instant
 
-    app = make_app(pane or "tokens", text=text, source=source, data_path=data_path)
+    app = make_app(pane or "tokens", text=text, source=source, data_path=data_path, bench_args=args,
+                   bench_start=getattr(args, "start", False))
     app.run()
     return app.return_code or 0
