@@ -180,7 +180,7 @@ class BenchmarkRun:
         self._stop_ev: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._emit: Callable[[Event], None] = lambda e: None
-        self.store = RecordStore(keep_texts=spec.keep_texts)
+        self.store = RecordStore(keep_texts=spec.keep_texts, streamed=spec.stream)
         self._inflight: dict[asyncio.Task, Outcome] = {}
         self._sem: asyncio.Semaphore | None = None
         self._dispatched = 0
@@ -412,7 +412,7 @@ class BenchmarkRun:
             ttft=out.ttft if ok else 0.0, e2el=out.e2el if ok else 0.0, itls=tuple(out.itls) if ok else (),
             input_tokens=in_tok, output_tokens=out_tok, input_source=in_src, output_source=out_src,
             queue_time=queue_time, schedule_lag=lag, chunks=out.chunks,
-            text=text if self.spec.keep_texts else None)
+            text=text if self.spec.keep_texts else None, streamed=self.spec.stream)
         if ok and out.completion_tokens is None:
             self._pending_count.append((rec, text or ""))
             self._count_wake.set()

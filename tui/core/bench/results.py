@@ -42,10 +42,11 @@ class RequestRecord:
     schedule_lag: float  # how late it started against its planned arrival, queue time excluded
     chunks: int  # output-carrying chunks received
     text: str | None = None  # generated text, kept only when asked
+    streamed: bool = True  # False for --no-stream: the answer came whole, so there is no TPOT
 
     @property
     def tpot(self) -> float | None:
-        return tpot_of(self.ttft, self.e2el, self.output_tokens) if self.ok else None
+        return tpot_of(self.ttft, self.e2el, self.output_tokens) if self.ok and self.streamed else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +75,8 @@ class RunSnapshot:
 class RecordStore:
     """Per-request arrays in completion order; ``order()`` gives dispatch order."""
 
-    def __init__(self, keep_texts: bool = False) -> None:
+    def __init__(self, keep_texts: bool = False, streamed: bool = True) -> None:
+        self.streamed = streamed
         self.index = array("q")
         self.ok = array("b")
         self.start = array("d")
@@ -135,7 +137,7 @@ class RecordStore:
             itls=tuple(self.itls(row)), input_tokens=self.in_tok[row], output_tokens=self.out_tok[row],
             input_source=self.sources[self.in_src[row]], output_source=self.sources[self.out_src[row]],
             queue_time=self.queue[row], schedule_lag=self.lag[row], chunks=self.chunks[row],
-            text=self.texts[row] if self.texts is not None else None)
+            text=self.texts[row] if self.texts is not None else None, streamed=self.streamed)
 
     def order(self) -> list[int]:
         """Rows sorted by dispatch index."""
@@ -163,7 +165,8 @@ def compute_summary(store: RecordStore, duration: float, percentile_metrics=DEFA
     outs = [store.out_tok[r] for r in rows]
     total_in = sum(store.in_tok[r] for r in rows)
     total_out = sum(outs)
-    tpots = [t for t in (tpot_of(a, b, n) for a, b, n in zip(ttfts, e2els, outs)) if t is not None]
+    tpots = [t for t in (tpot_of(a, b, n) for a, b, n in zip(ttfts, e2els, outs)) if t is not None] \
+        if store.streamed else []
     itls = store.itl  # failed requests keep no ITLs, so these are the successful ones
     good = None
     if goodput:
