@@ -9,7 +9,7 @@ import pytest
 from conftest import chat
 
 from tui.core.datasets import ScanProgress, ScanReport, scan, scan_file
-from tui.core.datasets.scan import HashLines, find_repeats
+from tui.core.datasets.scanner import HashLines, find_repeats
 
 
 def test_openai_spec_records_are_never_flagged(write_lines):

@@ -172,7 +172,7 @@ def load_average() -> str:
 def token_bench(path: str, tid: str) -> dict:
     """Token pass (scan with a tokenizer minus the structure pass) vs the library's batch call."""
     from tui.core.datasets import detect_format, scan_file
-    from tui.core.datasets.scan import iter_valid
+    from tui.core.datasets.scanner import iter_valid
     from tui.core.tokenizers import default_registry
 
     tok = default_registry().get(tid)

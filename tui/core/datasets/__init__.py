@@ -13,7 +13,7 @@ Public API (no Textual; every result is a frozen dataclass):
     export(path, out, "openai-chat")                 # ExportResult(converted, skipped, ...)
 
 Formats: see ``formats.FORMATS`` and ``formats`` for the rules; the parser policy is in
-``parsing``; the two passes (structure, tokens) and their memory bounds in ``scan``.
+``parsing``; the two passes (structure, tokens) and their memory bounds in ``scanner``.
 """
 
 from .detect import detect_format
@@ -22,7 +22,7 @@ from .formats import FORMATS
 from .index import LineIndex
 from .model import (ConsumerChecks, DatasetStats, ExportResult, FormatGuess, Histogram, JointHistogram,
                     LineIssue, RoleStats, ScanProgress, ScanReport, Summary, TokenReport, TokenStats)
-from .scan import scan, scan_file, scan_tokens
+from .scanner import scan, scan_file, scan_tokens
 
 __all__ = [
     "EXPORT_FORMATS", "FORMATS", "ConsumerChecks", "DatasetStats", "ExportResult", "FormatGuess", "Histogram",

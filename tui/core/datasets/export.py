@@ -27,7 +27,7 @@ from .detect import check_readable, detect_format
 from .formats import SHAREGPT_GPT, SHAREGPT_HUMAN
 from .model import ExportResult
 from .parsing import dumps
-from .scan import cancelled, iter_valid, resolve_tokenizers
+from .scanner import cancelled, iter_valid, resolve_tokenizers
 
 EXPORT_FORMATS: tuple[str, ...] = ("openai-chat", "message-list", "sharegpt", "prompt")
 

@@ -37,7 +37,7 @@ class LineIndex:
     def building(cls, path: str, cancel=None, time_budget: float = 0.25) -> Iterator["IndexProgress | LineIndex"]:
         """Build the index, yielding IndexProgress on the time budget and last the LineIndex
         (None-terminated early when cancelled: then nothing more is yielded)."""
-        from .scan import cancelled
+        from .scanner import cancelled
 
         size = os.path.getsize(path)
         offsets = array("q")

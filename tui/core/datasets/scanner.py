@@ -370,7 +370,7 @@ def worker_main(argv: list[str] | None = None) -> None:
     out.flush()
 
 
-_WORKER_CODE = "from tui.core.datasets.scan import worker_main; worker_main()"
+_WORKER_CODE = "from tui.core.datasets.scanner import worker_main; worker_main()"
 
 
 def default_workers() -> int:
