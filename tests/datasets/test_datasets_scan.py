@@ -134,13 +134,13 @@ def test_two_workers_give_the_same_report_as_one(write_lines):
     assert one.checks.duplicate_prompts > 0 and one.error_total > 0 and one.warning_total > 0
 
 
-def test_duplicate_hashes_spill_to_disk_with_the_same_result():
+def test_duplicate_hashes_spill_to_disk_with_the_same_result(tmp_path):
     pairs = [((i * 7919) % 500 - 250, i + 1) for i in range(3000)]
-    mem, disk = HashLines(), HashLines(limit=100)
+    mem, disk = HashLines(), HashLines(limit=100, spill_dir=str(tmp_path))
     for h, line in pairs:
         mem.add(h, line)
         disk.add(h, line)
-    assert disk.spilled and not mem.spilled
+    assert disk.spilled and not mem.spilled and len(list(tmp_path.glob("*.bin"))) == HashLines.NB
     assert find_repeats([(mem, 0)], keep=50) == find_repeats([(disk, 0)], keep=50)
     count, examples = find_repeats([(mem, 0)], keep=5)
     assert count == 2500 and examples[0] == (501, 1)
@@ -262,3 +262,17 @@ def test_token_pass_on_demand_equals_one_scan(bundled):
     for d in (a, b):
         d.pop("elapsed")
     assert a == b and merged.checks.over_context > 0
+
+
+def test_scans_leave_no_temporary_files(write_lines, monkeypatch, tmp_path):
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.setattr("tui.core.datasets.scanner.HashLines.__init__.__defaults__", (50, None, "h"))
+    path = _mixed_file(write_lines, 2000)
+    for workers in (1, 2):
+        report = scan_file(path, workers=workers)
+        assert report.checks.duplicate_prompts > 0
+    assert list(scratch.iterdir()) == []
