@@ -88,3 +88,16 @@ def test_export_refuses_bad_requests_and_leaves_no_partial_file(tmp_path):
     with pytest.raises(TokdeckError):
         export(str(src), str(tmp_path / "o.jsonl"), "openai-chat", cancel=stop)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "in.jsonl"]
+
+
+def test_same_format_export_is_a_cleaned_copy(tmp_path):
+    out = tmp_path / "clean.jsonl"
+    result = export(str(SAMPLE_DATA / "openai-chat.jsonl"), str(out), "openai-chat")
+    assert out.read_text(encoding="utf-8").splitlines() == [
+        json.dumps(json.loads(x), ensure_ascii=False, separators=(",", ":"))
+        for x in (SAMPLE_DATA / "openai-chat.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert result.converted == 22 and result.skipped == 0
+    out2 = tmp_path / "p.jsonl"
+    export(str(SAMPLE_DATA / "prompt.jsonl"), str(out2), "prompt", tokenizer="qwen3")
+    assert [json.loads(x) for x in out2.read_text().splitlines()] == [
+        json.loads(x) for x in (SAMPLE_DATA / "prompt.jsonl").read_text().splitlines()]

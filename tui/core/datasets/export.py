@@ -11,7 +11,8 @@ Conversions (records that cannot be converted are skipped, with the reason count
   vLLM reads), content parts become their text.
 - to ``prompt`` (vLLM's custom format): the record's prompt text (see ``formats``) and
   ``output_tokens`` = the answer's token count with the given tokenizer (omitted without one,
-  or when the record has no answer; a ``prompt`` source keeps its own).
+  or when the record has no answer).
+- to the same format: each valid record exactly as parsed (other keys kept): a cleaned copy.
 
 The output is written to a temporary file beside ``out`` and renamed into place at the end.
 """
@@ -142,16 +143,15 @@ def export(path: str, out: str, to_format: str, format: str | None = None, token
     tok = resolve_tokenizers([tokenizer], registry)[0] if tokenizer is not None else None
     converted = 0
     skipped: Counter = Counter()
-    batch: list = []  # (prompt, answer or declared) for the prompt target
+    batch: list = []  # (prompt, answer or None) for the prompt target, counted in batches
 
     def flush_prompts(fh) -> None:
-        answers = [a for _, a, _ in batch if isinstance(a, str)]
+        answers = [a for _, a in batch if a is not None]
         counts = iter(tok.count_many(answers)) if tok is not None and answers else iter(())
-        for prompt, answer, declared in batch:
+        for prompt, answer in batch:
             rec = {"prompt": prompt}
-            n = declared if declared is not None else (next(counts) if isinstance(answer, str) and tok else None)
-            if n is not None:
-                rec["output_tokens"] = max(1, n)
+            if answer is not None and tok is not None:
+                rec["output_tokens"] = max(1, next(counts))
             fh.write(dumps(rec))
             fh.write(b"\n")
         batch.clear()
@@ -162,32 +162,33 @@ def export(path: str, out: str, to_format: str, format: str | None = None, token
         for n, (line, rec, obj) in enumerate(iter_valid(path, guess, skipped)):
             if n % 1024 == 0 and cancelled(cancel):
                 raise TokdeckError("export cancelled")
-            if to_format == "prompt":
+            if guess.format == to_format:  # the record as it is: only the invalid ones are left out
+                item = obj
+            elif to_format == "prompt":
                 if not rec.prompt:
                     skipped["no prompt text"] += 1
                     continue
-                answer = rec.answer if rec.answer else None
-                batch.append((rec.prompt, answer, rec.declared_output if guess.format == "prompt" else None))
+                batch.append((rec.prompt, rec.answer or None))
                 converted += 1
                 if len(batch) >= 1024:
                     flush_prompts(fh)
                 continue
-            msgs, tools, why = to_messages(guess.format, obj)
-            if msgs is None:
-                skipped[why] += 1
-                continue
-            if to_format == "openai-chat":
-                item = {"messages": msgs, **({"tools": tools} if tools else {})}
-            elif to_format == "message-list":
-                item = msgs
             else:
-                item, why = _sharegpt(msgs)
-                if item is None:
+                msgs, tools, why = to_messages(guess.format, obj)
+                if msgs is None:
                     skipped[why] += 1
                     continue
-                if converted:
-                    fh.write(b",")
-                fh.write(b"\n")
+                if to_format == "openai-chat":
+                    item = {"messages": msgs, **({"tools": tools} if tools else {})}
+                elif to_format == "message-list":
+                    item = msgs
+                else:
+                    item, why = _sharegpt(msgs)
+                    if item is None:
+                        skipped[why] += 1
+                        continue
+            if to_format == "sharegpt":
+                fh.write(b",\n" if converted else b"\n")
             fh.write(dumps(item))
             if to_format != "sharegpt":
                 fh.write(b"\n")
