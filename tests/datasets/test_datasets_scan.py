@@ -231,12 +231,16 @@ def test_unknown_tokenizer_is_a_user_error(write_lines):
 
 def test_cancelled_parallel_scan_still_reports(write_lines):
     rec = json.dumps(chat(user="lorem ipsum " * 400))
-    path = write_lines([rec] * 4000)  # ~20 MB: several 4 MB blocks per worker
+    lines = [rec] * 4000  # ~20 MB: several 4 MB blocks per worker
+    lines[1990:2010] = ["{broken"] * 20  # where the second worker starts
+    path = write_lines(lines)
     stop = threading.Event()
     stop.set()
     report = scan_file(path, workers=2, cancel=stop, time_budget=0)
     assert report.workers == 2 and not report.complete
     assert 0 < report.records < 4000 and report.valid == report.records
+    # only the first range's prefix counts: the second range's line numbers are unknown
+    assert report.errors == () and report.stats.lines == report.records < 1990
 
 
 def test_empty_and_undetectable_files(write_lines):

@@ -682,8 +682,11 @@ def scan(path: str, format: str | None = None, tokenizers: Sequence = (), contex
             results, spill_dir = yield from _structure_parallel(path, guess, size, workers, opts, cancel,
                                                                 time_budget, t0)
             spill_dirs.append(spill_dir)
-            parts = [s for s, _ in results]
             finished = all(d for _, d in results)
+            # line numbers of a range are known only when every range before it was read to its end:
+            # a cancelled scan keeps the prefix up to the first unfinished range
+            stop = next((i for i, (_, d) in enumerate(results) if not d), len(results) - 1)
+            parts = [s for s, _ in results[:stop + 1]]
             st, offsets = _merge(parts)
             prompt_sources = [(p.prompts, off) for p, off in zip(parts, offsets)]
             id_sources = [(p.ids, off) for p, off in zip(parts, offsets)] if st.ids is not None else []
