@@ -126,3 +126,13 @@ async def test_connection_refused_is_a_failed_request():
     async with aiohttp.ClientSession() as session:
         out = await send_plain(session, f"http://127.0.0.1:{port}/v1/completions", b"{}", {}, Outcome())
     assert not out.ok and out.error.startswith("cannot connect")
+
+
+async def test_read_timeout_fails_a_silent_request_and_the_run_goes_on(scripted):
+    from tui.core.bench.engine import BenchSpec, run_benchmark
+
+    scripted.script = [(0, sse(chat_chunk(content="a"))), (2.0, sse(chat_chunk(content="b")))]
+    spec = BenchSpec(base_url=scripted.url, model="m", read_timeout=0.3, max_concurrency=2)
+    result = await run_benchmark(spec, [BenchRequest(prompt="x", output_len=2, input_len=1)] * 2)
+    assert result.failed == 2 and result.cancelled == 0 and not result.partial
+    assert list(result.error_reasons) == ["timed out (no data for 0.3 s)"]

@@ -88,7 +88,7 @@ class Outcome:
     """What one request produced (mutable while streaming; the engine turns it into a record)."""
 
     __slots__ = ("st", "ttft", "last", "itls", "pieces", "prompt_tokens", "completion_tokens", "error",
-                 "chunks", "done")
+                 "chunks", "done", "last_read", "timed_out")
 
     def __init__(self) -> None:
         self.st = 0.0
@@ -101,6 +101,8 @@ class Outcome:
         self.error = ""
         self.chunks = 0
         self.done = False
+        self.last_read = 0.0  # time of the last read from the socket (for read timeouts)
+        self.timed_out = False
 
     @property
     def ok(self) -> bool:
@@ -196,6 +198,7 @@ async def send_streaming(session: aiohttp.ClientSession, url: str, body: bytes, 
             while True:
                 data = await readany()
                 t = perf_counter()  # before any parsing: every event completed by this read arrived now
+                out.last_read = t
                 if not data:
                     break
                 for payload in feed(data):

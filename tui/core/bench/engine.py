@@ -141,8 +141,10 @@ def make_session(spec: BenchSpec) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ssl=ssl_setting(spec.base_url, spec.insecure,
                                                                                   spec.ca_bundle),
                                      keepalive_timeout=60, enable_cleanup_closed=False)
+    # no sock_read: aiohttp would re-arm a timer on every chunk (~10 % of the client's CPU per
+    # chunk); the engine's watchdog enforces spec.read_timeout from each request's last read
     timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=spec.connect_timeout,
-                                    sock_read=spec.read_timeout)
+                                    sock_read=None)
     # read_bufsize: the stream buffer limit; SSE lines of long chunks must not stall on it
     return aiohttp.ClientSession(connector=connector, timeout=timeout, read_bufsize=1 << 20,
                                  auto_decompress=True, trust_env=False)
@@ -182,6 +184,7 @@ class BenchmarkRun:
         self._emit: Callable[[Event], None] = lambda e: None
         self.store = RecordStore(keep_texts=spec.keep_texts, streamed=spec.stream)
         self._inflight: dict[asyncio.Task, Outcome] = {}
+        self._watched: dict[asyncio.Task, Outcome] = {}  # every request in flight, warm-ups too
         self._sem: asyncio.Semaphore | None = None
         self._dispatched = 0
         self._completed = 0
@@ -255,11 +258,13 @@ class BenchmarkRun:
         # keeps full collections - pauses that delay chunk timestamps - short during the run
         gc.collect()
         gc.freeze()
+        watchdog = asyncio.create_task(self._watchdog())
         try:
             if self.spec.num_warmups > 0 and not self._stop_requested:
                 await self._run_warmups(session)
             await self._run_main(session)
         finally:
+            watchdog.cancel()
             gc.unfreeze()
             await session.close()
         return self.result
@@ -282,7 +287,17 @@ class BenchmarkRun:
 
         async def one(i: int) -> Outcome:
             async with sem:
-                return await self._send(session, self.requests[i % len(self.requests)], Outcome())
+                out = Outcome()
+                task = asyncio.current_task()
+                self._watched[task] = out
+                try:
+                    return await self._send(session, self.requests[i % len(self.requests)], out)
+                except asyncio.CancelledError:
+                    if not out.timed_out:
+                        raise
+                    return out
+                finally:
+                    self._watched.pop(task, None)
 
         tasks = [asyncio.create_task(one(i)) for i in range(n)]
         stopper = asyncio.create_task(self._stop_ev.wait())
@@ -371,7 +386,7 @@ class BenchmarkRun:
                         queue_time = last_unblock - due
             out = Outcome()
             task = asyncio.create_task(self._request(session, i, req, due, queue_time, out))
-            self._inflight[task] = out
+            self._inflight[task] = self._watched[task] = out
             self._dispatched += 1
             if wait <= 0 and not self._dispatched % 256:
                 await asyncio.sleep(0)  # let the requests already created start sending
@@ -381,10 +396,14 @@ class BenchmarkRun:
         try:
             await self._send(session, req, out)
         except asyncio.CancelledError:
-            self._cancelled += 1
-            raise
+            if not out.timed_out:
+                self._cancelled += 1
+                raise
+            # cancelled by the watchdog: a failed request (out.error says why), not a stop
         finally:
-            self._inflight.pop(asyncio.current_task(), None)
+            task = asyncio.current_task()
+            self._inflight.pop(task, None)
+            self._watched.pop(task, None)
             if self._sem is not None:
                 self._sem.release()
             if self._dispatch_done and not self._inflight:
@@ -452,6 +471,20 @@ class BenchmarkRun:
             if self._dispatch_done and not self._inflight or self._stop_requested:
                 if not self._pending_count:
                     return
+
+    async def _watchdog(self) -> None:
+        """Fails requests that received nothing for ``read_timeout`` seconds."""
+        limit = self.spec.read_timeout
+        if not limit:
+            return
+        while True:
+            await asyncio.sleep(min(1.0, limit / 4))
+            now = perf_counter()
+            for task, out in list(self._watched.items()):
+                if out.st and now - max(out.st, out.last_read) > limit and not out.timed_out:
+                    out.timed_out = True
+                    out.error = f"timed out (no data for {limit:g} s)"
+                    task.cancel()
 
     # ------------------------------------------------------------------ health + snapshots
     async def _lag_ticker(self) -> None:
