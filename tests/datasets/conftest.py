@@ -26,7 +26,3 @@ def write_lines(tmp_path):
         return str(path)
 
     return write
-
-
-def chat(user="How do I check free disk space?", answer="Run df -h and read the Avail column.", **extra):
-    return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}], **extra}

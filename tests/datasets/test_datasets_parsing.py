@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import chat
+from datasets_testing import chat
 
 from tui.core.datasets import scan_file
 from tui.core.datasets.parsing import find_lone_surrogate, find_outside_strings

@@ -6,7 +6,7 @@ import json
 import threading
 
 import pytest
-from conftest import chat
+from datasets_testing import chat
 
 from tui.core.datasets import ScanProgress, ScanReport, scan, scan_file
 from tui.core.datasets.scanner import HashLines, find_repeats

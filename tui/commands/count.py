@@ -23,19 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _selected_ids(args, reg, cfg) -> tuple[list[str], set[str]]:
     """The ids to count with, and those the user asked for explicitly (their failure is an error)."""
-    from ..core.errors import TokenizerError
-    from ..core.tokenizers import resolve_model
+    from ..core.tokenizers import resolve_tokenizer_id
 
     ids: list[str] = []
     for name in args.tokenizer:
-        try:
-            tid = reg.info(name).id
-        except TokenizerError:
-            try:
-                tid = resolve_model(name, reg).tokenizer_id
-            except TokenizerError:
-                reg.info(name)  # raise the "unknown tokenizer" error, with its suggestion
-                raise
+        tid = resolve_tokenizer_id(name, reg)
         if tid not in ids:
             ids.append(tid)
     explicit = set(ids)

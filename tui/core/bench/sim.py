@@ -267,18 +267,14 @@ _SOURCES_LOCK = threading.Lock()
 
 def text_source(tokenizer: str) -> TextSource:
     """The TextSource of a bundled tokenizer id (or a model name that resolves to one); cached."""
-    from ..tokenizers import default_registry, resolve_model
+    from ..tokenizers import default_registry, resolve_tokenizer_id
 
     reg = default_registry()
     with _SOURCES_LOCK:
         src = _SOURCES.get(tokenizer)
         if src is not None:
             return src
-        try:
-            tid = resolve_model(tokenizer, reg).tokenizer_id  # a tokenizer id or a model name
-        except TokdeckError:
-            reg.info(tokenizer)  # the "unknown tokenizer" error, with its suggestion
-            raise
+        tid = resolve_tokenizer_id(tokenizer, reg)
         tok = reg.get(tid)
         if not tok.has_vocab:
             raise TokdeckError(f"simulator: tokenizer {tid} has no vocabulary; pick a real one")

@@ -791,24 +791,12 @@ def resolve_tokenizers(tokenizers: Sequence, registry=None) -> list:
     """Loaded Tokenizer objects for ids, model names or Tokenizer objects (duplicates dropped)."""
     if not tokenizers:
         return []
-    from ..errors import TokenizerError
-    from ..tokenizers import default_registry, resolve_model
+    from ..tokenizers import default_registry, resolve_tokenizer_id
 
     reg = registry or default_registry()
     out = []
     for t in tokenizers:
-        if not isinstance(t, str):
-            tok = t
-        else:
-            try:
-                tid = reg.info(t).id
-            except TokenizerError:
-                try:
-                    tid = resolve_model(t, reg).tokenizer_id
-                except TokenizerError:
-                    reg.info(t)  # the "unknown tokenizer" error, with its suggestion
-                    raise
-            tok = reg.get(tid)
+        tok = reg.get(resolve_tokenizer_id(t, reg)) if isinstance(t, str) else t
         if all(tok.id != o.id for o in out):
             out.append(tok)
     return out

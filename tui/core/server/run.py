@@ -13,7 +13,7 @@ from typing import Callable
 from aiohttp import web
 
 from ..errors import TokdeckError, TokenizerError
-from ..tokenizers import Registry, load_many, resolve_model
+from ..tokenizers import Registry, load_many, resolve_tokenizer_id
 from .app import STATE, ServeSettings, make_app
 
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
@@ -32,10 +32,7 @@ def preload_ids(registry: Registry, names: tuple[str, ...]) -> list[str]:
     """Tokenizer ids (or model names) to load before listening; TokenizerError if one fails."""
     ids = []
     for name in names:
-        try:
-            tid = registry.info(name).id
-        except TokenizerError:
-            tid = resolve_model(name, registry).tokenizer_id
+        tid = resolve_tokenizer_id(name, registry)
         if tid not in ids:
             ids.append(tid)
     for tid, tok in load_many(registry, ids).items():

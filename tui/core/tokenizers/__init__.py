@@ -8,6 +8,7 @@ Public API (nothing here imports tiktoken or tokenizers until a tokenizer is loa
     tok.count(text, specials="literal")      # the counting contract: see tui.core.tokenizers.base
     count_texts(reg, ["qwen3", "llama3"], text)   # [TokenCount], errors per row, never raises
     resolve_model("meta-llama/Llama-3.1-8B") # Resolution(tokenizer_id="llama3", via="family")
+    resolve_tokenizer_id("gpt-4o")           # "o200k_base": an id or a model name, one-line error if neither
     add_to_store(path, tokenizer_id=None)    # `tokdeck tokenizers add`
     count_chat(tok, parse_messages(msgs))    # chat messages with template overhead (tui.core.tokenizers.chat)
 """
@@ -16,11 +17,11 @@ from .base import SPECIAL_POLICIES, SpecialPolicy, TokenCount, Tokenizer, Tokeni
 from .chat import ChatCount, count_chat, parse_messages
 from .counting import count_texts, load_many
 from .registry import Registry, bundled_ids, default_registry
-from .resolve import Resolution, resolve_model
+from .resolve import Resolution, resolve_model, resolve_tokenizer_id
 from .store import add_to_store
 
 __all__ = [
     "ChatCount", "count_chat", "parse_messages", "SPECIAL_POLICIES", "SpecialPolicy", "TokenCount", "Tokenizer", "TokenizerInfo", "Registry",
     "Resolution", "add_to_store", "bundled_ids", "count_texts", "default_registry", "load_many",
-    "resolve_model",
+    "resolve_model", "resolve_tokenizer_id",
 ]

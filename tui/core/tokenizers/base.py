@@ -202,6 +202,15 @@ class HFTokenizer(Tokenizer):
         return self.encode_many([text], specials)[0]
 
     def encode_many(self, texts: Sequence[str], specials: SpecialPolicy = "literal") -> list[list[int]]:
+        return [e.ids for e in self._encodings(texts, specials)]
+
+    def count_many(self, texts: Sequence[str], specials: SpecialPolicy = "literal") -> list[int]:
+        return [len(e) for e in self._encodings(texts, specials)]
+
+    def count(self, text: str, specials: SpecialPolicy = "literal") -> int:
+        return len(self._encodings([text], specials)[0])
+
+    def _encodings(self, texts: Sequence[str], specials: SpecialPolicy) -> list:
         _check_policy(specials)
         literal = specials == "literal"
         texts = list(texts)
@@ -209,10 +218,9 @@ class HFTokenizer(Tokenizer):
             if self._tok.encode_special_tokens != literal:
                 self._tok.encode_special_tokens = literal
             try:
-                encodings = self._tok.encode_batch(texts, add_special_tokens=False)
+                return self._tok.encode_batch(texts, add_special_tokens=False)
             except (UnicodeEncodeError, TypeError, ValueError):
-                encodings = self._tok.encode_batch([fix_surrogates(t) for t in texts], add_special_tokens=False)
-        return [e.ids for e in encodings]
+                return self._tok.encode_batch([fix_surrogates(t) for t in texts], add_special_tokens=False)
 
     def token_bytes(self, ids: Sequence[int]) -> list[bytes]:
         out = []

@@ -93,3 +93,17 @@ def resolve_model(model: str, registry: Registry | None = None) -> Resolution:
         f"no tokenizer known for model {name!r}: pass a tokenizer id, or add an alias under "
         "[tokenizers.aliases] in the config"
     )
+
+
+def resolve_tokenizer_id(name: str, registry: Registry | None = None) -> str:
+    """The tokenizer id for ``name``: a tokenizer id or a model name (what ``-t``/``--tokenizer`` take)."""
+    reg = registry or default_registry()
+    try:
+        return resolve_model(name, reg).tokenizer_id
+    except TokenizerError:
+        pass
+    try:
+        reg.info(name)
+    except TokenizerError as exc:  # the unknown-tokenizer message carries a suggestion
+        raise TokenizerError(f"{exc} (model names work too; aliases go under [tokenizers.aliases])") from None
+    raise AssertionError("unreachable: a known tokenizer id always resolves")  # pragma: no cover
