@@ -61,3 +61,14 @@ def test_aliases_from_config(isolated_env):
     cfg.parent.mkdir(parents=True)
     cfg.write_text('[tokenizers]\naliases = { "house-*" = "llama3" }\n')
     assert resolve_model("house-model-1", default_registry()).tokenizer_id == "llama3"
+
+
+def test_resolve_tokenizer_id_takes_ids_and_model_names():
+    from tui.core.tokenizers import resolve_tokenizer_id
+
+    reg = Registry(discover=False)
+    assert resolve_tokenizer_id("cl100k_base", reg) == "cl100k_base"
+    assert resolve_tokenizer_id("gpt-4o", reg) == "o200k_base"
+    assert resolve_tokenizer_id("Qwen/Qwen3-8B", reg) == "qwen3"
+    with pytest.raises(TokenizerError, match=r"unknown tokenizer 'o200k'.*did you mean 'o200k_base'.*model names work too"):
+        resolve_tokenizer_id("o200k", reg)
