@@ -443,6 +443,11 @@ def run(args) -> int:
             prep.sim.stop()
 
     print(format_summary(result))
+    if prep.sim is not None and result.client_health.get("client_bottleneck"):
+        print("tokdeck bench: note: the built-in simulator runs in this process and competes with the client "
+              "for the CPU; for cleaner figures run `tokdeck sim` in another terminal and pass --base-url URL "
+              "--tokenizer cl100k_base",
+              file=sys.stderr)
     if args.save_result:
         path = save_result(args, result)
         print(f"tokdeck bench: result saved to {path}", file=sys.stderr)
