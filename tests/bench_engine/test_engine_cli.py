@@ -94,6 +94,7 @@ def test_unreadable_dataset_is_refused(sim, tmp_path):
     ["--request-rate", "-1"], ["--num-prompts", "0"], ["--percentile-metrics", "ttft,latency"],
     ["--metric-percentiles", "150"], ["--goodput", "speed:5"], ["--dataset-name", "custom"],
     ["--ramp-up-strategy", "linear"], ["--header", "novalue"], ["--backend", "tgi"],
+    ["--base-url", "gpu1:8000"], ["--base-url", "https://127.0.0.1:9", "--ca-bundle", "/nonexistent.pem"],
 ])
 def test_bad_flags_exit_2_without_a_run(flags):
     proc = run_cli("bench", *flags)

@@ -144,6 +144,8 @@ def _validate(args) -> None:
         args.save_result = True
     if args.ca_bundle and args.insecure:
         raise TokdeckError("--ca-bundle and --insecure contradict each other")
+    if args.base_url and not args.base_url.lower().startswith(("http://", "https://")):
+        raise TokdeckError(f"--base-url must start with http:// or https:// (got {args.base_url.split('@')[-1]!r})")
 
 
 def _headers(items: list[str]) -> tuple[tuple[str, str], ...]:

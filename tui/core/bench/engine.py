@@ -41,6 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
+from ..errors import TokdeckError
 from .arrivals import arrival_times
 from .client import DEFAULT_ENDPOINTS, BenchRequest, Outcome, build_body, send_plain, send_streaming
 from .metrics import DEFAULT_PERCENTILE_METRICS, DEFAULT_PERCENTILES, percentile, summarize
@@ -133,8 +134,11 @@ def ssl_setting(url: str, insecure: bool, ca_bundle: str | None):
         return None
     if insecure:
         return False
-    ctx = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else ssl.create_default_context()
-    return ctx
+    try:
+        return ssl.create_default_context(cafile=ca_bundle) if ca_bundle else ssl.create_default_context()
+    except (OSError, ssl.SSLError) as exc:
+        raise TokdeckError(f"--ca-bundle {ca_bundle}: cannot load the certificates: "
+                           f"{getattr(exc, 'strerror', None) or exc}") from None
 
 
 def make_session(spec: BenchSpec) -> aiohttp.ClientSession:
