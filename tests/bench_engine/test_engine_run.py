@@ -189,3 +189,14 @@ def test_thread_runner_stop_gives_a_partial_result(cl100k):
     d = result.to_vllm_json()
     assert d["partial"] is True and d["cancelled"] == 4
     assert math.isfinite(d["duration"]) and d["duration"] < 30
+
+
+async def test_stop_before_the_run_gives_an_empty_partial_result(cl100k):
+    async with SimServer(fast()) as srv:
+        run = BenchmarkRun(BenchSpec(base_url=srv.url, model="tokdeck-sim", num_warmups=2), requests(5),
+                           TokenCounter(cl100k))
+        run.stop()
+        result = await run.run()
+        sent = len(srv.records)
+    assert result.partial and result.completed == 0 and result.setup["dispatched"] == 0 and sent == 0
+    assert result.summary["mean_ttft_ms"] == 0.0

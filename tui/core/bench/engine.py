@@ -341,6 +341,8 @@ class BenchmarkRun:
         else:
             end = self._t_last_end or perf_counter()
             stopper.cancel()
+            # stopped before anything was sent (e.g. during the warm-up): nothing ran to the end
+            partial = self._stop_requested and self._dispatched < len(self.requests)
         wall = perf_counter() - self._t0
         cpu = time.process_time() - self._cpu0
         self._count_wake.set()
@@ -368,6 +370,8 @@ class BenchmarkRun:
         limit = self.spec.duration
         last_unblock = -math.inf  # when the dispatcher last finished waiting for a slot
         for i, req in enumerate(self.requests):
+            if self._stop_requested:
+                break
             due = times[i]
             if limit is not None and due >= limit:
                 self._stopped_by = "duration"
