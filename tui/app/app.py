@@ -47,6 +47,13 @@ F6 stops it (what was measured is kept, marked partial), ctrl+s saves it as JSON
 keys. F3 shows the run live; F4 lists this session's runs and saved result files (enter opens
 one, space selects, F8 compares the selected runs with deltas). The "simulator" profile needs
 no server at all.
+
+The **Data** pane validates a JSONL dataset of any size: ctrl+o opens one (or `tokdeck ui
+FILE.jsonl`), F6 cancels a scan (what was read is shown, marked incomplete). F2 shows the
+summary and a histogram, F3 the errors and warnings (enter jumps to the line), F4 the record
+browser (the selected record below it, messages as a conversation); ctrl+f filters it by text
+or `field:value` (e.g. `role:tool`). F5 picks tokenizers for token statistics, F7 sends the
+dataset to the Bench pane.
 """
 
 
@@ -119,6 +126,8 @@ class TokdeckApp(App):
             self.tokens.query_one("#editor").focus()
         elif pane == "bench":
             self.bench.focus_default()
+        elif pane == "data":
+            self.query_one(DataPane).focus_default()
 
     def on_mount(self) -> None:
         if self.initial_pane == "bench":
@@ -130,7 +139,7 @@ class TokdeckApp(App):
 
     def action_help(self) -> None:
         text = (HELP_INTRO + _keys_table("Everywhere", self.BINDINGS) + _keys_table("Tokens pane", TokensPane.BINDINGS)
-                + _keys_table("Bench pane", BenchPane.BINDINGS))
+                + _keys_table("Bench pane", BenchPane.BINDINGS) + _keys_table("Data pane", DataPane.BINDINGS))
         self.push_screen(HelpScreen(text))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
@@ -146,10 +155,17 @@ class TokdeckApp(App):
         for binding in BenchPane.BINDINGS:
             yield SystemCommand(f"Bench: {binding.description}", f"key {binding.key}",
                                 partial(self._bench_action, binding.action))
+        for binding in DataPane.BINDINGS:
+            yield SystemCommand(f"Data: {binding.description}", f"key {binding.key}",
+                                partial(self._data_action, binding.action))
 
     def _bench_action(self, action: str) -> None:
         self.action_show_pane("bench")
         self.bench.run_action(action)
+
+    async def _data_action(self, action: str) -> None:
+        self.action_show_pane("data")
+        await self.query_one(DataPane).run_action(action)
 
 
 def make_app(pane: str = "tokens", *, text: str = "", source: str | None = None, data_path: Path | None = None,
