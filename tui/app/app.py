@@ -130,8 +130,8 @@ class TokdeckApp(App):
             self.query_one(DataPane).focus_default()
 
     def on_mount(self) -> None:
-        if self.initial_pane == "bench":
-            self.call_after_refresh(self.bench.focus_default)
+        if self.initial_pane != "tokens":  # the Tokens editor takes focus as it mounts; give it back
+            self.call_after_refresh(self.action_show_pane, self.initial_pane)
 
     def on_send_to_bench(self, message: SendToBench) -> None:
         self.action_show_pane("bench")
