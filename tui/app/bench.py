@@ -41,6 +41,9 @@ from .widgets.bench_charts import BenchCharts
 DRAIN_EVERY_S = 0.25
 CHART_EVERY_S = 0.5
 DRAIN_MAX = 50_000  # items taken from the engine's queue per tick (the rest waits for the next)
+#: a run waits (up to this long) for other panes' background threads, such as tokenizers loading at
+#: start-up: they hold the GIL for up to a second or more, which would delay the engine's timestamps
+QUIET_WAIT_S = 30.0
 SIMULATOR = "simulator"
 COMMAND_LINE = "command line"
 DATASET_NAMES = ("random", "custom", "sharegpt", "sonnet")
@@ -190,6 +193,7 @@ class BenchPane(Container):
         self.live: LiveRun | None = None
         self.run_args: argparse.Namespace | None = None
         self.preparing = False
+        self._cancel_launch = False
         self.session: list[SessionRun] = []
         self.files: dict[str, RunData | Path] = {}  # history key -> opened run or not yet opened file
         self.selected: list[str] = []  # history keys, in selection order
@@ -216,6 +220,10 @@ class BenchPane(Container):
                 with Horizontal(classes="form-row"):
                     yield Label("Model")
                     yield Select([], prompt="the server's first model", id="bench-model", compact=True)
+                with Horizontal(classes="form-row"):
+                    yield Label("Tokenizer")
+                    yield Input(a.tokenizer or "", placeholder="empty: resolved from the model name (local counts)",
+                                id="bench-tokenizer", compact=True)
                 with Horizontal(classes="form-row"):
                     yield Label("Dataset")
                     yield Select([(n, n) for n in DATASET_NAMES], value=a.dataset_name, allow_blank=False,
@@ -325,6 +333,7 @@ class BenchPane(Container):
                 a.insecure, a.ca_bundle, a.timeout = profile.insecure, profile.ca_bundle, profile.timeout_s
         model = self.query_one("#bench-model", Select).value
         a.model = model if isinstance(model, str) else None
+        a.tokenizer = self.query_one("#bench-tokenizer", Input).value.strip() or None
         a.dataset_name = self.query_one("#bench-dataset-name", Select).value
         path = self.query_one("#bench-dataset-path", Input).value.strip()
         a.dataset_path = path or None
@@ -383,16 +392,32 @@ class BenchPane(Container):
 
     @on(Prepared)
     def _prepared(self, message: Prepared) -> None:
-        from ..core.bench.engine import BenchmarkThread
-
-        self.preparing = False
         if message.error:
+            self.preparing = False
             self.notify(message.error, title="cannot start the run", severity="error", timeout=10)
             self._say(message.error)
             return
-        prep = message.prepared
+        self._launch(message.prepared, message.args, time.monotonic())
+
+    def _others_busy(self) -> bool:
+        return any(w.is_running and not (w.group or "").startswith("bench") for w in self.app.workers)
+
+    def _launch(self, prep, args: argparse.Namespace, since: float) -> None:
+        from ..core.bench.engine import BenchmarkThread
+
+        if self._cancel_launch:
+            self._cancel_launch = self.preparing = False
+            if prep.sim is not None:
+                prep.sim.stop()
+            self._say("the run was cancelled before it started")
+            return
+        if self._others_busy() and time.monotonic() - since < QUIET_WAIT_S:
+            self._say("waiting for background loading (tokenizers) to finish, so it does not distort the timings…")
+            self.set_timer(0.2, lambda: self._launch(prep, args, since))
+            return
+        self.preparing = False
         self.sim = prep.sim
-        self.run_args = message.args
+        self.run_args = args
         self.live = LiveRun(len(prep.requests))
         self.thread = BenchmarkThread(prep.spec, prep.requests, prep.counter).start()
         self._drawn_version = -1
@@ -407,6 +432,10 @@ class BenchPane(Container):
         self._timer.resume()
 
     def action_stop(self) -> None:
+        if self.thread is None and self.preparing:
+            self._cancel_launch = True
+            self._say("cancelling…")
+            return
         if self.thread is None:
             self.notify("no run is going on", severity="warning")
             return
@@ -520,7 +549,7 @@ class BenchPane(Container):
             st = stats.get(m)
             for col in STAT_COLUMNS[1:]:
                 value = getattr(st, col) if st is not None else None
-                table.update_cell(m, col, Text(_fmt(value, 2), justify="right"))
+                table.update_cell(m, col, Text(_fmt(value, 2), justify="right"), update_width=True)
 
     def _draw_errors(self, reasons: dict[str, int], latest: list[tuple[int, str]]) -> None:
         errors = self.query_one("#bench-errors", Static)
@@ -546,7 +575,7 @@ class BenchPane(Container):
             r = runs[0]
             d = r.data
             self.query_one("#bench-title", Static).update(
-                f"{r.name} · {r.source} · {d.get('model_id') or '?'} · {r.kind} result"
+                f"{r.name} · {Path(r.source).name} · {d.get('model_id') or '?'} · {r.kind} result"
                 + (" · PARTIAL (stopped)" if r.partial else ""))
             total = d.get("num_prompts") or (d.get("completed", 0) + d.get("failed", 0)) or 1
             progress.update(total=total, progress=(d.get("completed") or 0) + (d.get("failed") or 0))
@@ -655,6 +684,7 @@ class BenchPane(Container):
     @on(Input.Submitted, "#bench-history-path")
     def _path_submitted(self, event: Input.Submitted) -> None:
         text = event.value.strip()
+        event.input.value = ""
         self.open_path(Path(text).expanduser() if text else self.result_dir)
 
     def open_path(self, path: Path) -> None:
@@ -705,7 +735,7 @@ class BenchPane(Container):
             self._add_history_row(r.source, r, "file")
         if message.runs:
             self.show_runs(message.runs)
-            self._say(f"opened {message.runs[0].source}")
+            self._say(f"opened {', '.join(Path(r.source).name for r in message.runs)}")
 
     @on(DataTable.RowSelected, "#bench-history")
     def _history_enter(self, event: DataTable.RowSelected) -> None:

@@ -5,8 +5,8 @@
 - ``from_result(result, name)``: a run of this session (exact statistics from its records).
 - ``load_result_file(path)``: tokdeck's JSON or ``vllm bench serve --save-result`` JSON
   (including vLLM's old ``"request_goodput:"`` key). Per-request series come from the detailed
-  arrays (``ttfts``, ``latencies``, ``output_lens``, optional ``start_times``, ``errors``); without
-  them only the summary numbers are known.
+  arrays (``ttfts``, ``output_lens``, ``latencies`` - for vLLM's files TTFT plus the ``itls`` -,
+  optional ``start_times`` and ``errors``); without them only the summary numbers are known.
 - ``list_result_files(folder)``: the JSON files of a folder, newest first.
 - ``compare(runs)``: one row per metric, each run's value and its delta against the first run.
 """
@@ -142,7 +142,13 @@ def run_from_dict(data: dict[str, Any], name: str, source: str) -> RunData:
     itls: list[float] | None = None
     if ttfts is not None:
         n = len(ttfts)
+        raw_itls = data.get("itls")
+        if not (isinstance(raw_itls, list) and len(raw_itls) == n):
+            raw_itls = None
         e2el = _number_list(data, "latencies", n)
+        if e2el is None and raw_itls is not None:  # vLLM keeps no latencies: TTFT + the gaps
+            e2el = [t + sum(x for x in row if isinstance(x, (int, float))) if isinstance(row, list) else t
+                    for t, row in zip(ttfts, raw_itls)]
         outs = _number_list(data, "output_lens", n)
         if e2el is not None and outs is not None:
             errors = data.get("errors")
@@ -154,8 +160,7 @@ def run_from_dict(data: dict[str, Any], name: str, source: str) -> RunData:
             series = RunSeries(ok=array("b", ok), ttft=array("d", ttfts), e2el=array("d", e2el),
                                output_tokens=array("q", (int(o) for o in outs)),
                                start=array("d", start) if start is not None else None)
-            raw_itls = data.get("itls")
-            if isinstance(raw_itls, list) and len(raw_itls) == n:
+            if raw_itls is not None:
                 itls = [float(x) for i, row in enumerate(raw_itls) if ok[i] and isinstance(row, list)
                         for x in row if isinstance(x, (int, float))]
     if series is not None:

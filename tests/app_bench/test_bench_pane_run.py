@@ -1,0 +1,223 @@
+"""The Bench pane driven by keyboard through Pilot, against the built-in simulator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from textual.widgets import DataTable, Input, ProgressBar, Select, Static, TabbedContent
+
+from conftest import cell, ready, run_args, vllm_result, wait_for, write_json
+from tui.app.messages import SendToBench
+from tui.core.bench.metrics import METRICS
+
+
+def _text(app, selector: str) -> str:
+    return str(app.query_one(selector, Static).render())
+
+
+async def test_start_shows_live_rows_then_the_exact_result(make_bench):
+    app = make_bench("--num-prompts", "60", "--max-concurrency", "4", "--output-len", "16",
+                     "--random-input-len", "32")
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.bench
+        await pilot.pause(0.1)
+        assert app.query_one("#panes", TabbedContent).active == "bench"
+        assert app.focused is app.query_one("#bench-profile", Select)
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: pane.thread is not None, what="the run to start")
+        table = app.query_one("#bench-stats", DataTable)
+        # live: rows filled while the run goes on
+        await wait_for(pilot, lambda: pane.thread is None or (cell(table, 0, 2) not in ("", "-")
+                                                              and "in flight" in _text(app, "#bench-throughput")),
+                       what="live rows")
+        assert pane.session == [] and pane.live.records > 0, "the run ended before a live row was drawn"
+        await wait_for(pilot, lambda: pane.session, what="the run to finish")
+        run = pane.session[0]
+        assert not run.result.partial and run.result.completed == 60 and run.result.failed == 0
+        for row, m in enumerate(METRICS):
+            st = run.data.stats[m]
+            assert cell(table, row, 0) == m.upper()
+            assert cell(table, row, 1) == f"{st.mean:,.2f}" and cell(table, row, 4) == f"{st.p99:,.2f}"
+        bar = app.query_one("#bench-progress", ProgressBar)
+        assert bar.progress == bar.total == 60
+        assert "run 1 finished: 60 done, 0 failed" in pane.status
+        assert app.query_one("#bench-history", DataTable).row_count == 1
+        assert pane.query_one("#bench-charts").builds >= 1
+
+
+async def test_stop_keeps_a_partial_result_and_saves_it(make_bench, isolated_env):
+    app = make_bench("--num-prompts", "400", "--max-concurrency", "2", "--output-len", "40",
+                     "--random-input-len", "16", sim=dict(ttft_ms=10.0, itl_ms=5.0))
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.bench
+        await ready(pilot)
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: pane.live is not None and pane.live.records >= 4, what="some records")
+        await pilot.press("f6")
+        await wait_for(pilot, lambda: pane.session, what="the stopped run")
+        result = pane.session[0].result
+        assert result.partial and 4 <= result.completed < 400
+        assert "PARTIAL" in _text(app, "#bench-title") and "partial" in pane.status
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: pane.session[0].saved_to is not None, what="the save")
+        path = pane.session[0].saved_to
+        assert path.parent == isolated_env / "data" / "tokdeck" / "results"
+        data = json.loads(path.read_text())
+        assert data["partial"] is True and data["completed"] == result.completed
+        assert len(data["ttfts"]) == len(data["start_times"]) == result.completed + result.failed
+
+
+async def test_profile_with_stored_key_is_masked_and_never_saved(make_bench, tmp_path):
+    from tui.core.bench.sim import SimConfig, ThreadedSimulator
+    from tui.core.config import Config, Profile
+
+    secret = "sk-very-secret-4242"
+    with ThreadedSimulator(SimConfig(ttft_ms=5, itl_ms=2, api_key=secret, model="gated")) as url:
+        config = Config(profiles=(Profile(name="gated", base_url=url, api_key=secret),))
+        app = make_bench("--num-prompts", "8", "--output-len", "4", "--random-input-len", "16",
+                         "--result-dir", str(tmp_path), config=config)
+        async with app.run_test(size=(120, 40)) as pilot:
+            pane = app.bench
+            await pilot.pause(0.1)
+            assert app.focused is app.query_one("#bench-profile", Select)
+            await pilot.press("enter", "down", "enter")  # the profile Select: open, next, choose
+            await pilot.pause(0.1)
+            assert app.query_one("#bench-profile", Select).value == "gated"
+            info = _text(app, "#bench-profile-info")
+            assert "stored in the config" in info and secret not in info
+            await pilot.press("f7")  # discover models with the key
+            await wait_for(pilot, lambda: app.query_one("#bench-model", Select).value == "gated", what="models")
+            app.query_one("#bench-tokenizer", Input).value = "cl100k_base"  # "gated" names no known model
+            await pilot.press("f5")
+            await wait_for(pilot, lambda: pane.session, what="the run")
+            assert pane.session[0].result.completed == 8  # the key was sent (the server demands it)
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: pane.session[0].saved_to is not None, what="the save")
+            text = pane.session[0].saved_to.read_text()
+            assert pane.session[0].saved_to.parent == tmp_path
+            assert secret not in text
+            data = json.loads(text)
+            for key in ("request_throughput", "mean_ttft_ms", "p99_itl_ms", "output_throughput", "ttfts", "itls"):
+                assert key in data
+            assert data["model_id"] == "gated" and data["base_url"] == url
+            assert secret not in app.export_screenshot()
+
+
+async def test_open_saved_and_vllm_files_then_compare_with_deltas(make_bench, tmp_path):
+    ttfts = [0.1, 0.2, 0.3, 0.4]
+    a = write_json(tmp_path / "base.json", vllm_result(ttfts, [[0.01] * 3] * 4, [4] * 4))
+    b = write_json(tmp_path / "next.json", vllm_result([t * 2 for t in ttfts], [[0.02] * 3] * 4, [4] * 4,
+                                                       request_throughput=0.5))
+    app = make_bench()
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.bench
+        await ready(pilot)
+        await pilot.press("f4")
+        assert app.focused is app.query_one("#bench-history", DataTable)
+        await pilot.press("shift+tab")
+        assert app.focused is app.query_one("#bench-history-path", Input)
+        await pilot.press(*str(a), "enter")
+        await wait_for(pilot, lambda: pane.shown, what="the opened file")
+        assert "base · base.json · acme/chat-7b · vllm result" in _text(app, "#bench-title")
+        assert "goodput 0.50 req/s" in _text(app, "#bench-throughput")  # vLLM's old "request_goodput:" key
+        table = app.query_one("#bench-stats", DataTable)
+        assert cell(table, 0, 1) == "250.00"  # TTFT mean from the per-request arrays
+        # the folder: both files listed; select both, compare
+        await pilot.press("f4", "shift+tab", *str(tmp_path), "enter")
+        history = app.query_one("#bench-history", DataTable)
+        await wait_for(pilot, lambda: history.row_count == 2, what="the folder listing")
+        await pilot.press("tab")
+        history.move_cursor(row=0)
+        await pilot.press("space", "down", "space")
+        await wait_for(pilot, lambda: all(isinstance(pane.files.get(str(p)), type(pane.shown[0])) for p in (a, b)),
+                       what="both files opened")
+        assert [k for k in pane.selected] and len(pane.selected) == 2
+        await pilot.press("f8")
+        await wait_for(pilot, lambda: len(pane.shown) == 2, what="the comparison")
+        rows = {cell(table, r, 0): [cell(table, r, c) for c in range(1, 3)] for r in range(table.row_count)}
+        first, second = (pane.shown[0].name, pane.shown[1].name)
+        assert f"Comparing {first} · {second}" in _text(app, "#bench-title")
+        base, other = (rows["TTFT mean (ms)"] if first == "base" else rows["TTFT mean (ms)"][::-1])
+        assert rows["TTFT mean (ms)"][0] in ("250.00", "500.00")
+        if first == "base":
+            assert rows["TTFT mean (ms)"][1] == "500.00 (+250.00, +100.0%)"
+            assert rows["requests/s"][1] == "0.50 (+0.10, +25.0%)"
+        else:
+            assert rows["TTFT mean (ms)"][1] == "250.00 (-250.00, -50.0%)"
+            assert rows["requests/s"][1] == "0.40 (-0.10, -20.0%)"
+        assert pane.query_one("#bench-charts")._runs and len(pane.query_one("#bench-charts")._runs) == 2
+
+
+async def test_send_to_bench_fills_the_dataset_and_shows_the_pane(make_bench, tmp_path):
+    from tui.app.app import make_app
+    from tui.core.config import Config
+
+    data = tmp_path / "chats.jsonl"
+    data.write_text('{"conversations": [{"from": "human", "value": "hi there"}, {"from": "gpt", "value": "hello"}]}\n')
+    app = make_app("tokens", registry=make_bench().registry, config=Config())
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.tokens.post_message(SendToBench(data, "sharegpt"))
+        await pilot.pause(0.2)
+        assert app.query_one("#panes", TabbedContent).active == "bench"
+        assert app.query_one("#bench-dataset-path", Input).value == str(data)
+        assert app.query_one("#bench-dataset-name", Select).value == "sharegpt"
+        assert "from the Data pane" in app.bench.status
+        app.bench.use_dataset(data, "prompt-completion")
+        assert app.query_one("#bench-dataset-name", Select).value == "custom"
+
+
+async def test_broken_config_is_shown_never_a_crash(bundled, tmp_path, monkeypatch):
+    from tui.app.app import make_app
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[[profiles]]\nname = "gpu"\nbase_url = "http://x"\nbackend = "grpc"\n')
+    monkeypatch.setenv("TOKDECK_CONFIG", str(cfg))
+    app = make_app("bench", registry=bundled, bench_args=run_args("--num-prompts", "4"))
+    async with app.run_test(size=(100, 30)) as pilot:
+        problem = _text(app, "#bench-config-problem")
+        assert problem == f"{cfg}:4: profiles.backend must be openai-chat or openai"
+        assert app.query_one("#bench-profile", Select).value == "simulator"
+        await ready(pilot)
+        await pilot.press("f5")  # model names resolve through the config's aliases: refused, with the reason
+        await wait_for(pilot, lambda: not app.bench.preparing, what="the refusal")
+        assert app.bench.status == problem and app.bench.thread is None
+        await pilot.press("f4")
+        assert app.query_one("#bench-views").current == "history"
+
+
+async def test_start_flag_runs_and_saves_with_the_given_name(make_bench, tmp_path):
+    app = make_bench("--num-prompts", "12", "--output-len", "4", "--random-input-len", "16", "--max-concurrency", "3",
+                     "--save-result", "--result-dir", str(tmp_path), "--result-filename", "first.json",
+                     "--request-rate", "200", start=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.bench.session, what="the run started by --start")
+        run = app.bench.session[0]
+        assert run.saved_to == tmp_path / "first.json"
+        data = json.loads(run.saved_to.read_text())
+        assert data["completed"] == 12 and data["max_concurrency"] == 3 and data["request_rate"] == 200
+        assert "ttfts" not in data  # --save-result without --save-detailed, as tokdeck bench
+        assert app.query_one("#bench-num-prompts", Input).value == "12"
+
+
+async def test_bad_form_value_names_the_field(make_bench):
+    app = make_bench()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        app.query_one("#bench-request-rate", Input).value = "fast"
+        await pilot.press("f5")
+        await pilot.pause()
+        assert app.bench.status == "request rate: 'fast' is not a number" and app.bench.thread is None
+        app.query_one("#bench-request-rate", Input).value = "inf"
+        app.query_one("#bench-dataset-name", Select).value = "custom"
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: not app.bench.preparing, what="the refusal")
+        assert "--dataset-name custom needs --dataset-path" in app.bench.status
+
+
+def test_ui_rejects_bad_run_flags_in_one_line():
+    from tokdeck_testing import run_cli
+
+    proc = run_cli("ui", "--pane", "bench", "--dataset-name", "custom")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "tokdeck: error: --dataset-name custom needs --dataset-path FILE"
