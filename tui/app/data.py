@@ -180,8 +180,10 @@ class OpenDatasetScreen(ModalScreen[tuple[str, str | None] | None]):
             yield Label("Open a JSONL dataset (or a JSON array file):")
             yield Input(self.initial, placeholder="path/to/data.jsonl", id="data-open-path")
             yield Label("Format (detected from the content unless chosen):")
-            yield Select([(f, f) for f in FORMATS], prompt="detect", value=self.format or Select.BLANK,
-                         id="data-open-format")
+            select = Select([(f, f) for f in FORMATS], prompt="detect", id="data-open-format")
+            if self.format:
+                select.value = self.format
+            yield select
             with Horizontal(classes="buttons"):
                 yield Button("Open", id="open", variant="primary")
                 yield Button("Cancel", id="cancel")
@@ -192,7 +194,7 @@ class OpenDatasetScreen(ModalScreen[tuple[str, str | None] | None]):
         path = self.query_one("#data-open-path", Input).value.strip()
         fmt = self.query_one("#data-open-format", Select).value
         if path:
-            self.dismiss((path, None if fmt is Select.BLANK else str(fmt)))
+            self.dismiss((path, str(fmt) if isinstance(fmt, str) else None))
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
@@ -302,8 +304,9 @@ class DataPane(Container):
         table.add_column("kind", key="kind", width=18)
         table.add_column("message", key="message")
         self.query_one("#data-hist", PlotextPlot).display = False
-        if self.path is not None:
-            self.open(self.path)
+        path, self.path = self.path, None  # set again once it opens
+        if path is not None:
+            self.open(path)
 
     def focus_default(self) -> None:
         view = self.query_one("#data-views", ContentSwitcher).current or "data-summary-view"
