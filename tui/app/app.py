@@ -11,7 +11,6 @@ from functools import partial
 from pathlib import Path
 from typing import Iterable
 
-from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -114,12 +113,6 @@ class TokdeckApp(App):
     def bench(self) -> BenchPane:
         return self.query_one(BenchPane)
 
-    @on(SendToBench)
-    def _send_to_bench(self, message: SendToBench) -> None:
-        """The Data pane hands a dataset to the Bench pane."""
-        self.action_show_pane("bench")
-        self.query_one(BenchPane).use_dataset(message.path, message.dataset_format)
-
     def action_show_pane(self, pane: str) -> None:
         self.query_one("#panes", TabbedContent).active = pane
         if pane == "tokens":
@@ -134,6 +127,7 @@ class TokdeckApp(App):
             self.call_after_refresh(self.action_show_pane, self.initial_pane)
 
     def on_send_to_bench(self, message: SendToBench) -> None:
+        """The Data pane hands a dataset to the Bench pane."""
         self.action_show_pane("bench")
         self.bench.use_dataset(message.path, message.dataset_format)
 

@@ -10,7 +10,9 @@ batch per event-loop turn.
 
 from __future__ import annotations
 
+import sys
 import time
+from functools import partial
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,13 +34,20 @@ from ..core.tokenizers.context import Budget, context_window, parse_overrides
 from ..core.tokenizers.incremental import CountStats, IncrementalCounter, window_bounds
 from ..core.tokenizers.pieces import TokenPieces, token_pieces
 from .screens import BudgetChoice, BudgetScreen, OpenFileScreen, TokenizerPickerScreen
-from .widgets import BudgetBar, TokenView
+from .widgets import BudgetBar, Editor, TokenView
 
 #: whole-count rows wait this long after the last edit on documents larger than WHOLE_DEBOUNCE_CHARS
 WHOLE_DEBOUNCE_S = 0.3
 WHOLE_DEBOUNCE_CHARS = 100_000
 #: the token view tokenizes at most this many characters around the cursor and shows this many tokens
 VIEW_CHARS = 20_000
+#: the table is redrawn at most this often while results stream in
+FLUSH_INTERVAL_S = 0.05
+SOFT_WRAP_CHARS = 200_000
+#: the interpreter's thread switch interval while the pane runs: count workers wait for the GIL
+#: up to this long each time the UI thread is busy drawing (Python's default is 5 ms)
+SWITCH_INTERVAL_S = 0.001
+LANES = ("tiktoken", "incremental", "whole")
 VIEW_TOKENS = 4_000
 COLUMNS = (("tokenizer", "tokenizer"), ("tokens", "tokens"), ("cpt", "chars/tok"), ("delta", "Δ ref"),
            ("pct", "Δ %"), ("note", "note"))
@@ -93,6 +102,11 @@ class TokensPane(Container):
             super().__init__()
             self.result = result
 
+    class LaneDone(Message):
+        def __init__(self, lane: str):
+            super().__init__()
+            self.lane = lane
+
     class PiecesReady(Message):
         def __init__(self, pieces: TokenPieces | None, caption: str):
             super().__init__()
@@ -123,39 +137,48 @@ class TokensPane(Container):
         self._requested: set[str] = set()
         self._counting: set[str] = set()
         self._recount: set[str] = set()
-        self._rows_dirty = False
+        self._flush_pending = False
+        self._flushed_at = 0.0
         self._whole_timer: Timer | None = None
         self._view_timer: Timer | None = None
         self._budget_tokenizer: str | None = None
         self._budget_problem: str | None = None
         self._overrides: dict[str, int] = {}
         self.painted_at: float | None = None
+        self.changed_at: float | None = None  # when the last edit reached the pane (perf script)
+        self.updated_at: dict[str, float] = {}  # when each row got the current text's count
         self._shown: dict[tuple[str, str], str] = {}
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
         with ContentSwitcher(initial="editor", id="top"):
-            yield TextArea(self._initial_text, id="editor", soft_wrap=True, show_line_numbers=False)
+            # soft-wrapping a megabyte costs about a second up front (every line measured): big
+            # documents open unwrapped
+            yield Editor(self._initial_text, id="editor", soft_wrap=len(self._initial_text) < SOFT_WRAP_CHARS,
+                         show_line_numbers=False)
             yield TokenView(id="token-view")
         yield Static("", id="doc-info", markup=False)
         yield BudgetBar(id="budget")
         yield DataTable(id="counts", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
-        table = self.query_one("#counts", DataTable)
-        for key, label in COLUMNS:
-            table.add_column(Text(label, justify="right") if key in NUMERIC else label, key=key)
+        editor = self.query_one("#editor", Editor)
+        self._note_normalised(self.text, editor.text)
+        self.text = editor.text  # what is counted is what the editor holds
         self._rebuild_rows()
         self._resolve_budget()
         self._update_info()
         self.query_one("#editor", TextArea).focus()
         if self.config_problem:
             self.notify(self.config_problem, title="config not loaded", severity="error", timeout=10)
-        self._load(self._wanted_ids())
-        self.call_after_refresh(self._mark_painted)
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        self.call_after_refresh(self._after_first_paint)
 
-    def _mark_painted(self) -> None:
+    def _after_first_paint(self) -> None:
+        # loading holds the GIL for a while (rank files and tokenizer.json parsing are partly
+        # Python): start it once the first frame is on screen
         self.painted_at = time.perf_counter()
+        self._load(self._wanted_ids())
 
     def _wanted_ids(self) -> list[str]:
         ids = list(self.enabled)
@@ -165,11 +188,15 @@ class TokensPane(Container):
 
     def _rebuild_rows(self) -> None:
         table = self.query_one("#counts", DataTable)
-        table.clear()
+        table.clear(columns=True)
+        # fixed widths: a cell update then redraws its row, not the whole table's layout
+        widths = {"tokenizer": max([14, *map(len, self.enabled)]), "tokens": 9, "cpt": 9, "delta": 8, "pct": 7,
+                  "note": 26}
+        for key, label in COLUMNS:
+            table.add_column(Text(label, justify="right") if key in NUMERIC else label, key=key, width=widths[key])
         self._shown: dict[tuple[str, str], str] = {}
         for tid in self.enabled:
             table.add_row(tid, "loading…", "", "", "", "", key=tid)
-        self._rows_dirty = True
         self._flush()
 
     # ------------------------------------------------------------------ loading
@@ -209,9 +236,8 @@ class TokensPane(Container):
             tok = self.registry.get(result.tokenizer_id)
             self.counters[result.tokenizer_id] = IncrementalCounter(tok, self.specials)
             self._schedule(result.tokenizer_id)
-        self._rows_dirty = True
-        self.call_later(self._flush)
-        if result.tokenizer_id == self.selected_id():
+        self._request_flush()
+        if result.tokenizer_id == self.selected_id() and self._view_visible():
             self._request_pieces()
 
     # ------------------------------------------------------------------ counting
@@ -219,68 +245,94 @@ class TokensPane(Container):
     def _edited(self, event: TextArea.Changed) -> None:
         self.text = event.text_area.text
         self.generation += 1
+        self.changed_at = time.perf_counter()
         self._update_info()
         big = len(self.text) > WHOLE_DEBOUNCE_CHARS
-        for tid, counter in self.counters.items():
-            if counter.incremental or not big:
-                self._schedule(tid)
+        for lane in LANES if not big else LANES[:2]:
+            self._schedule_lane(lane)
         if big:
             if self._whole_timer is not None:
                 self._whole_timer.stop()
             self._whole_timer = self.set_timer(WHOLE_DEBOUNCE_S, self._schedule_whole)
-        if self.query_one("#top", ContentSwitcher).current == "token-view":
+        if self._view_visible():
             self._request_pieces()
 
     def _schedule_whole(self) -> None:
-        for tid, counter in self.counters.items():
-            if not counter.incremental:
-                self._schedule(tid)
+        self._schedule_lane("whole")
+
+    def _lane(self, counter: IncrementalCounter) -> str:
+        stats = counter.stats
+        # no cut rule, or a document with (almost) no cut points for it: counting is a full
+        # encode either way, so it waits for a pause in typing with the whole-count rows
+        if not counter.incremental or (stats is not None and stats.blocks < 4 and len(self.text) > WHOLE_DEBOUNCE_CHARS):
+            return "whole"
+        return "tiktoken" if counter.tokenizer.info.format in ("tiktoken", "tekken") else "incremental"
 
     def _schedule(self, tid: str) -> None:
-        """Count ``tid`` now, or as soon as its running count finishes."""
-        if tid in self._counting:
-            self._recount.add(tid)
-            return
-        self._counting.add(tid)
-        counter = self.counters[tid]
-        text, generation = self.text, self.generation
-        self.run_worker(lambda: self._count(counter, text, generation), thread=True, exclusive=True,
-                        exit_on_error=False, group=f"count-{tid}", name=f"count {tid}")
+        self._schedule_lane(self._lane(self.counters[tid]))
 
-    def _count(self, counter: IncrementalCounter, text: str, generation: int) -> None:
-        worker = get_current_worker()
-        started = time.perf_counter()
-        tid = counter.tokenizer.id
-        try:
-            n = counter.count(text, lambda: worker.is_cancelled)
-        except Exception as exc:  # a tokenizer failing on some text fails its row, not the app
-            count = TokenCount(tid, None, len(text), counter.tokenizer.info.exact,
-                               error=f"{tid}: {type(exc).__name__}: {exc}")
-            self.post_message(self.CountReady(Counted(tid, generation, count, None, time.perf_counter() - started)))
+    def _schedule_lane(self, lane: str) -> None:
+        """Count a lane's rows now, or as soon as its running count finishes (latest edit wins).
+
+        Three lanes, one thread each: tiktoken-family rows (about a millisecond per edit), the
+        other incremental rows, and the rows counted whole. Few threads keep the GIL hand-offs
+        few; separate lanes keep a slow row from holding up a fast one.
+        """
+        if lane in self._counting:
+            self._recount.add(lane)
             return
-        count = TokenCount(tid, n, len(text), counter.tokenizer.info.exact) if n is not None else None
-        self.post_message(self.CountReady(Counted(tid, generation, count, counter.stats,
-                                                  time.perf_counter() - started)))
+        counters = [c for c in self.counters.values() if self._lane(c) == lane]
+        if not counters:
+            return
+        self._counting.add(lane)
+        text, generation = self.text, self.generation
+        self.run_worker(partial(self._count_lane, lane, counters, text, generation), thread=True,
+                        exclusive=True, exit_on_error=False, group=f"count-{lane}", name=f"count {lane}")
+
+    def _count_lane(self, lane: str, counters: list[IncrementalCounter], text: str, generation: int) -> None:
+        worker = get_current_worker()
+
+        def stale() -> bool:  # a newer edit or the app closing: stop, the next run resumes from the cache
+            return worker.is_cancelled or self.generation != generation
+
+        for counter in counters:
+            if stale():
+                break
+            started = time.perf_counter()
+            tid = counter.tokenizer.id
+            try:
+                n = counter.count(text, stale)
+            except Exception as exc:  # a tokenizer failing on some text fails its row, not the app
+                count = TokenCount(tid, None, len(text), counter.tokenizer.info.exact,
+                                   error=f"{tid}: {type(exc).__name__}: {exc}")
+            else:
+                count = TokenCount(tid, n, len(text), counter.tokenizer.info.exact) if n is not None else None
+            self.post_message(self.CountReady(Counted(tid, generation, count, counter.stats,
+                                                      time.perf_counter() - started)))
+        self.post_message(self.LaneDone(lane))
 
     @on(CountReady)
     def _counted(self, message: CountReady) -> None:
         result = message.result
         tid = result.tokenizer_id
-        self._counting.discard(tid)
         previous = self.counts.get(tid)
         if result.count is None:
-            pass  # cancelled (the app is closing)
-        elif result.count.error:
+            return  # stopped for a newer edit
+        if result.count.error:
             self.errors[tid] = result.count.error
         elif previous is None or result.generation >= previous.generation:
             self.counts[tid] = result
             self.errors.pop(tid, None)
-        if tid in self._recount:
-            self._recount.discard(tid)
-            self._schedule(tid)
-        if not self._rows_dirty:
-            self._rows_dirty = True
-            self.call_later(self._flush)
+            if result.generation == self.generation:
+                self.updated_at[tid] = time.perf_counter()
+        self._request_flush()
+
+    @on(LaneDone)
+    def _lane_done(self, message: LaneDone) -> None:
+        self._counting.discard(message.lane)
+        if message.lane in self._recount:
+            self._recount.discard(message.lane)
+            self._schedule_lane(message.lane)
 
     def settled(self) -> bool:
         """True when every loaded row has counted the current text (for tests and the perf script)."""
@@ -290,10 +342,20 @@ class TokensPane(Container):
                    for tid in self.counters)
 
     # ------------------------------------------------------------------ drawing
-    def _flush(self) -> None:
-        if not self._rows_dirty:
+    def _request_flush(self) -> None:
+        """Redraw the table once for any number of results: now if idle, else after FLUSH_INTERVAL_S."""
+        if self._flush_pending:
             return
-        self._rows_dirty = False
+        self._flush_pending = True
+        wait = FLUSH_INTERVAL_S - (time.perf_counter() - self._flushed_at)
+        if wait <= 0.001:
+            self.call_later(self._flush)
+        else:
+            self.set_timer(wait, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        self._flushed_at = time.perf_counter()
         table = self.query_one("#counts", DataTable)
         ref = self.counts.get(self.reference)
         ref_n = ref.count.tokens if ref and ref.generation == self.generation else None
@@ -303,7 +365,7 @@ class TokensPane(Container):
                 if self._shown.get((tid, key)) != value:
                     self._shown[(tid, key)] = value
                     cell = Text(value, justify="right") if key in NUMERIC else value
-                    table.update_cell(tid, key, cell, update_width=True)
+                    table.update_cell(tid, key, cell)
         self._update_budget()
 
     def _row(self, tid: str, ref_n: int | None) -> tuple[str, str, str, str, str]:
@@ -379,9 +441,12 @@ class TokensPane(Container):
         row = min(table.cursor_row, len(self.enabled) - 1)
         return self.enabled[max(row, 0)]
 
+    def _view_visible(self) -> bool:
+        return self.query_one("#top", ContentSwitcher).current == "token-view"
+
     @on(DataTable.RowHighlighted, "#counts")
     def _row_highlighted(self) -> None:
-        if self.query_one("#top", ContentSwitcher).current == "token-view":
+        if self._view_visible():
             self._request_pieces(now=True)
 
     def _request_pieces(self, now: bool = False) -> None:
@@ -467,9 +532,8 @@ class TokensPane(Container):
         self.generation += 1
         self._save(specials=policy)
         self._update_info()
-        for tid in self.counters:
-            self._schedule(tid)
-        self._rows_dirty = True
+        for lane in LANES:
+            self._schedule_lane(lane)
         self._flush()
         self.notify(f"special tokens: {policy}", timeout=2)
 
@@ -480,7 +544,6 @@ class TokensPane(Container):
         self.reference = tid
         self._save(reference=tid)
         self._update_info()
-        self._rows_dirty = True
         self._flush()
 
     def action_choose_tokenizers(self) -> None:
@@ -540,7 +603,17 @@ class TokensPane(Container):
 
     def load_text(self, text: str, source: str | None = None) -> None:
         self._source = source
-        self.query_one("#editor", TextArea).load_text(text)  # posts TextArea.Changed
+        editor = self.query_one("#editor", TextArea)
+        editor.load_text(text)  # posts TextArea.Changed
+        self._note_normalised(text, editor.text)
+
+    def _note_normalised(self, original: str, edited: str) -> None:
+        """TextArea keeps one newline style per document (CRLF if the text has any) and treats
+        U+2028, U+0085 and other line separators as newlines: say so when that changed the text."""
+        if original != edited:
+            self.notify("The editor normalised this text's line endings; counts are of the text as shown "
+                        "(`tokdeck count FILE` counts the file byte for byte).", title="line endings",
+                        severity="warning", timeout=8)
 
     # ------------------------------------------------------------------ config
     def _save(self, **changes) -> None:

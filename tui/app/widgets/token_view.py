@@ -11,6 +11,7 @@ from ...core.tokenizers.pieces import TokenPieces
 
 _WHITESPACE = str.maketrans({" ": "·", "\t": "→", "\r": "␍", "\n": "⏎\n"})
 _STYLES = ("on #1f3b57", "on #4a2f55")
+_SUBSCRIPT = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
 
 def render_pieces(pieces: TokenPieces, *, show_ids: bool, show_whitespace: bool) -> Text:
@@ -24,7 +25,7 @@ def render_pieces(pieces: TokenPieces, *, show_ids: bool, show_whitespace: bool)
             style += " italic yellow"
         out.append(text, style=style)
         if show_ids:
-            out.append(str(piece.id), style="dim cyan")
+            out.append(str(piece.id).translate(_SUBSCRIPT), style="cyan")  # subscript: never mistaken for text
     return out
 
 

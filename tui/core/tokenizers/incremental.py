@@ -174,7 +174,11 @@ class IncrementalCounter:
         for batch in _batches(todo, BATCH_CHARS):
             if cancelled():
                 return None
-            for blk, n in zip(batch, self.tokenizer.count_many(batch, self.specials)):
+            # one block (the usual keystroke): a plain call, no batch machinery (tiktoken's batch
+            # call starts a thread pool each time)
+            counts = ([self.tokenizer.count(batch[0], self.specials)] if len(batch) == 1
+                      else self.tokenizer.count_many(batch, self.specials))
+            for blk, n in zip(batch, counts):
                 self._cache[blk] = n
             encoded_chars += sum(map(len, batch))
         mid_counts = [self._cache[blk] for blk in middle]
