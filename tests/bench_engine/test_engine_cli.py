@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -146,3 +147,28 @@ def test_ctrl_c_stops_and_saves_a_partial_result(tmp_path):
     assert len(files) == 1
     d = json.loads(files[0].read_text())
     assert d["partial"] is True and d["cancelled"] == 4 and d["completed"] < 40
+
+
+def test_profile_gives_endpoint_model_and_key_without_leaking_it(tmp_path):
+    secret = "sk-PROFILE-secret-5555"
+    server = ThreadedSimulator(SimConfig(ttft_ms=5.0, itl_ms=1.0, api_key=secret, model="served-x",
+                                         strict_model=True))
+    url = server.start()
+    try:
+        cfg = tmp_path / "config.toml"
+        cfg.write_text(f'[[profiles]]\nname = "gpu"\nbase_url = "{url}"\nbackend = "openai"\n'
+                       f'model = "served-x"\napi_key = "{secret}"\nheaders = {{ X-Team = "bench" }}\n', "utf-8")
+        os.chmod(cfg, 0o600)
+        out = tmp_path / "out"
+        proc = run_cli("bench", "--profile", "gpu", "--tokenizer", "cl100k_base", *SMALL, "--save-result",
+                       "--result-dir", str(out), env={"TOKDECK_CONFIG": str(cfg)})
+        assert proc.returncode == 0, proc.stderr
+        assert "Successful requests:                     12" in proc.stdout
+        assert {r.path for r in server.records} == {"/v1/completions"}  # the profile's backend
+        saved = next(out.iterdir()).read_text()
+        assert json.loads(saved)["model_id"] == "served-x"
+        assert all(secret not in t for t in (proc.stdout, proc.stderr, saved))
+        unknown = run_cli("bench", "--profile", "nope", env={"TOKDECK_CONFIG": str(cfg)})
+        assert unknown.returncode == 2 and "no profile named 'nope'" in unknown.stderr
+    finally:
+        server.stop()

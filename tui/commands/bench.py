@@ -43,10 +43,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+class _Given(argparse.Action):
+    """Stores the value and notes that it was given (so a --profile does not override it)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
+
+
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """Every run flag of `tokdeck bench` (also taken by `tokdeck ui --pane bench`)."""
     e = p.add_argument_group("endpoint")
-    e.add_argument("--backend", choices=("openai-chat", "openai"), default="openai-chat",
+    e.add_argument("--profile", metavar="NAME",
+                   help="an endpoint from [[profiles]] in the config: its base URL, backend, model, API key, "
+                        "headers and TLS settings fill in what the command line leaves out")
+    e.add_argument("--backend", choices=("openai-chat", "openai"), default="openai-chat", action=_Given,
                    help="openai-chat: /v1/chat/completions (default); openai: /v1/completions")
     e.add_argument("--base-url", metavar="URL",
                    help="server base URL, e.g. http://gpu1:8000 (a trailing /v1 is fine); "
@@ -146,6 +157,30 @@ def _validate(args) -> None:
         raise TokdeckError("--ca-bundle and --insecure contradict each other")
     if args.base_url and not args.base_url.lower().startswith(("http://", "https://")):
         raise TokdeckError(f"--base-url must start with http:// or https:// (got {args.base_url.split('@')[-1]!r})")
+
+
+def _apply_profile(args) -> str | None:
+    """Fill in ``args`` from the named config profile; returns the key stored in it, if any.
+
+    The command line wins: base URL, model, --backend, --api-key-env, TLS options and --timeout
+    (when changed from its default) keep their values; profile headers come before --header ones."""
+    from ..core.config import load_config
+
+    prof = load_config().profile(args.profile)
+    if not args.base_url:
+        args.base_url = prof.base_url or None
+    if not getattr(args, "backend_given", False):
+        args.backend = prof.backend
+    if not args.model:
+        args.model = prof.model
+    if not args.api_key_env and prof.api_key_env:
+        args.api_key_env = prof.api_key_env
+    args.header = [f"{k}={v}" for k, v in prof.headers.items()] + list(args.header)
+    if not args.insecure and not args.ca_bundle:
+        args.insecure, args.ca_bundle = prof.insecure, prof.ca_bundle
+    if args.timeout == 600.0:
+        args.timeout = prof.timeout_s
+    return prof.api_key
 
 
 def _headers(items: list[str]) -> tuple[tuple[str, str], ...]:
@@ -327,6 +362,7 @@ def prepare(args, *, registry=None, api_key: str | None = None, sim_config=None,
     from ..core.tokenizers import default_registry
 
     say = say or (lambda line: None)
+    profile_key = _apply_profile(args) if getattr(args, "profile", None) else None
     _validate(args)
     try:
         percentile_metrics = m.parse_metric_names(args.percentile_metrics)
@@ -335,7 +371,7 @@ def prepare(args, *, registry=None, api_key: str | None = None, sim_config=None,
     except ValueError as exc:
         raise TokdeckError(str(exc)) from None
     headers = _headers(args.header)
-    api_key = api_key or _api_key(args)
+    api_key = api_key or (None if args.api_key_env else profile_key) or _api_key(args)
 
     sim = None
     sim_tokenizer = None
