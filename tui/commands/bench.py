@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Send prompts to an OpenAI-compatible endpoint at a chosen load and report vLLM's "
                     "serving metrics (flags named as `vllm bench serve` names them). Without --base-url "
                     "it runs against the built-in simulator.")
+    p.add_argument("--profile", metavar="NAME",
+                   help="an endpoint from [[profiles]] in the config: its base URL, backend, model, API key, "
+                        "headers and TLS settings fill in what the command line leaves out")
     add_run_arguments(p)
     p.set_defaults(run=run)
 
@@ -54,9 +57,6 @@ class _Given(argparse.Action):
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """Every run flag of `tokdeck bench` (also taken by `tokdeck ui --pane bench`)."""
     e = p.add_argument_group("endpoint")
-    e.add_argument("--profile", metavar="NAME",
-                   help="an endpoint from [[profiles]] in the config: its base URL, backend, model, API key, "
-                        "headers and TLS settings fill in what the command line leaves out")
     e.add_argument("--backend", choices=("openai-chat", "openai"), default="openai-chat", action=_Given,
                    help="openai-chat: /v1/chat/completions (default); openai: /v1/completions")
     e.add_argument("--base-url", metavar="URL",
