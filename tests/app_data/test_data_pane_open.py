@@ -25,7 +25,7 @@ async def test_errors_file_summary_equals_core_report(make_data, sample):
         assert (r.records, r.valid, r.invalid) == (expected.records, expected.valid, expected.invalid) == (21, 7, 14)
         assert (r.error_total, r.warning_total) == (expected.error_total, expected.warning_total)
         status = str(app.query_one("#data-status", Static).render())
-        assert "openai-chat, 21 records, 7 valid, 14 invalid, 14 errors, 3 warnings" in status
+        assert "openai-chat · 21 records · 7 valid · 14 invalid · 14 errors · 3 warnings" in status
         summary = str(app.query_one("#data-summary", Static).render())
         assert "21 records: 7 valid, 14 invalid" in summary
         assert "duplicate prompts: 1 (line 21 = line 1)" in summary

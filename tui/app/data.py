@@ -277,6 +277,7 @@ class DataPane(Container):
         self._detail_timer = None
         self._plotted: object = None  # the series last drawn (the plot is rebuilt only when they change)
         self._problem_lines: list[int] = []
+        self._issues_by_line: dict[int, list] = {}
 
     # ------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -456,8 +457,8 @@ class DataPane(Container):
         self.report = r
         self._show_progress(None)
         state = "" if r.complete else "  INCOMPLETE (cancelled)"
-        self._status(f"{Path(r.path).name}: {r.format.format}, {r.records:,} records, {r.valid:,} valid, "
-                     f"{r.invalid:,} invalid, {r.error_total:,} errors, {r.warning_total:,} warnings{state}")
+        self._status(f"{r.format.format} · {r.records:,} records · {r.valid:,} valid · {r.invalid:,} invalid · "
+                     f"{r.error_total:,} errors · {r.warning_total:,} warnings{state}")
         self.query_one("#data-summary", Static).update(summary_text(r))
         self._plot(r)
         self._fill_problems()
@@ -519,10 +520,15 @@ class DataPane(Container):
         r = self.report
         note = self.query_one("#data-problems-note", Static)
         self._problem_lines = []
+        self._issues_by_line = {}
         if r is None:
             note.update("")
             return
         issues = sorted(r.errors + r.warnings, key=lambda i: (i.line is None, i.line or 0))
+        self._issues_by_line = {}
+        for i in issues:
+            if i.line is not None:
+                self._issues_by_line.setdefault(i.line, []).append(i)
         shown = issues[:MAX_ROWS]
         for i in shown:
             where = "file" if i.line is None else f"{i.line}" + (f":{i.column}" if i.column else "")
@@ -603,7 +609,8 @@ class DataPane(Container):
             return
         start, end = self.index.span(line)
         raw = self.index.read_line(line, DETAIL_BYTES)
-        detail.update(conversation_text(line, raw, truncated=end - start > DETAIL_BYTES))
+        detail.update(conversation_text(line, raw, truncated=end - start > DETAIL_BYTES,
+                                        issues=self._issues_by_line.get(line, ())))
         self.query_one("#data-detail", VerticalScroll).scroll_home(animate=False)
 
     # ------------------------------------------------------------ search

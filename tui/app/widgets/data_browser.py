@@ -32,7 +32,7 @@ class RecordBrowser(ScrollView, can_focus=True):
     """One row per physical line (or per matching line when filtered); a row cursor."""
 
     DEFAULT_CSS = """
-    RecordBrowser { background: $surface; }
+    RecordBrowser { background: $surface; overflow-x: hidden; }
     RecordBrowser > .record-browser--cursor { background: $accent 40%; }
     RecordBrowser > .record-browser--gutter { color: $text-muted; }
     """
@@ -174,6 +174,8 @@ class RecordBrowser(ScrollView, can_focus=True):
         self.post_message(self.Moved(self, self.current_line))
 
     def _scroll_to_cursor(self, center: bool = False) -> None:
+        if center:  # also once laid out: a browser just made visible has no height yet
+            self.call_after_refresh(self._scroll_to_cursor)
         height = max(1, self.scrollable_content_region.height)
         top = self.scroll_offset.y
         if center:
@@ -248,10 +250,15 @@ def _messages(value) -> tuple[list, str, str] | None:
     return None
 
 
-def conversation_text(line: int, raw: bytes, truncated: bool) -> Text:
-    """The detail panel for one line: messages as a conversation, anything else pretty-printed."""
+def conversation_text(line: int, raw: bytes, truncated: bool, issues=()) -> Text:
+    """The detail panel for one line: its problems (LineIssue), then messages as a conversation,
+    anything else pretty-printed."""
     out = Text()
     out.append(f"line {line:,}", style="bold")
+    for issue in issues:
+        where = f" col {issue.column}" if issue.column else ""
+        out.append(f"\n{issue.severity} {issue.kind}{where}: {issue.message}",
+                   style="red" if issue.severity == "error" else "yellow")
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     if truncated:
