@@ -57,7 +57,10 @@ async def test_problem_list_lists_the_known_problems_and_jumps_to_the_line(make_
         await pilot.pause(0.2)
         assert app.query_one("#data-views", ContentSwitcher).current == "data-records-view"
         pane = app.query_one("DataPane")
-        assert pane.browser.current_line == 12
+        browser = pane.browser
+        assert browser.current_line == 12
+        top, height = browser.scroll_offset.y, browser.scrollable_content_region.height
+        assert height > 0 and top <= browser.cursor < top + height  # its row is on screen
         assert app.focused is pane.browser
         detail = str(app.query_one("#data-detail-text", Static).render())
         assert detail.startswith("line 12") and "bot" in detail

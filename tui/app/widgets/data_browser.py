@@ -136,6 +136,7 @@ class RecordBrowser(ScrollView, can_focus=True):
 
     def on_resize(self) -> None:
         self._resize()
+        self.call_after_refresh(self._scroll_to_cursor)  # keep the cursor's row on screen
 
     def text_of(self, line: int) -> str:
         """The row text of ``line`` (a decoded, control-free prefix), from the cache or the file."""
@@ -294,7 +295,7 @@ def conversation_text(line: int, raw: bytes, truncated: bool, issues=()) -> Text
         if m.get("tool_call_id"):
             out.append(f" ← {m['tool_call_id']}", style="dim")
         out.append("\n")
-        if content_key in m or not m.get("tool_calls"):
+        if m.get(content_key) is not None or not m.get("tool_calls"):
             out.append(_clip(_content(m.get(content_key))) + "\n")
         for call in m.get("tool_calls") or ():
             fn = call.get("function", {}) if isinstance(call, dict) else {}
