@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from conftest import vllm_result, write_json
+from bench_pane_testing import vllm_result, write_json
 from tui.core.bench.history import compare, list_result_files, load_result_file, run_from_dict
 from tui.core.bench.live import Decimating, LiveRun, Reservoir, bucket_max, histogram, series_curves, thin
 from tui.core.bench.metrics import percentile

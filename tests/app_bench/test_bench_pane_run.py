@@ -7,7 +7,7 @@ from pathlib import Path
 
 from textual.widgets import DataTable, Input, ProgressBar, Select, Static, TabbedContent
 
-from conftest import cell, ready, run_args, vllm_result, wait_for, write_json
+from bench_pane_testing import cell, ready, run_args, vllm_result, wait_for, write_json
 from tui.app.messages import SendToBench
 from tui.core.bench.metrics import METRICS
 

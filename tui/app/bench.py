@@ -49,6 +49,7 @@ COMMAND_LINE = "command line"
 DATASET_NAMES = ("random", "custom", "sharegpt", "sonnet")
 VIEWS = ("setup", "run", "history")
 STAT_COLUMNS = ("metric", "mean", "p50", "p90", "p99")
+COUNT_ROWS = ("completed", "failed")
 HISTORY_COLUMNS = ("sel", "run", "from", "done", "req/s", "out tok/s", "TTFT p99", "note")
 
 PROFILE_HELP = """\
@@ -126,7 +127,7 @@ class BenchPane(Container):
     DEFAULT_CSS = """
     BenchPane { layout: vertical; }
     BenchPane #bench-views { height: 1fr; }
-    BenchPane .form-row { height: 1; margin-bottom: 1; }
+    BenchPane .form-row { height: 1; }
     BenchPane .form-row Label { width: 16; }
     BenchPane .form-row Input, BenchPane .form-row Select { width: 1fr; }
     BenchPane #bench-dataset-name { width: 14; }
@@ -282,7 +283,7 @@ class BenchPane(Container):
 
     def focus_default(self) -> None:
         view = self.query_one("#bench-views", ContentSwitcher).current
-        target = {"setup": "#bench-profile", "run": "#bench-stats", "history": "#bench-history"}[view or "setup"]
+        target = {"setup": "#bench-profile", "run": "#run", "history": "#bench-history"}[view or "setup"]
         self.query_one(target).focus()
 
     def _say(self, text: str) -> None:
@@ -475,7 +476,7 @@ class BenchPane(Container):
                 f"{snap.chunks_per_s:,.0f} chunks/s now · {snap.elapsed:,.1f} s")
             warning = live.lag_warning()
             health = self.query_one("#bench-health", Static)
-            health.update(warning or f"client healthy: event-loop lag ≤ {live.worst_lag_ms:.1f} ms")
+            health.update(warning or f"client: event-loop lag ≤ {live.worst_lag_ms:.1f} ms lately")
             health.set_class(warning is not None, "-warn")
         self._fill_stats(live.stats())
         self._draw_errors(live.errors, list(live.latest_errors))
@@ -587,9 +588,9 @@ class BenchPane(Container):
             health = d.get("client_health") or {}
             warning = health.get("warning")
             lag = (health.get("event_loop_lag_ms") or {}).get("p99")
-            text = warning or (f"client healthy: event-loop lag p99 {_fmt(lag, 2)} ms, "
-                               f"CPU {_fmt(health.get('client_cpu_percent'), 0)} %" if health else
-                               "client health: not recorded (vLLM result)")
+            text = warning or (f"client: event-loop lag p99 {_fmt(lag, 2)} ms (bottleneck above "
+                               f"{_fmt(health.get('lag_limit_ms'), 1)} ms), CPU {_fmt(health.get('client_cpu_percent'), 0)} %"
+                               if health else "client health: not recorded (vLLM result)")
             widget = self.query_one("#bench-health", Static)
             widget.update(text)
             widget.set_class(bool(warning), "-warn")
@@ -608,15 +609,16 @@ class BenchPane(Container):
             table = self._stats_table("compare", runs)
             table.clear()
             for row in compare(runs):
-                cells = [row.label, Text(_fmt(row.values[0], 2), justify="right")]
+                digits = 0 if row.label in COUNT_ROWS else 2
+                cells = [row.label, Text(_fmt(row.values[0], digits), justify="right")]
                 for v, d, pct in zip(row.values[1:], row.deltas[1:], row.percents[1:]):
                     if v is None:
                         cells.append(Text("-", justify="right"))
                         continue
-                    text = _fmt(v, 2)
+                    text = _fmt(v, digits)
                     style = ""
                     if d is not None:
-                        text += f" ({d:+,.2f}" + (f", {pct:+.1f}%)" if pct is not None else ")")
+                        text += f" ({d:+,.{digits}f}" + (f", {pct:+.1f}%)" if pct is not None else ")")
                         better = d < 0 if row.lower_is_better else d > 0
                         style = "green" if better and d else ("red" if d else "")
                     cells.append(Text(text, style=style, justify="right"))

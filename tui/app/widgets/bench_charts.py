@@ -84,10 +84,10 @@ class BenchCharts(Grid):
         plt.title("E2E latency (ms): requests per bin")
         centres, counts = histogram([c.latencies_ms for _, c in runs])
         if centres:
-            if len(runs) == 1:
-                plt.bar(centres, counts[0], color=COLORS[0], width=0.8)
-            else:
-                for k, ((name, _), c) in enumerate(zip(runs, counts)):
-                    plt.plot(centres, c, color=COLORS[k % len(COLORS)], label=name)
+            ticks = centres[::max(len(centres) // 4, 1)]
+            plt.xticks(ticks, [f"{t:,.0f}" for t in ticks])
+            for k, ((name, _), c) in enumerate(zip(runs, counts)):
+                plt.plot(centres, c, color=COLORS[k % len(COLORS)], label=name if labels else None,
+                         fillx=len(runs) == 1)
         plot.refresh()
         return True
