@@ -42,3 +42,24 @@ def test_netguard_blocks_non_loopback():
         s.close()
     with pytest.raises(OSError, match="may not reach the network"):
         socket.getaddrinfo("huggingface.co", 443)
+
+
+def test_every_data_file_ships_in_the_wheel():
+    """Non-Python files under tui/ must match a package-data pattern, or a non-editable install lacks them."""
+    import fnmatch
+    import tomllib
+
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    missing = []
+    for path in (REPO / "tui").rglob("*"):
+        if not path.is_file() or path.suffix in (".py", ".pyc") or "__pycache__" in path.parts:
+            continue
+        rel = path.relative_to(REPO)
+        shipped = any(
+            fnmatch.fnmatch(str(rel.relative_to(package.replace(".", "/"))), pattern)
+            for package, globs in patterns.items() if rel.is_relative_to(package.replace(".", "/"))
+            for pattern in globs
+        )
+        if not shipped:
+            missing.append(str(rel))
+    assert not missing, f"not in [tool.setuptools.package-data]: {missing}"
