@@ -45,21 +45,13 @@ def test_netguard_blocks_non_loopback():
 
 
 def test_every_data_file_ships_in_the_wheel():
-    """Non-Python files under tui/ must match a package-data pattern, or a non-editable install lacks them."""
-    import fnmatch
+    """Non-Python files under tui/ must match a package-data glob, or a non-editable install lacks them."""
     import tomllib
 
     patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
-    missing = []
-    for path in (REPO / "tui").rglob("*"):
-        if not path.is_file() or path.suffix in (".py", ".pyc") or "__pycache__" in path.parts:
-            continue
-        rel = path.relative_to(REPO)
-        shipped = any(
-            fnmatch.fnmatch(str(rel.relative_to(package.replace(".", "/"))), pattern)
-            for package, globs in patterns.items() if rel.is_relative_to(package.replace(".", "/"))
-            for pattern in globs
-        )
-        if not shipped:
-            missing.append(str(rel))
+    shipped = {f for package, globs in patterns.items() for g in globs
+               for f in (REPO / package.replace(".", "/")).glob(g)}
+    data_files = {p for p in (REPO / "tui").rglob("*")
+                  if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts}
+    missing = sorted(str(p.relative_to(REPO)) for p in data_files - shipped)
     assert not missing, f"not in [tool.setuptools.package-data]: {missing}"
