@@ -172,3 +172,18 @@ def test_profile_gives_endpoint_model_and_key_without_leaking_it(tmp_path):
         assert unknown.returncode == 2 and "no profile named 'nope'" in unknown.stderr
     finally:
         server.stop()
+
+
+def test_a_separate_simulator_tells_bench_its_tokenizer(tmp_path):
+    """A model name no family matches: bench counts with the tokenizer the simulator advertises."""
+    server = ThreadedSimulator(SimConfig(model="house-model-x", tokenizer="qwen3", ttft_ms=5.0, itl_ms=1.0, usage="none"))
+    url = server.start()
+    try:
+        proc = run_cli("bench", "--base-url", url, *SMALL, "--save-result", "--result-dir", str(tmp_path))
+    finally:
+        server.stop()
+    assert proc.returncode == 0, proc.stderr
+    saved = json.loads(next(tmp_path.iterdir()).read_text())
+    assert saved["tokenizer_id"] == "qwen3"
+    # no usage from the server: the output counts come from the same tokenizer the simulator used
+    assert saved["total_output_tokens"] == 12 * 6

@@ -211,25 +211,24 @@ def _api_key(args) -> str | None:
 def _tokenizer(args, model: str, reg, fallback: str | None):
     """(Tokenizer, how it was chosen) for local counts: --tokenizer, the model, the sim's, estimate."""
     from ..core.errors import TokenizerError
-    from ..core.tokenizers import resolve_model
+    from ..core.tokenizers import resolve_model, resolve_tokenizer_id
 
     if args.tokenizer:
-        try:
-            return reg.get(args.tokenizer), "--tokenizer"
-        except TokenizerError:
-            return reg.get(resolve_model(args.tokenizer, reg).tokenizer_id), "--tokenizer"
+        return reg.get(resolve_tokenizer_id(args.tokenizer, reg)), "--tokenizer"
     try:
         res = resolve_model(model, reg)
         return reg.get(res.tokenizer_id), f"resolved from the model ({res.via})"
     except TokenizerError:
         pass
-    if fallback:
+    if fallback and fallback in reg.ids():
         return reg.get(fallback), "the simulator's"
     return reg.get("estimate"), "no tokenizer known for the model: estimate"
 
 
 async def _preflight(base_url: str, headers: dict, timeout: float, insecure: bool, ca_bundle: str | None):
-    """GET /v1/models: (status, first model id or None); TokdeckError when unreachable."""
+    """GET /v1/models: (status, first model id or None, the tokenizer a tokdeck simulator names or None).
+
+    TokdeckError when unreachable."""
     import asyncio
 
     import aiohttp
@@ -246,14 +245,15 @@ async def _preflight(base_url: str, headers: dict, timeout: float, insecure: boo
                                          timeout=aiohttp.ClientTimeout(total=timeout + 5, sock_connect=timeout)) as s:
             async with s.get(url, headers=headers) as resp:
                 body = await resp.read()
-                model = None
+                model = sim_tokenizer = None
                 if resp.status == 200:
                     try:
                         data = orjson.loads(body).get("data") or []
-                        model = data[0].get("id") if data and isinstance(data[0], dict) else None
+                        if data and isinstance(data[0], dict):
+                            model, sim_tokenizer = data[0].get("id"), data[0].get("tokdeck_tokenizer")
                     except (orjson.JSONDecodeError, AttributeError):
-                        model = None
-                return resp.status, model
+                        pass
+                return resp.status, model, sim_tokenizer if isinstance(sim_tokenizer, str) else None
     except aiohttp.InvalidURL:
         raise TokdeckError(f"--base-url {shown}: not a valid URL") from None
     except (aiohttp.ClientConnectorError, aiohttp.ClientOSError, OSError) as exc:
@@ -389,8 +389,9 @@ def prepare(args, *, registry=None, api_key: str | None = None, sim_config=None,
         pre_headers = dict(headers)
         if api_key:
             pre_headers["Authorization"] = f"Bearer {api_key}"
-        status, first_model = asyncio.run(_preflight(base_url, pre_headers, args.connect_timeout,
-                                                     args.insecure, args.ca_bundle))
+        status, first_model, advertised = asyncio.run(_preflight(base_url, pre_headers, args.connect_timeout,
+                                                                 args.insecure, args.ca_bundle))
+        sim_tokenizer = sim_tokenizer or advertised
         if status in (401, 403):
             say(f"warning: {redact_url(base_url)} answered HTTP {status} to GET /v1/models: "
                 "check the API key (--api-key-env / OPENAI_API_KEY)")

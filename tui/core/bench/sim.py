@@ -555,7 +555,9 @@ class SimServer:
         except _BadRequest as exc:
             return exc.response()
         return web.json_response({"object": "list", "data": [
-            {"id": self.cfg.model, "object": "model", "created": 0, "owned_by": "tokdeck-sim"}]})
+            {"id": self.cfg.model, "object": "model", "created": 0, "owned_by": "tokdeck-sim",
+             # lets `tokdeck bench` count locally with the tokenizer the simulator really uses
+             "tokdeck_tokenizer": self.tokenizer_id}]})
 
     async def _chat(self, request):
         return await self._handle(request, chat=True)
