@@ -190,6 +190,10 @@ async def test_panes_switch_by_key_and_data_pane_shows_the_file(make, tmp_path):
         assert tabs.active == "bench"
         await pilot.press("alt+1")
         assert tabs.active == "tokens" and app.focused is app.query_one("#editor", TextArea)
+        await pilot.press("ctrl+n")
+        assert tabs.active == "bench"
+        await pilot.press("ctrl+n", "ctrl+n")
+        assert tabs.active == "tokens" and app.focused is app.query_one("#editor", TextArea)
         await pilot.press("f1")
         await pilot.pause(0.1)
         assert app.screen.__class__.__name__ == "HelpScreen"

@@ -66,9 +66,11 @@ class TokdeckApp(App):
     TITLE = "tokdeck"
     BINDINGS = [
         Binding("f1", "help", "Help", id="app.help"),
-        Binding("alt+1", "show_pane('tokens')", "Tokens", id="app.pane-tokens"),
-        Binding("alt+2", "show_pane('bench')", "Bench", id="app.pane-bench"),
-        Binding("alt+3", "show_pane('data')", "Data", id="app.pane-data"),
+        # ctrl+n works in every terminal; alt+digit only where the terminal sends it as Meta
+        Binding("ctrl+n", "next_pane", "Next pane", id="app.next-pane", priority=True),
+        Binding("alt+1", "show_pane('tokens')", "Tokens", id="app.pane-tokens", show=False),
+        Binding("alt+2", "show_pane('bench')", "Bench", id="app.pane-bench", show=False),
+        Binding("alt+3", "show_pane('data')", "Data", id="app.pane-data", show=False),
     ]
 
     def __init__(self, *, pane: str = "tokens", text: str = "", source: str | None = None,
@@ -112,6 +114,10 @@ class TokdeckApp(App):
     @property
     def bench(self) -> BenchPane:
         return self.query_one(BenchPane)
+
+    def action_next_pane(self) -> None:
+        active = self.query_one("#panes", TabbedContent).active
+        self.action_show_pane(PANES[(PANES.index(active) + 1) % len(PANES)] if active in PANES else PANES[0])
 
     def action_show_pane(self, pane: str) -> None:
         self.query_one("#panes", TabbedContent).active = pane

@@ -33,7 +33,7 @@ class HelpScreen(ModalScreen[None]):
 
 
 class OpenFileScreen(ModalScreen[str | None]):
-    """Asks for a path; returns it (the caller reads it and reports errors here via ``problem``)."""
+    """Asks for a path and returns it; the caller reads the file and reports errors."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="open.cancel")]
 
@@ -45,13 +45,9 @@ class OpenFileScreen(ModalScreen[str | None]):
         with Vertical(classes="dialog"):
             yield Label("Open a UTF-8 text file into the editor:")
             yield Input(self.initial, placeholder="path/to/file.txt", id="path")
-            yield Label("", id="problem", classes="problem")
             with Horizontal(classes="buttons"):
                 yield Button("Open", id="open", variant="primary")
                 yield Button("Cancel", id="cancel")
-
-    def problem(self, message: str) -> None:
-        self.query_one("#problem", Label).update(message)
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#open")
@@ -112,7 +108,7 @@ class BudgetScreen(ModalScreen[BudgetChoice | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label("Budget model (a model name such as gpt-4o, Qwen/Qwen3-8B, claude-sonnet-4):")
+            yield Label("Budget model (e.g. gpt-4o, Qwen/Qwen3-8B, claude-sonnet-4):")
             yield Input(self.model, id="model")
             yield Label("Output tokens to reserve:")
             yield Input(str(self.reserved), id="reserved", type="integer")

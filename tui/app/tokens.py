@@ -230,6 +230,8 @@ class TokensPane(Container):
     @on(TokenizerLoaded)
     def _loaded(self, message: TokenizerLoaded) -> None:
         result = message.result
+        if result.tokenizer_id not in self._wanted_ids():
+            return  # disabled while it was loading
         if result.error:
             self.errors[result.tokenizer_id] = result.error
         else:
@@ -565,6 +567,11 @@ class TokensPane(Container):
     def set_enabled(self, ids: tuple[str, ...]) -> None:
         self.enabled = tuple(ids)
         self._save(enabled=self.enabled)
+        wanted = set(self._wanted_ids())
+        for table in (self.counters, self.counts, self.errors):
+            for tid in [t for t in table if t not in wanted]:
+                del table[tid]
+        self._requested &= wanted
         self._rebuild_rows()
         self._load(self._wanted_ids())
 
