@@ -221,3 +221,23 @@ async def test_reference_is_the_highlighted_row_and_is_remembered(make):
         q, o = int(rows["qwen3"][0]), int(rows["o200k_base"][0])
         assert rows["o200k_base"][2] == f"{o - q:+,}"
     assert load_config().tokens.reference == "qwen3"
+
+
+async def test_a_failing_background_task_is_reported(make, monkeypatch):
+    import tui.app.tokens as tokens_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(tokens_module, "token_pieces", broken)  # a bug, not a tokenizer error
+    app = make("hello")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+t")
+        for _ in range(50):
+            if any("simulated bug" in n.message for n in app._notifications):
+                break
+            await pilot.pause(0.05)
+        assert any("simulated bug" in n.message for n in app._notifications)
+        await pilot.press("ctrl+t", *"more")
+        await settle(pilot)  # counting still works

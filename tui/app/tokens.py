@@ -25,7 +25,7 @@ from textual.containers import Container
 from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import ContentSwitcher, DataTable, Static, TextArea
-from textual.worker import get_current_worker
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from ..core.config import Config, replace_section, save_config
 from ..core.errors import TokdeckError, TokenizerError
@@ -342,6 +342,16 @@ class TokensPane(Container):
             return False
         return all(tid in self.errors or (tid in self.counts and self.counts[tid].generation == self.generation)
                    for tid in self.counters)
+
+    @on(Worker.StateChanged)
+    def _worker_failed(self, event: Worker.StateChanged) -> None:
+        """A bug in a background task: say so (the rows it owned keep their last values)."""
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            self.notify(f"{event.worker.name}: {type(error).__name__}: {error}", title="background task failed",
+                        severity="error", timeout=10)
+            if event.worker.group.startswith("count-"):
+                self._counting.discard(event.worker.group.removeprefix("count-"))
 
     # ------------------------------------------------------------------ drawing
     def _request_flush(self) -> None:
