@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 from textual.widgets import DataTable, Static, TextArea
 

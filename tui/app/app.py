@@ -22,7 +22,6 @@ from ..core.tokenizers import Registry, default_registry
 from .bench import BenchPane
 from .data import DataPane
 from .messages import SendToBench
-from .messages import SendToBench
 from .screens import HelpScreen
 from .tokens import TokensPane
 
