@@ -62,7 +62,7 @@ async def test_problem_list_lists_the_known_problems_and_jumps_to_the_line(make_
         top, height = browser.scroll_offset.y, browser.scrollable_content_region.height
         assert height > 0 and top <= browser.cursor < top + height  # its row is on screen
         assert app.focused is pane.browser
-        detail = str(app.query_one("#data-detail-text", Static).render())
+        detail = app.query_one("#data-detail").plain()
         assert detail.startswith("line 12") and "bot" in detail
 
 
@@ -84,7 +84,7 @@ async def test_clean_file_has_no_problems_and_shows_a_conversation(make_data, sa
         await pilot.press(*["down"] * (line - 1))
         await pilot.pause(0.2)
         assert pane.browser.current_line == line
-        detail = str(app.query_one("#data-detail-text", Static).render())
+        detail = app.query_one("#data-detail").plain()
         assert "assistant\n" in detail and "→ " in detail and "tool ← " in detail
 
 

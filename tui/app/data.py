@@ -39,7 +39,7 @@ from ..core.errors import TokdeckError
 from ..core.paths import data_dir
 from .messages import SendToBench
 from .screens import TokenizerPickerScreen
-from .widgets.data_browser import DETAIL_BYTES, RecordBrowser, conversation_text
+from .widgets.data_browser import DETAIL_BYTES, DetailView, RecordBrowser, conversation_text
 
 #: problems listed in the table at most (the rest are counted: "N more")
 MAX_ROWS = 1000
@@ -296,7 +296,7 @@ class DataPane(Container):
                                         "escape clears", id="data-search")
                 yield Static("", id="data-records-note", markup=False)
                 yield RecordBrowser(id="data-browser")
-                yield VerticalScroll(Static("", id="data-detail-text"), id="data-detail")
+                yield DetailView(id="data-detail")
 
     def on_mount(self) -> None:
         table = self.query_one("#data-problems", DataTable)
@@ -603,15 +603,14 @@ class DataPane(Container):
         self._detail_timer = self.set_timer(0.05, lambda: self._show_detail(message.line))
 
     def _show_detail(self, line: int | None) -> None:
-        detail = self.query_one("#data-detail-text", Static)
+        detail = self.query_one("#data-detail", DetailView)
         if line is None or self.index is None:
-            detail.update("")
+            detail.show(Text())
             return
         start, end = self.index.span(line)
         raw = self.index.read_line(line, DETAIL_BYTES)
-        detail.update(conversation_text(line, raw, truncated=end - start > DETAIL_BYTES,
-                                        issues=self._issues_by_line.get(line, ())))
-        self.query_one("#data-detail", VerticalScroll).scroll_home(animate=False)
+        detail.show(conversation_text(line, raw, truncated=end - start > DETAIL_BYTES,
+                                      issues=self._issues_by_line.get(line, ())))
 
     # ------------------------------------------------------------ search
     def action_search(self) -> None:

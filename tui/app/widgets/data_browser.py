@@ -207,6 +207,54 @@ class RecordBrowser(ScrollView, can_focus=True):
 
 # ---------------------------------------------------------------- the detail panel
 
+
+class DetailView(ScrollView, can_focus=True):
+    """The selected record, wrapped to the width and drawn with the Line API: showing another record
+    re-wraps only its text and never changes the screen's layout (a Static in a scrolling
+    container would, on every cursor move)."""
+
+    DEFAULT_CSS = """
+    DetailView { overflow-x: hidden; }
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.text = Text()
+        self._lines: list[Text] = []
+        self._width = 0
+
+    def show(self, text: Text) -> None:
+        self.text = text
+        self._wrap()
+        self.scroll_to(0, 0, animate=False)
+
+    def _wrap(self) -> None:
+        width = max(1, self.scrollable_content_region.width)
+        self._width = width
+        self._lines = list(self.text.wrap(self.app.console, width)) if self.text else []
+        # setting virtual_size the usual way lays the whole screen out again (~10-25 ms a move);
+        # only the scrollbar can change here, so update it alone unless it appears or disappears
+        shown = self.show_vertical_scrollbar
+        size = Size(width, len(self._lines))
+        self.set_reactive(DetailView.virtual_size, size)
+        self._scroll_update(size)
+        self.refresh(layout=self.show_vertical_scrollbar != shown)
+
+    def on_resize(self) -> None:
+        if self.scrollable_content_region.width != self._width:
+            self._wrap()
+
+    def plain(self) -> str:
+        return self.text.plain
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        n = self.scroll_offset.y + y
+        if n >= len(self._lines):
+            return Strip.blank(width, self.rich_style)
+        segments = list(self._lines[n].render(self.app.console))
+        return Strip(segments).apply_style(self.rich_style).adjust_cell_length(width, self.rich_style)
+
 DETAIL_BYTES = 256 << 10  # a record's detail reads at most this much of its line
 DETAIL_CHARS = 4000  # per message content
 ROLE_STYLES = {"system": "bold magenta", "developer": "bold magenta", "user": "bold cyan", "human": "bold cyan",
