@@ -115,3 +115,17 @@ async def test_cancel_a_scan_shows_an_incomplete_report(make_data, tmp_path):
         await pilot.pause(0.1)
         assert any("cancelled" in m.message for m in app._notifications)
         assert app.query_one("#panes").active == "data"
+
+
+async def test_latest_search_wins(make_data, tmp_path):
+    path = tmp_path / "big.jsonl"
+    _write_lines(path, 100_000, every=3)
+    app = make_data(path)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await settle(pilot)
+        pane = app.query_one("DataPane")
+        pane.search("needle")  # a third of the lines: still streaming in when the next search starts
+        pane.search('"record 7 hay"')
+        await settle(pilot)
+        assert list(pane.browser.rows) == [7]
+        assert "filter text 'record 7 hay': 1 matching lines" in str(app.query_one("#data-records-note").render())

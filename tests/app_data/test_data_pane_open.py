@@ -150,3 +150,20 @@ async def test_format_override_from_the_open_dialog(make_data, sample):
         await wait_for(pilot, lambda: app.screen.query("#data-open-path"), what="the open dialog")
         assert app.screen.query_one("#data-open-format", Select).value == "text"
         await pilot.press("escape")
+
+
+async def test_help_and_palette_list_the_data_pane_keys(make_data, sample):
+    from textual.widgets import Markdown
+
+    app = make_data(sample("errors.jsonl"))
+    async with app.run_test(size=(100, 32)) as pilot:
+        await settle(pilot)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Data: Open" in titles and "Data: To Bench" in titles and "Data: Problems" in titles
+        await app._data_action("show_view('problems')")  # what the palette's "Data: Problems" runs
+        await pilot.pause(0.1)
+        assert app.query_one("#data-views", ContentSwitcher).current == "data-problems-view"
+        await pilot.press("f1")
+        await wait_for(pilot, lambda: app.screen.query(Markdown), what="the help screen")
+        source = app.screen.query_one(Markdown).source
+        assert "## Data pane" in source and "| `ctrl+f` | Search |" in source and "The **Data** pane" in source

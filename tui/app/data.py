@@ -446,6 +446,7 @@ class DataPane(Container):
     def _start_tokens(self) -> None:
         r = self.structure
         if r is None or r.format.format == "unknown":
+            self.notify("token statistics need a known format: open the file with a format chosen", timeout=4)
             return
         self._cancel = threading.Event()
         self.tokenizing = True
@@ -579,6 +580,8 @@ class DataPane(Container):
             return
         self.index = message.index
         self.browser.set_index(message.index)
+        if self.query is not None:  # a search typed before the index was ready: show its lines now
+            self.search(self.query_one("#data-search", Input).value)
         self._records_note()
 
     def _records_note(self) -> None:
@@ -671,7 +674,7 @@ class DataPane(Container):
 
     # ------------------------------------------------------------ Send to Bench
     def action_send_to_bench(self) -> None:
-        r = self.report
+        r = self.structure  # a cancelled token pass does not make the file less usable
         if r is None or self.scanning:
             self.notify("open a dataset and let its scan finish first", severity="warning")
             return
