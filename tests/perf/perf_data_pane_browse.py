@@ -93,6 +93,11 @@ class LagMonitor:
         return self.lags
 
 
+def rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:")) / 1024
+
+
 def ms(x: float) -> str:
     return f"{x * 1000:.1f} ms"
 
@@ -114,6 +119,7 @@ async def drive(path: Path, size_bytes: int, n_lines: int) -> None:
         pane = app.query_one("DataPane")
         await pilot.pause(1.0)  # the app's own start (mounting every pane) is not the Data pane's lag
         await app.workers.wait_for_complete()
+        print(f"app started: RSS {rss_mb():.0f} MB before the file is opened")
         t0 = time.perf_counter()
         mon.start()
         pane.open(path)  # what ctrl+o (or the command line) does
@@ -170,6 +176,7 @@ async def drive(path: Path, size_bytes: int, n_lines: int) -> None:
               f"({size_bytes / (1 << 20) / dt:.0f} MB/s)")
         print(lag_line("while searching", lags))
         await pilot.press("down", "down")
+        print(f"RSS now {rss_mb():.0f} MB")
 
 
 def main() -> None:
@@ -204,7 +211,7 @@ def main() -> None:
                 os.pread(fd, min(1024, b - a), a)
         page = (time.perf_counter() - t) / 200
         os.close(fd)
-        print(f"baseline: one screen of 33 rows by os.pread: {ms(page)}")
+        print(f"baseline: one screen of 33 rows by os.pread: {page * 1e6:.0f} µs")
         del index
 
         asyncio.run(drive(path, size, n))
