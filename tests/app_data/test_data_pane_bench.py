@@ -85,3 +85,7 @@ async def test_token_pass_runs_after_the_structure_pass(make_data, sample):
         assert "tokens: cl100k_base" in summary and f"{want.prompt.total:,}" in summary
         assert pane.report.checks.tokenizer_id == "cl100k_base" and not pane.report.checks.estimated
         assert pane._plotted[0].startswith("cl100k_base tokens")
+        # prompt and answer lengths each in their own chart, with their own bins
+        assert app.query_one("#data-hist").display and app.query_one("#data-hist-answer").display
+        assert [c for n, c in pane._plotted[1]] == [tuple(want.prompt.histogram.counts),
+                                                   tuple(want.answer.histogram.counts)]

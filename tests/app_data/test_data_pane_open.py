@@ -31,7 +31,8 @@ async def test_errors_file_summary_equals_core_report(make_data, sample):
         assert "duplicate prompts: 1 (line 21 = line 1)" in summary
         assert "would drop 1" in summary and "lines 16" in summary
         # the histogram shows messages per record without a tokenizer
-        assert app.query_one("#data-hist").display
+        assert app.query_one("#data-hists").display and app.query_one("#data-hist").display
+        assert not app.query_one("#data-hist-answer").display  # one series: messages per record
 
 
 async def test_problem_list_lists_the_known_problems_and_jumps_to_the_line(make_data, sample):

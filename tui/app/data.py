@@ -215,7 +215,8 @@ class DataPane(Container):
     DataPane #data-views { height: 1fr; }
     DataPane #data-summary-view { height: 1fr; }
     DataPane #data-summary { padding: 0 1; height: auto; }
-    DataPane #data-hist { height: 14; }
+    DataPane #data-hists { height: 14; }
+    DataPane #data-hists PlotextPlot { width: 1fr; }
     DataPane #data-problems-note { height: 1; padding: 0 1; color: $text-muted; }
     DataPane #data-problems { height: 1fr; }
     DataPane #data-search { height: 1; border: none; padding: 0 1; }
@@ -287,7 +288,9 @@ class DataPane(Container):
             with VerticalScroll(id="data-summary-view"):
                 yield Static("No dataset open. ctrl+o opens one; `tokdeck ui FILE.jsonl` opens it here.",
                              id="data-summary", markup=False)
-                yield PlotextPlot(id="data-hist")
+                with Horizontal(id="data-hists"):
+                    yield PlotextPlot(id="data-hist")
+                    yield PlotextPlot(id="data-hist-answer")
             with Vertical(id="data-problems-view"):
                 yield Static("", id="data-problems-note", markup=False)
                 yield DataTable(id="data-problems", cursor_type="row", zebra_stripes=True)
@@ -304,7 +307,7 @@ class DataPane(Container):
         table.add_column("severity", key="severity", width=8)
         table.add_column("kind", key="kind", width=18)
         table.add_column("message", key="message")
-        self.query_one("#data-hist", PlotextPlot).display = False
+        self.query_one("#data-hists").display = False
         path, self.path = self.path, None  # set again once it opens
         if path is not None:
             self.open(path)
@@ -358,7 +361,7 @@ class DataPane(Container):
         self.browser.set_index(None)
         self._fill_problems()
         self.query_one("#data-summary", Static).update(f"Scanning {path} …")
-        self.query_one("#data-hist", PlotextPlot).display = False
+        self.query_one("#data-hists").display = False
         self._start_scan()
         self._build_index(self.gen, str(path))
 
@@ -467,22 +470,23 @@ class DataPane(Container):
 
     def _plot(self, r: ScanReport) -> None:
         title, series = plot_series(r)
-        plot = self.query_one("#data-hist", PlotextPlot)
-        plot.display = bool(series)
+        self.query_one("#data-hists").display = bool(series)
         key = (title, tuple((n, tuple(c)) for n, _, c in series))
         if not series or key == self._plotted:
             return
         self._plotted = key
-        plt = plot.plt
-        plt.clear_figure()
-        plt.title(title)
-        if len(series) == 1:
-            name, labels, counts = series[0]
-            plt.bar(labels, counts, color="cyan")
-        else:
-            plt.multiple_bar(series[0][1], [c for _, _, c in series], labels=[n for n, _, _ in series],
-                             color=["cyan", "green"])
-        plot.refresh()
+        # prompt and answer have their own bins: one chart each, side by side
+        for k, plot_id in enumerate(("#data-hist", "#data-hist-answer")):
+            plot = self.query_one(plot_id, PlotextPlot)
+            plot.display = k < len(series)
+            if k >= len(series):
+                continue
+            name, labels, counts = series[k]
+            plt = plot.plt
+            plt.clear_figure()
+            plt.title(title if len(series) == 1 else f"{title.split(':')[0]}: {name}")
+            plt.bar(labels, counts, color=("cyan", "green")[k % 2])
+            plot.refresh()
 
     def action_cancel(self) -> None:
         if self.scanning or self.tokenizing:
