@@ -89,3 +89,29 @@ async def test_token_pass_runs_after_the_structure_pass(make_data, sample):
         assert app.query_one("#data-hist").display and app.query_one("#data-hist-answer").display
         assert [c for n, c in pane._plotted[1]] == [tuple(want.prompt.histogram.counts),
                                                    tuple(want.answer.histogram.counts)]
+
+
+async def test_cancel_the_token_pass_keeps_the_structure_report(make_data, tmp_path):
+    path = tmp_path / "many.jsonl"
+    n = 300_000
+    with open(path, "w") as fh:
+        fh.write("".join(f'{{"text": "sample number {i} of a corpus with some words in it"}}\n' for i in range(n)))
+    app = make_data(path)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await settle(pilot)
+        pane = app.query_one("DataPane")
+        structure = pane.report
+        assert structure.complete and structure.records == n
+        pane.tokenizers = ("cl100k_base",)
+        pane._start_tokens()  # what choosing a tokenizer with F5 does once the structure pass is done
+        await wait_for(pilot, lambda: pane.progress is not None and pane.progress.phase == "tokens",
+                       what="token progress")
+        assert pane.tokenizing, "the token pass finished before its first progress batch"
+        await pilot.press("f6")
+        await settle(pilot)
+        r = pane.report
+        assert not r.complete and r.records == n and r.valid == structure.valid
+        assert 0 < r.tokens["cl100k_base"].records < n
+        # the cancelled token pass does not stop Send to Bench: the structure pass was complete
+        await pilot.press("f7")
+        await wait_for(pilot, lambda: app.query_one("#panes").active == "bench", what="the Bench pane")
