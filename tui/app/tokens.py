@@ -200,7 +200,7 @@ class TokensPane(Container):
         self._flush()
 
     # ------------------------------------------------------------------ loading
-    @work(thread=True, exit_on_error=False, group="load")
+    @work(thread=True, exit_on_error=False, group="load", description="load tokenizers")
     def _load(self, ids: list[str]) -> None:
         """Load tokenizers two at a time, cheap formats first; report each as it is ready."""
         todo = [tid for tid in ids if tid not in self._requested]
@@ -288,8 +288,10 @@ class TokensPane(Container):
             return
         self._counting.add(lane)
         text, generation = self.text, self.generation
+        # an explicit description: Textual would otherwise repr() the callable, document included
         self.run_worker(partial(self._count_lane, lane, counters, text, generation), thread=True,
-                        exclusive=True, exit_on_error=False, group=f"count-{lane}", name=f"count {lane}")
+                        exclusive=True, exit_on_error=False, group=f"count-{lane}", name=f"count {lane}",
+                        description=f"count {lane} (edit {generation})")
 
     def _count_lane(self, lane: str, counters: list[IncrementalCounter], text: str, generation: int) -> None:
         worker = get_current_worker()
@@ -476,7 +478,7 @@ class TokensPane(Container):
         cursor = editor.document.get_index_from_location(editor.cursor_location)
         self._pieces_worker(tid, self.text, cursor)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="pieces")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="pieces", description="token view")
     def _pieces_worker(self, tid: str | None, text: str, cursor: int) -> None:
         if tid is None:
             self.post_message(self.PiecesReady(None, "no tokenizer selected"))
@@ -607,7 +609,7 @@ class TokensPane(Container):
 
         self.app.push_screen(screen, chosen)
 
-    @work(thread=True, exit_on_error=False, group="open")
+    @work(thread=True, exit_on_error=False, group="open", description="open a file")
     def _read_file(self, path: str) -> None:
         from ..commands._common import read_text_arg  # strict UTF-8, BOM dropped, one-line errors
 
