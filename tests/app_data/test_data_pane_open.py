@@ -168,3 +168,19 @@ async def test_help_and_palette_list_the_data_pane_keys(make_data, sample):
         await wait_for(pilot, lambda: app.screen.query(Markdown), what="the help screen")
         source = app.screen.query_one(Markdown).source
         assert "## Data pane" in source and "| `ctrl+f` | Search |" in source and "The **Data** pane" in source
+
+
+async def test_problem_list_is_capped_and_counts_the_rest(make_data, tmp_path):
+    from tui.app.data import MAX_ROWS
+
+    path = tmp_path / "bad.jsonl"
+    path.write_text("".join('{"text": "ok"}\n' if i % 3 == 0 else "not json\n" for i in range(3000)))
+    app = make_data(path)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await settle(pilot)
+        r = app.query_one("DataPane").report
+        assert r.error_total == 2000
+        await pilot.press("f3")
+        assert app.query_one("#data-problems", DataTable).row_count == MAX_ROWS == 1000
+        note = str(app.query_one("#data-problems-note", Static).render())
+        assert "2,000 errors, 0 warnings; 1,000 more not listed" in note
