@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import queue as _queue
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,12 @@ DRAIN_MAX = 50_000  # items taken from the engine's queue per tick (the rest wai
 #: a run waits (up to this long) for other panes' background threads, such as tokenizers loading at
 #: start-up: they hold the GIL for up to a second or more, which would delay the engine's timestamps
 QUIET_WAIT_S = 30.0
+#: the GIL switch interval while a run goes on (Python's default is 5 ms). The simulator and the
+#: engine keep their threads busy; with 5 ms every wake-up of the UI thread could wait that long
+#: for the GIL, and a key passes several of them: measured 200 ms from key to action at 40,000
+#: chunks/s, 3 ms with 1 ms (tests/perf/perf_bench_pane_lag.py)
+RUN_SWITCH_INTERVAL_S = 0.001
+CHARTS_PER_TICK = 2  # plot builds per drain tick: each plot is rebuilt at most every 0.5 s
 SIMULATOR = "simulator"
 COMMAND_LINE = "command line"
 DATASET_NAMES = ("random", "custom", "sharegpt", "sonnet")
@@ -201,7 +208,9 @@ class BenchPane(Container):
         self.shown: list[RunData] = []  # the run(s) the Run view shows when no run goes on
         self.status = ""
         self._drawn_version = -1
-        self._chart_at = 0.0
+        self._stats_at = 0.0
+        self._switch_interval: float | None = None
+        self._shown_text: dict[str, str] = {}
         self._stats_mode = ""
         self._timer = None
 
@@ -419,11 +428,14 @@ class BenchPane(Container):
         self.preparing = False
         self.sim = prep.sim
         self.run_args = args
+        if self._switch_interval is None:
+            self._switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(RUN_SWITCH_INTERVAL_S)
         self.live = LiveRun(len(prep.requests))
         self.thread = BenchmarkThread(prep.spec, prep.requests, prep.counter).start()
         self._drawn_version = -1
         self.shown = []
-        self.query_one("#bench-title", Static).update(
+        self._set_text("#bench-title", 
             f"Run {len(self.session) + 1}: {prep.lines[-1] if prep.lines else ''}")
         progress = self.query_one("#bench-progress", ProgressBar)
         progress.update(total=len(prep.requests), progress=0)
@@ -462,36 +474,46 @@ class BenchPane(Container):
         if end is not None:
             self._end_run(end)
 
+    def _set_text(self, selector: str, text: str) -> None:
+        """Update a Static only when its text changed (an update re-lays the view out)."""
+        if self._shown_text.get(selector) != text:
+            self._shown_text[selector] = text
+            self.query_one(selector, Static).update(text)
+
     def _draw_live(self) -> None:
         live = self.live
+        charts = self.query_one(BenchCharts)
         if live.version == self._drawn_version:
+            charts.redraw(CHARTS_PER_TICK)  # finish the builds of the last data
             return
         self._drawn_version = live.version
         snap = live.snapshot
         if snap is not None:
             self.query_one("#bench-progress", ProgressBar).update(progress=snap.completed + snap.failed)
-            self.query_one("#bench-throughput", Static).update(
-                f"{snap.completed:,} done · {snap.failed:,} failed · {snap.in_flight:,} in flight · "
-                f"{snap.request_throughput:,.2f} req/s · {snap.output_throughput:,.0f} out tok/s · "
-                f"{snap.chunks_per_s:,.0f} chunks/s now · {snap.elapsed:,.1f} s")
+            self._set_text("#bench-throughput",
+                           f"{snap.completed:,} done · {snap.failed:,} failed · {snap.in_flight:,} in flight · "
+                           f"{snap.request_throughput:,.2f} req/s · {snap.output_throughput:,.0f} out tok/s · "
+                           f"{snap.chunks_per_s:,.0f} chunks/s now · {snap.elapsed:,.1f} s")
             warning = live.lag_warning()
-            health = self.query_one("#bench-health", Static)
-            health.update(warning or f"client: event-loop lag ≤ {live.worst_lag_ms:.1f} ms lately")
-            health.set_class(warning is not None, "-warn")
-        self._fill_stats(live.stats())
+            self._set_text("#bench-health", warning or f"client: event-loop lag ≤ {live.worst_lag_ms:.1f} ms lately")
+            self.query_one("#bench-health", Static).set_class(warning is not None, "-warn")
         self._draw_errors(live.errors, list(live.latest_errors))
         now = time.monotonic()
-        if now - self._chart_at >= CHART_EVERY_S:
-            self._chart_at = now
-            charts = self.query_one(BenchCharts)
-            charts.show([("live", live.curves(charts.points))])
-            charts.redraw()
+        if now - self._stats_at >= CHART_EVERY_S:  # percentiles sort samples, plots build: 2 Hz
+            self._stats_at = now
+            self._fill_stats(live.stats())
+            if not charts.pending:
+                charts.show([("live", live.curves(charts.points))])
+        charts.redraw(CHARTS_PER_TICK)
 
     def _end_run(self, end) -> None:
         self._timer.pause()
         bt, self.thread = self.thread, None
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None
         if self.sim is not None:
-            self.sim.stop()
+            self._stop_sim(self.sim)  # joins its thread: not on the UI thread
             self.sim = None
         if isinstance(end, BaseException):
             msg = str(end) if isinstance(end, TokdeckError) else f"{type(end).__name__}: {end}"
@@ -501,6 +523,10 @@ class BenchPane(Container):
         if bt.dropped:
             self._say(f"{bt.dropped:,} records were not drawn (the view fell behind); the result is complete")
         self._finish(end, self.run_args)
+
+    @work(thread=True, exit_on_error=False, group="bench-sim-stop")
+    def _stop_sim(self, sim) -> None:
+        sim.stop()
 
     @work(thread=True, exit_on_error=False, group="bench-finish")
     def _finish(self, result: BenchResult, args: argparse.Namespace) -> None:
@@ -549,19 +575,20 @@ class BenchPane(Container):
         for m in METRICS:
             st = stats.get(m)
             for col in STAT_COLUMNS[1:]:
-                value = getattr(st, col) if st is not None else None
-                table.update_cell(m, col, Text(_fmt(value, 2), justify="right"), update_width=True)
+                text = _fmt(getattr(st, col) if st is not None else None, 2)
+                if str(table.get_cell(m, col)) != text:
+                    table.update_cell(m, col, Text(text, justify="right"), update_width=True)
 
     def _draw_errors(self, reasons: dict[str, int], latest: list[tuple[int, str]]) -> None:
         errors = self.query_one("#bench-errors", Static)
         if not reasons:
-            errors.update("errors: none")
+            self._set_text("#bench-errors", "errors: none")
             errors.set_class(False, "-errors")
             return
         lines = ["errors: " + " · ".join(f"{n:,}× {reason[:60]}" for reason, n in
                                          sorted(reasons.items(), key=lambda kv: -kv[1])[:6])]
         lines += [f"  request {i}: {reason[:100]}" for i, reason in latest]
-        errors.update("\n".join(lines))
+        self._set_text("#bench-errors", "\n".join(lines))
         errors.set_class(True, "-errors")
 
     def show_runs(self, runs: list[RunData]) -> None:
@@ -575,12 +602,12 @@ class BenchPane(Container):
         if len(runs) == 1:
             r = runs[0]
             d = r.data
-            self.query_one("#bench-title", Static).update(
+            self._set_text("#bench-title", 
                 f"{r.name} · {Path(r.source).name} · {d.get('model_id') or '?'} · {r.kind} result"
                 + (" · PARTIAL (stopped)" if r.partial else ""))
             total = d.get("num_prompts") or (d.get("completed", 0) + d.get("failed", 0)) or 1
             progress.update(total=total, progress=(d.get("completed") or 0) + (d.get("failed") or 0))
-            self.query_one("#bench-throughput", Static).update(
+            self._set_text("#bench-throughput", 
                 f"{d.get('completed', 0):,} done · {d.get('failed') or 0:,} failed · "
                 f"{_fmt(r.value('request_throughput'), 2)} req/s · {_fmt(r.value('output_throughput'), 0)} out tok/s"
                 f" · total {_fmt(r.value('total_token_throughput'), 0)} tok/s · goodput "
@@ -591,21 +618,20 @@ class BenchPane(Container):
             text = warning or (f"client: event-loop lag p99 {_fmt(lag, 2)} ms (bottleneck above "
                                f"{_fmt(health.get('lag_limit_ms'), 1)} ms), CPU {_fmt(health.get('client_cpu_percent'), 0)} %"
                                if health else "client health: not recorded (vLLM result)")
-            widget = self.query_one("#bench-health", Static)
-            widget.update(text)
-            widget.set_class(bool(warning), "-warn")
+            self._set_text("#bench-health", text)
+            self.query_one("#bench-health", Static).set_class(bool(warning), "-warn")
             self._fill_stats(r.stats)
             self._draw_errors(d.get("error_reasons") or {}, [])
             if r.series is None:
-                self.query_one("#bench-errors", Static).update(
+                self._set_text("#bench-errors", 
                     "no per-request data in this file (saved without details): charts are empty")
         else:
-            self.query_one("#bench-title", Static).update(
+            self._set_text("#bench-title", 
                 "Comparing " + " · ".join(r.name for r in runs) + f" (deltas against {runs[0].name})")
             progress.update(total=1, progress=1)
-            self.query_one("#bench-throughput", Static).update("")
-            self.query_one("#bench-health", Static).update("")
-            self.query_one("#bench-errors", Static).update("")
+            self._set_text("#bench-throughput", "")
+            self._set_text("#bench-health", "")
+            self._set_text("#bench-errors", "")
             table = self._stats_table("compare", runs)
             table.clear()
             for row in compare(runs):
@@ -820,6 +846,8 @@ class BenchPane(Container):
             action()
 
     def on_unmount(self) -> None:
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
         if self.thread is not None:
             self.thread.stop()
         if self.sim is not None:

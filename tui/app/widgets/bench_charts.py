@@ -1,9 +1,10 @@
 """Four textual-plotext charts of one or more runs: TTFT per request, output tokens/s, requests in
 flight and an E2E latency histogram.
 
-``show(runs)`` only stores the data and marks the charts dirty; ``redraw()`` (called by the pane's
-timer, 2-4 times a second) rebuilds the plots when something changed. plotext's ``build()`` runs
-on the event loop (~20 ms for 100 points), so the data arrives already cut to the plot's width.
+``show(runs)`` only stores the data and marks the charts dirty; ``redraw(limit)`` (called by the
+pane's timer) rebuilds at most ``limit`` of the dirty plots, in turn. plotext's ``build()`` runs on
+the event loop (~8 ms for a 48-point line, far more when other threads hold the GIL), so the data
+arrives already cut to the plot's width and a live view spreads the builds over its ticks.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ class BenchCharts(Grid):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._runs: list[tuple[str, Curves]] = []
-        self._dirty = False
-        self.builds = 0  # redraws done (tests and the perf script read it)
+        self._dirty: list[str] = []  # charts to rebuild, in order
+        self.builds = 0  # plots rebuilt (tests and the perf script read it)
 
     def compose(self) -> ComposeResult:
         for chart_id in CHARTS:
@@ -43,20 +44,29 @@ class BenchCharts(Grid):
 
     def show(self, runs: Sequence[tuple[str, Curves]]) -> None:
         self._runs = list(runs)
-        self._dirty = True
+        self._dirty = [c for c in self._dirty if c in CHARTS] + [c for c in CHARTS if c not in self._dirty]
 
-    def redraw(self) -> bool:
-        """Rebuild the plots if the data changed; True when it did."""
-        if not self._dirty:
-            return False
-        self._dirty = False
-        self.builds += 1
+    @property
+    def pending(self) -> bool:
+        return bool(self._dirty)
+
+    def redraw(self, limit: int = len(CHARTS)) -> bool:
+        """Rebuild up to ``limit`` plots whose data changed; True when one was."""
+        todo, self._dirty = self._dirty[:limit], self._dirty[limit:]
+        for chart_id in todo:
+            self._draw(chart_id)
+        self.builds += len(todo)
+        return bool(todo)
+
+    def _draw(self, which: str) -> None:
         runs = self._runs
         labels = len(runs) > 1
         x_time = all(c.x_is_time for _, c in runs) if runs else True
         xlabel = "s since start" if x_time else "request #"
 
         def draw(chart_id: str, title: str, pick, scatter: bool = False, ylabel: str = "") -> None:
+            if chart_id != which:
+                return
             plot = self.query_one(f"#{chart_id}", PlotextPlot)
             plt = plot.plt
             plt.clear_figure()
@@ -78,6 +88,8 @@ class BenchCharts(Grid):
         draw("chart-ttft", "TTFT per request (ms)", lambda c: c.ttft, scatter=True)
         draw("chart-tokps", "output tokens/s", lambda c: c.tokens_per_s)
         draw("chart-inflight", "requests in flight", lambda c: c.in_flight)
+        if which != "chart-hist":
+            return
         plot = self.query_one("#chart-hist", PlotextPlot)
         plt = plot.plt
         plt.clear_figure()
@@ -90,4 +102,3 @@ class BenchCharts(Grid):
                 plt.plot(centres, c, color=COLORS[k % len(COLORS)], label=name if labels else None,
                          fillx=len(runs) == 1)
         plot.refresh()
-        return True

@@ -1,0 +1,198 @@
+"""How responsive the dashboard stays during a high-rate run on the Bench pane, against a baseline.
+
+    /work/.venv-dev/bin/python tests/perf/perf_bench_pane_lag.py [--prompts 640] [--concurrency 64]
+
+Both runs use the in-process simulator (ITL 1 ms, TTFT 10 ms, 256 output tokens per request,
+64 requests in flight) and the engine on its own thread (``BenchmarkThread``):
+
+- baseline: a bare asyncio loop in the main thread drains the engine's queue every 0.25 s (what
+  any UI must do at least) and measures its own lag;
+- dashboard: the real app (headless, 120x36) on the Bench pane, started with F5; a ticker on the
+  app's event loop measures the lag (oversleep of 10 ms sleeps) and a key (F3/F4, switching
+  views) is pressed every 0.5 s and timed until processed.
+
+Printed: UI event-loop lag p50/p99/max for both (and the ratio), key round trips, chunks/s
+achieved, the engine's own event-loop lag and median TTFT in both (how much the UI disturbs the
+measurement), and the cost of the pane's drain ticks and chart rebuilds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import queue
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+SIM = dict(ttft_ms=10.0, itl_ms=1.0)
+TICK = 0.010
+
+
+def pct(values, p):
+    s = sorted(values)
+    if not s:
+        return 0.0
+    return s[min(int(round((len(s) - 1) * p / 100)), len(s) - 1)]
+
+
+def stats(label, values_s):
+    ms = [v * 1000 for v in values_s]
+    return f"{label}: p50 {pct(ms, 50):6.1f} ms  p99 {pct(ms, 99):7.1f} ms  max {max(ms or [0]):7.1f} ms  (n={len(ms)})"
+
+
+class Ticker:
+    def __init__(self):
+        self.lags = []
+        self.task = None
+
+    async def _run(self):
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(TICK)
+            self.lags.append(max(time.perf_counter() - t - TICK, 0.0))
+
+    def start(self):
+        self.task = asyncio.create_task(self._run())
+
+    def stop(self):
+        self.task.cancel()
+
+
+def flags(args):
+    return ["--num-prompts", str(args.prompts), "--max-concurrency", str(args.concurrency), "--output-len", "256",
+            "--random-input-len", "64"]
+
+
+def summary(result):
+    s = result.summary
+    chunks = sum(result.store.chunks)
+    return (chunks / s["duration"] if s["duration"] else 0.0, result.client_health["event_loop_lag_ms"]["p99"],
+            s["median_ttft_ms"] if "median_ttft_ms" in s else None, s["duration"])
+
+
+async def baseline(args, registry):
+    from tui.commands.bench import add_run_arguments, prepare
+    from tui.core.bench.engine import BenchmarkThread
+    from tui.core.bench.results import BenchResult
+    from tui.core.bench.sim import SimConfig
+
+    p = argparse.ArgumentParser()
+    add_run_arguments(p)
+    prep = await asyncio.to_thread(prepare, p.parse_args(flags(args)), registry=registry, sim_config=SimConfig(**SIM))
+    ticker = Ticker()
+    ticker.start()
+    try:
+        bt = BenchmarkThread(prep.spec, prep.requests, prep.counter).start()
+        result = None
+        while result is None:
+            await asyncio.sleep(0.25)
+            while True:
+                try:
+                    item = bt.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(item, BenchResult):
+                    result = item
+    finally:
+        ticker.stop()
+        prep.sim.stop()
+    return ticker.lags, [], summary(result), {}
+
+
+async def dashboard(args, registry):
+    from textual import events
+
+    from tui.app.app import make_app
+    from tui.app.bench import BenchPane
+    from tui.app.widgets.bench_charts import BenchCharts
+    from tui.core.bench.sim import SimConfig
+    from tui.core.config import Config
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app_bench"))
+    from bench_pane_testing import run_args
+
+    from textual_plotext import PlotextPlot
+
+    costs = {"tick": [], "charts": [], "build": [], "key": []}
+    tick, redraw, render, show_view = BenchPane._tick, BenchCharts.redraw, PlotextPlot.render, BenchPane.action_show_view
+    pressed = []
+
+    def timed_render(self):
+        t = time.perf_counter()
+        out = render(self)
+        costs["build"].append(time.perf_counter() - t)
+        return out
+
+    def timed_show_view(self, view):
+        show_view(self, view)
+        if pressed:
+            costs["key"].append(time.perf_counter() - pressed.pop())
+
+    def timed_tick(self):
+        t = time.perf_counter()
+        tick(self)
+        costs["tick"].append(time.perf_counter() - t)
+
+    def timed_redraw(self, *args):
+        t = time.perf_counter()
+        done = redraw(self, *args)
+        if done:
+            costs["charts"].append(time.perf_counter() - t)  # the plots' build() runs at the next render
+        return done
+
+    BenchPane._tick, BenchCharts.redraw, PlotextPlot.render = timed_tick, timed_redraw, timed_render
+    BenchPane.action_show_view = timed_show_view
+    app = make_app("bench", registry=registry, config=Config(), bench_args=run_args(*flags(args)),
+                   sim_config=SimConfig(**SIM))
+    async with app.run_test(size=(120, 36)) as pilot:
+        while not app.tokens.settled():  # start-up loading finished (the pane would wait for it too)
+            await pilot.pause(0.1)
+        await pilot.pause(0.5)
+        pane = app.bench
+        ticker = Ticker()
+        ticker.start()
+        await pilot.press("f5")
+        n = 0
+        while not pane.session:
+            await asyncio.sleep(0.5)
+            if pane.thread is not None and not pressed:  # key event queued -> the view-switch action ran
+                pressed.append(time.perf_counter())
+                app.post_message(events.Key("f4" if n % 2 else "f3", None))
+                n += 1
+        ticker.stop()
+        result = pane.session[0].result
+    return ticker.lags, costs["key"], summary(result), costs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--prompts", type=int, default=640)
+    ap.add_argument("--concurrency", type=int, default=64)
+    args = ap.parse_args()
+    from tui.core.tokenizers import Registry
+
+    registry = Registry(discover=False, env={})
+    registry.get("cl100k_base")
+    print(f"{args.prompts} requests, {args.concurrency} in flight, 256 output tokens, simulator ITL "
+          f"{SIM['itl_ms']:g} ms, TTFT {SIM['ttft_ms']:g} ms (all in this process)")
+    base_lags, _, base, _ = asyncio.run(baseline(args, registry))
+    ui_lags, keys, ui, costs = asyncio.run(dashboard(args, registry))
+    for name, lags, (cps, eng_lag, ttft, dur) in (("baseline (bare loop)", base_lags, base),
+                                                  ("dashboard", ui_lags, ui)):
+        print(f"\n{name}: {cps:,.0f} chunks/s over {dur:.1f} s; engine loop lag p99 {eng_lag:.1f} ms; "
+              f"median TTFT {ttft:.1f} ms")
+        print("  " + stats("UI loop lag", lags))
+    print("  " + stats("key to action (F3/F4)", keys))
+    print("  " + stats("drain tick (0.25 s timer)", costs["tick"]))
+    print("  " + stats("plot data set (per redraw call)", costs["charts"]))
+    print("  " + stats("one plot's build() (textual-plotext render)", costs["build"]))
+    r50 = pct(ui_lags, 50) / pct(base_lags, 50) if pct(base_lags, 50) else float("nan")
+    r99 = pct(ui_lags, 99) / pct(base_lags, 99) if pct(base_lags, 99) else float("nan")
+    print(f"\nUI lag vs baseline: p50 x{r50:.1f}, p99 x{r99:.1f}")
+
+
+if __name__ == "__main__":
+    main()
