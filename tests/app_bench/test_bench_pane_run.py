@@ -66,6 +66,9 @@ async def test_stop_keeps_a_partial_result_and_saves_it(make_bench, isolated_env
         data = json.loads(path.read_text())
         assert data["partial"] is True and data["completed"] == result.completed
         assert len(data["ttfts"]) == len(data["start_times"]) == result.completed + result.failed
+        history = app.query_one("#bench-history", DataTable)
+        await pilot.pause(0.1)
+        assert history.row_count == 1 and cell(history, 0, 7) == "partial saved"  # one row: the session's run
 
 
 async def test_profile_with_stored_key_is_masked_and_never_saved(make_bench, tmp_path):

@@ -544,6 +544,8 @@ class BenchPane(Container):
     def _finished(self, message: Finished) -> None:
         run = message.run
         self.session.append(run)
+        if run.saved_to is not None:
+            self.files[str(run.saved_to)] = run.data
         self._add_history_row(f"session-{run.number}", run.data, "this session")
         self.show_runs([run.data])
         s = run.data.data
@@ -677,13 +679,14 @@ class BenchPane(Container):
             self.app.call_from_thread(self.notify, str(exc), title="cannot save", severity="error")
             return
         run.saved_to = path
-        self.app.call_from_thread(self._saved, path)
+        self.app.call_from_thread(self._saved, run)
 
-    def _saved(self, path: Path) -> None:
+    def _saved(self, run: SessionRun) -> None:
+        path = run.saved_to
         self._say(f"saved to {path}")
         self.notify(f"saved to {path}", timeout=4)
-        self.files.setdefault(str(path), path)
-        self._add_history_row(str(path), None, "file", path=path)
+        self.files[str(path)] = run.data  # listed once: as the session's run
+        self._add_history_row(f"session-{run.number}", run.data, "this session")
 
     # ------------------------------------------------------------------ history
     def _add_history_row(self, key: str, data: RunData | None, origin: str, path: Path | None = None) -> None:
@@ -696,12 +699,20 @@ class BenchPane(Container):
             cells = ["✓" if key in self.selected else "", data.name, origin,
                      f"{d.get('completed', 0):,}", _fmt(data.value("request_throughput"), 2),
                      _fmt(data.value("output_throughput"), 0), _fmt(ttft.p99 if ttft else None, 1),
-                     ("partial" if data.partial else "") + ("" if data.series is not None else " no details")]
+                     self._note(key, data)]
         if key in table.rows:
             for col, cell in zip(HISTORY_COLUMNS, cells):
                 table.update_cell(key, col, cell)
         else:
             table.add_row(*cells, key=key)
+
+    def _note(self, key: str, data: RunData) -> str:
+        notes = ["partial"] if data.partial else []
+        if data.series is None:
+            notes.append("no details")
+        if key.startswith("session-") and self.session[int(key.split("-", 1)[1]) - 1].saved_to is not None:
+            notes.append("saved")
+        return " ".join(notes)
 
     def _history_run(self, key: str) -> RunData | None:
         if key.startswith("session-"):
