@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import os
 
 from textual.widgets import DataTable, Input, ProgressBar, Select, Static, TabbedContent
 
@@ -112,6 +112,7 @@ async def test_open_saved_and_vllm_files_then_compare_with_deltas(make_bench, tm
     a = write_json(tmp_path / "base.json", vllm_result(ttfts, [[0.01] * 3] * 4, [4] * 4))
     b = write_json(tmp_path / "next.json", vllm_result([t * 2 for t in ttfts], [[0.02] * 3] * 4, [4] * 4,
                                                        request_throughput=0.5))
+    os.utime(b, (1_000_000, 1_000_000))  # older: listed second
     app = make_bench()
     async with app.run_test(size=(120, 40)) as pilot:
         pane = app.bench
@@ -139,16 +140,11 @@ async def test_open_saved_and_vllm_files_then_compare_with_deltas(make_bench, tm
         await pilot.press("f8")
         await wait_for(pilot, lambda: len(pane.shown) == 2, what="the comparison")
         rows = {cell(table, r, 0): [cell(table, r, c) for c in range(1, 3)] for r in range(table.row_count)}
-        first, second = (pane.shown[0].name, pane.shown[1].name)
-        assert f"Comparing {first} · {second}" in _text(app, "#bench-title")
-        base, other = (rows["TTFT mean (ms)"] if first == "base" else rows["TTFT mean (ms)"][::-1])
-        assert rows["TTFT mean (ms)"][0] in ("250.00", "500.00")
-        if first == "base":
-            assert rows["TTFT mean (ms)"][1] == "500.00 (+250.00, +100.0%)"
-            assert rows["requests/s"][1] == "0.50 (+0.10, +25.0%)"
-        else:
-            assert rows["TTFT mean (ms)"][1] == "250.00 (-250.00, -50.0%)"
-            assert rows["requests/s"][1] == "0.40 (-0.10, -20.0%)"
+        assert [r.name for r in pane.shown] == ["base", "next"]
+        assert "Comparing base · next (deltas against base)" in _text(app, "#bench-title")
+        assert rows["TTFT mean (ms)"] == ["250.00", "500.00 (+250.00, +100.0%)"]
+        assert rows["requests/s"] == ["0.40", "0.50 (+0.10, +25.0%)"]
+        assert rows["completed"] == ["4", "4 (+0, +0.0%)"]
         assert pane.query_one("#bench-charts")._runs and len(pane.query_one("#bench-charts")._runs) == 2
 
 
