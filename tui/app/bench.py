@@ -440,6 +440,7 @@ class BenchPane(Container):
         progress = self.query_one("#bench-progress", ProgressBar)
         progress.update(total=len(prep.requests), progress=0)
         self._stats_table("stats")
+        self.query_one("#run", VerticalScroll).scroll_home(animate=False)
         self._say("running: F6 stops (keeps what was measured), F3 shows the run")
         self.action_show_view("run")
         self._timer.resume()
@@ -569,7 +570,8 @@ class BenchPane(Container):
             else:
                 table.add_column("metric", key="metric")
                 for i, r in enumerate(runs):
-                    table.add_column(r.name if i == 0 else f"{r.name} (Δ, %)", key=f"run{i}")
+                    name = r.name if len(r.name) <= 28 else r.name[:27] + "…"
+                    table.add_column(name if i == 0 else f"{name} (Δ, %)", key=f"run{i}")
         return table
 
     def _fill_stats(self, stats) -> None:
@@ -596,6 +598,7 @@ class BenchPane(Container):
     def show_runs(self, runs: list[RunData]) -> None:
         """The Run view shows one finished run, or compares several (deltas against the first)."""
         self.shown = list(runs)
+        self.query_one("#run", VerticalScroll).scroll_home(animate=False)
         charts = self.query_one(BenchCharts)
         curves = [(r.name, series_curves(r.series, charts.points)) for r in runs if r.series is not None]
         charts.show(curves)
