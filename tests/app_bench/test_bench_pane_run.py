@@ -220,3 +220,40 @@ def test_ui_rejects_bad_run_flags_in_one_line():
     proc = run_cli("ui", "--pane", "bench", "--dataset-name", "custom")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "tokdeck: error: --dataset-name custom needs --dataset-path FILE"
+
+
+async def test_errors_panel_counts_reasons_live_and_after(make_bench):
+    app = make_bench("--num-prompts", "60", "--max-concurrency", "2", "--output-len", "8", "--random-input-len", "16",
+                     sim=dict(ttft_ms=10.0, itl_ms=5.0, error_rate=0.3, error_status=503))
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.bench
+        await ready(pilot)
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: pane.session or "request " in _text(app, "#bench-errors"), what="live errors")
+        assert not pane.session, "the run ended before the errors panel was drawn"
+        live_text = _text(app, "#bench-errors")
+        assert live_text.startswith("errors: ") and "HTTP 503" in live_text  # reasons, then the latest messages
+        await wait_for(pilot, lambda: pane.session, what="the run")
+        result = pane.session[0].result
+        assert result.failed > 0 and sum(result.error_reasons.values()) == result.failed
+        final = _text(app, "#bench-errors")
+        (reason, n), = result.error_reasons.items()
+        assert final.startswith(f"errors: {n:,}× {reason[:60]}")
+        assert app.query_one("#bench-errors", Static).has_class("-errors")
+
+
+async def test_client_bottleneck_warning_is_visible(make_bench, tmp_path):
+    from bench_pane_testing import fixed_result
+
+    data = fixed_result().to_vllm_json(detailed=True)
+    data["client_health"] = dict(data["client_health"], client_bottleneck=True,
+                                 warning="the client was the bottleneck: its event loop ran up to 40.0 ms late")
+    path = write_json(tmp_path / "slow-client.json", data)
+    app = make_bench()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        app.bench.open_path(path)
+        await wait_for(pilot, lambda: app.bench.shown, what="the opened file")
+        health = app.query_one("#bench-health", Static)
+        assert str(health.render()).startswith("the client was the bottleneck") and health.has_class("-warn")
+        assert _text(app, "#bench-errors").startswith("errors: 4× HTTP 503: server overloaded")
