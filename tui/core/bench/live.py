@@ -151,7 +151,7 @@ class LiveRun:
         self.errors: Counter[str] = Counter()
         self.latest_errors: deque[tuple[int, str]] = deque(maxlen=LATEST_ERRORS)
         self.snapshot: RunSnapshot | None = None
-        self.worst_lag_ms = 0.0  # over the last few snapshots
+        self.worst_lag_ms = 0.0  # the second-worst of the last 8 snapshots (~p99 of 200 ticks of 10 ms)
         self._lags: deque[float] = deque(maxlen=8)
         self.records = 0
 
@@ -162,7 +162,7 @@ class LiveRun:
             self.tokens_per_s.add(item.elapsed, item.chunks_per_s)
             self.in_flight.add(item.elapsed, float(item.in_flight))
             self._lags.append(item.loop_lag_ms)
-            self.worst_lag_ms = max(self._lags)
+            self.worst_lag_ms = sorted(self._lags)[-2] if len(self._lags) > 1 else self._lags[0]
             return
         self.records += 1
         if not item.ok:
