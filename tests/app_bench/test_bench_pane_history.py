@@ -133,3 +133,23 @@ def test_series_curves_of_a_session_like_run():
     # 20 output tokens spread over the run: the area under the curve
     step = xs[1] - xs[0]
     assert sum(y * step for y in ys) == pytest.approx(20.0, rel=0.2)
+
+
+def _snap(lag_ms, ttft_p50=100.0, itl_p50=10.0):
+    from tui.core.bench.results import RunSnapshot
+
+    return RunSnapshot(elapsed=1.0, planned=10, dispatched=5, completed=1, failed=0, in_flight=4,
+                       total_input_tokens=1, total_output_tokens=1, request_throughput=1.0, output_throughput=1.0,
+                       chunks_per_s=10.0, recent_ttft_ms=(ttft_p50, ttft_p50), recent_tpot_ms=None,
+                       recent_itl_ms=(itl_p50, itl_p50), loop_lag_ms=lag_ms)
+
+
+def test_live_lag_warning_needs_more_than_one_spike():
+    live = LiveRun(10)
+    assert live.lag_warning() is None
+    for lag in (0.1, 0.2, 9.0, 0.1):  # limit: max(1, min(5 % of 100, 25 % of 10)) = 2.5 ms
+        live.add(_snap(lag))
+    assert live.lag_warning() is None  # one late interval is not a bottleneck
+    live.add(_snap(4.0))
+    warning = live.lag_warning()
+    assert warning is not None and "4.0 ms late (limit 2.5 ms)" in warning
