@@ -12,7 +12,7 @@ FAST_SIM = dict(ttft_ms=15.0, itl_ms=4.0)
 
 def run_args(*argv: str) -> argparse.Namespace:
     """`tokdeck ui`'s parsed flags, as the CLI hands them to make_app."""
-    from tui.commands.bench import add_run_arguments
+    from tui.core.bench.prepare import add_run_arguments
 
     p = argparse.ArgumentParser()
     add_run_arguments(p)

@@ -6,7 +6,7 @@ import json
 
 from textual.widgets import Input, Select, Static
 
-from conftest import settle, wait_for
+from data_pane_testing import settle, wait_for
 from tui.core.bench.datasets import load_custom, load_sharegpt
 from tui.core.datasets import scan_file
 

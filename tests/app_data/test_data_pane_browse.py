@@ -6,7 +6,7 @@ import json
 
 from textual.widgets import Input, Static
 
-from conftest import settle, wait_for
+from data_pane_testing import settle, wait_for
 from tui.app.widgets.data_browser import CACHE_LINES
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.widgets import ContentSwitcher, DataTable, Input, Static
 
-from conftest import settle, wait_for
+from data_pane_testing import settle, wait_for
 from tui.core.datasets import scan_file
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from conftest import settle
+from data_pane_testing import settle
 from tokdeck_testing import SAMPLE_DATA
 
 

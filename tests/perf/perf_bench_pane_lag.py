@@ -74,7 +74,7 @@ def summary(result):
 
 
 async def baseline(args, registry):
-    from tui.commands.bench import add_run_arguments, prepare
+    from tui.core.bench.prepare import add_run_arguments, prepare
     from tui.core.bench.engine import BenchmarkThread
     from tui.core.bench.results import BenchResult
     from tui.core.bench.sim import SimConfig

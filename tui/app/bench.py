@@ -29,7 +29,7 @@ from textual.containers import Container, Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, ContentSwitcher, DataTable, Input, Label, ProgressBar, Select, Static
 
-from ..commands import bench as bench_cli
+from ..core.bench import prepare as bench_prep
 from ..core.bench.history import RunData, compare, from_result, list_result_files, load_result_file
 from ..core.bench.live import LiveRun, series_curves
 from ..core.bench.metrics import METRICS
@@ -76,7 +76,7 @@ Profiles come from the config ({path}):
 def run_parser() -> argparse.ArgumentParser:
     """`tokdeck bench`'s run flags (their types and defaults check the form's values)."""
     p = argparse.ArgumentParser(add_help=False)
-    bench_cli.add_run_arguments(p)
+    bench_prep.add_run_arguments(p)
     return p
 
 
@@ -385,7 +385,7 @@ class BenchPane(Container):
     def _prepare(self, args: argparse.Namespace, api_key: str | None) -> None:
         lines: list[str] = []
         try:
-            prep = bench_cli.prepare(args, registry=self.registry, api_key=api_key, sim_config=self.sim_config,
+            prep = bench_prep.prepare(args, registry=self.registry, api_key=api_key, sim_config=self.sim_config,
                                      say=lines.append)
         except TokdeckError as exc:
             self.post_message(self.Prepared(None, args, str(exc)))
@@ -532,7 +532,7 @@ class BenchPane(Container):
         run = SessionRun(number, result, from_result(result, name), args)  # exact statistics: off the UI
         if args.save_result:
             try:
-                run.saved_to = bench_cli.save_result(args, result)
+                run.saved_to = bench_prep.save_result(args, result)
             except TokdeckError as exc:
                 self.app.call_from_thread(self.notify, str(exc), title="cannot save", severity="error")
         self.post_message(self.Finished(run))
@@ -673,7 +673,7 @@ class BenchPane(Container):
         args.save_detailed = True  # per-request arrays: an opened file draws its charts again
         args.result_dir = args.result_dir or str(self.result_dir)
         try:
-            path = bench_cli.save_result(args, run.result)
+            path = bench_prep.save_result(args, run.result)
         except TokdeckError as exc:
             self.app.call_from_thread(self.notify, str(exc), title="cannot save", severity="error")
             return

@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the pane to open (default: tokens, or data for a dataset FILE)")
     p.add_argument("--start", action="store_true",
                    help="open the Bench pane with the run flags below and start the run at once")
-    from .bench import add_run_arguments
+    from ..core.bench.prepare import add_run_arguments
 
     add_run_arguments(p)  # the Bench pane's form starts from `tokdeck bench`'s flags
     p.set_defaults(run=run)
@@ -45,9 +45,9 @@ def run(args) -> int:
             if file == "-":
                 raise TokdeckError("the dashboard reads its input from the terminal: give a FILE, not -")
             text, source = read_text_arg(file), file
-    from .bench import _validate
+    from ..core.bench.prepare import validate
 
-    _validate(args)  # a bad run flag is a one-line error before the UI opens
+    validate(args)  # a bad run flag is a one-line error before the UI opens
     if getattr(args, "start", False):
         pane = "bench"
     from ..app.app import make_app  # Textual loads only now: `tokdeck --help` stays instant

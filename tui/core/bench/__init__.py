@@ -13,4 +13,6 @@ Modules (import them directly; this package imports nothing):
 - ``arrivals`` - seeded gamma/Poisson arrival times and ramp-up.
 - ``datasets`` - custom JSONL, ShareGPT, random and sonnet prompts for a run.
 - ``report`` - the text summary (vLLM's result block plus client health).
+- ``prepare`` - the run flags (shared by `tokdeck bench` and the Bench pane) and ``prepare``:
+  checks, simulator, GET /v1/models, tokenizer, prompts and the spec; ``save_result``.
 """

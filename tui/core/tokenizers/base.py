@@ -96,7 +96,7 @@ class Tokenizer:
 
     info: TokenizerInfo
     has_vocab = True
-    #: which safe-cut rule for incremental counting applies ("cl100k", "o200k", "r50k") or None
+    #: which safe-cut rule for incremental counting applies ("cl100k", "o200k", "r50k", "r50k+crlf") or None
     cut_rule: str | None = None
 
     @property

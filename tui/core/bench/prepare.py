@@ -1,0 +1,370 @@
+"""The run options shared by `tokdeck bench` and the Bench pane, and everything before a run.
+
+The flags are vLLM `bench serve`'s; :func:`add_run_arguments` defines them once for the command
+line and for `tokdeck ui --pane bench` (the pane builds the same namespace from its form), and
+:func:`prepare` turns a namespace into a ready run: checks, the simulator when no base URL is
+given, GET /v1/models, the local tokenizer, the prompts and the :class:`BenchSpec`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
+
+def _number(cast, ok, need: str, allow_inf: bool = False):
+    """An argparse type: ``cast`` the text, then require ``ok(value)`` (``need`` says what)."""
+    def parse(text: str):
+        if allow_inf and text.strip().lower() in ("inf", "infinity"):
+            return float("inf")
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if cast is int else ''}number") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {need}, not {text}")
+        return value
+    return parse
+
+
+_positive_int = _number(int, lambda v: v >= 1, "at least 1")
+_count = _number(int, lambda v: v >= 0, "0 or more")
+_positive_float = _number(float, lambda v: v > 0, "> 0")
+_rate = _number(float, lambda v: v > 0, "> 0 (or inf)", allow_inf=True)
+_ratio = _number(float, lambda v: 0 <= v < 1, "in [0, 1)")
+
+
+class _Given(argparse.Action):
+    """Stores the value and notes that it was given (so a --profile does not override it)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Every run flag of `tokdeck bench` (also taken by `tokdeck ui --pane bench`)."""
+    e = p.add_argument_group("endpoint")
+    e.add_argument("--backend", choices=("openai-chat", "openai"), default="openai-chat", action=_Given,
+                   help="openai-chat: /v1/chat/completions (default); openai: /v1/completions")
+    e.add_argument("--base-url", metavar="URL",
+                   help="server base URL, e.g. http://gpu1:8000 (a trailing /v1 is fine); "
+                        "omitted: the built-in simulator")
+    e.add_argument("--endpoint", metavar="PATH", help="API path (default per backend)")
+    e.add_argument("--model", help="model name to request (default: the first of GET /v1/models)")
+    e.add_argument("--tokenizer", metavar="ID",
+                   help="tokenizer id or model name for local token counts (default: resolved from --model, "
+                        "else the estimate)")
+    e.add_argument("--api-key-env", metavar="VAR",
+                   help="environment variable holding the API key (default OPENAI_API_KEY); never printed or saved")
+    e.add_argument("--header", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="extra HTTP header (repeatable)")
+    e.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    e.add_argument("--ca-bundle", metavar="FILE", help="CA certificates (PEM) to verify TLS with")
+    e.add_argument("--timeout", type=_positive_float, default=600.0, metavar="S",
+                   help="read timeout: longest silence within a response (default 600 s)")
+    e.add_argument("--connect-timeout", type=_positive_float, default=10.0, metavar="S",
+                   help="connect timeout (default 10 s)")
+    e.add_argument("--no-stream", action="store_true", help="non-streaming requests (TTFT = E2EL, no ITL/TPOT)")
+
+    d = p.add_argument_group("dataset")
+    d.add_argument("--dataset-name", choices=("random", "custom", "sharegpt", "sonnet"), default="random",
+                   help="random (default), custom (JSONL: prompt/output_tokens, messages, or message arrays), "
+                        "sharegpt, sonnet (bundled text)")
+    d.add_argument("--dataset-path", metavar="FILE", help="the file for custom and sharegpt")
+    d.add_argument("--num-prompts", type=_positive_int, default=1000, metavar="N",
+                   help="number of requests (default 1000)")
+    d.add_argument("--input-len", type=_positive_int, metavar="N", help="input length for random/sonnet")
+    d.add_argument("--output-len", type=_positive_int, metavar="N",
+                   help="max output tokens for every request, overriding the dataset's")
+    d.add_argument("--random-input-len", type=_positive_int, default=1024, metavar="N", help="default 1024")
+    d.add_argument("--random-output-len", type=_positive_int, default=128, metavar="N", help="default 128")
+    d.add_argument("--random-range-ratio", type=_ratio, default=0.0, metavar="R",
+                   help="lengths drawn from [N(1-R), N(1+R)] (default 0)")
+    d.add_argument("--custom-output-len", type=_positive_int, default=256, metavar="N",
+                   help="output length for custom lines without output_tokens (default 256)")
+    d.add_argument("--sharegpt-output-len", type=_positive_int, metavar="N",
+                   help="output length instead of the reply's length")
+    d.add_argument("--sonnet-input-len", type=_positive_int, default=550, metavar="N", help="default 550")
+    d.add_argument("--sonnet-output-len", type=_positive_int, default=150, metavar="N", help="default 150")
+    d.add_argument("--sonnet-prefix-len", type=_count, default=200, metavar="N", help="default 200")
+
+    lo = p.add_argument_group("load")
+    lo.add_argument("--request-rate", type=_rate, default=float("inf"), metavar="RPS",
+                    help="requests per second (default inf: all at once)")
+    lo.add_argument("--burstiness", type=_positive_float, default=1.0,
+                    help="gamma shape of arrival gaps: 1 = Poisson (default), <1 burstier, >1 steadier")
+    lo.add_argument("--max-concurrency", type=_positive_int, metavar="N", help="most requests in flight at once")
+    lo.add_argument("--num-warmups", type=_count, default=0, metavar="N", help="warm-up requests, not measured")
+    lo.add_argument("--ramp-up-strategy", choices=("linear", "exponential"),
+                    help="ramp the rate from --ramp-up-start-rps to --ramp-up-end-rps over the requests")
+    lo.add_argument("--ramp-up-start-rps", type=_positive_float, metavar="RPS")
+    lo.add_argument("--ramp-up-end-rps", type=_positive_float, metavar="RPS")
+    lo.add_argument("--duration", type=_positive_float, metavar="S",
+                    help="stop sending new requests after S seconds (those in flight finish)")
+    lo.add_argument("--seed", type=int, default=0, help="seed for sampling and arrivals (default 0)")
+
+    r = p.add_argument_group("request")
+    r.add_argument("--ignore-eos", action="store_true", help="send ignore_eos (vLLM extension)")
+    r.add_argument("--temperature", type=float, help="sampling temperature (default: the server's)")
+
+    o = p.add_argument_group("results")
+    o.add_argument("--goodput", nargs="+", metavar="KEY:MS", help="SLOs, e.g. ttft:500 tpot:50 e2el:2000")
+    o.add_argument("--percentile-metrics", default="ttft,tpot,itl",
+                   help="metrics with statistics: ttft,tpot,itl,e2el (default ttft,tpot,itl)")
+    o.add_argument("--metric-percentiles", default="99", help="percentiles, e.g. 50,90,99,99.9 (default 99)")
+    o.add_argument("--save-result", action="store_true", help="write the result as JSON (vLLM's keys)")
+    o.add_argument("--save-detailed", action="store_true", help="add per-request arrays to the JSON")
+    o.add_argument("--result-dir", metavar="DIR", help="folder for the JSON (default: current folder)")
+    o.add_argument("--result-filename", metavar="NAME", help="file name (default vLLM-style)")
+    o.add_argument("--label", help="label in the result and default file name (default: the backend)")
+    o.add_argument("--csv", metavar="PATH", help="write one CSV row per request")
+    o.add_argument("--disable-tqdm", action="store_true", help="no progress line")
+
+
+# ---------------------------------------------------------------------- helpers
+def validate(args) -> None:
+    from ..errors import TokdeckError
+
+    if args.dataset_name in ("custom", "sharegpt") and not args.dataset_path:
+        raise TokdeckError(f"--dataset-name {args.dataset_name} needs --dataset-path FILE")
+    if args.dataset_name in ("random", "sonnet") and args.dataset_path:
+        raise TokdeckError(f"--dataset-name {args.dataset_name} takes no --dataset-path")
+    if args.ramp_up_strategy:
+        if args.request_rate != float("inf"):
+            raise TokdeckError("--ramp-up-strategy sets the rate itself: drop --request-rate")
+        if args.ramp_up_start_rps is None or args.ramp_up_end_rps is None:
+            raise TokdeckError("--ramp-up-strategy needs --ramp-up-start-rps and --ramp-up-end-rps")
+        if args.ramp_up_start_rps > args.ramp_up_end_rps:
+            raise TokdeckError("--ramp-up-start-rps must not exceed --ramp-up-end-rps")
+    elif args.ramp_up_start_rps is not None or args.ramp_up_end_rps is not None:
+        raise TokdeckError("--ramp-up-start-rps/--ramp-up-end-rps need --ramp-up-strategy")
+    if args.save_detailed and not args.save_result:
+        args.save_result = True
+    if args.ca_bundle and args.insecure:
+        raise TokdeckError("--ca-bundle and --insecure contradict each other")
+    if args.base_url and not args.base_url.lower().startswith(("http://", "https://")):
+        raise TokdeckError(f"--base-url must start with http:// or https:// (got {args.base_url.split('@')[-1]!r})")
+
+
+def apply_profile(args) -> str | None:
+    """Fill in ``args`` from the named config profile; returns the key stored in it, if any.
+
+    The command line wins: base URL, model, --backend, --api-key-env, TLS options and --timeout
+    (when changed from its default) keep their values; profile headers come before --header ones."""
+    from ..config import load_config
+
+    prof = load_config().profile(args.profile)
+    if not args.base_url:
+        args.base_url = prof.base_url or None
+    if not getattr(args, "backend_given", False):
+        args.backend = prof.backend
+    if not args.model:
+        args.model = prof.model
+    if not args.api_key_env and prof.api_key_env:
+        args.api_key_env = prof.api_key_env
+    args.header = [f"{k}={v}" for k, v in prof.headers.items()] + list(args.header)
+    if not args.insecure and not args.ca_bundle:
+        args.insecure, args.ca_bundle = prof.insecure, prof.ca_bundle
+    if args.timeout == 600.0:
+        args.timeout = prof.timeout_s
+    return prof.api_key
+
+
+def _headers(items: list[str]) -> tuple[tuple[str, str], ...]:
+    from ..errors import TokdeckError
+
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise TokdeckError(f"--header {key.strip() or item!r}: expected KEY=VALUE")
+        out.append((key.strip(), value.strip()))
+    return tuple(out)
+
+
+def _api_key(args) -> str | None:
+    import os
+
+    from ..errors import TokdeckError
+
+    if args.api_key_env:
+        key = os.environ.get(args.api_key_env)
+        if not key:
+            raise TokdeckError(f"--api-key-env: environment variable {args.api_key_env} is not set or empty")
+        return key
+    return os.environ.get("OPENAI_API_KEY") or None
+
+
+def _tokenizer(args, model: str, reg, fallback: str | None):
+    """(Tokenizer, how it was chosen) for local counts: --tokenizer, the model, the sim's, estimate."""
+    from ..errors import TokenizerError
+    from ..tokenizers import resolve_model, resolve_tokenizer_id
+
+    if args.tokenizer:
+        return reg.get(resolve_tokenizer_id(args.tokenizer, reg)), "--tokenizer"
+    try:
+        res = resolve_model(model, reg)
+        return reg.get(res.tokenizer_id), f"resolved from the model ({res.via})"
+    except TokenizerError:
+        pass
+    if fallback and fallback in reg.ids():
+        return reg.get(fallback), "the simulator's"
+    return reg.get("estimate"), "no tokenizer known for the model: estimate"
+
+
+async def _preflight(base_url: str, headers: dict, timeout: float, insecure: bool, ca_bundle: str | None):
+    """GET /v1/models: (status, first model id or None, the tokenizer a tokdeck simulator names or None).
+
+    TokdeckError when unreachable."""
+    import orjson
+
+    from .models import fetch_models
+
+    status, body = await fetch_models(base_url, headers, timeout, insecure, ca_bundle, url_label="--base-url ")
+    model = sim_tokenizer = None
+    if status == 200:
+        try:
+            data = orjson.loads(body).get("data") or []
+            if data and isinstance(data[0], dict):
+                model, sim_tokenizer = data[0].get("id"), data[0].get("tokdeck_tokenizer")
+        except (orjson.JSONDecodeError, AttributeError):
+            pass
+    return status, model, sim_tokenizer if isinstance(sim_tokenizer, str) else None
+
+
+def _load_requests(args, tokenizer):
+    from . import datasets as ds
+
+    name = args.dataset_name
+    if name == "random":
+        return ds.random_requests(tokenizer, args.num_prompts, args.input_len or args.random_input_len,
+                                  args.output_len or args.random_output_len, args.random_range_ratio, args.seed)
+    if name == "sonnet":
+        return ds.sonnet_requests(tokenizer, args.num_prompts, args.input_len or args.sonnet_input_len,
+                                  args.output_len or args.sonnet_output_len, args.sonnet_prefix_len, args.seed)
+    if name == "sharegpt":
+        return ds.load_sharegpt(args.dataset_path, tokenizer, args.num_prompts, args.seed,
+                                args.output_len or args.sharegpt_output_len)
+    return ds.load_custom(args.dataset_path, tokenizer, args.num_prompts, args.seed, args.output_len,
+                          args.custom_output_len)
+
+
+def result_path(args, result) -> "Path":
+    from pathlib import Path
+
+    if args.result_filename:
+        name = args.result_filename
+    else:
+        label = args.label or args.backend
+        conc = f"-concurrency{args.max_concurrency}" if args.max_concurrency is not None else ""
+        model = result.setup["model_id"].split("/")[-1]
+        date = result.setup["date"]
+        if args.ramp_up_strategy:
+            name = (f"{label}-ramp-up-{args.ramp_up_strategy}-{args.ramp_up_start_rps:g}qps-"
+                    f"{args.ramp_up_end_rps:g}qps{conc}-{model}-{date}.json")
+        else:
+            name = f"{label}-{args.request_rate}qps{conc}-{model}-{date}.json"
+    return Path(args.result_dir or ".") / name
+
+
+# ---------------------------------------------------------------------- run
+class Prepared:
+    """A run ready to start: its spec, prompts and counter, and the simulator it started (if any)."""
+
+    def __init__(self, spec, requests, counter, sim) -> None:
+        self.spec, self.requests, self.counter, self.sim = spec, requests, counter, sim
+
+
+def prepare(args, *, registry=None, api_key: str | None = None, sim_config=None, say=None) -> Prepared:
+    """Everything before the run: checks, the simulator (no --base-url), GET /v1/models, the
+    tokenizer, the prompts and the spec. ``api_key`` beats --api-key-env; ``say`` gets the
+    informational lines. The caller stops ``prepared.sim`` when done with it."""
+    import asyncio
+
+    from . import metrics as m
+    from .engine import BenchSpec, TokenCounter, redact_url
+    from ..errors import TokdeckError
+    from ..tokenizers import default_registry
+
+    say = say or (lambda line: None)
+    profile_key = apply_profile(args) if getattr(args, "profile", None) else None
+    validate(args)
+    try:
+        percentile_metrics = m.parse_metric_names(args.percentile_metrics)
+        percentiles = m.parse_percentiles(args.metric_percentiles)
+        goodput = m.parse_goodput(args.goodput) if args.goodput else None
+    except ValueError as exc:
+        raise TokdeckError(str(exc)) from None
+    headers = _headers(args.header)
+    api_key = api_key or (None if args.api_key_env else profile_key) or _api_key(args)
+
+    sim = None
+    sim_tokenizer = None
+    base_url = args.base_url
+    if not base_url:
+        from .sim import SimConfig, ThreadedSimulator
+
+        cfg = sim_config or SimConfig()
+        sim = ThreadedSimulator(cfg)
+        base_url = sim.start()
+        sim_tokenizer = cfg.tokenizer
+        say(f"no --base-url given: using the built-in simulator at {base_url} "
+            f"(model {cfg.model}, simulated TTFT {cfg.ttft_ms:g} ms, ITL {cfg.itl_ms:g} ms; not a real server)")
+    try:
+        pre_headers = dict(headers)
+        if api_key:
+            pre_headers["Authorization"] = f"Bearer {api_key}"
+        status, first_model, advertised = asyncio.run(_preflight(base_url, pre_headers, args.connect_timeout,
+                                                                 args.insecure, args.ca_bundle))
+        sim_tokenizer = sim_tokenizer or advertised
+        if status in (401, 403):
+            say(f"warning: {redact_url(base_url)} answered HTTP {status} to GET /v1/models: "
+                "check the API key (--api-key-env / OPENAI_API_KEY)")
+        model = args.model or first_model
+        if not model:
+            raise TokdeckError(f"no --model given and {redact_url(base_url)}/v1/models listed none "
+                               f"(HTTP {status}): pass --model")
+        reg = registry or default_registry()
+        tokenizer, how = _tokenizer(args, model, reg, sim_tokenizer)
+        counter = TokenCounter(tokenizer)
+        requests = _load_requests(args, tokenizer)
+        ramp = ((args.ramp_up_strategy, args.ramp_up_start_rps, args.ramp_up_end_rps)
+                if args.ramp_up_strategy else None)
+        spec = BenchSpec(
+            base_url=base_url, model=model, backend=args.backend, endpoint=args.endpoint,
+            request_rate=args.request_rate, burstiness=args.burstiness, max_concurrency=args.max_concurrency,
+            num_warmups=args.num_warmups, duration=args.duration, seed=args.seed, ramp_up=ramp,
+            stream=not args.no_stream, ignore_eos=args.ignore_eos or args.dataset_name == "random",
+            temperature=args.temperature, headers=headers, api_key=api_key, insecure=args.insecure,
+            ca_bundle=args.ca_bundle, connect_timeout=args.connect_timeout, read_timeout=args.timeout,
+            keep_texts=args.save_detailed, percentile_metrics=percentile_metrics, percentiles=percentiles,
+            goodput=goodput, label=args.label or args.backend, dataset_name=args.dataset_name,
+            tokenizer_id=tokenizer.id)
+    except BaseException:
+        if sim is not None:
+            sim.stop()
+        raise
+    rate = "inf" if args.request_rate == float("inf") else f"{args.request_rate:g}"
+    say(f"{len(requests)} requests to {redact_url(spec.url)} (model {model}); "
+        f"rate {rate}, burstiness {args.burstiness:g}, max concurrency {args.max_concurrency or 'none'}; "
+        f"local counts with {tokenizer.id} ({how})")
+    return Prepared(spec, requests, counter, sim)
+
+
+def save_result(args, result) -> "Path":
+    """Write the result JSON (vLLM's keys; detailed with --save-detailed) atomically; its path."""
+    import orjson
+
+    from ..errors import TokdeckError
+    from ..paths import atomic_write_bytes
+
+    path = result_path(args, result)
+    try:
+        atomic_write_bytes(path, orjson.dumps(result.to_vllm_json(detailed=args.save_detailed),
+                                              option=orjson.OPT_INDENT_2) + b"\n")
+    except OSError as exc:
+        raise TokdeckError(f"{path}: cannot write the result: {exc.strerror or exc}") from None
+    return path
