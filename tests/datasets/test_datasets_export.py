@@ -43,6 +43,35 @@ def test_sharegpt_export_is_one_json_array_vllm_can_load(tmp_path):
     assert (back.format.format, back.format.container, back.errors) == ("sharegpt", "json-array", ())
 
 
+def test_sharegpt_export_moves_the_system_prompt_out_of_the_turns(tmp_path):
+    """vLLM's loader takes turns 0 and 1 as prompt and answer: they must be human and gpt. Leading
+    system/developer messages become ShareGPT's ``system`` (joined by a blank line)."""
+    source = [json.loads(x) for x in (SAMPLE_DATA / "openai-chat.jsonl").read_text(encoding="utf-8").splitlines()]
+    source = [r["messages"] for r in source if not any(m.get("tool_calls") or m["role"] == "tool"
+                                                       for m in r["messages"])]
+
+    def split(msgs):
+        lead = next(i for i, m in enumerate(msgs) if m["role"] not in ("system", "developer"))
+        return "\n\n".join(m["content"] for m in msgs[:lead]) or None, msgs[lead:]
+
+    out, again = tmp_path / "sg.json", tmp_path / "again.jsonl"
+    export(str(SAMPLE_DATA / "openai-chat.jsonl"), str(out), "sharegpt")
+    data = json.loads(out.read_text())
+    assert sum(split(m)[0] is not None for m in source) >= 2, "the sample has system prompts"
+    assert all(rec["conversations"][0]["from"] == "human" for rec in data)
+    assert [rec.get("system") for rec in data] == [split(m)[0] for m in source]
+    assert scan_file(str(out)).warnings == ()
+    export(str(out), str(again), "openai-chat")  # and back: the system prompt is the first message again
+
+    def role_content(msgs):  # ShareGPT keeps who spoke and the text (not "name", not content parts)
+        return [(m["role"], m["content"] if isinstance(m["content"], str)
+                 else "\n".join(p["text"] for p in m["content"] if p["type"] == "text")) for m in msgs]
+
+    assert [role_content(json.loads(x)["messages"]) for x in again.read_text(encoding="utf-8").splitlines()] == [
+        role_content(([{"role": "system", "content": sys_}] if sys_ else []) + rest)
+        for sys_, rest in map(split, source)]
+
+
 def test_prompt_export_counts_output_tokens(tmp_path, bundled):
     out = tmp_path / "p.jsonl"
     result = export(str(SAMPLE_DATA / "alpaca.jsonl"), str(out), "prompt", tokenizer="qwen3", registry=bundled)

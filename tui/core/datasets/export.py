@@ -90,13 +90,19 @@ def to_messages(fmt: str, obj) -> tuple[list | None, list | None, str | None]:
 
 
 def _sharegpt(msgs: list) -> tuple[dict | None, str | None]:
+    """ShareGPT with the leading system prompt(s) in ``system``: vLLM's loader (and `tokdeck bench`)
+    take turns 0 and 1 as prompt and answer, so the conversation must start with the human turn."""
+    lead = 0
+    while lead < len(msgs) and msgs[lead]["role"] in ("system", "developer"):
+        lead += 1
+    system = "\n\n".join(_text(m.get("content")) for m in msgs[:lead])
     conv = []
-    for m in msgs:
+    for m in msgs[lead:]:
         tag = _TO_SHAREGPT.get(m["role"])
         if tag is None or m.get("tool_calls") or m.get("function_call"):
             return None, "tool calls and tool messages have no ShareGPT form vLLM reads"
         conv.append({"from": tag, "value": _text(m.get("content"))})
-    return {"conversations": conv}, None
+    return ({"conversations": conv, "system": system} if lead else {"conversations": conv}), None
 
 
 class _AtomicOut:
