@@ -257,3 +257,41 @@ async def test_client_bottleneck_warning_is_visible(make_bench, tmp_path):
         health = app.query_one("#bench-health", Static)
         assert str(health.render()).startswith("the client was the bottleneck") and health.has_class("-warn")
         assert _text(app, "#bench-errors").startswith("errors: 4× HTTP 503: server overloaded")
+
+
+async def test_profile_flag_selects_it_models_use_openai_api_key_and_csv_is_written(make_bench, tmp_path,
+                                                                                     monkeypatch):
+    """`tokdeck ui --pane bench --profile NAME --csv F`: the profile is selected, Discover models sends
+    OPENAI_API_KEY as a run would (the profile names no key), and the CSV is written when the run ends."""
+    from tui.core.bench.sim import SimConfig, ThreadedSimulator
+    from tui.core.config import Config, Profile
+
+    secret = "sk-from-the-environment-99"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    csv_path = tmp_path / "runs" / "per-request.csv"
+    with ThreadedSimulator(SimConfig(ttft_ms=5, itl_ms=2, api_key=secret, model="gated")) as url:
+        config = Config(profiles=(Profile(name="lab", base_url=url),))
+        app = make_bench("--profile", "lab", "--num-prompts", "6", "--output-len", "4", "--random-input-len", "16",
+                         "--tokenizer", "cl100k_base", "--csv", str(csv_path), config=config)
+        async with app.run_test(size=(120, 40)) as pilot:
+            pane = app.bench
+            await ready(pilot)
+            assert app.query_one("#bench-profile", Select).value == "lab"
+            assert "OPENAI_API_KEY (set)" in _text(app, "#bench-profile-info")
+            await pilot.press("f7")
+            await wait_for(pilot, lambda: app.query_one("#bench-model", Select).value == "gated", what="models")
+            await pilot.press("f5")
+            await wait_for(pilot, lambda: pane.session and csv_path.exists(), what="the run and its CSV")
+            assert pane.session[0].result.completed == 6
+            rows = csv_path.read_text().splitlines()
+            assert len(rows) == 1 + 6 and secret not in csv_path.read_text()
+
+
+def test_ui_rejects_an_unknown_profile_in_one_line(tmp_path):
+    from tokdeck_testing import run_cli
+
+    config = tmp_path / "config.toml"
+    config.write_text('[[profiles]]\nname = "gpu1"\nbase_url = "http://10.0.0.5:8000"\n')
+    proc = run_cli("ui", "--pane", "bench", "--profile", "gpu2", env={"TOKDECK_CONFIG": str(config)})
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"tokdeck: error: no profile named 'gpu2' in {config} (profiles: gpu1)"

@@ -66,3 +66,35 @@ def test_profiles_round_trip_and_validation(tmp_path):
     path.write_text('[[profiles]]\nname = "a"\n')
     with pytest.raises(ConfigError, match="needs a name and a base_url"):
         load_config(path)
+
+
+def test_a_profile_takes_one_key_source(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('[[profiles]]\nname = "a"\nbase_url = "http://h"\napi_key_env = "K"\napi_key = "sk-x"\n')
+    path.chmod(0o600)
+    with pytest.raises(ConfigError, match="config.toml:5: profile 'a' sets both api_key and api_key_env"):
+        load_config(path)
+
+
+def test_profile_api_key_stored_then_named_variable_then_openai_api_key():
+    from tui.core.config import Profile, profile_api_key
+
+    env = {"OPENAI_API_KEY": "sk-openai", "GW_KEY": "sk-gw"}
+    assert profile_api_key(Profile(name="s", base_url="http://h", api_key="sk-stored"), env) == "sk-stored"
+    assert profile_api_key(Profile(name="e", base_url="http://h", api_key_env="GW_KEY"), env) == "sk-gw"
+    assert profile_api_key(Profile(name="e", base_url="http://h", api_key_env="UNSET"), env) is None
+    assert profile_api_key(Profile(name="d", base_url="http://h"), env) == "sk-openai"
+    assert profile_api_key(Profile(name="d", base_url="http://h"), {}) is None
+
+
+def test_a_stored_key_in_a_file_others_can_read_is_warned_about(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('[[profiles]]\nname = "a"\nbase_url = "http://h"\napi_key = "sk-secret-77"\n')
+    path.chmod(0o644)
+    (warning,) = load_config(path).warnings
+    assert warning == f"{path} stores an API key and is readable by others (mode 644): chmod 600 {path}"
+    path.chmod(0o600)
+    assert load_config(path).warnings == ()
+    path.write_text('[[profiles]]\nname = "a"\nbase_url = "http://h"\napi_key_env = "K"\n')
+    path.chmod(0o644)  # no stored key: nothing to protect
+    assert load_config(path).warnings == ()

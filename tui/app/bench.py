@@ -34,7 +34,7 @@ from ..core.bench.history import RunData, compare, from_result, list_result_file
 from ..core.bench.live import LiveRun, series_curves
 from ..core.bench.metrics import METRICS
 from ..core.bench.results import BenchResult
-from ..core.config import Config, Profile
+from ..core.config import Config, Profile, profile_api_key
 from ..core.errors import TokdeckError
 from ..core.paths import data_dir
 from .widgets.bench_charts import BenchCharts
@@ -217,7 +217,8 @@ class BenchPane(Container):
             with VerticalScroll(id="setup"):
                 yield Static(self.config_problem or "", id="bench-config-problem", markup=False,
                              classes="" if self.config_problem else "-ok")
-                initial = COMMAND_LINE if a.base_url else SIMULATOR
+                initial = (a.profile if getattr(a, "profile", None) in self.profiles
+                           else COMMAND_LINE if a.base_url else SIMULATOR)
                 with Horizontal(classes="form-row"):
                     yield Label("Profile")
                     yield Select([(n, n) for n in self.profiles], value=initial, allow_blank=False,
@@ -283,6 +284,9 @@ class BenchPane(Container):
         self._scan_folder(self.result_dir, quiet=True)
         if self.config_problem:
             self._say(f"config not loaded: {self.config_problem}")
+        for warning in self.config.warnings:
+            self._say(f"warning: {warning}")
+            self.notify(warning, title="config", severity="warning", timeout=10)
         if self.start_at_mount:
             self.call_after_refresh(self.action_start)
 
@@ -326,6 +330,7 @@ class BenchPane(Container):
     def form_args(self) -> tuple[argparse.Namespace, str | None]:
         """The run's arguments from the form (over the command line's); TokdeckError names the field."""
         a = argparse.Namespace(**vars(self.args))
+        a.profile = None  # the form's profile is applied here, not looked up again by prepare()
         profile = self.profiles.get(self.query_one("#bench-profile", Select).value)
         api_key = None
         if profile is None:
@@ -535,6 +540,11 @@ class BenchPane(Container):
                 run.saved_to = bench_prep.save_result(args, result)
             except TokdeckError as exc:
                 self.app.call_from_thread(self.notify, str(exc), title="cannot save", severity="error")
+        if getattr(args, "csv", None):  # --csv from the command line, as `tokdeck bench` writes it
+            try:
+                bench_prep.save_csv(args.csv, result)
+            except TokdeckError as exc:
+                self.app.call_from_thread(self.notify, str(exc), title="cannot save the CSV", severity="error")
         self.post_message(self.Finished(run))
 
     @on(Finished)
@@ -827,12 +837,11 @@ class BenchPane(Container):
     @work(thread=True, exclusive=True, exit_on_error=False, group="bench-discover")
     def _discover(self, profile: Profile) -> None:
         import asyncio
-        import os
 
         from ..core.bench.models import list_models
 
         headers = dict(profile.headers)
-        key = profile.api_key or (os.environ.get(profile.api_key_env) if profile.api_key_env else None)
+        key = profile_api_key(profile)  # as a run would send it (OPENAI_API_KEY the fallback)
         if key:
             headers["Authorization"] = f"Bearer {key}"
         try:

@@ -13,9 +13,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Send prompts to an OpenAI-compatible endpoint at a chosen load and report vLLM's "
                     "serving metrics (flags named as `vllm bench serve` names them). Without --base-url "
                     "it runs against the built-in simulator.")
-    p.add_argument("--profile", metavar="NAME",
-                   help="an endpoint from [[profiles]] in the config: its base URL, backend, model, API key, "
-                        "headers and TLS settings fill in what the command line leaves out")
     from ..core.bench.prepare import add_run_arguments
 
     add_run_arguments(p)
@@ -71,9 +68,7 @@ def run(args) -> int:
 
     from ..core.bench.engine import BenchmarkRun
     from ..core.bench.report import format_summary
-    from ..core.errors import TokdeckError
-    from ..core.bench.prepare import prepare, save_result
-    from ..core.paths import atomic_write_text
+    from ..core.bench.prepare import prepare, save_csv, save_result
 
     prep = prepare(args, say=lambda line: print(f"tokdeck bench: {line}", file=sys.stderr, flush=True))
     try:
@@ -114,12 +109,7 @@ def run(args) -> int:
         path = save_result(args, result)
         print(f"tokdeck bench: result saved to {path}", file=sys.stderr)
     if args.csv:
-        from pathlib import Path
-
-        try:
-            atomic_write_text(Path(args.csv), result.to_csv())
-        except OSError as exc:
-            raise TokdeckError(f"{args.csv}: cannot write the CSV: {exc.strerror or exc}") from None
+        save_csv(args.csv, result)
         print(f"tokdeck bench: per-request CSV saved to {args.csv}", file=sys.stderr)
     if result.partial:
         print("tokdeck bench: interrupted: the figures cover what was measured before the stop (partial)",

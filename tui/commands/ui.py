@@ -48,6 +48,10 @@ def run(args) -> int:
     from ..core.bench.prepare import validate
 
     validate(args)  # a bad run flag is a one-line error before the UI opens
+    if getattr(args, "profile", None):
+        from ..core.config import load_config
+
+        load_config().profile(args.profile)  # an unknown profile: a one-line error naming the known ones
     if getattr(args, "start", False):
         pane = "bench"
     from ..app.app import make_app  # Textual loads only now: `tokdeck --help` stays instant

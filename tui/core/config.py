@@ -12,6 +12,7 @@ and adding it as a field of ``Config``.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import tomllib
 import types
@@ -64,12 +65,23 @@ class Profile:
     timeout_s: float = 600.0
 
 
+def profile_api_key(profile: Profile, env: typing.Mapping[str, str] | None = None) -> str | None:
+    """The key a request to ``profile`` sends: the stored one, else the named environment variable,
+    else ``OPENAI_API_KEY`` (as `tokdeck bench` falls back); None when there is none."""
+    env = os.environ if env is None else env
+    if profile.api_key:
+        return profile.api_key
+    return env.get(profile.api_key_env or "OPENAI_API_KEY") or None
+
+
 @dataclass(frozen=True)
 class Config:
     tokenizers: TokenizerSettings = field(default_factory=TokenizerSettings)
     tokens: TokensSettings = field(default_factory=TokensSettings)
     profiles: tuple[Profile, ...] = ()
     path: Path | None = field(default=None, compare=False)
+    #: problems worth a warning that do not stop loading (e.g. a stored key in a file others can read)
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def profile(self, name: str) -> Profile:
         for p in self.profiles:
@@ -159,7 +171,7 @@ def load_config(path: Path | None = None, *, missing_ok: bool = True) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    sections = {f.name: f for f in dataclasses.fields(Config) if f.name != "path"}
+    sections = {f.name: f for f in dataclasses.fields(Config) if f.name not in ("path", "warnings")}
     kwargs: dict[str, Any] = {}
     for name, table in data.items():
         if name not in sections:
@@ -170,7 +182,16 @@ def load_config(path: Path | None = None, *, missing_ok: bool = True) -> Config:
             continue
         cls = typing.get_type_hints(Config)[name]
         kwargs[name] = section_from_table(cls, table, name, path, text)
-    return Config(path=path, **kwargs)
+    warnings = []
+    if any(p.api_key for p in kwargs.get("profiles", ())):
+        try:
+            mode = path.stat().st_mode & 0o777
+        except OSError:
+            mode = 0
+        if mode & 0o077:
+            warnings.append(f"{path} stores an API key and is readable by others (mode {mode:o}): "
+                            f"chmod 600 {path}")
+    return Config(path=path, warnings=tuple(warnings), **kwargs)
 
 
 def _profiles(tables: Any, path: Path, text: str) -> tuple[Profile, ...]:
@@ -183,6 +204,9 @@ def _profiles(tables: Any, path: Path, text: str) -> tuple[Profile, ...]:
             raise ConfigError(f"{_where_section(path, text, 'profiles')}: every [[profiles]] needs a name and a base_url")
         if profile.backend not in ("openai-chat", "openai"):
             raise ConfigError(f"{_where(path, text, 'backend')}: profiles.backend must be openai-chat or openai")
+        if profile.api_key and profile.api_key_env:
+            raise ConfigError(f"{_where(path, text, 'api_key')}: profile {profile.name!r} sets both api_key and "
+                              "api_key_env: keep one")
         if any(p.name == profile.name for p in out):
             raise ConfigError(f"{_where_section(path, text, 'profiles')}: two profiles are named {profile.name!r}")
         out.append(profile)
@@ -232,7 +256,7 @@ def dump_section(name: str, section: Any) -> str:
 def dump_config(cfg: Config) -> str:
     parts = ["# tokdeck configuration (written by tokdeck; comments are not kept)\n"]
     for f in dataclasses.fields(cfg):
-        if f.name == "path":
+        if f.name in ("path", "warnings"):
             continue
         value = getattr(cfg, f.name)
         if isinstance(value, tuple):  # arrays of tables

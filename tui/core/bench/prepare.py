@@ -46,6 +46,10 @@ class _Given(argparse.Action):
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """Every run flag of `tokdeck bench` (also taken by `tokdeck ui --pane bench`)."""
+    p.add_argument("--profile", metavar="NAME",
+                   help="an endpoint from [[profiles]] in the config: its base URL, backend, model, API key, "
+                        "headers and TLS settings fill in what the command line leaves out (in the "
+                        "dashboard: the Bench pane opens with it selected)")
     e = p.add_argument_group("endpoint")
     e.add_argument("--backend", choices=("openai-chat", "openai"), default="openai-chat", action=_Given,
                    help="openai-chat: /v1/chat/completions (default); openai: /v1/completions")
@@ -149,14 +153,17 @@ def validate(args) -> None:
         raise TokdeckError(f"--base-url must start with http:// or https:// (got {args.base_url.split('@')[-1]!r})")
 
 
-def apply_profile(args) -> str | None:
+def apply_profile(args, say=lambda line: None) -> str | None:
     """Fill in ``args`` from the named config profile; returns the key stored in it, if any.
 
     The command line wins: base URL, model, --backend, --api-key-env, TLS options and --timeout
     (when changed from its default) keep their values; profile headers come before --header ones."""
     from ..config import load_config
 
-    prof = load_config().profile(args.profile)
+    cfg = load_config()
+    prof = cfg.profile(args.profile)
+    for warning in cfg.warnings:
+        say(f"warning: {warning}")
     if not args.base_url:
         args.base_url = prof.base_url or None
     if not getattr(args, "backend_given", False):
@@ -290,7 +297,7 @@ def prepare(args, *, registry=None, api_key: str | None = None, sim_config=None,
     from ..tokenizers import default_registry
 
     say = say or (lambda line: None)
-    profile_key = apply_profile(args) if getattr(args, "profile", None) else None
+    profile_key = apply_profile(args, say) if getattr(args, "profile", None) else None
     validate(args)
     try:
         percentile_metrics = m.parse_metric_names(args.percentile_metrics)
@@ -368,3 +375,16 @@ def save_result(args, result) -> "Path":
     except OSError as exc:
         raise TokdeckError(f"{path}: cannot write the result: {exc.strerror or exc}") from None
     return path
+
+
+def save_csv(path: str | Path, result) -> None:
+    """Write one CSV row per request (``--csv``) atomically."""
+    from pathlib import Path
+
+    from ..errors import TokdeckError
+    from ..paths import atomic_write_text
+
+    try:
+        atomic_write_text(Path(path), result.to_csv())
+    except OSError as exc:
+        raise TokdeckError(f"{path}: cannot write the CSV: {exc.strerror or exc}") from None
