@@ -179,11 +179,11 @@ def test_a_separate_simulator_tells_bench_its_tokenizer(tmp_path):
     server = ThreadedSimulator(SimConfig(model="house-model-x", tokenizer="qwen3", ttft_ms=5.0, itl_ms=1.0, usage="none"))
     url = server.start()
     try:
-        proc = run_cli("bench", "--base-url", url, *SMALL, "--save-result", "--result-dir", str(tmp_path))
+        proc = run_cli("bench", "--base-url", url, *SMALL, "--save-result", "--result-dir", str(tmp_path / "res"))
     finally:
         server.stop()
     assert proc.returncode == 0, proc.stderr
-    saved = json.loads(next(tmp_path.iterdir()).read_text())
+    (saved,) = [json.loads(p.read_text()) for p in (tmp_path / "res").iterdir()]
     assert saved["tokenizer_id"] == "qwen3"
     # no usage from the server: the output counts come from the same tokenizer the simulator used
     assert saved["total_output_tokens"] == 12 * 6

@@ -355,6 +355,8 @@ def prepare(args, *, registry=None, api_key: str | None = None, sim_config=None,
             sim.stop()
         raise
     rate = "inf" if args.request_rate == float("inf") else f"{args.request_rate:g}"
+    if ramp:
+        rate = f"ramp-up {ramp[0]} {ramp[1]:g} -> {ramp[2]:g} req/s"
     say(f"{len(requests)} requests to {redact_url(spec.url)} (model {model}); "
         f"rate {rate}, burstiness {args.burstiness:g}, max concurrency {args.max_concurrency or 'none'}; "
         f"local counts with {tokenizer.id} ({how})")

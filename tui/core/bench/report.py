@@ -25,7 +25,10 @@ def format_summary(result: BenchResult) -> str:
     out.append(_line("Failed requests:", s["failed"]))
     if setup.get("max_concurrency") is not None:
         out.append(_line("Maximum request concurrency:", setup["max_concurrency"]))
-    if setup.get("request_rate") != "inf":
+    if setup.get("ramp_up_strategy"):
+        out.append(_line("Ramp-up (RPS):", f"{setup['ramp_up_strategy']} {setup['ramp_up_start_rps']:g} -> "
+                                           f"{setup['ramp_up_end_rps']:g}"))
+    elif setup.get("request_rate") != "inf":
         out.append(_line("Request rate configured (RPS):", float(setup["request_rate"]), ".2f"))
     out.append(_line("Benchmark duration (s):", s["duration"], ".2f"))
     out.append(_line("Total input tokens:", s["total_input_tokens"]))
@@ -64,6 +67,9 @@ def format_summary(result: BenchResult) -> str:
     if result.cancelled or result.partial:
         out.append(f"Partial result: stopped early; {result.cancelled} request(s) in flight were cancelled "
                    "and are not counted")
+    if setup.get("stopped_by") == "duration":
+        out.append(f"Stopped by --duration: {setup.get('dispatched')} of {setup.get('num_prompts')} requests were "
+                   "sent; the figures cover those")
     w = result.warmup
     if w.get("requests"):
         out.append(f"Warm-up: {w['requests']} request(s) not measured ({w['failed']} failed)")
