@@ -37,6 +37,7 @@ from ..core.datasets import FORMATS, LineIndex, ScanProgress, ScanReport, TokenR
 from ..core.datasets.search import Query, SearchBatch, parse_query, search_lines
 from ..core.errors import TokdeckError
 from ..core.paths import data_dir
+from ..core.units import human_bytes as _size
 from .messages import SendToBench
 from .screens import TokenizerPickerScreen
 from .widgets.data_browser import DETAIL_BYTES, DetailView, RecordBrowser, conversation_text
@@ -64,14 +65,6 @@ def bench_plan(report: ScanReport) -> tuple[str, str | None]:
     if fmt in BENCH_NAMES and not report.invalid:
         return "as-is", fmt
     return "export", None
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:,} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return f"{n}"
 
 
 def summary_text(r: ScanReport) -> Text:

@@ -111,14 +111,6 @@ def _run_export(args) -> int:
 
 # ---------------------------------------------------------------------------- the report
 
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1000
-    return str(n)  # pragma: no cover
-
-
 def _by_count(counts) -> list:
     return sorted(counts.items(), key=lambda kv: -kv[1])
 
@@ -155,6 +147,7 @@ def _shrink(hist, rows: int = 10):
 
 
 def print_report(r, max_errors: int = 20) -> None:
+    from ..core.units import human_bytes as _size
     from ._common import print_table
 
     g = r.format
