@@ -18,9 +18,11 @@ Re-tokenizing the text of a response with the same tokenizer therefore gives exa
 (special-token strings counted as literal text); for chat, of the message contents joined with
 "\\n" - no chat template is applied. A prompt given as token ids counts its ids.
 
-Timing. ``arrival`` is ``time.monotonic()`` when the handler starts. Work starts at arrival, or
-when a slot frees up under ``max_concurrency`` (the wait adds to TTFT, like a real server's
-queue). The first content chunk is due ``ttft`` after the start, each later chunk ``itl`` after
+Timing. ``arrival`` is ``time.monotonic()`` when the handler starts (where real servers take
+their own start); ``received`` is when the request's first bytes reached the server process,
+before its HTTP parsing and before requests that arrived at the same time were handled (the
+difference is the server's own accept queue). Work starts at arrival, or when a slot frees up
+under ``max_concurrency`` (the wait adds to TTFT, like a real server's queue). The first content chunk is due ``ttft`` after the start, each later chunk ``itl`` after
 the previous one's due time (absolute deadlines, so sleeps never accumulate drift); a write is
 never earlier than its deadline. Each SSE event is one write. Jitter: ``jitter="normal"``
 (default) draws N(mean, jitter) clipped at 0; ``"uniform"`` mean ± jitter, clipped at 0;
@@ -197,6 +199,8 @@ class SimConfig:
 class SimRecord:
     """The server's truth about one finished request. Times in seconds; ``arrival`` is monotonic.
 
+    ``received``: monotonic time the request's first bytes were read by the server (None when
+    unknown), at most ``arrival``.
     ``ttft_s``: arrival -> the write of the first content chunk (streaming), None when no content
     was sent or for non-streaming requests. ``itls_s``: gaps between content-chunk writes.
     ``e2e_s``: arrival -> the last content write (streaming) or the response write (JSON).
@@ -222,6 +226,7 @@ class SimRecord:
     ttft_scheduled_s: float | None = None
     itls_s: tuple[float, ...] = ()
     e2e_s: float | None = None
+    received: float | None = None
 
 
 # ----------------------------------------------------------------------------- text source
@@ -372,6 +377,40 @@ def _raise_nofile_limit() -> None:
         pass
 
 
+class _Receipts(asyncio.Protocol):
+    """aiohttp's per-connection protocol, wrapped to note when each request's first bytes arrive
+    (a new request starts a read with its method; clients do not pipeline). One dict write per
+    request, nothing per response chunk."""
+
+    __slots__ = ("_inner", "_rx", "_clock")
+
+    def __init__(self, inner: asyncio.Protocol, rx: dict, clock) -> None:
+        self._inner = inner
+        self._rx = rx
+        self._clock = clock
+
+    def connection_made(self, transport) -> None:
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if data[:5] == b"POST ":
+            self._rx[self._inner] = self._clock()
+        self._inner.data_received(data)
+
+    def eof_received(self):
+        return self._inner.eof_received()
+
+    def connection_lost(self, exc) -> None:
+        self._rx.pop(self._inner, None)
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
 @dataclass
 class _Plan:
     """What one request will get: drawn once, at arrival, from the request's own RNG."""
@@ -404,6 +443,8 @@ class SimServer:
         self.max_in_flight = 0
         self._counter = itertools.count()
         self._runner: "web.AppRunner | None" = None
+        self._listener: asyncio.AbstractServer | None = None
+        self._rx: dict = {}  # connection protocol -> when its latest request's first bytes arrived
         self._source: TextSource | None = None
         self._sem: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -429,16 +470,19 @@ class SimServer:
         app.router.add_post("/v1/completions", self._completions)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, backlog=4096)
+        # our own listener instead of a TCPSite: each connection's protocol is wrapped to stamp
+        # when requests arrive (SimRecord.received)
+        factory, rx, clock = runner.server, self._rx, self._loop.time
         try:
-            await site.start()
+            listener = await self._loop.create_server(lambda: _Receipts(factory(), rx, clock), self.host,
+                                                      self.port, backlog=4096)
         except OSError as exc:
             await runner.cleanup()
             if exc.errno == errno.EADDRINUSE:
                 raise TokdeckError(f"cannot listen on {self.host}:{self.port}: address already in use") from None
             raise TokdeckError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from None
-        self._runner = runner
-        host, port = runner.addresses[0][:2]
+        self._runner, self._listener = runner, listener
+        host, port = listener.sockets[0].getsockname()[:2]
         self.port = port
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{port}"
@@ -451,6 +495,9 @@ class SimServer:
 
     async def close(self) -> None:
         runner, self._runner = self._runner, None
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()  # stop accepting; open connections are closed by the runner
         if runner is not None:
             await runner.cleanup()
 
@@ -570,6 +617,9 @@ class SimServer:
 
         loop = self._loop
         arrival = loop.time()
+        received = self._rx.pop(request.protocol, None)
+        if received is not None and received > arrival:
+            received = None
         index = next(self._counter)
         path = request.path
         self.in_flight += 1
@@ -614,12 +664,12 @@ class SimServer:
                                           code="missing_required_parameter", param="prompt")
                     prompt = _completion_prompt(body["prompt"])
             except _BadRequest as exc:
-                self._record(SimRecord(index=index, path=path, stream=False, arrival=arrival, status=exc.status,
-                                       fault="bad_request"))
+                self._record(SimRecord(index=index, path=path, stream=False, arrival=arrival, received=received,
+                                       status=exc.status, fault="bad_request"))
                 return exc.response()
             prompt_tokens = await self._count_prompt(prompt)
             plan = self._plan(index, max_tokens, ignore_eos)
-            rec = dict(index=index, path=path, stream=stream, arrival=arrival, model=model,
+            rec = dict(index=index, path=path, stream=stream, arrival=arrival, received=received, model=model,
                        prompt_tokens=prompt_tokens)
             if plan.fault == "error":
                 await self._sleep_until(arrival + self.cfg.slow_headers_ms / 1000.0)
