@@ -1,8 +1,43 @@
-"""Helpers for the benchmark-engine tests (a byte-scripted SSE server, chunk builders)."""
+"""Helpers for the benchmark-engine tests (a byte-scripted SSE server, chunk builders, a probe
+on request writes; the probe also serves tests/perf/perf_bench_accuracy.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import asyncio.selector_events
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+
+@contextmanager
+def request_writes() -> Iterator[list[float]]:
+    """``time.perf_counter()`` of every HTTP POST handed to a socket in this process while inside
+    (asyncio's selector transport, which aiohttp writes through): it observes the real writes,
+    at one extra Python call per write and none per response chunk."""
+    writes: list[float] = []
+    cls = asyncio.selector_events._SelectorSocketTransport
+    saved = {name: cls.__dict__[name] for name in ("write", "writelines") if name in cls.__dict__}
+
+    def write(self, data, _orig=saved["write"]):
+        if bytes(data[:5]) == b"POST ":
+            writes.append(time.perf_counter())
+        return _orig(self, data)
+
+    def writelines(self, list_of_data, _orig=saved.get("writelines")):  # Python 3.12+ has its own
+        list_of_data = list(list_of_data)
+        if list_of_data and bytes(list_of_data[0][:5]) == b"POST ":
+            writes.append(time.perf_counter())
+        return _orig(self, list_of_data)
+
+    cls.write = write
+    if "writelines" in saved:
+        cls.writelines = writelines
+    try:
+        yield writes
+    finally:
+        for name, fn in saved.items():
+            setattr(cls, name, fn)
 
 class ScriptedServer:
     """An aiohttp server answering POSTs with exactly the bytes of ``script``: [(delay_s, bytes)].

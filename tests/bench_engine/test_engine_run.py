@@ -7,6 +7,8 @@ import math
 import time
 
 
+from engine_helpers import request_writes
+
 from tui.core.bench.client import BenchRequest
 from tui.core.bench.engine import BenchmarkRun, BenchmarkThread, BenchSpec, TokenCounter, run_benchmark
 from tui.core.bench.results import RequestRecord, RunSnapshot
@@ -200,3 +202,21 @@ async def test_stop_before_the_run_gives_an_empty_partial_result(cl100k):
         sent = len(srv.records)
     assert result.partial and result.completed == 0 and result.setup["dispatched"] == 0 and sent == 0
     assert result.summary["mean_ttft_ms"] == 0.0
+
+
+async def test_requests_due_together_send_one_at_a_time(cl100k):
+    """A burst must not take every request's st first and send afterwards (that adds the burst's
+    set-up time to every TTFT): each request is written to its socket before the next takes st."""
+    n = 24
+    async with SimServer(fast(ttft_ms=30.0)) as srv:
+        # the warm-ups open n connections, so the burst reuses them
+        run = BenchmarkRun(BenchSpec(base_url=srv.url, model="tokdeck-sim", max_concurrency=n, num_warmups=n),
+                           requests(n), TokenCounter(cl100k))
+        with request_writes() as writes:
+            result = await run.run()
+    assert result.completed == n
+    starts = sorted(run.clock_origin + r.start_time for r in result.records())
+    sent = sorted(t for t in writes if t >= run.clock_origin)
+    assert len(sent) == n
+    for i in range(n - 1):
+        assert starts[i] < sent[i] < starts[i + 1]
