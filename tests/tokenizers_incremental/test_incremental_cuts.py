@@ -7,7 +7,7 @@ import random
 import pytest
 
 from tui.core.tokenizers import bundled_ids
-from tui.core.tokenizers.cuts import cut_positions, split_blocks
+from tui.core.tokenizers.cuts import cut_positions, cuts_between, split_blocks
 
 from test_incremental_exact import random_text
 
@@ -52,6 +52,21 @@ def test_blocks_join_back_to_the_text(rule):
         assert "".join(blocks) == text
         assert all(blocks)
         assert [sum(map(len, blocks[:i])) for i in range(1, len(blocks))] == cut_positions(text, rule)
+
+
+@pytest.mark.parametrize("rule", ["cl100k", "o200k", "r50k", "r50k+crlf"])
+@pytest.mark.parametrize("guards", [((), ()), (("\n\n", "a\nb", "<|im_start|>\n"), ("<s>", "\n "))])
+def test_cuts_between_sees_only_the_span_but_agrees_with_the_whole_text(rule, guards):
+    rng = random.Random(f"{rule}/{len(guards[0])}")
+    for _ in range(300):
+        text = random_text(rng, rng.randint(0, 80))
+        if rng.random() < 0.3:
+            text = text.replace("\r\n", "\n").replace("\n", "\r\n")
+        text += rng.choice(["", "a\nb", "<s>", "\n\n", "<|im_start|>\nx"])
+        everywhere = cut_positions(text, rule, *guards)
+        lo = rng.randint(-2, len(text) + 2)
+        hi = rng.randint(lo, len(text) + 3)
+        assert cuts_between(text, rule, lo, hi, *guards) == [c for c in everywhere if lo < c < hi], (text, lo, hi)
 
 
 def test_the_broken_rules_really_are_broken(bundled):

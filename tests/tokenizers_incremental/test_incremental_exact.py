@@ -7,7 +7,7 @@ import random
 import pytest
 
 from tui.core.tokenizers import bundled_ids
-from tui.core.tokenizers.incremental import IncrementalCounter, window_bounds
+from tui.core.tokenizers.incremental import UNCHANGED, EditLog, IncrementalCounter, window_bounds
 
 ALPHABET = [
     "\n", "\n", "\n", "\r\n", "\r", " ", " ", "  ", "\t", "/", "//", ".", ",", "'s", "'", "!", "?", "-", "(", ")",
@@ -22,22 +22,26 @@ def random_text(rng: random.Random, pieces: int) -> str:
     return "".join(rng.choice(ALPHABET) for _ in range(pieces))
 
 
-def edit(rng: random.Random, text: str) -> str:
-    """One random edit: typing, deleting, pasting, newlines, CRLF, emoji, duplicating a span."""
+def edit(rng: random.Random, text: str) -> tuple[str, tuple[int, int]]:
+    """One random edit (typing, deleting, pasting, newlines, CRLF, emoji, duplicating a span) and
+    its span: the lengths of the prefix and suffix the new text shares with the old one."""
     pos = rng.randint(0, len(text))
+    end = pos
     op = rng.random()
     if op < 0.35:
-        return text[:pos] + random_text(rng, rng.randint(1, 3)) + text[pos:]
-    if op < 0.6:
-        return text[:pos] + text[min(len(text), pos + rng.randint(1, 12)):]
-    if op < 0.7:
-        return text[:pos] + PASTE[: rng.randint(1, len(PASTE))] + text[pos:]
-    if op < 0.85:
-        return text[:pos] + rng.choice(["\n", "\r\n", "\n\n", " \n", "\n ", "😀", "\n/"]) + text[pos:]
-    if op < 0.95:
+        new = random_text(rng, rng.randint(1, 3))
+    elif op < 0.6:
+        new, end = "", min(len(text), pos + rng.randint(1, 12))
+    elif op < 0.7:
+        new = PASTE[: rng.randint(1, len(PASTE))]
+    elif op < 0.85:
+        new = rng.choice(["\n", "\r\n", "\n\n", " \n", "\n ", "😀", "\n/"])
+    elif op < 0.95:
         start = rng.randint(0, len(text))
-        return text[:pos] + text[start:start + rng.randint(0, 200)] + text[pos:]
-    return text[:pos]  # truncate
+        new = text[start:start + rng.randint(0, 200)]
+    else:
+        new, end = "", len(text)  # truncate
+    return text[:pos] + new + text[end:], (pos, len(text) - end)
 
 
 @pytest.mark.parametrize("specials", ["literal", "parse"])
@@ -50,7 +54,7 @@ def test_incremental_count_equals_full_count_after_random_edits(bundled, tokeniz
     edits = 150 if tok.cut_rule is None else 250
     reused = 0
     for step in range(edits):
-        text = edit(rng, text)
+        text, _ = edit(rng, text)
         if len(text) > 6000:
             text = text[-3000:]
         assert counter.count(text) == tok.count(text, specials), (step, text)
@@ -58,6 +62,49 @@ def test_incremental_count_equals_full_count_after_random_edits(bundled, tokeniz
             reused += 1
     if tok.cut_rule is not None:
         assert reused > edits // 2  # it really was incremental, not a full re-encode each time
+
+
+@pytest.mark.parametrize("tokenizer_id", bundled_ids() + ["estimate"])
+def test_counts_from_edit_spans_equal_full_counts(bundled, tokenizer_id):
+    """The editor's path: what each edit changed comes from an EditLog, never from comparing texts;
+    the counter sometimes skips versions (a busy row) and sometimes declines a big edit."""
+    tok = bundled.get(tokenizer_id)
+    rng = random.Random(f"spans/{tokenizer_id}")
+    log = EditLog()
+    counter = IncrementalCounter(tok, "parse" if rng.random() < 0.5 else "literal")
+    text = random_text(rng, 400)
+    version = log.record(None)
+    assert counter.count(text, version=version, edits=log) == tok.count(text, counter.specials)
+    for step in range(150 if tok.cut_rule is None else 400):
+        text, span = edit(rng, text)
+        if len(text) > 6000:
+            text, span = text[-3000:], (0, 3000)
+        version = log.record(span)
+        if rng.random() < 0.3:
+            continue  # this version is never counted: the next count spans several edits
+        limit = rng.choice([None, None, 40])
+        n = counter.count(text, version=version, edits=log, max_chars=limit)
+        if n is None:
+            assert limit is not None and counter.version != version
+            n = counter.count(text, version=version, edits=log)
+        assert n == tok.count(text, counter.specials), (step, text)
+    assert counter.resyncs == 0
+
+
+def test_edit_log_composes_spans():
+    log = EditLog()
+    v0 = log.record(None)
+    v1 = log.record((5, 3))
+    v2 = log.record((2, 7))
+    assert log.span(v0, v1) == (5, 3) and log.span(v1, v2) == (2, 7)
+    assert log.span(v0, v2) == (2, 3)  # the shortest prefix and the shortest suffix of the steps
+    assert log.span(v2, v2) == UNCHANGED
+    assert log.span(v2, v1) is None
+    log2 = EditLog()
+    first = log2.record((0, 0))
+    for _ in range(EditLog.KEEP + 1):
+        last = log2.record((1, 1))
+    assert log2.span(first, last) is None  # too far behind: the counter compares texts instead
 
 
 def test_cancelled_count_returns_none_and_resumes(bundled):

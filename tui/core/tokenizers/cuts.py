@@ -187,6 +187,37 @@ def cut_positions(text: str, rule: str, atomic: Sequence[str] = (), lstrip: Sequ
     return cuts
 
 
+def context_radius(atomic: Sequence[str] = (), lstrip: Sequence[str] = ()) -> int:
+    """How far either side of a position the text decides whether it is a cut.
+
+    The rules look at most two characters back and two ahead (``\\S\\r|\\n\\S``); a guard token
+    bans cuts inside it or at its start, so its length widens that. Text more than this far
+    from an edit keeps its cuts.
+    """
+    return max([2, *map(len, atomic), *map(len, lstrip)]) + 2
+
+
+def cuts_between(text: str, rule: str, lo: int, hi: int, atomic: Sequence[str] = (),
+                 lstrip: Sequence[str] = ()) -> list[int]:
+    """The cut points ``c`` of the whole ``text`` with ``lo < c < hi``, looking only near that span.
+
+    Equal to ``[c for c in cut_positions(text, rule, atomic, lstrip) if lo < c < hi]`` at a cost
+    proportional to ``hi - lo``.
+    """
+    n = len(text)
+    lo, hi = max(lo, 0), min(hi, n)
+    if hi - lo < 2:
+        return []
+    if not (atomic or lstrip):
+        # a match ends at a cut; lookbehinds see before ``pos``, lookaheads stop at ``endpos``
+        found = _CUT_REGEXES[rule].finditer(text, max(0, lo - 2), min(n, hi + 2))
+        return [c for c in (m.end() for m in found) if lo < c < hi]
+    pad = context_radius(atomic, lstrip)
+    start = max(0, lo - pad)
+    piece = text[start:min(n, hi + pad)]
+    return [start + c for c in cut_positions(piece, rule, atomic, lstrip) if lo < start + c < hi]
+
+
 def split_blocks(text: str, rule: str, atomic: Sequence[str] = (), lstrip: Sequence[str] = ()) -> list[str]:
     """``text`` cut at every safe cut point: ``"".join(blocks) == text``."""
     if not (atomic or lstrip):

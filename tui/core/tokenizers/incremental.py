@@ -1,32 +1,42 @@
 """Counting a document incrementally as it is edited.
 
-``IncrementalCounter(tokenizer, specials)`` keeps the document cut into blocks at the safe
-cut points of :mod:`tui.core.tokenizers.cuts` with each block's count. On a new version of
-the text it finds the changed span (common prefix and suffix with the previous version),
-re-cuts only the blocks around it, looks each new block up by content in its cache and
-encodes only the blocks it has never seen, in one batch call. A document's count is the sum
-of its blocks' counts (proved per rule in ``cuts``), so the result always equals
-``tokenizer.count(text, specials)``.
+``IncrementalCounter(tokenizer, specials)`` counts successive versions of one document. The
+document is cut into blocks at every safe cut point of :mod:`tui.core.tokenizers.cuts`, and a
+document's count is the sum of its blocks' counts (proved per rule in ``cuts``), so the result
+always equals ``tokenizer.count(text, specials)``.
+
+On a new version it needs the changed span: the lengths of a prefix and a suffix the new text
+shares with the one it counted last. An :class:`EditLog` gives it for free (the editor knows
+what each edit replaced); without one it is found by comparing the texts (about 0.5 ms per
+megabyte). Cuts farther than :func:`~tui.core.tokenizers.cuts.context_radius` from the change
+stay cuts, so only the blocks between the nearest such cuts are re-cut, looked up by content
+and encoded if never seen. Nothing is proportional to the document's size: a keystroke costs
+the same in 1 KB as in 1 MB. The state is the text, the total, and the blocks' counts by content
+with how often each occurs (so a replaced block's count can be subtracted).
 
 Tokenizers without a cut rule are counted whole (the last text's count is remembered).
 Long work checks a ``cancelled()`` callable between batches and returns None when it fires;
-blocks counted so far stay cached, so the next call resumes rather than restarts.
+blocks encoded so far are kept, so the next call resumes rather than restarts.
 """
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import re
+import sys
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from .base import SpecialPolicy, Tokenizer
-from .cuts import cut_positions
+from .cuts import context_radius, cut_positions, cuts_between
 
 #: text encoded per batch call (between cancellation checks)
 BATCH_CHARS = 1 << 16
+#: a span of two versions of the same text: everything is a shared prefix
+UNCHANGED = (sys.maxsize, sys.maxsize)
+
+Span = tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -44,7 +54,42 @@ def _never() -> bool:
     return False
 
 
-def _changed_span(old: str, new: str) -> tuple[int, int]:
+class EditLog:
+    """Numbered versions of one document and what changed between consecutive ones.
+
+    ``record(span)`` starts a new version; ``span`` is ``(p, s)``: the new text shares its first
+    ``p`` and last ``s`` characters with the previous version (None: unknown, e.g. a new file).
+    ``span(since, until)`` is the same for two versions further apart. One thread records, any
+    number read.
+    """
+
+    KEEP = 4096  # versions remembered; a counter further behind compares texts instead
+
+    def __init__(self) -> None:
+        self.version = 0
+        self._spans: dict[int, Span | None] = {}
+
+    def record(self, span: Span | None) -> int:
+        self.version += 1
+        self._spans[self.version] = span
+        self._spans.pop(self.version - self.KEEP, None)
+        return self.version
+
+    def span(self, since: int, until: int) -> Span | None:
+        """A prefix and suffix shared by versions ``since`` and ``until``: the shortest of each
+        over the versions in between (shared by every step, so by the two ends)."""
+        if not 0 <= until - since <= self.KEEP:
+            return None
+        p, s = UNCHANGED
+        for version in range(since + 1, until + 1):
+            step = self._spans.get(version)
+            if step is None:
+                return None
+            p, s = min(p, step[0]), min(s, step[1])
+        return p, s
+
+
+def _changed_span(old: str, new: str) -> Span:
     """(p, s): the longest common prefix and suffix lengths of old and new, p + s <= min length."""
     limit = min(len(old), len(new))
     lo, hi = 0, limit
@@ -98,33 +143,55 @@ class IncrementalCounter:
         self.specials = specials
         self.rule = tokenizer.cut_rule
         self._atomic, self._lstrip = _guards(tokenizer, specials) if self.rule else ((), ())
+        self._radius = context_radius(self._atomic, self._lstrip)
         self._lock = threading.Lock()
-        self._text = ""
-        self._blocks: list[str] = []
-        self._counts: list[int] = []
-        self._starts: list[int] = []
-        self._cache: dict[str, int] = {}
+        self._text: str | None = None  # the text the state below describes
+        self._total = 0
+        self._blocks = 0
+        self._counts: dict[str, int] = {}  # block text -> tokens: every current block, and spares
+        self._refs: dict[str, int] = {}  # block text -> how often it occurs in the current text
         self._whole: tuple[str, int] | None = None
+        #: the EditLog version of the text counted last (None: unknown)
+        self.version: int | None = None
         self.stats: CountStats | None = None
+        self.resyncs = 0  # times a wrong span was caught and the state rebuilt (tests expect 0)
 
     @property
     def incremental(self) -> bool:
         return self.rule is not None
 
-    def count(self, text: str, cancelled: Callable[[], bool] = _never) -> int | None:
-        """The count of ``text`` (equal to ``tokenizer.count(text, specials)``), or None if cancelled."""
-        with self._lock:
+    def count(self, text: str, cancelled: Callable[[], bool] = _never, *, version: int | None = None,
+              edits: EditLog | None = None, max_chars: int | None = None, wait: bool = True) -> int | None:
+        """The count of ``text`` (equal to ``tokenizer.count(text, specials)``), or None if not counted.
+
+        ``version``/``edits``: ``text`` is that version in ``edits``, which then says what changed
+        since the last count. None is returned when ``cancelled()`` fires, when more than
+        ``max_chars`` characters would have to be encoded, or when another call is running and
+        ``wait`` is False; the state then still describes the previous text.
+        """
+        if not self._lock.acquire(blocking=wait):
+            return None
+        try:
+            span = None
+            if edits is not None and version is not None and self.version is not None:
+                span = edits.span(self.version, version)
             if self.rule is None:
-                return self._count_whole(text, cancelled)
-            return self._count_blocks(text, cancelled)
+                n = self._count_whole(text, cancelled, max_chars)
+            else:
+                n = self._count_blocks(text, span, cancelled, max_chars)
+            if n is not None:
+                self.version = version
+            return n
+        finally:
+            self._lock.release()
 
     # ------------------------------------------------------------------ whole
-    def _count_whole(self, text: str, cancelled: Callable[[], bool]) -> int | None:
+    def _count_whole(self, text: str, cancelled: Callable[[], bool], max_chars: int | None) -> int | None:
         if self._whole is not None and self._whole[0] == text:
             n = self._whole[1]
             self.stats = CountStats(n, 1, 0, 0, True)
             return n
-        if cancelled():
+        if cancelled() or (max_chars is not None and len(text) > max_chars):
             return None
         n = self.tokenizer.count_many([text], self.specials)[0]
         self._whole = (text, n)
@@ -132,44 +199,66 @@ class IncrementalCounter:
         return n
 
     # ------------------------------------------------------------------ blocks
+    def _cuts(self, text: str, lo: int, hi: int) -> list[int]:
+        return cuts_between(text, self.rule, lo, hi, self._atomic, self._lstrip)
+
+    def _cut_at_or_before(self, text: str, x: int) -> int:
+        """The last cut at or before x, or 0."""
+        width = 256
+        while x > 0:
+            lo = max(0, x - width)
+            cuts = self._cuts(text, lo, x + 1)
+            if cuts:
+                return cuts[-1]
+            if lo == 0:
+                break
+            width *= 8
+        return 0
+
+    def _cut_at_or_after(self, text: str, y: int) -> int:
+        """The first cut at or after y, or the text's end."""
+        width = 256
+        while y < len(text):
+            hi = min(len(text), y + width)
+            cuts = self._cuts(text, y - 1, hi)
+            if cuts:
+                return cuts[0]
+            if hi == len(text):
+                break
+            width *= 8
+        return len(text)
+
     def _split(self, text: str, start: int, end: int) -> list[str]:
-        """Blocks of text[start:end], where start and end are cut points (or the text's ends)."""
+        """The blocks of text[start:end]; start and end are cut points (or the text's ends)."""
         if start >= end:
             return []
-        cuts = [c for c in cut_positions(text[max(0, start - 2):min(len(text), end + 1)], self.rule,
-                                         self._atomic, self._lstrip)]
-        offset = max(0, start - 2)
         blocks, prev = [], start
-        for c in cuts:
-            c += offset
-            if start < c < end:
-                blocks.append(text[prev:c])
-                prev = c
+        for c in self._cuts(text, start, end):
+            blocks.append(text[prev:c])
+            prev = c
         blocks.append(text[prev:end])
         return blocks
 
-    def _count_blocks(self, text: str, cancelled: Callable[[], bool]) -> int | None:
+    def _count_blocks(self, text: str, span: Span | None, cancelled: Callable[[], bool],
+                      max_chars: int | None) -> int | None:
         old = self._text
-        if self._blocks and not (self._atomic or self._lstrip):
-            p, s = _changed_span(old, text)
+        if old is None:
+            old_blocks, new_blocks = [], self._split(text, 0, len(text))
+        else:
+            p, s = span if span is not None else _changed_span(old, text)
+            p = min(p, len(old), len(text))
+            s = min(s, len(old) - p, len(text) - p)
             if p == len(old) == len(text):
-                self.stats = CountStats(sum(self._counts), len(self._blocks), 0, 0, False)
-                return self.stats.tokens
-            starts = self._starts
-            # An old cut c stays a cut when the characters it depends on (c-2, c-1, c) are unchanged.
-            i = bisect.bisect_left(starts, p - 1) - 1  # last block starting at a cut < p - 1
-            i = max(i, 0)
-            tail_from = len(old) - s + 2
-            j = bisect.bisect_left(starts, tail_from)  # first block starting at a cut >= tail_from
-            a = starts[i]
-            delta = len(text) - len(old)
-            b_new = starts[j] + delta if j < len(starts) else len(text)
-            middle = self._split(text, a, b_new)
-        else:  # first count, or guards that make cut decisions non-local: cut everything
-            i, j = 0, len(self._blocks)
-            a, delta = 0, len(text) - len(old)
-            middle = self._split(text, 0, len(text)) if text else []
-        todo = [blk for blk in dict.fromkeys(middle) if blk not in self._cache]
+                self.stats = CountStats(self._total, self._blocks, 0, 0, False)
+                return self._total
+            # cuts whose deciding characters all lie in the shared prefix or suffix stay cuts
+            a = self._cut_at_or_before(old, p - self._radius)
+            b = self._cut_at_or_after(old, len(old) - s + self._radius)
+            old_blocks = self._split(old, a, b)
+            new_blocks = self._split(text, a, b + len(text) - len(old))
+        todo = [blk for blk in dict.fromkeys(new_blocks) if blk not in self._counts]
+        if max_chars is not None and sum(map(len, todo)) > max_chars:
+            return None
         encoded_chars = 0
         for batch in _batches(todo, BATCH_CHARS):
             if cancelled():
@@ -178,23 +267,31 @@ class IncrementalCounter:
             # call starts a thread pool each time)
             counts = ([self.tokenizer.count(batch[0], self.specials)] if len(batch) == 1
                       else self.tokenizer.count_many(batch, self.specials))
-            for blk, n in zip(batch, counts):
-                self._cache[blk] = n
+            self._counts.update(zip(batch, counts))
             encoded_chars += sum(map(len, batch))
-        mid_counts = [self._cache[blk] for blk in middle]
-        tail_blocks, tail_counts = self._blocks[j:], self._counts[j:]
-        self._blocks = self._blocks[:i] + middle + tail_blocks
-        self._counts = self._counts[:i] + mid_counts + tail_counts
-        head_starts = self._starts[:i]
-        mid_starts = list(itertools.accumulate(map(len, middle[:-1]), initial=a)) if middle else []
-        tail_starts = [st + delta for st in self._starts[j:]] if delta else self._starts[j:]
-        self._starts = head_starts + mid_starts + tail_starts
+        removed = Counter(old_blocks)
+        if any(self._refs.get(blk, 0) < k for blk, k in removed.items()):
+            # the span did not describe the edit (a caller's bug): start over from this text
+            self.resyncs += 1
+            self._text, self._total, self._blocks, self._refs = None, 0, 0, {}
+            return self._count_blocks(text, None, cancelled, max_chars)
+        refs, counts = self._refs, self._counts
+        for blk, k in removed.items():
+            self._total -= counts[blk] * k
+            left = refs[blk] - k
+            if left:
+                refs[blk] = left
+            else:
+                del refs[blk]
+        for blk in new_blocks:
+            refs[blk] = refs.get(blk, 0) + 1
+            self._total += counts[blk]
+        self._blocks += len(new_blocks) - len(old_blocks)
         self._text = text
-        if len(self._cache) > 2 * len(self._blocks) + 1024:
-            self._cache = dict(zip(self._blocks, self._counts))
-        total = sum(self._counts)
-        self.stats = CountStats(total, len(self._blocks), len(todo), encoded_chars, False)
-        return total
+        if len(counts) > 2 * len(refs) + 4096:  # drop counts of blocks no longer in the text
+            self._counts = {blk: counts[blk] for blk in refs}
+        self.stats = CountStats(self._total, self._blocks, len(todo), encoded_chars, False)
+        return self._total
 
 
 def _batches(blocks: Sequence[str], max_chars: int):
