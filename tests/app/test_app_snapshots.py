@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from textual.widgets import DataTable, TextArea
+from textual.widgets import TextArea
 
-from conftest import settle
+from tokens_pane_testing import settle
+from tui.app.widgets.counts_table import CountsTable
 from tui.core.config import Config, TokensSettings
 from tui.core.tokenizers import bundled_ids
 
@@ -34,7 +35,7 @@ def test_tokens_pane_small_terminal_snapshot(snap_compare, bundled):
 def test_token_view_snapshot(snap_compare, bundled):
     async def token_view(pilot):
         await _settled(pilot)
-        pilot.app.query_one("#counts", DataTable).move_cursor(row=bundled_ids().index("qwen3"))
+        pilot.app.query_one("#counts", CountsTable).move_cursor(row=bundled_ids().index("qwen3"))
         await pilot.press("ctrl+t")
         pane = pilot.app.tokens
         pane.show_whitespace = pane.show_ids = True  # as F3/F2 do, without their transient notice

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from textual.widgets import Static, TextArea
 
-from textual.widgets import DataTable, Static, TextArea
-
-from conftest import settle, table_rows
+from tokens_pane_testing import settle, table_rows
+from tui.app.widgets.counts_table import CountsTable
 from tui.core.config import load_config
 from tui.core.tokenizers import bundled_ids, count_texts
 
@@ -35,7 +35,7 @@ async def test_token_view_toggles_ids_and_whitespace(make):
     app = make("Hi there\n\tx = 1")
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
-        table = app.query_one("#counts", DataTable)
+        table = app.query_one("#counts", CountsTable)
         table.move_cursor(row=bundled_ids().index("cl100k_base"))
         await pilot.press("ctrl+t")
         await settle(pilot)
@@ -61,7 +61,7 @@ async def test_partial_utf8_tokens_are_shown_as_bytes(make):
     app = make("😀")
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
-        app.query_one("#counts", DataTable).move_cursor(row=bundled_ids().index("r50k_base"))
+        app.query_one("#counts", CountsTable).move_cursor(row=bundled_ids().index("r50k_base"))
         await pilot.press("ctrl+t")
         await pilot.pause(0.3)
         assert str(app.query_one("#token-text", Static).render()) == "⟨F0 9F 98⟩⟨80⟩"
@@ -211,7 +211,7 @@ async def test_reference_is_the_highlighted_row_and_is_remembered(make):
     app = make("some words here")
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
-        app.query_one("#counts", DataTable).move_cursor(row=bundled_ids().index("qwen3"))
+        app.query_one("#counts", CountsTable).move_cursor(row=bundled_ids().index("qwen3"))
         await pilot.press("f9")
         await pilot.pause()
         rows = table_rows(app)

@@ -119,17 +119,14 @@ class TokdeckApp(App):
         self.action_show_pane(PANES[(PANES.index(active) + 1) % len(PANES)] if active in PANES else PANES[0])
 
     def action_show_pane(self, pane: str) -> None:
-        self.query_one("#panes", TabbedContent).active = pane
-        if pane == "tokens":
-            self.tokens.query_one("#editor").focus()
-        elif pane == "bench":
+        self.query_one("#panes", TabbedContent).active = pane  # the Tokens pane focuses its editor as it shows
+        if pane == "bench":
             self.bench.focus_default()
         elif pane == "data":
             self.query_one(DataPane).focus_default()
 
     def on_mount(self) -> None:
-        if self.initial_pane != "tokens":  # the Tokens editor takes focus as it mounts; give it back
-            self.call_after_refresh(self.action_show_pane, self.initial_pane)
+        self.call_after_refresh(self.action_show_pane, self.initial_pane)
 
     def on_send_to_bench(self, message: SendToBench) -> None:
         """The Data pane hands a dataset to the Bench pane."""

@@ -1,15 +1,21 @@
 """The Tokens pane: an editor, live counts from every enabled tokenizer, the token view and a budget.
 
-Threads: each tokenizer loads in a background worker, and each counts in its own thread
-worker (``count-<id>``) through an ``IncrementalCounter``, so a slow row never holds up a fast
-one. A row runs one count at a time; edits made meanwhile are counted once it finishes
-(latest edit wins). Rows without a cut rule (counted whole) wait for a pause in typing on
-big documents. Results come back as messages carrying core dataclasses and are drawn in one
-batch per event-loop turn.
+Nothing happens until the pane is first shown: then the tokenizers load in a background
+worker, cheapest first, each row saying "loading…" until its own is ready.
+
+Every row counts through an ``IncrementalCounter``, told what each edit changed by an
+``EditLog`` fed from the editor (no comparing of megabyte texts). A keystroke in a big
+document re-encodes a block or two, so the tiktoken-family rows (no lock, ~0.1 ms each) are
+counted right in the edit handler and redrawn with the edit itself. Everything else runs in
+three thread workers ("lanes", latest edit wins): tiktoken-family rows for edits too big to
+count inline, the other incremental (HF) rows, and the rows counted whole, which wait for a
+pause in typing on big documents. Lane results come back as messages carrying core
+dataclasses and are drawn in one batch per FLUSH_INTERVAL_S.
 """
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from functools import partial
@@ -17,32 +23,36 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container
 from textual.message import Message
 from textual.timer import Timer
-from textual.widgets import ContentSwitcher, DataTable, Static, TextArea
+from textual.widgets import ContentSwitcher, Static, TextArea
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from ..core.config import Config, replace_section, save_config
 from ..core.errors import TokdeckError, TokenizerError
 from ..core.tokenizers import Registry, TokenCount, resolve_model
 from ..core.tokenizers.context import Budget, context_window, parse_overrides
-from ..core.tokenizers.incremental import CountStats, IncrementalCounter, window_bounds
+from ..core.tokenizers.incremental import UNCHANGED, CountStats, EditLog, IncrementalCounter, window_bounds
 from ..core.tokenizers.pieces import TokenPieces, token_pieces
 from .screens import BudgetChoice, BudgetScreen, OpenFileScreen, TokenizerPickerScreen
 from .widgets import BudgetBar, Editor, TokenView
+from .widgets.counts_table import Column, CountsTable
 
 #: whole-count rows wait this long after the last edit on documents larger than WHOLE_DEBOUNCE_CHARS
 WHOLE_DEBOUNCE_S = 0.3
 WHOLE_DEBOUNCE_CHARS = 100_000
 #: the token view tokenizes at most this many characters around the cursor and shows this many tokens
 VIEW_CHARS = 20_000
-#: the table is redrawn at most this often while results stream in
+#: the table is redrawn at most this often while lane results stream in
 FLUSH_INTERVAL_S = 0.05
+#: the edit handler counts a tiktoken-family row itself when that needs at most this many
+#: characters encoded (a keystroke: one block, tens of microseconds), within this time in all
+INLINE_CHARS = 8_000
+INLINE_BUDGET_S = 0.008
 SOFT_WRAP_CHARS = 200_000
 #: the interpreter's thread switch interval while the pane runs: count workers wait for the GIL
 #: up to this long each time the UI thread is busy drawing (Python's default is 5 ms)
@@ -52,6 +62,7 @@ VIEW_TOKENS = 4_000
 COLUMNS = (("tokenizer", "tokenizer"), ("tokens", "tokens"), ("cpt", "chars/tok"), ("delta", "Δ ref"),
            ("pct", "Δ %"), ("note", "note"))
 NUMERIC = {"tokens", "cpt", "delta", "pct"}
+WIDTHS = {"tokens": 9, "cpt": 9, "delta": 8, "pct": 7, "note": 26}
 
 
 @dataclass(frozen=True)
@@ -65,14 +76,13 @@ class Loaded:
 class Counted:
     tokenizer_id: str
     generation: int
-    count: TokenCount | None  # None: the count was cancelled
+    count: TokenCount
     stats: CountStats | None
     seconds: float
 
 
-def _doc_size(text: str) -> str:
-    lines = text.count("\n") + 1 if text else 0
-    return f"{len(text):,} chars · {len(text.encode('utf-8', 'surrogatepass')):,} bytes · {lines:,} lines"
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 class TokensPane(Container):
@@ -128,7 +138,11 @@ class TokensPane(Container):
         self._initial_text = text
         self._source = source
         self.text = text
-        self.generation = 0
+        self._bytes = 0
+        self._lines = 0
+        self.edits = EditLog()  # one version per edit; counters learn from it what changed
+        self.generation = 0  # the version the pane shows (an edit, or a policy switch)
+        self._started = False
         self.show_ids = False
         self.show_whitespace = False
         self.counters: dict[str, IncrementalCounter] = {}
@@ -146,7 +160,8 @@ class TokensPane(Container):
         self._overrides: dict[str, int] = {}
         self.painted_at: float | None = None
         self.changed_at: float | None = None  # when the last edit reached the pane (perf script)
-        self.updated_at: dict[str, float] = {}  # when each row got the current text's count
+        #: when each row's cell first showed the count of the current version (perf script)
+        self.updated_at: dict[str, tuple[int, float]] = {}
         self._shown: dict[tuple[str, str], str] = {}
 
     # ------------------------------------------------------------------ layout
@@ -159,24 +174,34 @@ class TokensPane(Container):
             yield TokenView(id="token-view")
         yield Static("", id="doc-info", markup=False)
         yield BudgetBar(id="budget")
-        yield DataTable(id="counts", cursor_type="row", zebra_stripes=True)
+        yield CountsTable(id="counts")
 
     def on_mount(self) -> None:
         editor = self.query_one("#editor", Editor)
         self._note_normalised(self.text, editor.text)
         self.text = editor.text  # what is counted is what the editor holds
+        self.generation = self.edits.record(editor.take_span())
+        self._measure(self.text, None)
         self._rebuild_rows()
-        self._resolve_budget()
         self._update_info()
-        self.query_one("#editor", TextArea).focus()
         if self.config_problem:
             self.notify(self.config_problem, title="config not loaded", severity="error", timeout=10)
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
-        self.call_after_refresh(self._after_first_paint)
+
+    def on_show(self) -> None:
+        """The pane opens: the editor (or the table under the token view) takes focus unless
+        something in the pane has it; the first time, tokenizers start loading."""
+        focused = self.screen.focused
+        if focused is None or self not in focused.ancestors:
+            self.query_one("#counts" if self._view_visible() else "#editor").focus()
+        if not self._started:
+            self._started = True
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
+            self._resolve_budget()
+            self.call_after_refresh(self._after_first_paint)
 
     def _after_first_paint(self) -> None:
-        # loading holds the GIL for a while (rank files and tokenizer.json parsing are partly
-        # Python): start it once the first frame is on screen
+        # loading holds the GIL for a while (tokenizer.json and tiktoken ranks are parsed in
+        # Rust without releasing it): start it once the first frame is on screen
         self.painted_at = time.perf_counter()
         self._load(self._wanted_ids())
 
@@ -187,16 +212,11 @@ class TokensPane(Container):
         return ids
 
     def _rebuild_rows(self) -> None:
-        table = self.query_one("#counts", DataTable)
-        table.clear(columns=True)
-        # fixed widths: a cell update then redraws its row, not the whole table's layout
-        widths = {"tokenizer": max([14, *map(len, self.enabled)]), "tokens": 9, "cpt": 9, "delta": 8, "pct": 7,
-                  "note": 26}
-        for key, label in COLUMNS:
-            table.add_column(Text(label, justify="right") if key in NUMERIC else label, key=key, width=widths[key])
+        table = self.query_one("#counts", CountsTable)
+        widths = {**WIDTHS, "tokenizer": max([14, *map(len, self.enabled)])}
+        table.set_columns([Column(key, label, widths[key], key in NUMERIC) for key, label in COLUMNS])
+        table.set_rows({tid: [tid, "loading…", "", "", "", ""] for tid in self.enabled})
         self._shown: dict[tuple[str, str], str] = {}
-        for tid in self.enabled:
-            table.add_row(tid, "loading…", "", "", "", "", key=tid)
         self._flush()
 
     # ------------------------------------------------------------------ loading
@@ -241,14 +261,23 @@ class TokensPane(Container):
         self._request_flush()
         if result.tokenizer_id == self.selected_id() and self._view_visible():
             self._request_pieces()
+        if all(tid in self.counters or tid in self.errors for tid in self._wanted_ids()):
+            # The loaded tokenizers and the document's structures live as long as the app:
+            # keep them out of the collector's full passes, which otherwise walk them all
+            # (~0.1 s with the UI thread stopped) every few seconds of typing.
+            gc.freeze()
 
     # ------------------------------------------------------------------ counting
     @on(TextArea.Changed, "#editor")
     def _edited(self, event: TextArea.Changed) -> None:
-        self.text = event.text_area.text
-        self.generation += 1
+        editor = self.query_one("#editor", Editor)
+        old, self.text = self.text, editor.text
+        span = editor.take_span()
+        self.generation = self.edits.record(span)
         self.changed_at = time.perf_counter()
+        self._measure(old, span)
         self._update_info()
+        self._count_inline()
         big = len(self.text) > WHOLE_DEBOUNCE_CHARS
         for lane in LANES if not big else LANES[:2]:
             self._schedule_lane(lane)
@@ -256,8 +285,20 @@ class TokensPane(Container):
             if self._whole_timer is not None:
                 self._whole_timer.stop()
             self._whole_timer = self.set_timer(WHOLE_DEBOUNCE_S, self._schedule_whole)
+        self._flush()
         if self._view_visible():
             self._request_pieces()
+
+    def _measure(self, old: str, span: tuple[int, int] | None) -> None:
+        """The document's size in bytes and lines, from what the edit changed."""
+        text = self.text
+        if span is None:
+            self._bytes = _utf8_len(text)
+        else:
+            p = min(span[0], len(old), len(text))
+            s = min(span[1], len(old) - p, len(text) - p)
+            self._bytes += _utf8_len(text[p:len(text) - s]) - _utf8_len(old[p:len(old) - s])
+        self._lines = self.query_one("#editor", Editor).document.line_count if text else 0
 
     def _schedule_whole(self) -> None:
         self._schedule_lane("whole")
@@ -270,26 +311,62 @@ class TokensPane(Container):
             return "whole"
         return "tiktoken" if counter.tokenizer.info.format in ("tiktoken", "tekken") else "incremental"
 
+    def _count_inline(self) -> None:
+        """Count the tiktoken-family rows here and now when the edit is small.
+
+        Their encoders take no lock and release the GIL, and a keystroke costs each about a
+        tenth of a millisecond: cheaper than handing it to a thread and back. Rows busy in a
+        lane, edits needing more than INLINE_CHARS encoded, and rows past INLINE_BUDGET_S are
+        left to the lane.
+        """
+        started = time.perf_counter()
+        for counter in list(self.counters.values()):
+            if self._lane(counter) != "tiktoken" or counter.version is None:
+                continue
+            if time.perf_counter() - started > INLINE_BUDGET_S:
+                break
+            self._store(self._count_one(counter, self.text, self.generation, INLINE_CHARS))
+
+    def _count_one(self, counter: IncrementalCounter, text: str, generation: int, max_chars: int | None = None,
+                   cancelled=None) -> Counted | None:
+        """One row's count of version ``generation`` (None: not counted, see IncrementalCounter.count)."""
+        started = time.perf_counter()
+        tid = counter.tokenizer.id
+        try:
+            if max_chars is not None:  # inline: never wait for a lane that has this row
+                n = counter.count(text, version=generation, edits=self.edits, max_chars=max_chars, wait=False)
+            else:
+                n = counter.count(text, cancelled, version=generation, edits=self.edits)
+        except Exception as exc:  # a tokenizer failing on some text fails its row, not the app
+            count = TokenCount(tid, None, len(text), counter.tokenizer.info.exact,
+                               error=f"{tid}: {type(exc).__name__}: {exc}")
+        else:
+            if n is None:
+                return None
+            count = TokenCount(tid, n, len(text), counter.tokenizer.info.exact)
+        return Counted(tid, generation, count, counter.stats, time.perf_counter() - started)
+
     def _schedule(self, tid: str) -> None:
         self._schedule_lane(self._lane(self.counters[tid]))
 
     def _schedule_lane(self, lane: str) -> None:
         """Count a lane's rows now, or as soon as its running count finishes (latest edit wins).
 
-        Three lanes, one thread each: tiktoken-family rows (about a millisecond per edit), the
+        Three lanes, one thread each: tiktoken-family rows (edits too big to count inline), the
         other incremental rows, and the rows counted whole. Few threads keep the GIL hand-offs
         few; separate lanes keep a slow row from holding up a fast one.
         """
         if lane in self._counting:
             self._recount.add(lane)
             return
-        counters = [c for c in self.counters.values() if self._lane(c) == lane]
+        generation = self.generation
+        counters = [c for c in self.counters.values() if self._lane(c) == lane and
+                    not (c.tokenizer.id in self.counts and self.counts[c.tokenizer.id].generation == generation)]
         if not counters:
             return
         self._counting.add(lane)
-        text, generation = self.text, self.generation
         # an explicit description: Textual would otherwise repr() the callable, document included
-        self.run_worker(partial(self._count_lane, lane, counters, text, generation), thread=True,
+        self.run_worker(partial(self._count_lane, lane, counters, self.text, generation), thread=True,
                         exclusive=True, exit_on_error=False, group=f"count-{lane}", name=f"count {lane}",
                         description=f"count {lane} (edit {generation})")
 
@@ -302,34 +379,28 @@ class TokensPane(Container):
         for counter in counters:
             if stale():
                 break
-            started = time.perf_counter()
-            tid = counter.tokenizer.id
-            try:
-                n = counter.count(text, stale)
-            except Exception as exc:  # a tokenizer failing on some text fails its row, not the app
-                count = TokenCount(tid, None, len(text), counter.tokenizer.info.exact,
-                                   error=f"{tid}: {type(exc).__name__}: {exc}")
-            else:
-                count = TokenCount(tid, n, len(text), counter.tokenizer.info.exact) if n is not None else None
-            self.post_message(self.CountReady(Counted(tid, generation, count, counter.stats,
-                                                      time.perf_counter() - started)))
+            result = self._count_one(counter, text, generation, cancelled=stale)
+            if result is not None:
+                self.post_message(self.CountReady(result))
         self.post_message(self.LaneDone(lane))
 
     @on(CountReady)
     def _counted(self, message: CountReady) -> None:
-        result = message.result
+        self._store(message.result)
+        self._request_flush()
+
+    def _store(self, result: Counted | None) -> None:
+        if result is None:
+            return  # stopped for a newer edit, or left to a lane
         tid = result.tokenizer_id
+        if tid not in self.counters:
+            return  # disabled meanwhile
         previous = self.counts.get(tid)
-        if result.count is None:
-            return  # stopped for a newer edit
         if result.count.error:
             self.errors[tid] = result.count.error
         elif previous is None or result.generation >= previous.generation:
             self.counts[tid] = result
             self.errors.pop(tid, None)
-            if result.generation == self.generation:
-                self.updated_at[tid] = time.perf_counter()
-        self._request_flush()
 
     @on(LaneDone)
     def _lane_done(self, message: LaneDone) -> None:
@@ -369,8 +440,8 @@ class TokensPane(Container):
 
     def _flush(self) -> None:
         self._flush_pending = False
-        self._flushed_at = time.perf_counter()
-        table = self.query_one("#counts", DataTable)
+        now = self._flushed_at = time.perf_counter()
+        table = self.query_one("#counts", CountsTable)
         ref = self.counts.get(self.reference)
         ref_n = ref.count.tokens if ref and ref.generation == self.generation else None
         for tid in self.enabled:
@@ -378,8 +449,11 @@ class TokensPane(Container):
             for (key, _), value in zip(COLUMNS[1:], values):
                 if self._shown.get((tid, key)) != value:
                     self._shown[(tid, key)] = value
-                    cell = Text(value, justify="right") if key in NUMERIC else value
-                    table.update_cell(tid, key, cell)
+                    table.update_cell(tid, key, value)
+            result = self.counts.get(tid)
+            if result is not None and result.generation == self.generation \
+                    and self.updated_at.get(tid, (None,))[0] != self.generation:
+                self.updated_at[tid] = (self.generation, now)
         self._update_budget()
 
     def _row(self, tid: str, ref_n: int | None) -> tuple[str, str, str, str, str]:
@@ -408,7 +482,8 @@ class TokensPane(Container):
         return tokens, cpt, delta, pct, ", ".join(notes)
 
     def _update_info(self) -> None:
-        parts = [_doc_size(self.text), f"specials: {self.specials}", f"ref: {self.reference}"]
+        size = f"{len(self.text):,} chars · {self._bytes:,} bytes · {self._lines:,} lines"
+        parts = [size, f"specials: {self.specials}", f"ref: {self.reference}"]
         if self._source:
             parts.insert(0, self._source)
         self.query_one("#doc-info", Static).update("  ·  ".join(parts))
@@ -449,7 +524,7 @@ class TokensPane(Container):
 
     # ------------------------------------------------------------------ token view
     def selected_id(self) -> str | None:
-        table = self.query_one("#counts", DataTable)
+        table = self.query_one("#counts", CountsTable)
         if not self.enabled or table.row_count == 0:
             return None
         row = min(table.cursor_row, len(self.enabled) - 1)
@@ -458,7 +533,7 @@ class TokensPane(Container):
     def _view_visible(self) -> bool:
         return self.query_one("#top", ContentSwitcher).current == "token-view"
 
-    @on(DataTable.RowHighlighted, "#counts")
+    @on(CountsTable.RowHighlighted, "#counts")
     def _row_highlighted(self) -> None:
         if self._view_visible():
             self._request_pieces(now=True)
@@ -515,7 +590,7 @@ class TokensPane(Container):
         if switcher.current == "editor":
             switcher.current = "token-view"
             self._request_pieces(now=True)
-            self.query_one("#counts", DataTable).focus()
+            self.query_one("#counts", CountsTable).focus()
         else:
             switcher.current = "editor"
             self.query_one("#editor", TextArea).focus()
@@ -543,7 +618,7 @@ class TokensPane(Container):
         self.specials = policy
         self.counters = {tid: IncrementalCounter(c.tokenizer, policy) for tid, c in self.counters.items()}
         self.counts.clear()
-        self.generation += 1
+        self.generation = self.edits.record(UNCHANGED)
         self._save(specials=policy)
         self._update_info()
         for lane in LANES:
