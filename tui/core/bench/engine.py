@@ -200,6 +200,7 @@ class BenchmarkRun:
         self._watched: dict[asyncio.Task, Outcome] = {}  # every request in flight, warm-ups too
         self._conns = 0  # the most requests in flight so far: connections the pool has opened
         self._sem: asyncio.Semaphore | None = None
+        self._freed: deque[float] = deque()
         self._dispatched = 0
         self._completed = 0
         self._failed = 0
@@ -338,6 +339,7 @@ class BenchmarkRun:
         n = len(self.requests)
         times = arrival_times(n, spec.request_rate, spec.burstiness, spec.seed, spec.ramp_up)
         self._sem = asyncio.Semaphore(spec.max_concurrency) if spec.max_concurrency else None
+        self._freed = deque([0.0] * (spec.max_concurrency or 0))  # when each free slot became free
         self._cpu0 = time.process_time()
         self._t0 = self._wall_prev = perf_counter()
         helpers = [asyncio.create_task(self._lag_ticker()), asyncio.create_task(self._snapshotter())]
@@ -386,7 +388,6 @@ class BenchmarkRun:
         t0 = self._t0
         sem = self._sem
         limit = self.spec.duration
-        last_unblock = -math.inf  # when the dispatcher last finished waiting for a slot
         for i, req in enumerate(self.requests):
             if self._stop_requested:
                 break
@@ -402,14 +403,12 @@ class BenchmarkRun:
                 break
             queue_time = 0.0
             if sem is not None:
-                if sem.locked():
-                    await sem.acquire()
-                    last_unblock = perf_counter() - t0
-                    queue_time = max(last_unblock - due, 0.0)
-                else:
-                    await sem.acquire()
-                    if last_unblock > due:  # it became due while the dispatcher was blocked
-                        queue_time = last_unblock - due
+                await sem.acquire()
+                # the slot this request takes became free at the oldest release not yet taken:
+                # waiting past its due time until then is queue time, any later delay is ours
+                freed = self._freed.popleft()
+                if freed > due:
+                    queue_time = freed - due
             out = Outcome()
             task = asyncio.create_task(self._request(session, i, req, due, queue_time, out))
             self._inflight[task] = self._watched[task] = out
@@ -436,6 +435,7 @@ class BenchmarkRun:
             self._inflight.pop(task, None)
             self._watched.pop(task, None)
             if self._sem is not None:
+                self._freed.append(perf_counter() - self._t0)
                 self._sem.release()
             if self._dispatch_done and not self._inflight:
                 self._idle.set()
