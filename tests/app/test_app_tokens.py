@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import Static, TextArea
 
 from tokens_pane_testing import settle, table_rows
 from tui.app.widgets.counts_table import CountsTable
+from tui.app.widgets.token_view import TokenLines
 from tui.core.config import load_config
 from tui.core.tokenizers import bundled_ids, count_texts
 
@@ -40,17 +42,17 @@ async def test_token_view_toggles_ids_and_whitespace(make):
         await pilot.press("ctrl+t")
         await settle(pilot)
         await pilot.pause(0.3)
-        body = app.query_one("#token-text", Static)
-        assert str(body.render()) == "Hi there\n\tx = 1"
+        body = app.query_one("#token-text", TokenLines)
+        assert body.text == "Hi there\n\tx = 1"
         n = app.registry.get("cl100k_base").count("Hi there\n\tx = 1")
         assert f"cl100k_base: {n} tokens" in str(app.query_one("#token-caption", Static).render())
         await pilot.press("f3")
         await pilot.pause(0.3)
-        assert str(body.render()) == "Hi·there⏎\n→x·=·1"
+        assert body.text == "Hi·there⏎\n→x·=·1"
         await pilot.press("f2")
         await pilot.pause(0.3)
         ids = app.registry.get("cl100k_base").encode("Hi there\n\tx = 1")
-        rendered = str(body.render())
+        rendered = body.text
         sub = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
         assert rendered.startswith("Hi" + str(ids[0]).translate(sub)) and rendered.endswith(str(ids[-1]).translate(sub))
         await pilot.press("ctrl+t")
@@ -64,7 +66,7 @@ async def test_partial_utf8_tokens_are_shown_as_bytes(make):
         app.query_one("#counts", CountsTable).move_cursor(row=bundled_ids().index("r50k_base"))
         await pilot.press("ctrl+t")
         await pilot.pause(0.3)
-        assert str(app.query_one("#token-text", Static).render()) == "⟨F0 9F 98⟩⟨80⟩"
+        assert app.query_one("#token-text", TokenLines).text == "⟨F0 9F 98⟩⟨80⟩"
 
 
 async def test_policy_switch_recounts_every_row_and_is_remembered(make, bundled):
@@ -239,3 +241,36 @@ async def test_a_failing_background_task_is_reported(make, monkeypatch):
         assert any("simulated bug" in n.message for n in app._notifications)
         await pilot.press("ctrl+t", *"more")
         await settle(pilot)  # counting still works
+
+
+@pytest.mark.parametrize("pane", ["bench", "data"])
+async def test_tokenizers_load_only_once_the_tokens_pane_is_shown(pane):
+    from tui.app.app import make_app
+    from tui.core.config import Config, TokensSettings
+    from tui.core.tokenizers import Registry
+
+    registry = Registry(discover=False, env={})
+    config = Config(tokens=TokensSettings(enabled=("cl100k_base", "llama2", "estimate")))
+    app = make_app(pane, text="hello world", registry=registry, config=config)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.5)
+        await app.workers.wait_for_complete()
+        assert not any(registry.is_loaded(tid) for tid in ("cl100k_base", "llama2", "estimate"))
+        assert app.query_one("#panes").active == pane and app.focused is not app.query_one("#editor")
+        await pilot.press("alt+1")
+        await settle(pilot)
+        assert app.focused is app.query_one("#editor", TextArea)
+        assert table_rows(app)["cl100k_base"][0] == str(registry.get("cl100k_base").count("hello world"))
+
+
+async def test_the_editor_keeps_the_table_focus_it_was_given_when_a_dialog_closes(make):
+    app = make("abc")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        table = app.query_one("#counts", CountsTable)
+        table.focus()
+        await pilot.press("f1")
+        await pilot.pause(0.1)
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert app.focused is table  # reopening the pane's screen is not opening the pane

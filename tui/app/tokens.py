@@ -47,8 +47,11 @@ WHOLE_DEBOUNCE_S = 0.3
 WHOLE_DEBOUNCE_CHARS = 100_000
 #: the token view tokenizes at most this many characters around the cursor and shows this many tokens
 VIEW_CHARS = 20_000
-#: the table is redrawn at most this often while lane results stream in
-FLUSH_INTERVAL_S = 0.05
+#: the table is redrawn at most this often while lane results stream in (a row costs ~0.1 ms)
+FLUSH_INTERVAL_S = 0.02
+#: loading a tokenizer stops the UI for up to a second (its tokenizer.json or rank table is
+#: parsed in Rust holding the GIL): each load waits for this long a pause in typing
+LOAD_WHEN_IDLE_S = 0.5
 #: the edit handler counts a tiktoken-family row itself when that needs at most this many
 #: characters encoded (a keystroke: one block, tens of microseconds), within this time in all
 INLINE_CHARS = 8_000
@@ -222,7 +225,9 @@ class TokensPane(Container):
     # ------------------------------------------------------------------ loading
     @work(thread=True, exit_on_error=False, group="load", description="load tokenizers")
     def _load(self, ids: list[str]) -> None:
-        """Load tokenizers two at a time, cheap formats first; report each as it is ready."""
+        """Load tokenizers two at a time, cheap formats first, each in a pause in typing; report
+        each as it is ready."""
+        worker = get_current_worker()
         todo = [tid for tid in ids if tid not in self._requested]
         self._requested.update(todo)
 
@@ -234,6 +239,9 @@ class TokensPane(Container):
             return {"estimate": 0, "tiktoken": 1, "tekken": 2}.get(info.format, 3)
 
         def one(tid: str) -> Loaded:
+            while (self.changed_at is not None and time.perf_counter() - self.changed_at < LOAD_WHEN_IDLE_S
+                   and not worker.is_cancelled):
+                time.sleep(0.05)
             started = time.perf_counter()
             try:
                 self.registry.get(tid)
