@@ -66,6 +66,8 @@ async def test_random_edits_keep_the_editor_equal_to_a_textarea_and_spans_true(s
             s = min(s, len(before) - p, len(after) - p)
             assert before[:p] == after[:p] and before[len(before) - s:] == after[len(after) - s:], step
             assert fast.document.get_size(4) == plain.document.get_size(4)
+            fast.move_cursor((rng.randrange(fast.document.line_count), rng.randrange(9)))
+            assert fast.cursor_offset() == fast.document.get_index_from_location(fast.cursor_location)
             assert _wrap_state(fast) == _wrap_state(plain), step
             before = after
         await pilot.pause()

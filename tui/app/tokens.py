@@ -1,7 +1,7 @@
 """The Tokens pane: an editor, live counts from every enabled tokenizer, the token view and a budget.
 
-Nothing happens until the pane is first shown: then the tokenizers load in a background
-worker, cheapest first, each row saying "loading…" until its own is ready.
+Tokenizers load once the pane is first shown, in a background worker, cheapest first and
+each in a pause in typing; each row says "loading…" until its own is ready.
 
 Every row counts through an ``IncrementalCounter``, told what each edit changed by an
 ``EditLog`` fed from the editor (no comparing of megabyte texts). A keystroke in a big
@@ -557,9 +557,8 @@ class TokensPane(Container):
 
     def _compute_pieces(self) -> None:
         tid = self.selected_id()
-        editor = self.query_one("#editor", TextArea)
-        cursor = editor.document.get_index_from_location(editor.cursor_location)
-        self._pieces_worker(tid, self.text, cursor)
+        editor = self.query_one("#editor", Editor)
+        self._pieces_worker(tid, self.text, editor.cursor_offset())
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="pieces", description="token view")
     def _pieces_worker(self, tid: str | None, text: str, cursor: int) -> None:

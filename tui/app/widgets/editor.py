@@ -211,3 +211,11 @@ class Editor(TextArea):
         """What changed since the last call: the text still shares its first p and last s
         characters with the text then, as (p, s); None for a new document."""
         return self.document.take_span()
+
+    def cursor_offset(self) -> int:
+        """The cursor's offset in ``text``."""
+        document = self.document
+        if not isinstance(document, _FastDocument):
+            return document.get_index_from_location(self.cursor_location)
+        row, _ = self.cursor_location
+        return document._offset(self.cursor_location, document._row_start(row), len(document.text))

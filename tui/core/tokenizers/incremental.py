@@ -165,9 +165,9 @@ class IncrementalCounter:
         """The count of ``text`` (equal to ``tokenizer.count(text, specials)``), or None if not counted.
 
         ``version``/``edits``: ``text`` is that version in ``edits``, which then says what changed
-        since the last count. None is returned when ``cancelled()`` fires, when more than
-        ``max_chars`` characters would have to be encoded, or when another call is running and
-        ``wait`` is False; the state then still describes the previous text.
+        since the last count. None is returned when ``cancelled()`` fires, when the edit would
+        need more than ``max_chars`` characters re-cut or encoded, or when another call is
+        running and ``wait`` is False; the state then still describes the previous text.
         """
         if not self._lock.acquire(blocking=wait):
             return None
@@ -243,6 +243,8 @@ class IncrementalCounter:
                       max_chars: int | None) -> int | None:
         old = self._text
         if old is None:
+            if max_chars is not None and len(text) > max_chars:
+                return None
             old_blocks, new_blocks = [], self._split(text, 0, len(text))
         else:
             p, s = span if span is not None else _changed_span(old, text)
@@ -254,8 +256,11 @@ class IncrementalCounter:
             # cuts whose deciding characters all lie in the shared prefix or suffix stay cuts
             a = self._cut_at_or_before(old, p - self._radius)
             b = self._cut_at_or_after(old, len(old) - s + self._radius)
+            b_new = b + len(text) - len(old)
+            if max_chars is not None and b_new - a > max_chars:
+                return None  # decided before cutting a big region only to give up
             old_blocks = self._split(old, a, b)
-            new_blocks = self._split(text, a, b + len(text) - len(old))
+            new_blocks = self._split(text, a, b_new)
         todo = [blk for blk in dict.fromkeys(new_blocks) if blk not in self._counts]
         if max_chars is not None and sum(map(len, todo)) > max_chars:
             return None
