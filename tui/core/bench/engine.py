@@ -46,7 +46,7 @@ from ..errors import TokdeckError
 from .arrivals import arrival_times
 from .client import DEFAULT_ENDPOINTS, BenchRequest, Outcome, build_body, send_plain, send_streaming
 from .metrics import DEFAULT_PERCENTILE_METRICS, DEFAULT_PERCENTILES, percentile, summarize
-from .results import BenchResult, RecordStore, RequestRecord, RunSnapshot, compute_summary
+from .results import BenchResult, RecordStore, RequestRecord, RunSnapshot, compute_summary, error_reason
 
 #: the event-loop lag above which the client, not the server, limited the run: the p99 lag
 #: exceeds the larger of 1 ms and the smaller of 5 % of the median TTFT and 25 % of the median
@@ -559,7 +559,7 @@ class BenchmarkRun:
         store = self.store
         summary = compute_summary(store, duration, spec.percentile_metrics, spec.percentiles, spec.goodput)
         health = client_health(self._lag, store, cpu_share)
-        reasons = Counter(store.errors.values())
+        reasons = Counter(error_reason(e) for e in store.errors.values())
         rate = spec.request_rate
         setup: dict[str, Any] = {
             "date": datetime.now().strftime("%Y%m%d-%H%M%S"),

@@ -21,7 +21,7 @@ from typing import Sequence
 from .engine import lag_limit_ms
 from .history import STAT_PERCENTILES, MetricStats, RunSeries
 from .metrics import percentile
-from .results import RequestRecord, RunSnapshot
+from .results import RequestRecord, RunSnapshot, error_reason
 
 POINTS = 2048  # points kept per chart series
 RESERVOIR = 20_000  # samples kept per metric for live percentiles
@@ -166,7 +166,7 @@ class LiveRun:
             return
         self.records += 1
         if not item.ok:
-            self.errors[item.error] += 1
+            self.errors[error_reason(item.error)] += 1
             self.latest_errors.append((item.index, item.error))
             return
         self.ttft_points.add(item.start_time + item.ttft, item.ttft * 1000.0)

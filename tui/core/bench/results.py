@@ -23,6 +23,14 @@ from .metrics import (DEFAULT_PERCENTILE_METRICS, DEFAULT_PERCENTILES, is_good, 
 OK, FAILED = 1, 0
 
 
+def error_reason(error: str) -> str:
+    """The reason a failed request is grouped under: its error without the part that differs from
+    request to request (the text of a malformed chunk), so failures count by kind."""
+    if error.startswith("malformed stream chunk"):
+        return error.split(": ", 1)[0]
+    return error
+
+
 @dataclass(frozen=True, slots=True)
 class RequestRecord:
     """One finished request. Times in seconds; ``start_time`` counts from the run's start."""
