@@ -274,3 +274,18 @@ async def test_the_editor_keeps_the_table_focus_it_was_given_when_a_dialog_close
         await pilot.press("escape")
         await pilot.pause(0.1)
         assert app.focused is table  # reopening the pane's screen is not opening the pane
+
+
+async def test_palette_commands_open_their_pane_and_run_the_action(make):
+    app = make("some text", pane="data")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.2)
+        commands = {c.title: c.callback for c in app.get_system_commands(app.screen)}
+        app.call_later(commands["Bench: History"])
+        await pilot.pause(0.2)
+        assert app.query_one("#panes").active == "bench"
+        assert app.query_one("#bench-views").current == "history"
+        app.call_later(commands["Tokens: Tokens/Editor"])
+        await pilot.pause(0.2)
+        assert app.query_one("#panes").active == "tokens"
+        assert app.query_one("#top").current == "token-view"

@@ -144,10 +144,9 @@ class TokdeckApp(App):
             yield SystemCommand(f"Show the {pane.title()} pane", f"Switch to the {pane} pane",
                                 partial(self.action_show_pane, pane))
         yield SystemCommand("Help", "Keys and how the panes work", self.action_help)
-        tokens = self.tokens
         for binding in TokensPane.BINDINGS:
             yield SystemCommand(f"Tokens: {binding.description}", f"key {binding.key}",
-                                partial(tokens.run_action, binding.action))
+                                partial(self._tokens_action, binding.action))
         for binding in BenchPane.BINDINGS:
             yield SystemCommand(f"Bench: {binding.description}", f"key {binding.key}",
                                 partial(self._bench_action, binding.action))
@@ -155,9 +154,13 @@ class TokdeckApp(App):
             yield SystemCommand(f"Data: {binding.description}", f"key {binding.key}",
                                 partial(self._data_action, binding.action))
 
-    def _bench_action(self, action: str) -> None:
+    async def _tokens_action(self, action: str) -> None:
+        self.action_show_pane("tokens")
+        await self.tokens.run_action(action)
+
+    async def _bench_action(self, action: str) -> None:
         self.action_show_pane("bench")
-        self.bench.run_action(action)
+        await self.bench.run_action(action)
 
     async def _data_action(self, action: str) -> None:
         self.action_show_pane("data")
