@@ -80,7 +80,6 @@ class TokdeckApp(App):
         if pane not in PANES:
             raise ValueError(f"pane must be one of {', '.join(PANES)}")
         self.initial_pane = pane
-        self.registry = registry or default_registry()
         self.config_problem = None
         if config is None:
             try:
@@ -89,6 +88,9 @@ class TokdeckApp(App):
                 self.config_problem = str(exc)
                 config = Config()
         self.config = config
+        # the process-wide registry reads the config's aliases and paths: with a broken config,
+        # one without them (the dashboard still opens and says what is wrong)
+        self.registry = registry or (Registry() if self.config_problem else default_registry())
         self.data_path = data_path
         self._text, self._source = text, source
         self._bench = {"run_args": bench_args, "start": bench_start, "sim_config": sim_config}
