@@ -17,15 +17,17 @@ def _text(app, selector: str) -> str:
 
 
 async def test_start_shows_live_rows_then_the_exact_result(make_bench):
+    # ~3 s of run (15 waves of 30 ms + 15 x 12 ms) so a loaded CI machine still sees it going on
     app = make_bench("--num-prompts", "60", "--max-concurrency", "4", "--output-len", "16",
-                     "--random-input-len", "32")
+                     "--random-input-len", "32", sim=dict(ttft_ms=30.0, itl_ms=12.0))
     async with app.run_test(size=(120, 40)) as pilot:
         pane = app.bench
         await pilot.pause(0.1)
         assert app.query_one("#panes", TabbedContent).active == "bench"
         assert app.focused is app.query_one("#bench-profile", Select)
         await pilot.press("f5")
-        await wait_for(pilot, lambda: pane.thread is not None, what="the run to start")
+        await wait_for(pilot, lambda: pane.thread is not None or pane.session, what="the run to start")
+        assert not pane.session, "the run ended before the test saw it going on"
         table = app.query_one("#bench-stats", DataTable)
         # live: rows filled while the run goes on
         await wait_for(pilot, lambda: pane.thread is None or (cell(table, 0, 2) not in ("", "-")
