@@ -101,6 +101,15 @@ class Ticker:
         return max(self.lags, default=0.0), max(self.own, default=0.0)
 
 
+async def wait_until(condition, what: str, interval: float = 0.01, timeout: float = 180.0) -> None:
+    """Poll ``condition`` on the event loop; a hung or crashed app fails the run instead of hanging it."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"gave up waiting {timeout:.0f} s for {what}")
+        await asyncio.sleep(interval)
+
+
 async def main(keys: int, size_mb: float) -> None:
     from textual.widgets import TextArea
 
@@ -117,15 +126,13 @@ async def main(keys: int, size_mb: float) -> None:
     app = make_app(text=text, registry=reg, config=Config())
     async with app.run_test(size=(120, 40)) as pilot:
         pane = app.tokens
-        while pane.painted_at is None:
-            await asyncio.sleep(0.001)
+        await wait_until(lambda: pane.painted_at is not None, "the first paint", 0.001)
         # note: Pilot's run_test adds its own start-up; `tokdeck ui` on a terminal is measured the same way
         first_paint = pane.painted_at - t0
         from_start = pane.painted_at - STARTED
         ticker = Ticker()
         ticker.start()
-        while not pane.settled():
-            await asyncio.sleep(0.01)
+        await wait_until(pane.settled, "the cold counts")
         cold = time.perf_counter() - t0
         cold_lag, cold_own = ticker.stop()
         assert set(pane.counts) >= set(bundled_ids()), pane.errors
@@ -149,16 +156,15 @@ async def main(keys: int, size_mb: float) -> None:
             generation = pane.generation
             t = time.perf_counter()
             await pilot.press(key)  # returns once the app is idle again; the timestamps below are the pane's own
-            while not (pane.generation > generation and all(
-                    pane.updated_at.get(tid, (None,))[0] == pane.generation for tid in incremental)):
-                await asyncio.sleep(0.0005)
+            await wait_until(lambda: pane.generation > generation and all(
+                pane.updated_at.get(tid, (None,))[0] == pane.generation for tid in incremental), "a keystroke's counts",
+                0.0005)
             fast_done = max(pane.updated_at[tid][1] for tid in TIKTOKEN_FAMILY)
             fast_lat.append(fast_done - t)
             count_lat.append(fast_done - pane.changed_at)
             incr_lat.append(max(pane.updated_at[tid][1] for tid in incremental) - t)
             await asyncio.sleep(rng.uniform(0.05, 0.15))  # typing speed: 7-20 keys a second
-        while not pane.settled():  # the whole-count rows catch up
-            await asyncio.sleep(0.01)
+        await wait_until(pane.settled, "the whole-count rows")
         typing_lag, typing_own = ticker.stop()
         final = editor.text
         for tid in bundled_ids():

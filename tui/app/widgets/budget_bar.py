@@ -9,6 +9,8 @@ from ...core.tokenizers.context import Budget
 
 
 class BudgetBar(Static):
+    """Redrawn on every count update: always one line, so never a layout pass."""
+
     DEFAULT_CSS = """
     BudgetBar { height: 1; }
     """
@@ -18,7 +20,7 @@ class BudgetBar(Static):
         line.append(label + " ", style="bold")
         if budget is None:
             line.append(problem or "…", style="dim" if problem is None else "yellow")
-            self.update(line)
+            self.update(line, layout=False)
             return
         width = 20
         used = min(width, round(width * budget.tokens / budget.window)) if budget.window else 0
@@ -35,4 +37,4 @@ class BudgetBar(Static):
             line.append(f"  over by {-budget.remaining:,}", style="bold red")
         else:
             line.append(f"  {budget.remaining:,} left", style="dim")
-        self.update(line)
+        self.update(line, layout=False)
