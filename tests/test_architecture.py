@@ -55,3 +55,21 @@ def test_every_data_file_ships_in_the_wheel():
                   if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts}
     missing = sorted(str(p.relative_to(REPO)) for p in data_files - shipped)
     assert not missing, f"not in [tool.setuptools.package-data]: {missing}"
+
+
+def test_the_app_and_core_never_import_the_command_line_layer():
+    """Panes call tui.core; tui.commands is the CLI's thin layer on top of the same core."""
+    import ast
+
+    offenders = []
+    for folder in ("app", "core"):
+        for path in sorted((REPO / "tui" / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = []
+                if isinstance(node, ast.ImportFrom):
+                    names = [("." * node.level) + (node.module or "")]
+                elif isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                if any({"commands", "cli"} & set(n.split(".")) for n in names):
+                    offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert offenders == []

@@ -712,10 +712,10 @@ class TokensPane(Container):
 
     @work(thread=True, exit_on_error=False, group="open", description="open a file")
     def _read_file(self, path: str) -> None:
-        from ..commands._common import read_text_arg  # strict UTF-8, BOM dropped, one-line errors
+        from ..core.paths import read_text_file  # strict UTF-8, BOM dropped, one-line errors
 
         try:
-            text = read_text_arg(str(Path(path).expanduser()))
+            text = read_text_file(Path(path).expanduser())
         except TokdeckError as exc:
             self.app.call_from_thread(self.notify, str(exc), title="cannot open", severity="error")
             return

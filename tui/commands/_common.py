@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def number(cast, lo: float, hi: float | None = None, what: str = "a number"):
@@ -29,29 +28,13 @@ def read_text_arg(path: str | None) -> str:
     Decoded as strict UTF-8; a leading BOM is dropped (it is encoding metadata, not text).
     """
     from ..core.errors import TokdeckError
+    from ..core.paths import decode_text, read_text_file
 
-    if path in (None, "-"):
-        if path is None and sys.stdin.isatty():
-            raise TokdeckError("give a FILE, or pipe text in (use - for stdin)")
-        data = sys.stdin.buffer.read()
-        where = "stdin"
-    else:
-        p = Path(path)
-        try:
-            data = p.read_bytes()
-        except FileNotFoundError:
-            raise TokdeckError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise TokdeckError(f"{path}: is a folder, not a file") from None
-        except OSError as exc:
-            raise TokdeckError(f"{path}: {exc.strerror or exc}") from None
-        where = path
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise TokdeckError(
-            f"{where}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
-        ) from None
+    if path not in (None, "-"):
+        return read_text_file(path)
+    if path is None and sys.stdin.isatty():
+        raise TokdeckError("give a FILE, or pipe text in (use - for stdin)")
+    return decode_text(sys.stdin.buffer.read(), "stdin")
 
 
 def print_table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset(), file=None) -> None:

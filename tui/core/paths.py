@@ -50,3 +50,29 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None
 
 def atomic_write_text(path: Path, text: str, mode: int | None = None) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), mode)
+
+
+def decode_text(data: bytes, where: str) -> str:
+    """Strict UTF-8 with a leading BOM dropped (encoding metadata, not text); a one-line error."""
+    from .errors import TokdeckError
+
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise TokdeckError(f"{where}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+
+
+def read_text_file(path: str | Path) -> str:
+    """A text file as the counting commands and the Tokens pane read it: strict UTF-8, BOM
+    dropped; TokdeckError with one line for a missing, unreadable or undecodable file."""
+    from .errors import TokdeckError
+
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise TokdeckError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise TokdeckError(f"{path}: is a folder, not a file") from None
+    except OSError as exc:
+        raise TokdeckError(f"{path}: {exc.strerror or exc}") from None
+    return decode_text(data, str(path))
