@@ -62,17 +62,23 @@ def decode_text(data: bytes, where: str) -> str:
         raise TokdeckError(f"{where}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
 
 
+def read_file_bytes(path: str | Path, error: type[Exception] | None = None) -> bytes:
+    """A whole file's bytes, or ``error`` (TokdeckError by default) with one line naming ``path``
+    for a missing file, a folder or an unreadable file."""
+    from .errors import TokdeckError
+
+    error = error or TokdeckError
+    try:
+        return Path(path).expanduser().read_bytes()
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder, not a file") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
 def read_text_file(path: str | Path) -> str:
     """A text file as the counting commands and the Tokens pane read it: strict UTF-8, BOM
     dropped; TokdeckError with one line for a missing, unreadable or undecodable file."""
-    from .errors import TokdeckError
-
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise TokdeckError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise TokdeckError(f"{path}: is a folder, not a file") from None
-    except OSError as exc:
-        raise TokdeckError(f"{path}: {exc.strerror or exc}") from None
-    return decode_text(data, str(path))
+    return decode_text(read_file_bytes(path), str(path))

@@ -32,6 +32,7 @@ from typing import Any, Sequence
 import orjson
 
 from ..errors import TokdeckError
+from ..paths import read_file_bytes
 from .client import BenchRequest, content_text, flatten_messages
 
 DATASETS = ("random", "custom", "sharegpt", "sonnet")
@@ -45,15 +46,7 @@ class DatasetError(TokdeckError):
 
 
 def _read_bytes(path: str | Path) -> bytes:
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DatasetError(f"{path}: is a folder, not a file") from None
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    data = read_file_bytes(path, DatasetError)
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     return data

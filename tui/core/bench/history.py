@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import orjson
 
 from ..errors import TokdeckError
+from ..paths import read_file_bytes
 from .metrics import METRICS, summarize, tpot_of
 
 STAT_PERCENTILES = (50.0, 90.0, 99.0)
@@ -175,14 +176,7 @@ def run_from_dict(data: dict[str, Any], name: str, source: str) -> RunData:
 def load_result_file(path: str | Path) -> RunData:
     """Open a saved result (tokdeck's or vLLM's JSON); one-line TokdeckError when it is not one."""
     p = Path(path).expanduser()
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise TokdeckError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise TokdeckError(f"{path}: is a folder, not a file") from None
-    except OSError as exc:
-        raise TokdeckError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    raw = read_file_bytes(path)
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
