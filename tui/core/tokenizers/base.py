@@ -214,13 +214,16 @@ class HFTokenizer(Tokenizer):
         _check_policy(specials)
         literal = specials == "literal"
         texts = list(texts)
+        # encode_batch_fast: the same ids without character offsets, about twice as fast, and its
+        # result is freed in ~1 ms instead of 13-60 ms with the GIL held on a 1 MB text
+        encode = getattr(self._tok, "encode_batch_fast", None) or self._tok.encode_batch
         with self._lock:
             if self._tok.encode_special_tokens != literal:
                 self._tok.encode_special_tokens = literal
             try:
-                return self._tok.encode_batch(texts, add_special_tokens=False)
+                return encode(texts, add_special_tokens=False)
             except (UnicodeEncodeError, TypeError, ValueError):
-                return self._tok.encode_batch([fix_surrogates(t) for t in texts], add_special_tokens=False)
+                return encode([fix_surrogates(t) for t in texts], add_special_tokens=False)
 
     def token_bytes(self, ids: Sequence[int]) -> list[bytes]:
         out = []
