@@ -45,14 +45,14 @@ def test_sharegpt_export_is_one_json_array_vllm_can_load(tmp_path):
 
 def test_sharegpt_export_moves_the_system_prompt_out_of_the_turns(tmp_path):
     """vLLM's loader takes turns 0 and 1 as prompt and answer: they must be human and gpt. Leading
-    system/developer messages become ShareGPT's ``system`` (joined by a blank line)."""
+    system/developer messages become ShareGPT's ``system`` (joined by the message-text rule's newline)."""
     source = [json.loads(x) for x in (SAMPLE_DATA / "openai-chat.jsonl").read_text(encoding="utf-8").splitlines()]
     source = [r["messages"] for r in source if not any(m.get("tool_calls") or m["role"] == "tool"
                                                        for m in r["messages"])]
 
     def split(msgs):
         lead = next(i for i, m in enumerate(msgs) if m["role"] not in ("system", "developer"))
-        return "\n\n".join(m["content"] for m in msgs[:lead]) or None, msgs[lead:]
+        return "\n".join(m["content"] for m in msgs[:lead]) or None, msgs[lead:]
 
     out, again = tmp_path / "sg.json", tmp_path / "again.jsonl"
     export(str(SAMPLE_DATA / "openai-chat.jsonl"), str(out), "sharegpt")

@@ -88,9 +88,9 @@ def test_content_parts_and_tool_calls_count_as_text(bundled):
          "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": '{"city": "Paris"}'}}]},
     ])
     assert msgs[0].text == "look at\nthis picture"
-    assert msgs[1].text == '{"city": "Paris"}'
+    assert msgs[1].text == 'f\n{"city": "Paris"}'  # the tool call's name and arguments (tui.core.messages)
     c = count_chat(tok, msgs)
-    assert c.content_tokens == tok.count("look at\nthis picture") + tok.count('{"city": "Paris"}')
+    assert c.content_tokens == tok.count("look at\nthis picture") + tok.count('f\n{"city": "Paris"}')
     qwen = bundled.get("qwen3")
     prompt = render_chat(chat_template_for(qwen.info), msgs[:1])
     assert prompt == "<|im_start|>user\nlook at\nthis picture<|im_end|>\n<|im_start|>assistant\n"

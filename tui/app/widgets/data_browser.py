@@ -21,6 +21,8 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from ...core.messages import JOIN, content_text, part_text
+
 #: bytes of a line read for its row (the row shows a prefix; long lines are cut before decoding)
 ROW_BYTES = 1024
 CACHE_LINES = 2048
@@ -267,20 +269,21 @@ def _clip(s: str, n: int = DETAIL_CHARS) -> str:
 
 
 def _content(content) -> str:
+    """A message's content for reading: its text by the one message-text rule, with a marker
+    for each part that carries none (an image, audio, a file)."""
     if content is None:
         return "(no content)"
-    if isinstance(content, str):
-        return content
     if isinstance(content, list):
         parts = []
         for p in content:
-            if isinstance(p, dict) and isinstance(p.get("text"), str):
-                parts.append(p["text"])
-            elif isinstance(p, dict):
-                parts.append(f"[{p.get('type', 'part')}]")
+            text = part_text(p)
+            if text is not None:
+                parts.append(text)
             else:
-                parts.append(str(p))
-        return "\n".join(parts)
+                parts.append(f"[{p.get('type', 'part')}]" if isinstance(p, dict) else f"[{type(p).__name__}]")
+        return JOIN.join(parts)
+    if isinstance(content, str):
+        return content_text(content)
     return orjson.dumps(content).decode()
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from ..messages import messages_text
 from .sse import DONE, ERROR, OUTPUT, SSEParser, classify
 
 BACKENDS = ("openai-chat", "openai")
@@ -41,24 +42,10 @@ class BenchRequest:
         return [{"role": "user", "content": self.prompt or ""}]
 
     def as_prompt(self) -> str:
-        """The text sent to /v1/completions: chat data is flattened to its message contents."""
+        """The text sent to /v1/completions: chat data flattened by the one message-text rule."""
         if self.prompt is not None:
             return self.prompt
-        return flatten_messages(self.messages or ())
-
-
-def content_text(content: Any) -> str:
-    """The text of a message's content (a string, or a list of content parts)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
-
-
-def flatten_messages(messages) -> str:
-    """Message contents joined by newlines (no chat template, no role names)."""
-    return "\n".join(t for t in (content_text(m.get("content")) for m in messages) if t)
+        return messages_text(self.messages or ())
 
 
 def build_body(backend: str, model: str, req: BenchRequest, *, stream: bool = True, ignore_eos: bool = False,

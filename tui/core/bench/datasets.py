@@ -33,7 +33,8 @@ import orjson
 
 from ..errors import TokdeckError
 from ..paths import read_file_bytes
-from .client import BenchRequest, content_text, flatten_messages
+from ..messages import message_text, messages_text
+from .client import BenchRequest
 
 DATASETS = ("random", "custom", "sharegpt", "sonnet")
 SONNET_PATH = Path(__file__).resolve().parent / "data" / "sonnets.txt"
@@ -122,13 +123,13 @@ def load_custom(path: str | Path, tokenizer, num_prompts: int, seed: int = 0,
             if cut == 0:
                 raise DatasetError(f"{path}:{lineno}: the conversation has no turn before the assistant's")
             if cut < len(msgs):
-                reply = content_text(msgs[cut].get("content"))
+                reply = message_text(msgs[cut])
                 msgs = msgs[:cut]
         rows.append((prompt, msgs, out_len, reply))
     if not rows:
         raise DatasetError(f"{path}: no prompts in the file")
     rows = _sample(rows, num_prompts, random.Random(seed))
-    texts = [p if p is not None else flatten_messages(m) for p, m, _, _ in rows]
+    texts = [p if p is not None else messages_text(m) for p, m, _, _ in rows]
     counts = tokenizer.count_many(texts)
     replies = [r for *_, r in rows if r is not None and output_len is None]
     reply_counts = iter(tokenizer.count_many(replies)) if replies else iter(())

@@ -72,6 +72,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ..errors import TokdeckError
+from ..messages import messages_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from aiohttp import web
@@ -322,23 +323,15 @@ def _int_field(body: dict, name: str, minimum: int = 1) -> int | None:
 def _chat_prompt(messages: Any) -> str:
     if not isinstance(messages, list) or not messages:
         raise _BadRequest(400, "'messages' must be a non-empty array", code="invalid_value", param="messages")
-    texts = []
     for m in messages:
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
             raise _BadRequest(400, "each message must be an object with a 'role'", code="invalid_value",
                               param="messages")
         content = m.get("content")
-        if content is None:
-            continue
-        if isinstance(content, str):
-            texts.append(content)
-        elif isinstance(content, list):
-            texts.extend(p["text"] for p in content
-                         if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str))
-        else:
+        if content is not None and not isinstance(content, (str, list)):
             raise _BadRequest(400, "message 'content' must be a string or an array of parts",
                               code="invalid_value", param="messages")
-    return "\n".join(texts)
+    return messages_text(messages)
 
 
 def _completion_prompt(prompt: Any) -> str | list[int]:

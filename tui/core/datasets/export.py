@@ -24,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import TokdeckError
+from ..messages import content_text, messages_text
 from .detect import check_readable, detect_format
 from .formats import SHAREGPT_GPT, SHAREGPT_HUMAN
 from .model import ExportResult
@@ -33,15 +34,6 @@ from .scanner import cancelled, iter_valid, resolve_tokenizers
 EXPORT_FORMATS: tuple[str, ...] = ("openai-chat", "message-list", "sharegpt", "prompt")
 
 _TO_SHAREGPT = {"user": "human", "assistant": "gpt", "system": "system", "developer": "system"}
-
-
-def _text(content) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(p.get(p.get("type") == "refusal" and "refusal" or "text", "") for p in content
-                         if isinstance(p, dict) and p.get("type") in ("text", "input_text", "output_text", "refusal"))
-    return ""
 
 
 def to_messages(fmt: str, obj) -> tuple[list | None, list | None, str | None]:
@@ -95,13 +87,13 @@ def _sharegpt(msgs: list) -> tuple[dict | None, str | None]:
     lead = 0
     while lead < len(msgs) and msgs[lead]["role"] in ("system", "developer"):
         lead += 1
-    system = "\n\n".join(_text(m.get("content")) for m in msgs[:lead])
+    system = messages_text(msgs[:lead])
     conv = []
     for m in msgs[lead:]:
         tag = _TO_SHAREGPT.get(m["role"])
         if tag is None or m.get("tool_calls") or m.get("function_call"):
             return None, "tool calls and tool messages have no ShareGPT form vLLM reads"
-        conv.append({"from": tag, "value": _text(m.get("content"))})
+        conv.append({"from": tag, "value": content_text(m.get("content"))})
     return ({"conversations": conv, "system": system} if lead else {"conversations": conv}), None
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
+from ..messages import JOIN, TEXT_PART_KEYS, tool_call_pieces
 from . import parsing
 
 FORMATS: tuple[str, ...] = ("openai-chat", "message-list", "sharegpt", "alpaca", "prompt-completion",
@@ -97,8 +98,8 @@ def content_text(content, where: str, errs: list, warns: list) -> str | None:
             if type(t) is not str:
                 errs.append(("missing-field" if t is None else "wrong-type", f'{w} has no "type" string'))
                 continue
-            if t in ("text", "input_text", "output_text", "refusal"):
-                key = "refusal" if t == "refusal" else "text"
+            key = TEXT_PART_KEYS.get(t)
+            if key is not None:
                 txt = part.get(key)
                 if type(txt) is not str:
                     errs.append(("missing-field" if txt is None else "wrong-type",
@@ -107,7 +108,7 @@ def content_text(content, where: str, errs: list, warns: list) -> str | None:
                 texts.append(txt)
             elif t not in PART_TYPES:
                 warns.append(("unknown-part-type", f'{w} has type "{t}", which the OpenAI API does not define'))
-        return "\n".join(texts)
+        return JOIN.join(texts)
     if content is None:
         return None
     errs.append(("wrong-type", f"{where} is {type_name(content)}, expected a string or an array of parts"))
@@ -118,7 +119,6 @@ def _tool_calls_text(calls, where: str, errs: list, warns: list, ids: set) -> st
     if type(calls) is not list:
         errs.append(("wrong-type", f"{where} is {type_name(calls)}, expected an array"))
         return None
-    out = []
     for k, call in enumerate(calls):
         w = f"{where}[{k}]"
         if type(call) is not dict:
@@ -139,7 +139,6 @@ def _tool_calls_text(calls, where: str, errs: list, warns: list, ids: set) -> st
         name = fn.get("name")
         if type(name) is not str:
             errs.append(("missing-field" if name is None else "wrong-type", f'{w}.function needs "name" as a string'))
-            name = ""
         args = fn.get("arguments")
         if type(args) is str:
             try:
@@ -148,14 +147,10 @@ def _tool_calls_text(calls, where: str, errs: list, warns: list, ids: set) -> st
                 warns.append(("bad-arguments", f"{w}.function.arguments is not valid JSON"))
         elif args is None:
             errs.append(("missing-field", f'{w}.function has no "arguments"'))
-            args = ""
         else:
             errs.append(("wrong-type", f"{w}.function.arguments is {type_name(args)}, expected a JSON "
                                        "string (the object serialised), as the API sends it"))
-            args = ""
-        out.append(name)
-        out.append(args)
-    return "\n".join(out)
+    return JOIN.join(tool_call_pieces(calls))
 
 
 def check_messages(msgs, where: str, errs: list, warns: list, fields: list) -> tuple[list, int]:
@@ -238,8 +233,8 @@ def _chat_rec(msgs, where: str, errs: list, warns: list) -> Rec | None:
         return None
     if last < 0:
         warns.append(("no-assistant-reply", "no assistant message: fine for benchmarking, wrong for fine-tuning"))
-        return Rec(fields, len(msgs), "\n".join(texts), None)
-    return Rec(fields, len(msgs), "\n".join(texts[:last]), texts[last])
+        return Rec(fields, len(msgs), JOIN.join(t for t in texts if t), None)
+    return Rec(fields, len(msgs), JOIN.join(t for t in texts[:last] if t), texts[last])
 
 
 def v_openai_chat(obj, errs: list, warns: list) -> Rec | None:

@@ -24,10 +24,10 @@
 
 ``content_tokens`` is the sum of each message's text counted alone; ``overhead_tokens`` is
 ``total_tokens - content_tokens`` (with a template that trims whitespace it can be slightly
-below what the markers alone would cost). A message's text is its ``content`` (a string, or
-the ``text`` of its ``{"type": "text"}`` parts joined with ``\\n`` as vLLM joins them; other
-parts such as images are not counted) followed by the ``arguments`` of its ``tool_calls``,
-which count as text. Tool definitions (``tools``) are not counted.
+below what the markers alone would cost). A message's text follows the one message-text rule
+(``tui.core.messages``: text parts joined with ``\\n`` as vLLM joins them, other parts such as
+images not counted, then the names and arguments of its ``tool_calls``). Tool definitions
+(``tools``) are not counted.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..errors import TokdeckError
+from ..messages import TEXT_PART_KEYS, content_text, message_text
 from .base import SpecialPolicy, Tokenizer, TokenizerInfo, _check_policy
 from .registry import DATA_DIR
 
@@ -89,21 +90,20 @@ class ChatCount:
 
 # ------------------------------------------------------------------ messages
 def _content_text(content: Any, where: str) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
+    """The content's text by the one message-text rule (``tui.core.messages``), after checking
+    that it is a string, null or a list of part objects."""
+    if content is None or isinstance(content, str):
+        return content_text(content)
     if isinstance(content, list):
-        texts = []
         for j, part in enumerate(content):
+            if isinstance(part, str):
+                continue
             if not isinstance(part, dict):
-                raise ChatFormatError(f"{where}.content[{j}] must be an object")
-            if part.get("type", "text") == "text":
-                text = part.get("text")
-                if not isinstance(text, str):
-                    raise ChatFormatError(f"{where}.content[{j}].text must be a string")
-                texts.append(text)
-        return "\n".join(texts)
+                raise ChatFormatError(f"{where}.content[{j}] must be a content part object or a string")
+            key = TEXT_PART_KEYS.get(part.get("type")) if isinstance(part.get("type"), str) else None
+            if key is not None and not isinstance(part.get(key), str):
+                raise ChatFormatError(f"{where}.content[{j}].{key} must be a string")
+        return content_text(content)
     raise ChatFormatError(f"{where}.content must be a string, a list of parts or null")
 
 
@@ -142,8 +142,8 @@ def parse_messages(messages: Any) -> list[ChatMessage]:
         if name is not None and not isinstance(name, str):
             raise ChatFormatError(f"{where}.name must be a string")
         content = _content_text(m.get("content"), where)
-        args = _tool_call_arguments(m.get("tool_calls"), where)
-        text = "\n".join(p for p in (content, *args) if p)
+        _tool_call_arguments(m.get("tool_calls"), where)
+        text = message_text(m)
         raw = dict(m)
         if isinstance(m.get("content"), list):
             raw["content"] = content
