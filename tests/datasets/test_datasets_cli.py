@@ -73,3 +73,18 @@ def test_export_from_the_cli(tmp_path):
     assert sum("output_tokens" in r for r in rows) == 6  # line 16 has no assistant reply
     proc = run_cli("inspect", str(out), "--json")
     assert json.loads(proc.stdout)["format"] == "prompt"
+
+
+def test_deep_nesting_and_huge_numbers_are_findings_not_crashes(tmp_path):
+    good = json.dumps({"text": "fine"})
+    path = tmp_path / "hostile.jsonl"
+    path.write_text("\n".join([good, '{"text": "x", "a": ' + "[" * 254 + "]" * 254 + "}",
+                               '{"text": "x", "n": ' + "9" * 5000 + "}", "[" * 10_000 + "]" * 10_000, good]) + "\n")
+    proc = run_cli("inspect", str(path), "--json", "-t", "estimate")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert [(e["line"], e["kind"]) for e in out["errors"]] == [
+        (2, "too-deep"), (3, "number-out-of-range"), (4, "too-deep")]
+    assert (out["records"], out["valid"], out["tokens"]["estimate"]["records"]) == (5, 2, 2)
+    text = run_cli("inspect", str(path))
+    assert text.returncode == 0 and "line 3:20" in text.stdout and "too-deep" in text.stdout

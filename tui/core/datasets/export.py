@@ -28,7 +28,7 @@ from ..messages import content_text, messages_text
 from .detect import check_readable, detect_format
 from .formats import SHAREGPT_GPT, SHAREGPT_HUMAN
 from .model import ExportResult
-from .parsing import dumps
+from .parsing import MAX_DEPTH, JSONEncodeError, dumps
 from .scanner import cancelled, iter_valid, resolve_tokenizers
 
 EXPORT_FORMATS: tuple[str, ...] = ("openai-chat", "message-list", "sharegpt", "prompt")
@@ -185,9 +185,14 @@ def export(path: str, out: str, to_format: str, format: str | None = None, token
                     if item is None:
                         skipped[why] += 1
                         continue
+            try:
+                data = dumps(item)
+            except JSONEncodeError:  # a conversion one level deeper than a record at the nesting limit
+                skipped[f"nested more than {MAX_DEPTH} levels deep once converted"] += 1
+                continue
             if to_format == "sharegpt":
                 fh.write(b",\n" if converted else b"\n")
-            fh.write(dumps(item))
+            fh.write(data)
             if to_format != "sharegpt":
                 fh.write(b"\n")
             converted += 1

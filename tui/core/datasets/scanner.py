@@ -37,7 +37,7 @@ from .formats import PAIRED, VALIDATORS, Rec
 from ..errors import TokdeckError
 from .model import (ERROR, WARNING, ConsumerChecks, DatasetStats, FormatGuess, LineIssue, RoleStats,
                     ScanProgress, ScanReport, TokenReport, TokenStats, joint_of, summarize)
-from .parsing import BOM, JSONDecodeError, diagnose, duplicate_keys, loads, maybe_duplicate_keys
+from .parsing import BOM, JSONDecodeError, TooDeep, diagnose, duplicate_keys, maybe_duplicate_keys, parse
 from .reader import ArrayError, array_elements, line_blocks, split_points
 
 PARALLEL_MIN_BYTES = 256 << 20  # below this, starting the workers costs more than it saves
@@ -268,15 +268,15 @@ class Structure:
         """One record starting on line ``n`` (``col0``: its column offset on that line)."""
         self.records += 1
         try:
-            obj = loads(raw)
-        except JSONDecodeError:
+            obj, encoded = parse(raw)
+        except (JSONDecodeError, TooDeep):
             kind, message, col, lines_in = diagnose(raw)
             self.invalid += 1
             if col is not None and not lines_in:
                 col += col0
             self.error(n + lines_in, kind, message, col)
             return
-        if maybe_duplicate_keys(raw, obj):
+        if maybe_duplicate_keys(raw, encoded):
             for key in duplicate_keys(raw):
                 self.warning(n, "duplicate-key",
                              f'the key "{key}" appears twice in one object (the last value is used)')
@@ -559,8 +559,8 @@ def iter_valid(path: str, guess: FormatGuess, tally: Counter | None = None) -> I
         try:
             for line, _, raw, _ in array_elements(path):
                 try:
-                    obj = loads(raw)
-                except JSONDecodeError:
+                    obj, _ = parse(raw)
+                except (JSONDecodeError, TooDeep):
                     tally["invalid"] += 1
                     continue
                 errs: list = []
@@ -584,8 +584,8 @@ def iter_valid(path: str, guess: FormatGuess, tally: Counter | None = None) -> I
             if not raw or raw.isspace():
                 continue
             try:
-                obj = loads(raw)
-            except JSONDecodeError:
+                obj, _ = parse(raw)
+            except (JSONDecodeError, TooDeep):
                 tally["invalid"] += 1
                 continue
             errs = []
