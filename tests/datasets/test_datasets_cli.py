@@ -88,3 +88,26 @@ def test_deep_nesting_and_huge_numbers_are_findings_not_crashes(tmp_path):
     assert (out["records"], out["valid"], out["tokens"]["estimate"]["records"]) == (5, 2, 2)
     text = run_cli("inspect", str(path))
     assert text.returncode == 0 and "line 3:20" in text.stdout and "too-deep" in text.stdout
+
+
+@pytest.mark.parametrize("content", [b"", b"\n \n\r\n", bytes(range(256)) * 40, b'{"id": 1}\n{"id": 2}\n'],
+                         ids=["empty", "blank-lines", "binary", "no-known-keys"])
+def test_an_unknown_format_exits_0_with_or_without_a_tokenizer(tmp_path, content):
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(content)
+    plain = run_cli("inspect", str(path), "--json")
+    asked = run_cli("inspect", str(path), "--json", "-t", "estimate")
+    assert plain.returncode == asked.returncode == 0, asked.stderr
+    a, b = json.loads(plain.stdout), json.loads(asked.stdout)
+    assert a["format"] == b["format"] == "unknown" and b["tokens"] == {}
+    assert (a["records"], a["errors"]) == (b["records"], b["errors"])
+    text = run_cli("inspect", str(path), "-t", "estimate")
+    assert text.returncode == 0 and "Tokens: not counted (the format is unknown" in text.stdout
+
+
+def test_workers_flag_reports_the_processes_that_ran():
+    proc = run_cli("inspect", str(SAMPLE_DATA / "openai-chat.jsonl"), "--workers", "100000")
+    assert proc.returncode == 0, proc.stderr
+    assert "100000" not in proc.stdout and "100,000" not in proc.stdout
+    out = json.loads(run_cli("inspect", str(SAMPLE_DATA / "openai-chat.jsonl"), "--workers", "100000", "--json").stdout)
+    assert 1 <= out["workers"] <= 2

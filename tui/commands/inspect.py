@@ -83,7 +83,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(report.to_dict(max_errors), ensure_ascii=False))
     else:
-        print_report(report, max_errors)
+        print_report(report, max_errors, tokens_asked=bool(args.tokenizer))
     return 0
 
 
@@ -146,7 +146,7 @@ def _shrink(hist, rows: int = 10):
     return Histogram(edges=edges, counts=counts)
 
 
-def print_report(r, max_errors: int = 20) -> None:
+def print_report(r, max_errors: int = 20, tokens_asked: bool = False) -> None:
     from ..core.units import human_bytes as _size
     from ._common import print_table
 
@@ -159,6 +159,8 @@ def print_report(r, max_errors: int = 20) -> None:
           + (f" by {r.workers} processes" if r.workers > 1 else "") + status)
     if g.format == "unknown":
         print("No known format recognised: only JSON validity was checked. Pass --format NAME.")
+        if tokens_asked:
+            print("Tokens: not counted (the format is unknown: no prompt or answer to count).")
 
     print()
     if r.error_total:

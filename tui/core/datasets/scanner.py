@@ -373,12 +373,15 @@ def worker_main(argv: list[str] | None = None) -> None:
 _WORKER_CODE = "from tui.core.datasets.scanner import worker_main; worker_main()"
 
 
-def default_workers() -> int:
+def usable_cpus() -> int:
     try:
-        n = len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
-        n = os.cpu_count() or 1
-    return max(1, min(2, n))
+        return os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    return min(2, usable_cpus())
 
 
 def _structure_parallel(path, guess, size, workers, opts, cancel, time_budget, t0):
@@ -675,6 +678,7 @@ def scan(path: str, format: str | None = None, tokenizers: Sequence = (), contex
         workers = default_workers() if (guess.container == "jsonl" and size >= PARALLEL_MIN_BYTES) else 1
     if guess.container != "jsonl":
         workers = 1
+    workers = max(1, min(workers, usable_cpus()))  # more processes than CPUs only compete for them
     opts = {"estimate_checks": not toks, "context_length": context_length, "max_issues": max_issues}
     spill_dirs: list[str] = []
     try:
@@ -682,6 +686,7 @@ def scan(path: str, format: str | None = None, tokenizers: Sequence = (), contex
             results, spill_dir = yield from _structure_parallel(path, guess, size, workers, opts, cancel,
                                                                 time_budget, t0)
             spill_dirs.append(spill_dir)
+            workers = len(results)  # a small file has fewer non-empty ranges than workers
             finished = all(d for _, d in results)
             # line numbers of a range are known only when every range before it was read to its end:
             # a cancelled scan keeps the prefix up to the first unfinished range
@@ -718,7 +723,7 @@ def scan(path: str, format: str | None = None, tokenizers: Sequence = (), contex
         checks = _consumer_checks(st.checks or _Checks(guess.format, context_length), "estimate", True,
                                   context_length, dup_count, dup_examples)
         tokens: dict = {}
-        if toks and finished:
+        if toks and finished and guess.format != "unknown":  # unknown: no prompts to count (the report says so)
             for item in scan_tokens(path, toks, format=guess.format, context_length=context_length, cancel=cancel,
                                     time_budget=time_budget, expected_records=st.valid, t0=t0):
                 if isinstance(item, TokenReport):
@@ -766,7 +771,9 @@ def scan_tokens(path: str, tokenizers: Sequence, format: str | None = None, cont
     """
     t0 = time.monotonic() if t0 is None else t0
     size = check_readable(path)
-    guess = detect_format(path, format)
+    guess = detect_format(path, None if format == "unknown" else format)
+    if guess.format == "unknown":
+        raise TokdeckError("token statistics need a known format: choose one")
     toks = resolve_tokenizers(tokenizers, registry)
     if not toks:
         raise TokdeckError("token statistics need at least one tokenizer")
