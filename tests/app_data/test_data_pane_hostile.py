@@ -4,6 +4,7 @@ not regular files, a file that changes while it is scanned."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from data_pane_testing import settle, wait_for
 from tui.app.widgets.data_browser import conversation_text
@@ -43,3 +44,57 @@ async def test_moving_onto_hostile_lines_keeps_the_pane_alive(make_data, tmp_pat
         await pilot.press("down")
         await wait_for(pilot, lambda: app.query_one("#data-detail").plain().startswith("line 4"), what="line 4")
         assert "assistant\nhello" in app.query_one("#data-detail").plain()
+
+
+async def test_a_fifo_or_a_device_is_refused_with_an_accurate_message(make_data, tmp_path):
+    import os
+
+    fifo = tmp_path / "stream.jsonl"
+    os.mkfifo(fifo)
+    app = make_data(fifo)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await pilot.pause(0.2)  # opening the FIFO would wait for a writer: the pane must not open it
+        pane = app.query_one("DataPane")
+        assert pane.report is None and pane.path is None
+        messages = [n.message for n in app._notifications]
+        assert any("is a pipe, not a regular file" in m for m in messages), messages
+        pane.open(Path("/dev/zero"))
+        await pilot.pause(0.1)
+        messages = [n.message for n in app._notifications]
+        assert any("/dev/zero: is a device" in m for m in messages) and pane.path is None
+        assert not any("is a folder" in m for m in messages)
+
+
+def test_ui_with_a_fifo_dataset_says_what_it_is(tmp_path):
+    import os
+
+    from tokdeck_testing import run_cli
+
+    fifo = tmp_path / "stream.jsonl"
+    os.mkfifo(fifo)
+    proc = run_cli("ui", str(fifo), timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"tokdeck: error: {fifo}: is a pipe, not a regular file "
+                                   "(only `tokdeck inspect` reads pipes, in one pass)")
+
+
+async def test_a_file_changed_during_the_scan_is_shown_incomplete(make_data, tmp_path):
+    path = tmp_path / "growing.jsonl"
+    line = json.dumps(CHAT) + "\n"
+    path.write_text(line * 300_000)  # ~25 MB: the scan takes long enough to change the file meanwhile
+    app = make_data(path)
+    async with app.run_test(size=(100, 32)) as pilot:
+        pane = app.query_one("DataPane")
+        await wait_for(pilot, lambda: pane.progress is not None or pane.report is not None, what="the scan")
+        assert pane.report is None, "the scan ended before the file changed"
+        with open(path, "a") as fh:
+            fh.write(line)
+        await settle(pilot)
+        assert not pane.report.complete
+        status = str(app.query_one("#data-status").render())
+        summary = str(app.query_one("#data-summary").render())
+        assert "INCOMPLETE (the file changed during the scan:" in status
+        assert "INCOMPLETE (the file changed during the scan:" in summary
+        from tui.app.data import bench_plan
+
+        assert bench_plan(pane.report)[0] == "no" and "rescan" in bench_plan(pane.report)[1]
