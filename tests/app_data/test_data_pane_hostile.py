@@ -98,3 +98,22 @@ async def test_a_file_changed_during_the_scan_is_shown_incomplete(make_data, tmp
         from tui.app.data import bench_plan
 
         assert bench_plan(pane.report)[0] == "no" and "rescan" in bench_plan(pane.report)[1]
+
+
+async def test_control_characters_from_the_data_are_shown_not_sent_to_the_terminal(make_data, tmp_path):
+    path = tmp_path / "evil.jsonl"
+    evil = "\x1b]0;owned\x07\x1b[2J\x9b31m"
+    path.write_bytes(json.dumps({"messages": [{"role": "user", "content": evil},
+                                              {"role": evil, "content": "x"}]}).encode() + b"\n"
+                     + b'{"text": "raw \x1b[2J and \xc2\x9b in the line"}\n')
+    app = make_data(path)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await settle(pilot)
+        pane = app.query_one("DataPane")
+        assert all("\x1b" not in i.message for i in pane.report.errors)
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: app.query_one("#data-detail").plain().startswith("line 1"), what="line 1")
+        detail = app.query_one("#data-detail").plain()
+        assert "␛]0;owned" in detail and not any(c in detail for c in "\x1b\x07\x9b")
+        rows = [pane.browser.text_of(n) for n in (1, 2)]
+        assert not any(c in row for row in rows for c in "\x1b\x07\x9b")

@@ -111,3 +111,23 @@ def test_workers_flag_reports_the_processes_that_ran():
     assert "100000" not in proc.stdout and "100,000" not in proc.stdout
     out = json.loads(run_cli("inspect", str(SAMPLE_DATA / "openai-chat.jsonl"), "--workers", "100000", "--json").stdout)
     assert 1 <= out["workers"] <= 2
+
+
+def test_text_from_the_data_never_reaches_the_terminal_as_control_characters(tmp_path):
+    evil = "\x1b]0;owned\x07\x1b[2J\x9b31m"
+    path = tmp_path / "evil.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [
+        {"messages": [{"role": evil, "content": "x"}]},
+        {"messages": [{"role": "user", "content": [{"type": evil, "text": "x"}]}, {"role": "assistant", "content": "y"}]},
+        {"messages": [{"role": "user" + "x" * 100_000, "content": "x"}]},
+    ]) + '\n{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "c"}], '
+                    '"\\u001b[2J": 1, "\\u001b[2J": 2}\n')
+    proc = run_cli("inspect", str(path), "--max-errors", "50")
+    assert proc.returncode == 0, proc.stderr
+    assert not any(c in proc.stdout for c in "\x1b\x07\x9b")
+    assert "␛]0;owned" in proc.stdout  # shown, harmless
+    assert max(len(line) for line in proc.stdout.splitlines()) < 400  # a 100,000-character role is clipped
+    out = json.loads(run_cli("inspect", str(path), "--json").stdout)
+    assert all(len(i["message"]) <= 300 for i in out["errors"] + out["warnings"])
+    assert {(i["line"], i["kind"]) for i in out["errors"] + out["warnings"]} >= {
+        (1, "unknown-role"), (2, "unknown-part-type"), (3, "unknown-role"), (4, "duplicate-key")}

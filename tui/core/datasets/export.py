@@ -29,7 +29,7 @@ from .detect import detect_format
 from .formats import SHAREGPT_GPT, SHAREGPT_HUMAN
 from .model import ExportResult
 from .parsing import MAX_DEPTH, JSONEncodeError, dumps
-from .scanner import cancelled, iter_valid, resolve_tokenizers
+from .scanner import cancelled, issue_text, iter_valid, resolve_tokenizers
 from .source import STDIN, FileState, Replay, check_readable, is_stream, open_stream
 
 EXPORT_FORMATS: tuple[str, ...] = ("openai-chat", "message-list", "sharegpt", "prompt")
@@ -77,7 +77,7 @@ def to_messages(fmt: str, obj) -> tuple[list | None, list | None, str | None]:
         return [{"role": "user", "content": obj["prompt"]}], None, None
     if fmt == "openai-batch":
         if obj["url"] != "/v1/chat/completions":
-            return None, None, f"a {obj['url']} request is not a conversation"
+            return None, None, issue_text(f"a {obj['url']} request is not a conversation")
         return obj["body"]["messages"], obj["body"].get("tools"), None
     return None, None, f"{fmt} records have no roles"
 

@@ -68,6 +68,18 @@ def parse(raw: bytes) -> tuple[object, bytes]:
         raise TooDeep from None
 
 
+#: control characters -> a visible character of the same length (U+2400 pictures; C1: U+FFFD)
+_PICTURES = {c: 0x2400 + c for c in range(0x20)} | {0x7F: 0x2421} | dict.fromkeys(range(0x80, 0xA0), 0xFFFD)
+_PICTURES_KEEP_LINES = {c: p for c, p in _PICTURES.items() if c not in (0x09, 0x0A)}
+
+
+def visible(text: str, keep_lines: bool = False) -> str:
+    """``text`` with its control characters replaced one for one by visible ones (``\\x1b`` -> ␛):
+    text from a dataset reaches terminals, where an ESC would be a command. ``keep_lines``
+    keeps newlines and tabs."""
+    return text.translate(_PICTURES_KEEP_LINES if keep_lines else _PICTURES)
+
+
 def find_outside_strings(text: str, needle: str) -> int:
     """Index of the first ``needle`` outside JSON strings, or -1. Linear; no regex."""
     pos = 0

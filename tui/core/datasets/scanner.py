@@ -38,7 +38,7 @@ from .formats import PAIRED, VALIDATORS, Rec
 from ..errors import TokdeckError
 from .model import (ERROR, WARNING, ConsumerChecks, DatasetStats, FormatGuess, LineIssue, RoleStats,
                     ScanProgress, ScanReport, TokenReport, TokenStats, joint_of, summarize)
-from .parsing import BOM, JSONDecodeError, TooDeep, diagnose, duplicate_keys, maybe_duplicate_keys, parse
+from .parsing import BOM, JSONDecodeError, TooDeep, diagnose, duplicate_keys, maybe_duplicate_keys, parse, visible
 from .reader import ArrayError, array_elements, line_blocks, split_points
 from .source import FileState, Replay, check_readable, is_stream, open_stream
 
@@ -172,6 +172,16 @@ def estimate_tokens(text: str) -> int:
 _ESTIMATOR = None
 
 
+MAX_MESSAGE = 300  # characters of an issue's message: some quote the record (a role, a key, a URL)
+
+
+def issue_text(message: str) -> str:
+    """A message as reports show it: one line, no control characters, at most MAX_MESSAGE characters."""
+    if len(message) > MAX_MESSAGE:
+        message = message[:MAX_MESSAGE - 1] + "…"
+    return visible(message)
+
+
 class _Checks:
     """vLLM's ShareGPT length filter and the context-length check, from token counts."""
 
@@ -241,12 +251,12 @@ class Structure:
     def error(self, line: int, kind: str, message: str, column: int | None = None) -> None:
         self.error_counts[kind] += 1
         if len(self.errors) < self.max_issues:
-            self.errors.append((line, kind, message, column))
+            self.errors.append((line, kind, issue_text(message), column))
 
     def warning(self, line: int, kind: str, message: str, column: int | None = None) -> None:
         self.warning_counts[kind] += 1
         if len(self.warnings) < self.max_issues:
-            self.warnings.append((line, kind, message, column))
+            self.warnings.append((line, kind, issue_text(message), column))
 
     # ----------------------------------------------------------------- feeding
     def feed_lines(self, lines: list) -> None:
