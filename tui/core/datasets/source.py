@@ -84,11 +84,12 @@ def check_readable(path: str) -> int:
 
 
 def open_stream(path: str) -> BinaryIO:
-    """The stream ``path`` (``-``: stdin, left open when closed) opened for reading, unbuffered."""
+    """The stream ``path`` (``-``: stdin, left open when closed) opened for reading. Buffered: a
+    read of 4 MB then returns 4 MB (a pipe hands out 64 KB at a time; whole chunks run faster)."""
     if path == STDIN:
-        return open(0, "rb", buffering=0, closefd=False)
+        return open(0, "rb", closefd=False)
     try:
-        return open(path, "rb", buffering=0)
+        return open(path, "rb")
     except OSError as exc:
         raise TokdeckError(f"{path}: {exc.strerror or exc}") from None
 
