@@ -35,7 +35,7 @@ async def test_moving_onto_hostile_lines_keeps_the_pane_alive(make_data, tmp_pat
     async with app.run_test(size=(100, 32)) as pilot:
         await settle(pilot)
         pane = app.query_one("DataPane")
-        assert [(e.line, e.kind) for e in pane.report.errors] == [(2, "too-deep"), (3, "number-out-of-range")]
+        assert [(e.line, e.kind) for e in pane.report.errors] == [(2, "too-deep"), (3, "number-too-large")]
         await pilot.press("f4", "down")
         await wait_for(pilot, lambda: app.query_one("#data-detail").plain().startswith("line 2"), what="line 2")
         assert "too-deep" in app.query_one("#data-detail").plain()

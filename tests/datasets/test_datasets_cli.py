@@ -84,7 +84,7 @@ def test_deep_nesting_and_huge_numbers_are_findings_not_crashes(tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert [(e["line"], e["kind"]) for e in out["errors"]] == [
-        (2, "too-deep"), (3, "number-out-of-range"), (4, "too-deep")]
+        (2, "too-deep"), (3, "number-too-large"), (4, "too-deep")]
     assert (out["records"], out["valid"], out["tokens"]["estimate"]["records"]) == (5, 2, 2)
     text = run_cli("inspect", str(path))
     assert text.returncode == 0 and "line 3:20" in text.stdout and "too-deep" in text.stdout

@@ -50,7 +50,7 @@ def test_a_number_beyond_a_double_is_flagged_with_its_column(write_lines, number
     line = GOOD[:-1] + ', "n": ' + number + "}"
     report = scan_file(write_lines([GOOD, line]))
     (err,) = report.errors
-    assert (err.line, err.kind) == (2, "number-out-of-range")
+    assert (err.line, err.kind) == (2, "number-too-large")
     assert line[err.column - 1:].startswith(number[:3])
 
 
@@ -65,7 +65,7 @@ def test_the_token_pass_skips_records_the_structure_pass_flags(write_lines):
     huge = '{"prompt": "How big is it?", "output_tokens": ' + "9" * 5000 + "}"
     good = '{"prompt": "How big is it?", "output_tokens": 12}'
     report = scan_file(write_lines([good, deep, huge, good]), format="prompt", tokenizers=["estimate"])
-    assert [(e.line, e.kind) for e in report.errors] == [(2, "too-deep"), (3, "number-out-of-range")]
+    assert [(e.line, e.kind) for e in report.errors] == [(2, "too-deep"), (3, "number-too-large")]
     assert report.valid == 2 and report.tokens["estimate"].records == 2 and report.complete
 
 

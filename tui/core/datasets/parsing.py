@@ -5,7 +5,7 @@
 - When orjson fails, Python's ``json`` re-reads that one line only to classify the problem and
   give a precise character column: ``invalid-json``, ``trailing-data``, ``non-finite-number``
   (NaN/Infinity: ``json`` accepts them, most parsers and servers do not), ``lone-surrogate``,
-  ``invalid-utf8``, ``number-out-of-range`` (beyond a 64-bit float, e.g. ``1e400`` or an
+  ``invalid-utf8``, ``number-too-large`` (beyond a 64-bit float, e.g. ``1e400`` or an
   integer of 400 digits: orjson refuses it; ``json`` reads it, but refuses integers of more
   than 4,300 digits).
 - Nesting: a record is read only when its arrays and objects nest at most ``MAX_DEPTH`` (254)
@@ -164,7 +164,7 @@ def _diagnose(raw: bytes) -> tuple[str, str, int | tuple | None]:
     if text.startswith("\ufeff"):
         return "invalid-json", "a UTF-8 byte order mark (BOM) in the middle of the file", 0
     if reason.startswith("number is infinity"):
-        return ("number-out-of-range", "a number beyond the range of a 64-bit float (about 1.8e308): "
+        return ("number-too-large", "a number beyond the range of a 64-bit float (about 1.8e308): "
                 "most parsers cannot read it", where)
     try:
         json.loads(text, parse_constant=_reject_constant)
