@@ -159,3 +159,21 @@ def test_the_token_pass_alone_cannot_read_a_stream(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(TokdeckError, match="a stream is read once"):
         list(scan_tokens(str(fifo), ["estimate"]))
+
+
+def test_a_file_of_one_line_over_the_limit_from_a_file_and_a_pipe(tmp_path):
+    from tui.core.datasets.reader import MAX_LINE
+
+    path = tmp_path / "one-line.jsonl"
+    with open(path, "wb") as fh:
+        fh.write(b'{"text": "')
+        for _ in range(MAX_LINE // (1 << 20) + 2):
+            fh.write(b"a" * (1 << 20))
+        fh.write(b'"}')  # no newline at the end
+    size = path.stat().st_size
+    for args, data in ((["inspect", str(path), "--json"], None), (["inspect", "-", "--json"], path.read_bytes())):
+        proc = run_cli(*args, input=data)
+        assert proc.returncode == 0, proc.stderr
+        out = json.loads(proc.stdout)
+        assert (out["records"], out["invalid"], out["stats"]["lines"], out["stats"]["bytes"]) == (1, 1, 1, size)
+        assert [(e["line"], e["kind"]) for e in out["errors"]] == [(1, "line-too-long")]
