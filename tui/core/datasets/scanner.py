@@ -14,7 +14,11 @@ buckets when there are more than ~2 M of them.
 
 Token pass (only with ``tokenizers``): re-reads the file, re-validates quietly and tokenizes
 the valid records' prompts and answers in batches with ``count_many`` (Hugging Face batch calls
-run on all cores outside the GIL; tiktoken's batch uses two threads).
+run on all cores outside the GIL; tiktoken's batch uses two threads). A stream (``-``, a pipe, a
+FIFO) cannot be re-read: its valid records are counted as the structure pass meets them.
+
+A regular file's size, modification time and inode are compared before and after: a file that
+changed meanwhile gives a report with ``complete=False`` and the change in ``incomplete_reason``.
 
 Consumer checks use ``tokenizers[0]``; with no tokenizer they run during the structure pass
 with the ``estimate`` heuristic (CJK/1.5 + other/4 characters) and say so.
@@ -781,13 +785,20 @@ def scan(path: str, format: str | None = None, tokenizers: Sequence = (), contex
                                       dup_count, dup_examples)
         elif (toks and finished and not stream and guess.format != "unknown"  # unknown: nothing to count
               and before.change_since(path) is None):  # changed: the report is incomplete anyway
-            for item in scan_tokens(path, toks, format=guess.format, context_length=context_length, cancel=cancel,
-                                    time_budget=time_budget, expected_records=st.valid, t0=t0):
-                if isinstance(item, TokenReport):
-                    tokens, finished = item.tokens, item.complete
-                    checks = replace(item.checks, duplicate_prompts=dup_count, duplicate_examples=tuple(dup_examples))
-                else:
-                    yield replace(item, errors=sum(st.error_counts.values()), warnings=sum(st.warning_counts.values()))
+            try:
+                for item in scan_tokens(path, toks, format=guess.format, context_length=context_length,
+                                        cancel=cancel, time_budget=time_budget, expected_records=st.valid, t0=t0):
+                    if isinstance(item, TokenReport):
+                        tokens, finished = item.tokens, item.complete
+                        checks = replace(item.checks, duplicate_prompts=dup_count,
+                                         duplicate_examples=tuple(dup_examples))
+                    else:
+                        yield replace(item, errors=sum(st.error_counts.values()),
+                                      warnings=sum(st.warning_counts.values()))
+            except TokdeckError:
+                if before.change_since(path) is None:
+                    raise
+                finished = False  # deleted or replaced just before the token pass: the report says how
     finally:
         if stream:
             src.raw.close()
