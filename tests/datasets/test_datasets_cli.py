@@ -73,3 +73,61 @@ def test_export_from_the_cli(tmp_path):
     assert sum("output_tokens" in r for r in rows) == 6  # line 16 has no assistant reply
     proc = run_cli("inspect", str(out), "--json")
     assert json.loads(proc.stdout)["format"] == "prompt"
+
+
+def test_deep_nesting_and_huge_numbers_are_findings_not_crashes(tmp_path):
+    good = json.dumps({"text": "fine"})
+    path = tmp_path / "hostile.jsonl"
+    path.write_text("\n".join([good, '{"text": "x", "a": ' + "[" * 254 + "]" * 254 + "}",
+                               '{"text": "x", "n": ' + "9" * 5000 + "}", "[" * 10_000 + "]" * 10_000, good]) + "\n")
+    proc = run_cli("inspect", str(path), "--json", "-t", "estimate")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert [(e["line"], e["kind"]) for e in out["errors"]] == [
+        (2, "too-deep"), (3, "number-too-large"), (4, "too-deep")]
+    assert (out["records"], out["valid"], out["tokens"]["estimate"]["records"]) == (5, 2, 2)
+    text = run_cli("inspect", str(path))
+    assert text.returncode == 0 and "line 3:20" in text.stdout and "too-deep" in text.stdout
+
+
+@pytest.mark.parametrize("content", [b"", b"\n \n\r\n", bytes(range(256)) * 40, b'{"id": 1}\n{"id": 2}\n'],
+                         ids=["empty", "blank-lines", "binary", "no-known-keys"])
+def test_an_unknown_format_exits_0_with_or_without_a_tokenizer(tmp_path, content):
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(content)
+    plain = run_cli("inspect", str(path), "--json")
+    asked = run_cli("inspect", str(path), "--json", "-t", "estimate")
+    assert plain.returncode == asked.returncode == 0, asked.stderr
+    a, b = json.loads(plain.stdout), json.loads(asked.stdout)
+    assert a["format"] == b["format"] == "unknown" and b["tokens"] == {}
+    assert (a["records"], a["errors"]) == (b["records"], b["errors"])
+    text = run_cli("inspect", str(path), "-t", "estimate")
+    assert text.returncode == 0 and "Tokens: not counted (the format is unknown" in text.stdout
+
+
+def test_workers_flag_reports_the_processes_that_ran():
+    proc = run_cli("inspect", str(SAMPLE_DATA / "openai-chat.jsonl"), "--workers", "100000")
+    assert proc.returncode == 0, proc.stderr
+    assert "100000" not in proc.stdout and "100,000" not in proc.stdout
+    out = json.loads(run_cli("inspect", str(SAMPLE_DATA / "openai-chat.jsonl"), "--workers", "100000", "--json").stdout)
+    assert 1 <= out["workers"] <= 2
+
+
+def test_text_from_the_data_never_reaches_the_terminal_as_control_characters(tmp_path):
+    evil = "\x1b]0;owned\x07\x1b[2J\x9b31m"
+    path = tmp_path / "evil.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [
+        {"messages": [{"role": evil, "content": "x"}]},
+        {"messages": [{"role": "user", "content": [{"type": evil, "text": "x"}]}, {"role": "assistant", "content": "y"}]},
+        {"messages": [{"role": "user" + "x" * 100_000, "content": "x"}]},
+    ]) + '\n{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "c"}], '
+                    '"\\u001b[2J": 1, "\\u001b[2J": 2}\n')
+    proc = run_cli("inspect", str(path), "--max-errors", "50")
+    assert proc.returncode == 0, proc.stderr
+    assert not any(c in proc.stdout for c in "\x1b\x07\x9b")
+    assert "␛]0;owned" in proc.stdout  # shown, harmless
+    assert max(len(line) for line in proc.stdout.splitlines()) < 400  # a 100,000-character role is clipped
+    out = json.loads(run_cli("inspect", str(path), "--json").stdout)
+    assert all(len(i["message"]) <= 300 for i in out["errors"] + out["warnings"])
+    assert {(i["line"], i["kind"]) for i in out["errors"] + out["warnings"]} >= {
+        (1, "unknown-role"), (2, "unknown-part-type"), (3, "unknown-role"), (4, "duplicate-key")}

@@ -134,6 +134,18 @@ def test_two_workers_give_the_same_report_as_one(write_lines):
     assert one.checks.duplicate_prompts > 0 and one.error_total > 0 and one.warning_total > 0
 
 
+def test_workers_are_capped_at_the_cpus_and_the_report_says_how_many_ran(write_lines):
+    from tui.core.datasets.scanner import usable_cpus
+
+    path = _mixed_file(write_lines)
+    many = scan_file(path, workers=100_000)
+    assert many.workers == usable_cpus()  # thousands of lines: a range for every CPU
+    one = scan_file(path, workers=1)
+    assert (many.records, many.valid, many.errors) == (one.records, one.valid, one.errors)
+    tiny = scan_file(write_lines([chat()]), workers=100_000)  # one line: one range, one process
+    assert tiny.workers == 1 and tiny.valid == 1
+
+
 def test_duplicate_hashes_spill_to_disk_with_the_same_result(tmp_path):
     pairs = [((i * 7919) % 500 - 250, i + 1) for i in range(3000)]
     mem, disk = HashLines(), HashLines(limit=100, spill_dir=str(tmp_path))
@@ -280,3 +292,13 @@ def test_scans_leave_no_temporary_files(write_lines, monkeypatch, tmp_path):
         report = scan_file(path, workers=workers)
         assert report.checks.duplicate_prompts > 0
     assert list(scratch.iterdir()) == []
+
+
+def test_the_token_pass_alone_needs_a_known_format(write_lines):
+    from tui.core.datasets import scan_tokens
+    from tui.core.errors import TokdeckError
+
+    path = write_lines([{"id": 1}])
+    for fmt in (None, "unknown"):
+        with pytest.raises(TokdeckError, match="token statistics need a known format"):
+            list(scan_tokens(path, ["estimate"], format=fmt))

@@ -33,7 +33,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, ContentSwitcher, DataTable, Input, Label, ProgressBar, Select, Static
 from textual_plotext import PlotextPlot
 
-from ..core.datasets import FORMATS, LineIndex, ScanProgress, ScanReport, TokenReport, export, scan, scan_tokens
+from ..core.datasets import (FORMATS, LineIndex, ScanProgress, ScanReport, TokenReport, check_readable, export, scan,
+                             scan_tokens)
 from ..core.datasets.search import Query, SearchBatch, parse_query, search_lines
 from ..core.errors import TokdeckError
 from ..core.paths import data_dir
@@ -59,7 +60,7 @@ def bench_plan(report: ScanReport) -> tuple[str, str | None]:
     if fmt == "unknown":
         return "no", "the format is unknown: open it again with a format chosen"
     if not report.complete:
-        return "no", "the scan was cancelled: rescan the whole file first (ctrl+r)"
+        return "no", f"the report is incomplete ({report.incomplete_reason}): rescan the whole file first (ctrl+r)"
     if not report.valid:
         return "no", "no valid records to benchmark with"
     if fmt in BENCH_NAMES and not report.invalid:
@@ -76,7 +77,7 @@ def summary_text(r: ScanReport) -> Text:
     out.append(f" · {g.container} · {g.how}")
     out.append(("; UTF-8 BOM" if g.bom else "") + ("; CRLF" if g.crlf else "") + "\n")
     if not r.complete:
-        out.append("INCOMPLETE: the scan was cancelled; counts so far\n", style="bold yellow")
+        out.append(f"INCOMPLETE ({r.incomplete_reason}): counts so far\n", style="bold yellow")
     out.append(f"{r.records:,} records: ")
     out.append(f"{r.valid:,} valid", style="green")
     out.append(", ")
@@ -330,19 +331,10 @@ class DataPane(Container):
     def open(self, path: Path, format: str | None = None) -> None:
         """Scan ``path`` (and index it for the browser); problems are notified, never raised."""
         path = Path(path)
-        problem = None
-        if not path.exists():
-            problem = f"{path}: no such file"
-        elif not path.is_file():
-            problem = f"{path}: is a folder, not a file"
-        else:
-            try:
-                with open(path, "rb") as fh:
-                    fh.read(1)
-            except OSError as exc:
-                problem = f"{path}: {exc.strerror or exc}"
-        if problem:
-            self.notify(problem, title="cannot open", severity="error")
+        try:
+            check_readable(str(path))  # never opens a pipe: that would wait for a writer, UI frozen
+        except TokdeckError as exc:
+            self.notify(str(exc), title="cannot open", severity="error")
             return
         self.path, self.format = path, format
         self.gen += 1
@@ -453,7 +445,7 @@ class DataPane(Container):
     def _show_report(self, r: ScanReport) -> None:
         self.report = r
         self._show_progress(None)
-        state = "" if r.complete else "  INCOMPLETE (cancelled)"
+        state = "" if r.complete else f"  INCOMPLETE ({r.incomplete_reason})"
         self._status(f"{r.format.format} · {r.records:,} records · {r.valid:,} valid · {r.invalid:,} invalid · "
                      f"{r.error_total:,} errors · {r.warning_total:,} warnings{state}")
         self.query_one("#data-summary", Static).update(summary_text(r))

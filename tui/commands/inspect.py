@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "show statistics and token lengths, or convert its valid records with --export. "
                     "Exit status 0 when the scan finished (even with invalid lines), 2 when FILE cannot "
                     "be read or a flag is wrong.")
-    p.add_argument("file", metavar="FILE", help="the dataset file")
+    p.add_argument("file", metavar="FILE", help="the dataset file; - (or a pipe) reads a stream, once")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("-t", "--tokenizer", action="append", default=[], metavar="ID",
                    help="token statistics with this tokenizer id or model name (repeatable); the first one "
@@ -64,6 +64,7 @@ def run(args) -> int:
     if args.export is not None:
         return _run_export(args)
     from ..core.datasets import ScanReport, scan
+    from ..core.units import human_bytes
 
     max_errors = args.max_errors if args.max_errors is not None else (1000 if args.json else 20)
     show_progress = sys.stderr.isatty() and not args.json
@@ -73,8 +74,9 @@ def run(args) -> int:
                      workers=args.workers, max_issues=max(max_errors, 1)):
         if isinstance(item, ScanReport):
             report = item
-        elif show_progress and item.bytes_total >= PROGRESS_MIN_BYTES:
-            line = (f"\r{item.phase}: {item.fraction:6.1%}  {item.records:,} records  "
+        elif show_progress and max(item.bytes_total, item.bytes_done) >= PROGRESS_MIN_BYTES:
+            done = f"{item.fraction:6.1%}" if item.bytes_total else f"{human_bytes(item.bytes_done)} read"  # a stream
+            line = (f"\r{item.phase}: {done}  {item.records:,} records  "
                     f"{item.errors:,} errors  {item.bytes_done / max(item.elapsed, 1e-9) / 1e6:,.0f} MB/s")
             print(line.ljust(last_len), end="", file=sys.stderr, flush=True)
             last_len = len(line)
@@ -83,7 +85,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(report.to_dict(max_errors), ensure_ascii=False))
     else:
-        print_report(report, max_errors)
+        print_report(report, max_errors, tokens_asked=bool(args.tokenizer))
     return 0
 
 
@@ -146,19 +148,21 @@ def _shrink(hist, rows: int = 10):
     return Histogram(edges=edges, counts=counts)
 
 
-def print_report(r, max_errors: int = 20) -> None:
+def print_report(r, max_errors: int = 20, tokens_asked: bool = False) -> None:
     from ..core.units import human_bytes as _size
     from ._common import print_table
 
     g = r.format
     notes = ("; UTF-8 BOM" if g.bom else "") + ("; CRLF line endings" if g.crlf else "")
     print(f"{r.path}: {g.format} — {g.how}{notes}")
-    status = "" if r.complete else "  (cancelled: counts so far)"
+    status = "" if r.complete else f"  (INCOMPLETE: {r.incomplete_reason})"
     print(f"{r.records:,} records: {r.valid:,} valid, {r.invalid:,} invalid; {r.stats.lines:,} lines, "
           f"{_size(r.stats.bytes)}, {r.stats.blank_lines:,} blank; scanned in {r.elapsed:.2f} s"
           + (f" by {r.workers} processes" if r.workers > 1 else "") + status)
     if g.format == "unknown":
         print("No known format recognised: only JSON validity was checked. Pass --format NAME.")
+        if tokens_asked:
+            print("Tokens: not counted (the format is unknown: no prompt or answer to count).")
 
     print()
     if r.error_total:

@@ -35,10 +35,9 @@ def run(args) -> int:
     if file:
         path = Path(file)
         if path.suffix.lower() in DATA_SUFFIXES:
-            if not path.exists():
-                raise TokdeckError(f"{file}: no such file")
-            if not path.is_file():
-                raise TokdeckError(f"{file}: is a folder, not a file")
+            from ..core.datasets import check_readable
+
+            check_readable(file)  # the Data pane re-reads its file: a regular one (a pipe, a folder: one line)
             data_path = path
             pane = pane or "data"
         else:

@@ -21,13 +21,14 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from ...core.datasets.parsing import MAX_DEPTH, visible
 from ...core.messages import JOIN, content_text, part_text
 
 #: bytes of a line read for its row (the row shows a prefix; long lines are cut before decoding)
 ROW_BYTES = 1024
 CACHE_LINES = 2048
 GUTTER = 9  # "12345678 " line-number column
-_CONTROL = dict.fromkeys(range(32), " ")
+_CONTROL = dict.fromkeys([*range(0x20), 0x7F, *range(0x80, 0xA0)], " ")  # a raw ESC would reach the terminal
 
 
 class RecordBrowser(ScrollView, can_focus=True):
@@ -314,15 +315,31 @@ def conversation_text(line: int, raw: bytes, truncated: bool, issues=()) -> Text
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     if truncated:
-        out.append(f"  (over {DETAIL_BYTES >> 10} KB: the start of the line, as text)\n\n", style="dim")
-        out.append(_clip(raw.decode("utf-8", "replace"), 8 * DETAIL_CHARS))
-        return out
+        return _as_text(out, raw, f"  (over {DETAIL_BYTES >> 10} KB: the start of the line, as text)\n\n")
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        out.append(f"  not one JSON value: {exc}\n\n", style="dim")
-        out.append(_clip(raw.decode("utf-8", "replace"), 8 * DETAIL_CHARS))
-        return out
+        return _as_text(out, raw, f"  not one JSON value: {exc}\n\n")
+    head = out.copy()
+    try:
+        return _shown(_render_value(out, value))
+    except orjson.JSONEncodeError:  # read, but nested deeper than orjson writes back
+        return _as_text(head, raw, f"  (nested more than {MAX_DEPTH} levels deep: the line as text)\n\n")
+
+
+def _shown(out: Text) -> Text:
+    """``out`` with the record's control characters made visible (one for one: the styles stay put)."""
+    out.plain = visible(out.plain, keep_lines=True)
+    return out
+
+
+def _as_text(out: Text, raw: bytes, note: str) -> Text:
+    out.append(note, style="dim")
+    out.append(_clip(raw.decode("utf-8", "replace"), 8 * DETAIL_CHARS))
+    return _shown(out)
+
+
+def _render_value(out: Text, value) -> Text:
     turns = _messages(value)
     if turns is None:
         out.append("\n")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
 from collections import Counter
 
 from ..errors import TokdeckError
@@ -10,33 +10,21 @@ from .formats import FORMATS, SIGNATURE, classify
 from .model import FormatGuess
 from .parsing import BOM, JSONDecodeError, loads
 from .reader import ArrayError, array_elements, line_blocks
+from .source import Replay, check_readable
 
 SAMPLE = 50
 HEAD = 1 << 20
 
 
-def check_readable(path: str) -> int:
-    """The file's size; TokdeckError (one line) when it cannot be read as a file."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise TokdeckError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise TokdeckError(f"{path}: {exc.strerror or exc}") from None
-    if os.path.isdir(path):
-        raise TokdeckError(f"{path}: is a folder, not a file")
-    try:
-        with open(path, "rb") as fh:
-            fh.read(1)
-    except OSError as exc:
-        raise TokdeckError(f"{path}: {exc.strerror or exc}") from None
-    return st.st_size
+def _reading(src: "str | Replay"):
+    """A binary reader from the start of ``src``: the file opened, or the stream's kept head replayed."""
+    return open(src, "rb", buffering=0) if isinstance(src, str) else contextlib.nullcontext(src.rewind())
 
 
-def _container(path: str) -> tuple[str, bool, bool]:
+def _container(fh) -> tuple[str, bool, bool]:
     """("jsonl" | "json-array", bom, crlf) from the first non-blank line."""
     bom = crlf = False
-    for lines, _ in line_blocks(path, chunk=HEAD):
+    for lines, _ in line_blocks(fh, chunk=HEAD):
         for i, line in enumerate(lines):
             if not isinstance(line, bytes):
                 return "jsonl", bom, crlf
@@ -58,14 +46,14 @@ def _container(path: str) -> tuple[str, bool, bool]:
     return "jsonl", bom, crlf
 
 
-def _sample(path: str, container: str, n: int, budget: int = 64 << 20) -> tuple[list, int]:
+def _sample(fh, container: str, n: int, budget: int = 64 << 20) -> tuple[list, int]:
     """(the format each of the first ``n`` parseable records looks like, records parsed),
     reading at most about ``budget`` bytes (a file of huge lines is judged on fewer records)."""
     kinds = []
     parsed = 0
     if container == "json-array":
         try:
-            for _, _, raw, done in array_elements(path):
+            for _, _, raw, done in array_elements(fh):
                 try:
                     kinds.append(classify(loads(raw)))
                     parsed += 1
@@ -78,7 +66,7 @@ def _sample(path: str, container: str, n: int, budget: int = 64 << 20) -> tuple[
         return kinds, parsed
     first = True
     read = 0
-    for lines, nbytes in line_blocks(path, chunk=HEAD):
+    for lines, nbytes in line_blocks(fh, chunk=HEAD):
         read += nbytes
         for line in lines:
             if not isinstance(line, bytes):
@@ -100,19 +88,23 @@ def _sample(path: str, container: str, n: int, budget: int = 64 << 20) -> tuple[
     return kinds, parsed
 
 
-def detect_format(path: str, format: str | None = None, sample: int = SAMPLE) -> FormatGuess:
-    """Guess the format from the keys of the first ``sample`` parseable records.
+def detect_format(src: "str | Replay", format: str | None = None, sample: int = SAMPLE) -> FormatGuess:
+    """Guess the format from the keys of the first ``sample`` parseable records of the file
+    ``src`` (a path) or of a stream's head (a ``Replay``: what is read is kept for the scan).
 
     ``format`` given: it is used as is (the container is still detected). Raises TokdeckError
     when the file cannot be read or ``format`` is not known.
     """
-    check_readable(path)
+    if isinstance(src, str):
+        check_readable(src)
     if format is not None and format not in FORMATS:
         raise TokdeckError(f"unknown format {format!r}: choose one of {', '.join(FORMATS)}")
-    container, bom, crlf = _container(path)
+    with _reading(src) as fh:
+        container, bom, crlf = _container(fh)
     if format is not None:
         return FormatGuess(format, container, "given with --format", bom=bom, crlf=crlf)
-    kinds, parsed = _sample(path, container, sample)
+    with _reading(src) as fh:
+        kinds, parsed = _sample(fh, container, sample)
     votes = Counter(k for k in kinds if k)
     where = "a JSON array" if container == "json-array" else "JSONL"
     if not votes:

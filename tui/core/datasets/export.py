@@ -25,11 +25,12 @@ from pathlib import Path
 
 from ..errors import TokdeckError
 from ..messages import content_text, messages_text
-from .detect import check_readable, detect_format
+from .detect import detect_format
 from .formats import SHAREGPT_GPT, SHAREGPT_HUMAN
 from .model import ExportResult
-from .parsing import dumps
-from .scanner import cancelled, iter_valid, resolve_tokenizers
+from .parsing import MAX_DEPTH, JSONEncodeError, dumps
+from .scanner import cancelled, issue_text, iter_valid, resolve_tokenizers
+from .source import STDIN, FileState, Replay, check_readable, is_stream, open_stream
 
 EXPORT_FORMATS: tuple[str, ...] = ("openai-chat", "message-list", "sharegpt", "prompt")
 
@@ -76,7 +77,7 @@ def to_messages(fmt: str, obj) -> tuple[list | None, list | None, str | None]:
         return [{"role": "user", "content": obj["prompt"]}], None, None
     if fmt == "openai-batch":
         if obj["url"] != "/v1/chat/completions":
-            return None, None, f"a {obj['url']} request is not a conversation"
+            return None, None, issue_text(f"a {obj['url']} request is not a conversation")
         return obj["body"]["messages"], obj["body"].get("tools"), None
     return None, None, f"{fmt} records have no roles"
 
@@ -127,18 +128,30 @@ def export(path: str, out: str, to_format: str, format: str | None = None, token
            cancel=None) -> ExportResult:
     """Write the valid records of ``path`` to ``out`` as ``to_format``; invalid records are left out.
 
-    ``tokenizer`` (id, model name or Tokenizer) gives ``output_tokens`` for the ``prompt`` format.
-    Raises TokdeckError for an unreadable input, an unknown format, or ``out`` equal to ``path``.
+    ``path`` may be a stream (``-``, a pipe), read once. ``tokenizer`` (id, model name or Tokenizer)
+    gives ``output_tokens`` for the ``prompt`` format. Raises TokdeckError for an unreadable input,
+    an unknown format, ``out`` equal to ``path``, or a file that changed while it was read (then
+    ``out`` is left as it was).
     """
     if to_format not in EXPORT_FORMATS:
         raise TokdeckError(f"cannot export to {to_format!r}: choose one of {', '.join(EXPORT_FORMATS)}")
-    check_readable(path)
-    if os.path.exists(out) and os.path.samefile(path, out):
+    stream = is_stream(path)
+    if not stream:
+        check_readable(path)
+    if path != STDIN and os.path.exists(out) and os.path.samefile(path, out):
         raise TokdeckError(f"{out}: the output would overwrite the input")
     if os.path.isdir(out):
         raise TokdeckError(f"{out}: is a folder, not a file")
-    guess = detect_format(path, format)
     tok = resolve_tokenizers([tokenizer], registry)[0] if tokenizer is not None else None
+    if not stream:
+        return _export(path, path, out, to_format, format, tok, cancel)
+    with open_stream(path) as raw:
+        return _export(path, Replay(raw), out, to_format, format, tok, cancel)
+
+
+def _export(path: str, src: str | Replay, out: str, to_format: str, format: str | None, tok, cancel) -> ExportResult:
+    before = FileState.of(path) if isinstance(src, str) else None
+    guess = detect_format(src, format)
     converted = 0
     skipped: Counter = Counter()
     batch: list = []  # (prompt, answer or None) for the prompt target, counted in batches
@@ -157,7 +170,7 @@ def export(path: str, out: str, to_format: str, format: str | None = None, token
     with _AtomicOut(Path(out)) as fh:
         if to_format == "sharegpt":
             fh.write(b"[")
-        for n, (line, rec, obj) in enumerate(iter_valid(path, guess, skipped)):
+        for n, (line, rec, obj) in enumerate(iter_valid(src, guess, skipped)):
             if n % 1024 == 0 and cancelled(cancel):
                 raise TokdeckError("export cancelled")
             if guess.format == to_format:  # the record as it is: only the invalid ones are left out
@@ -185,9 +198,14 @@ def export(path: str, out: str, to_format: str, format: str | None = None, token
                     if item is None:
                         skipped[why] += 1
                         continue
+            try:
+                data = dumps(item)
+            except JSONEncodeError:  # a conversion one level deeper than a record at the nesting limit
+                skipped[f"nested more than {MAX_DEPTH} levels deep once converted"] += 1
+                continue
             if to_format == "sharegpt":
                 fh.write(b",\n" if converted else b"\n")
-            fh.write(dumps(item))
+            fh.write(data)
             if to_format != "sharegpt":
                 fh.write(b"\n")
             converted += 1
@@ -195,6 +213,9 @@ def export(path: str, out: str, to_format: str, format: str | None = None, token
             flush_prompts(fh)
         if to_format == "sharegpt":
             fh.write(b"\n]\n")
+        change = before.change_since(path, "the export") if before is not None else None
+        if change:  # a mix of two versions of the file: keep `out` as it was
+            raise TokdeckError(f"{path}: {change}: nothing written to {out}")
     if "invalid" in skipped:
         skipped["invalid record"] = skipped.pop("invalid")
     return ExportResult(path=str(out), to_format=to_format, from_format=guess.format, converted=converted,

@@ -1,13 +1,14 @@
 """A compact line-offset index for random access into files of any size (a record browser).
 
 Offsets live in an ``array('q')`` (8 bytes per line, not ~40 for a list of ints). The index is
-built by scanning 64 MB mmap windows with ``find``: each window is unmapped before the next,
-so the pages touched never pile up in the process's RSS. Lines are read back with ``os.pread``.
+built by reading 16 MB at a time into one reused buffer and scanning it with ``find`` (as fast
+as mmap windows here, measured on 270 MB: 1.3 s against 1.2 s; and a file truncated while it is
+indexed ends the index early, where a mapped page past the new end kills the process with
+SIGBUS). Lines are read back with ``os.pread``.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
 import time
 from array import array
@@ -15,7 +16,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Iterator
 
-WINDOW = 64 << 20
+WINDOW = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -44,18 +45,21 @@ class LineIndex:
         if size:
             offsets.append(0)
         deadline = time.monotonic() + time_budget
-        with open(path, "rb") as fh:
+        buf = bytearray(min(WINDOW, size))
+        with open(path, "rb", buffering=0) as fh, memoryview(buf) as view:
             start = 0
             while start < size:
-                length = min(WINDOW, size - start)
-                with mmap.mmap(fh.fileno(), length, access=mmap.ACCESS_READ, offset=start) as mm:
-                    find = mm.find
-                    append = offsets.append
-                    i = find(b"\n")
-                    while i >= 0:
-                        append(start + i + 1)
-                        i = find(b"\n", i + 1)
-                start += length
+                n = fh.readinto(view[:min(WINDOW, size - start)])
+                if not n:  # the file was truncated meanwhile: index what is there
+                    size = start
+                    break
+                find = buf.find
+                append = offsets.append
+                i = find(b"\n", 0, n)
+                while i >= 0:
+                    append(start + i + 1)
+                    i = find(b"\n", i + 1, n)
+                start += n
                 if time.monotonic() >= deadline:
                     if cancelled(cancel):
                         return

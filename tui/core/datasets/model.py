@@ -210,7 +210,8 @@ class ConsumerChecks:
 
 @dataclass(frozen=True)
 class ScanReport:
-    """The result of a scan. ``complete`` is False when it was cancelled (counts so far)."""
+    """The result of a scan. ``complete`` is False when it was cancelled (counts so far) or the file
+    changed while it was read; ``incomplete_reason`` then says which ("cancelled", or how the file changed)."""
 
     path: str
     format: FormatGuess
@@ -227,13 +228,15 @@ class ScanReport:
     checks: ConsumerChecks
     elapsed: float
     workers: int = 1
+    incomplete_reason: str | None = None
 
     def with_tokens(self, tr: TokenReport) -> "ScanReport":
         """This report with the token statistics and token-based checks of a later token pass."""
         checks = replace(tr.checks, duplicate_prompts=self.checks.duplicate_prompts,
                          duplicate_examples=self.checks.duplicate_examples)
         return replace(self, tokens=tr.tokens, checks=checks, complete=self.complete and tr.complete,
-                       elapsed=self.elapsed + tr.elapsed)
+                       elapsed=self.elapsed + tr.elapsed,
+                       incomplete_reason=self.incomplete_reason or tr.incomplete_reason)
 
     @property
     def error_total(self) -> int:
@@ -248,7 +251,7 @@ class ScanReport:
         warns = self.warnings if max_issues is None else self.warnings[:max_issues]
         return {
             "file": self.path, "format": self.format.format, "detected": self.format.to_dict(),
-            "complete": self.complete, "records": self.records, "valid": self.valid, "invalid": self.invalid,
+            "complete": self.complete, "incomplete_reason": self.incomplete_reason, "records": self.records, "valid": self.valid, "invalid": self.invalid,
             "errors": [e.to_dict() for e in errs], "warnings": [w.to_dict() for w in warns],
             "error_counts": dict(self.error_counts), "warning_counts": dict(self.warning_counts),
             "stats": self.stats.to_dict(),
@@ -266,6 +269,7 @@ class TokenReport:
     checks: ConsumerChecks  # duplicate-prompt fields empty: the structure pass finds those
     complete: bool
     elapsed: float
+    incomplete_reason: str | None = None  # "cancelled", or how the file changed during the pass
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,13 @@
 - When orjson fails, Python's ``json`` re-reads that one line only to classify the problem and
   give a precise character column: ``invalid-json``, ``trailing-data``, ``non-finite-number``
   (NaN/Infinity: ``json`` accepts them, most parsers and servers do not), ``lone-surrogate``,
-  ``invalid-utf8``.
+  ``invalid-utf8``, ``number-too-large`` (beyond a 64-bit float, e.g. ``1e400`` or an
+  integer of 400 digits: orjson refuses it; ``json`` reads it, but refuses integers of more
+  than 4,300 digits).
+- Nesting: a record is read only when its arrays and objects nest at most ``MAX_DEPTH`` (254)
+  levels deep, which is what orjson can write back (it reads 1,024); a deeper one is
+  ``too-deep``. Every later step (duplicate-key check, validators, export, the detail view)
+  re-encodes or walks records, so none of them ever sees a value it cannot handle.
 - Duplicate keys are a warning (every parser silently keeps the last value). A cheap pre-check
   runs on every record: the number of ``:`` bytes in the line against the number in orjson's
   re-serialisation of the parsed value (equal unless a key was dropped, or the line escapes a
@@ -30,6 +36,11 @@ import orjson
 loads = orjson.loads
 dumps = orjson.dumps
 JSONDecodeError = orjson.JSONDecodeError
+JSONEncodeError = orjson.JSONEncodeError
+
+#: levels of arrays and objects a record may nest: orjson.dumps refuses a 255th (a test checks it)
+MAX_DEPTH = 254
+TOO_DEEP = "too-deep", f"arrays and objects nested more than {MAX_DEPTH} levels deep (over the limit; not read)"
 
 BOM = b"\xef\xbb\xbf"
 
@@ -41,6 +52,32 @@ class _Constant(Exception):
 
 def _reject_constant(name: str):
     raise _Constant(name)
+
+
+class TooDeep(ValueError):
+    """A record nested more than MAX_DEPTH levels deep (``diagnose`` names it)."""
+
+
+def parse(raw: bytes) -> tuple[object, bytes]:
+    """One record: (its value, its compact re-encoding). Raises JSONDecodeError or TooDeep;
+    ``diagnose`` says why."""
+    obj = loads(raw)
+    try:
+        return obj, dumps(obj)
+    except JSONEncodeError:  # a value orjson just read fails to write only when nested too deeply
+        raise TooDeep from None
+
+
+#: control characters -> a visible character of the same length (U+2400 pictures; C1: U+FFFD)
+_PICTURES = {c: 0x2400 + c for c in range(0x20)} | {0x7F: 0x2421} | dict.fromkeys(range(0x80, 0xA0), 0xFFFD)
+_PICTURES_KEEP_LINES = {c: p for c, p in _PICTURES.items() if c not in (0x09, 0x0A)}
+
+
+def visible(text: str, keep_lines: bool = False) -> str:
+    """``text`` with its control characters replaced one for one by visible ones (``\\x1b`` -> ␛):
+    text from a dataset reaches terminals, where an ESC would be a command. ``keep_lines``
+    keeps newlines and tabs."""
+    return text.translate(_PICTURES_KEEP_LINES if keep_lines else _PICTURES)
 
 
 def find_outside_strings(text: str, needle: str) -> int:
@@ -98,11 +135,11 @@ def _where(text: str, index: int) -> tuple[int, int]:
 
 
 def diagnose(raw: bytes) -> tuple[str, str, int | None, int]:
-    """Why orjson rejected ``raw``: (kind, message, 1-based column or None, lines into ``raw``)."""
+    """Why ``parse`` rejected ``raw``: (kind, message, 1-based column or None, lines into ``raw``)."""
     kind, message, index = _diagnose(raw)
     if index is None:
         return kind, message, None, 0
-    if isinstance(index, tuple):  # json's (lineno, colno)
+    if isinstance(index, tuple):  # a parser's (lineno, colno)
         return kind, message, index[1], index[0] - 1
     text = raw.decode("utf-8", "replace")
     lines, col = _where(text, index)
@@ -110,7 +147,15 @@ def diagnose(raw: bytes) -> tuple[str, str, int | None, int]:
 
 
 def _diagnose(raw: bytes) -> tuple[str, str, int | tuple | None]:
-    """(kind, message, 0-based character index, or json's (lineno, colno), or None)."""
+    """(kind, message, 0-based character index, or a parser's (lineno, colno), or None)."""
+    try:
+        loads(raw)
+    except JSONDecodeError as exc:  # orjson names the first problem from the left
+        reason, where = str(exc).split(": line ")[0], (exc.lineno, exc.colno)
+    else:
+        return (*TOO_DEEP, None)  # read, but too deep to write back
+    if reason.startswith("depth limit"):
+        return (*TOO_DEEP, None)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -118,6 +163,9 @@ def _diagnose(raw: bytes) -> tuple[str, str, int | tuple | None]:
         return "invalid-utf8", f"invalid UTF-8 byte 0x{raw[exc.start]:02x}", index
     if text.startswith("\ufeff"):
         return "invalid-json", "a UTF-8 byte order mark (BOM) in the middle of the file", 0
+    if reason.startswith("number is infinity"):
+        return ("number-too-large", "a number beyond the range of a 64-bit float (about 1.8e308): "
+                "most parsers cannot read it", where)
     try:
         json.loads(text, parse_constant=_reject_constant)
     except _Constant as c:
@@ -131,26 +179,23 @@ def _diagnose(raw: bytes) -> tuple[str, str, int | tuple | None]:
             return "trailing-data", "unexpected data after the JSON value", (exc.lineno, exc.colno)
         return "invalid-json", exc.msg, (exc.lineno, exc.colno)
     except RecursionError:
-        return "invalid-json", "nested too deeply", None
+        return (*TOO_DEEP, None)
+    except ValueError:  # json's own limit (an integer of over 4,300 digits) past what orjson refused
+        pass
     # json accepted what orjson refused
-    try:
-        loads(raw)
-    except JSONDecodeError as exc:
-        msg = str(exc).split(": line ")[0]
-        if "surrogate" in msg:
-            at = find_lone_surrogate(text)
-            return ("lone-surrogate", "a lone UTF-16 surrogate escape (not a character; it breaks "
-                    "when the text is encoded)", at if at >= 0 else None)
-        return "invalid-json", msg, (exc.lineno, exc.colno)
-    return "invalid-json", "not accepted by the parser", None  # pragma: no cover - both accept
+    if "surrogate" in reason:
+        at = find_lone_surrogate(text)
+        return ("lone-surrogate", "a lone UTF-16 surrogate escape (not a character; it breaks "
+                "when the text is encoded)", at if at >= 0 else None)
+    return "invalid-json", reason, where
 
 
-def maybe_duplicate_keys(raw: bytes, obj) -> bool:
-    """The cheap pre-check: could a key have been dropped while parsing ``raw``?"""
-    out = dumps(obj)
-    if len(out) == len(raw):
-        return out != raw
-    return raw.count(b":") != out.count(b":")
+def maybe_duplicate_keys(raw: bytes, encoded: bytes) -> bool:
+    """The cheap pre-check: could a key have been dropped while parsing ``raw``? (``encoded``: the
+    compact re-encoding from ``parse``)."""
+    if len(encoded) == len(raw):
+        return encoded != raw
+    return raw.count(b":") != encoded.count(b":")
 
 
 def duplicate_keys(raw: bytes) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 from .parsing import BOM
 
@@ -26,58 +26,65 @@ class TooLong:
         self.size = size
 
 
-def line_blocks(path: str, start: int = 0, end: int | None = None, chunk: int | None = None,
+def line_blocks(src: str | BinaryIO, start: int = 0, end: int | None = None, chunk: int | None = None,
                 max_line: int | None = None) -> Iterator[tuple[list, int]]:
-    """Yield (lines, bytes consumed) per chunk of the byte range [start, end).
+    """Yield (lines, bytes consumed) per chunk read: of the byte range [start, end) of the file
+    ``src`` (a path), or of an open binary file or stream ``src`` up to its end.
 
     ``start`` must be at a line start. Lines come without their ``\\n`` (a ``\\r`` stays: it is
     JSON whitespace). A line longer than ``max_line`` comes as a ``TooLong``.
     """
-    chunk = chunk or CHUNK
-    max_line = max_line or MAX_LINE
-    with open(path, "rb", buffering=0) as fh:
+    if not isinstance(src, str):
+        yield from _line_blocks(src.read, None, chunk or CHUNK, max_line or MAX_LINE)
+        return
+    with open(src, "rb", buffering=0) as fh:
         if end is None:
             end = os.fstat(fh.fileno()).st_size
         fh.seek(start)
-        remaining = end - start
-        pieces: list[bytes] = []  # the unfinished line
-        held = 0
-        skipping = 0  # bytes of an overlong line being skipped
-        while remaining > 0:
-            block = fh.read(min(chunk, remaining))
-            if not block:
-                break
+        yield from _line_blocks(fh.read, end - start, chunk or CHUNK, max_line or MAX_LINE)
+
+
+def _line_blocks(read, remaining: int | None, chunk: int, max_line: int) -> Iterator[tuple[list, int]]:
+    """line_blocks() over ``read(n)``: ``remaining`` bytes, or (None) up to the end."""
+    pieces: list[bytes] = []  # the unfinished line
+    held = 0
+    skipping = 0  # bytes of an overlong line being skipped
+    while remaining is None or remaining > 0:
+        block = read(chunk if remaining is None else min(chunk, remaining))
+        if not block:
+            break
+        if remaining is not None:
             remaining -= len(block)
-            parts = block.split(b"\n")
-            tail = parts.pop()
-            if parts:
-                if skipping:
-                    skipping += len(parts[0])
-                    parts[0] = TooLong(skipping)
-                    skipping = 0
-                elif pieces:
-                    pieces.append(parts[0])
-                    first = b"".join(pieces)
-                    parts[0] = TooLong(len(first)) if len(first) > max_line else first
-                    pieces, held = [], 0
-                if len(parts[0] if isinstance(parts[0], bytes) else b"") > max_line:
-                    parts[0] = TooLong(len(parts[0]))
-                for i in range(1, len(parts)):
-                    if len(parts[i]) > max_line:
-                        parts[i] = TooLong(len(parts[i]))
+        parts = block.split(b"\n")
+        tail = parts.pop()
+        if parts:
             if skipping:
-                skipping += len(tail)
-            elif tail:
-                pieces.append(tail)
-                held += len(tail)
-                if held > max_line:
-                    skipping, pieces, held = held, [], 0
-            yield parts, len(block)
+                skipping += len(parts[0])
+                parts[0] = TooLong(skipping)
+                skipping = 0
+            elif pieces:
+                pieces.append(parts[0])
+                first = b"".join(pieces)
+                parts[0] = TooLong(len(first)) if len(first) > max_line else first
+                pieces, held = [], 0
+            if len(parts[0] if isinstance(parts[0], bytes) else b"") > max_line:
+                parts[0] = TooLong(len(parts[0]))
+            for i in range(1, len(parts)):
+                if len(parts[i]) > max_line:
+                    parts[i] = TooLong(len(parts[i]))
         if skipping:
-            yield [TooLong(skipping)], 0
-        elif pieces:
-            last = b"".join(pieces)
-            yield [TooLong(len(last)) if len(last) > max_line else last], 0
+            skipping += len(tail)
+        elif tail:
+            pieces.append(tail)
+            held += len(tail)
+            if held > max_line:
+                skipping, pieces, held = held, [], 0
+        yield parts, len(block)
+    if skipping:
+        yield [TooLong(skipping)], 0
+    elif pieces:
+        last = b"".join(pieces)
+        yield [TooLong(len(last)) if len(last) > max_line else last], 0
 
 
 def split_points(path: str, parts: int) -> list[int]:
@@ -113,17 +120,18 @@ class ArrayError(Exception):
         self.message = message
 
 
-def array_elements(path: str, chunk: int | None = None,
+def array_elements(src: str | BinaryIO, chunk: int | None = None,
                    max_element: int = MAX_LINE) -> Iterator[tuple[int, int, bytes, int]]:
     """Yield (line, column offset, raw element, bytes consumed so far) per element of a top-level
-    JSON array (the column offset: characters before the element on its first line).
+    JSON array (the column offset: characters before the element on its first line). ``src``: a
+    path, or an open binary file or stream (read from where it is; left open).
 
     Raises ArrayError(line, message) when the array itself is broken (then nothing after that
     point can be trusted). Elements are cut by tracking brackets outside strings, and parsed
     by the caller, so an invalid element is reported on its own line and the scan goes on.
     """
     chunk = chunk or CHUNK
-    fh = open(path, "rb", buffering=0)
+    fh = open(src, "rb", buffering=0) if isinstance(src, str) else src
     try:
         buf = bytearray()
         base = 0  # file offset of buf[0]
@@ -241,4 +249,5 @@ def array_elements(path: str, chunk: int | None = None,
                 counted -= pos
                 pos = 0
     finally:
-        fh.close()
+        if fh is not src:
+            fh.close()

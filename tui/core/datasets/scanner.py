@@ -14,7 +14,11 @@ buckets when there are more than ~2 M of them.
 
 Token pass (only with ``tokenizers``): re-reads the file, re-validates quietly and tokenizes
 the valid records' prompts and answers in batches with ``count_many`` (Hugging Face batch calls
-run on all cores outside the GIL; tiktoken's batch uses two threads).
+run on all cores outside the GIL; tiktoken's batch uses two threads). A stream (``-``, a pipe, a
+FIFO) cannot be re-read: its valid records are counted as the structure pass meets them.
+
+A regular file's size, modification time and inode are compared before and after: a file that
+changed meanwhile gives a report with ``complete=False`` and the change in ``incomplete_reason``.
 
 Consumer checks use ``tokenizers[0]``; with no tokenizer they run during the structure pass
 with the ``estimate`` heuristic (CJK/1.5 + other/4 characters) and say so.
@@ -22,6 +26,7 @@ with the ``estimate`` heuristic (CJK/1.5 + other/4 characters) and say so.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -32,13 +37,14 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any, Iterator, Sequence
 
-from .detect import check_readable, detect_format
+from .detect import detect_format
 from .formats import PAIRED, VALIDATORS, Rec
 from ..errors import TokdeckError
 from .model import (ERROR, WARNING, ConsumerChecks, DatasetStats, FormatGuess, LineIssue, RoleStats,
                     ScanProgress, ScanReport, TokenReport, TokenStats, joint_of, summarize)
-from .parsing import BOM, JSONDecodeError, diagnose, duplicate_keys, loads, maybe_duplicate_keys
+from .parsing import BOM, JSONDecodeError, TooDeep, diagnose, duplicate_keys, maybe_duplicate_keys, parse, visible
 from .reader import ArrayError, array_elements, line_blocks, split_points
+from .source import FileState, Replay, check_readable, is_stream, open_stream
 
 PARALLEL_MIN_BYTES = 256 << 20  # below this, starting the workers costs more than it saves
 MAX_ISSUES = 1000
@@ -170,6 +176,16 @@ def estimate_tokens(text: str) -> int:
 _ESTIMATOR = None
 
 
+MAX_MESSAGE = 300  # characters of an issue's message: some quote the record (a role, a key, a URL)
+
+
+def issue_text(message: str) -> str:
+    """A message as reports show it: one line, no control characters, at most MAX_MESSAGE characters."""
+    if len(message) > MAX_MESSAGE:
+        message = message[:MAX_MESSAGE - 1] + "…"
+    return visible(message)
+
+
 class _Checks:
     """vLLM's ShareGPT length filter and the context-length check, from token counts."""
 
@@ -233,17 +249,18 @@ class Structure:
         self.prompts = HashLines(tag="prompts")
         self.ids = HashLines(tag="ids") if fmt == "openai-batch" else None
         self.checks = _Checks(fmt, context_length) if estimate_checks else None
+        self.on_valid = None  # called with (line, Rec) for each valid record (a stream's token pass)
 
     # ------------------------------------------------------------------ issues
     def error(self, line: int, kind: str, message: str, column: int | None = None) -> None:
         self.error_counts[kind] += 1
         if len(self.errors) < self.max_issues:
-            self.errors.append((line, kind, message, column))
+            self.errors.append((line, kind, issue_text(message), column))
 
     def warning(self, line: int, kind: str, message: str, column: int | None = None) -> None:
         self.warning_counts[kind] += 1
         if len(self.warnings) < self.max_issues:
-            self.warnings.append((line, kind, message, column))
+            self.warnings.append((line, kind, issue_text(message), column))
 
     # ----------------------------------------------------------------- feeding
     def feed_lines(self, lines: list) -> None:
@@ -268,15 +285,15 @@ class Structure:
         """One record starting on line ``n`` (``col0``: its column offset on that line)."""
         self.records += 1
         try:
-            obj = loads(raw)
-        except JSONDecodeError:
+            obj, encoded = parse(raw)
+        except (JSONDecodeError, TooDeep):
             kind, message, col, lines_in = diagnose(raw)
             self.invalid += 1
             if col is not None and not lines_in:
                 col += col0
             self.error(n + lines_in, kind, message, col)
             return
-        if maybe_duplicate_keys(raw, obj):
+        if maybe_duplicate_keys(raw, encoded):
             for key in duplicate_keys(raw):
                 self.warning(n, "duplicate-key",
                              f'the key "{key}" appears twice in one object (the last value is used)')
@@ -291,6 +308,8 @@ class Structure:
                 self.error(n, kind, message)
             return
         self.valid += 1
+        if self.on_valid is not None:
+            self.on_valid(n, rec)
         fields, turns, prompt, answer, declared, key = rec
         roles = self.roles
         for role, chars in fields:
@@ -373,12 +392,15 @@ def worker_main(argv: list[str] | None = None) -> None:
 _WORKER_CODE = "from tui.core.datasets.scanner import worker_main; worker_main()"
 
 
-def default_workers() -> int:
+def usable_cpus() -> int:
     try:
-        n = len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
-        n = os.cpu_count() or 1
-    return max(1, min(2, n))
+        return os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    return min(2, usable_cpus())
 
 
 def _structure_parallel(path, guess, size, workers, opts, cancel, time_budget, t0):
@@ -483,41 +505,46 @@ def _merge(parts: list[Structure]) -> tuple[Structure, list[int]]:
     return total, offsets
 
 
-def _structure_serial(path, guess, st: Structure, size, cancel, time_budget, t0):
-    """Yields progress; returns whether the pass finished."""
+def _structure_serial(src: str | Replay, guess, st: Structure, size, cancel, time_budget, t0):
+    """Yields progress; returns whether the pass finished. ``src``: a file's path or a stream."""
     def progress():
         return ScanProgress("structure", st.bytes, size, st.records, sum(st.error_counts.values()),
                             sum(st.warning_counts.values()), time.monotonic() - t0)
 
     if guess.container == "json-array":
-        deadline = time.monotonic() + time_budget
-        try:
-            for line, col0, raw, done in array_elements(path):
-                st.lines = line
-                st.bytes = done
-                st.feed(line, raw, col0)
-                if time.monotonic() >= deadline:
-                    if cancelled(cancel):
-                        return False
-                    yield progress()
-                    deadline = time.monotonic() + time_budget
-        except ArrayError as exc:
-            st.error(exc.line, "invalid-json", f"{exc.message}; nothing after this point was read")
-        st.bytes = size
-        with open(path, "rb") as fh:
-            st.lines = sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 22), b""))
-            fh.seek(max(0, size - 1))
-            st.lines += 1 if size and fh.read(1) != b"\n" else 0
+        # one reader counts the bytes and lines of the whole input, even past a broken array
+        with contextlib.ExitStack() as stack:
+            if isinstance(src, str):
+                reader = Replay(stack.enter_context(open(src, "rb", buffering=0)), keep=False)
+            else:
+                reader = src.rewind(keep=False)
+            deadline = time.monotonic() + time_budget
+            try:
+                for line, col0, raw, done in array_elements(reader):
+                    st.lines = line
+                    st.bytes = done
+                    st.feed(line, raw, col0)
+                    if time.monotonic() >= deadline:
+                        if cancelled(cancel):
+                            return False
+                        yield progress()
+                        deadline = time.monotonic() + time_budget
+            except ArrayError as exc:
+                st.error(exc.line, "invalid-json", f"{exc.message}; nothing after this point was read")
+            reader.drain()
+            st.lines, st.bytes = reader.lines, reader.bytes
         return True
-    done = yield from _gen_range(path, st, 0, size, cancel, time_budget, progress)
+    if not isinstance(src, str):
+        src = src.rewind(keep=False)
+    done = yield from _gen_range(src, st, 0, size, cancel, time_budget, progress)
     return done
 
 
-def _gen_range(path, st, start, end, cancel, time_budget, progress):
-    """Feed the byte range [start, end) into ``st``, yielding ``progress()`` on the time budget;
-    returns False when cancelled."""
+def _gen_range(src, st, start, end, cancel, time_budget, progress):
+    """Feed the byte range [start, end) of the file ``src`` (or the stream ``src``, to its end)
+    into ``st``, yielding ``progress()`` on the time budget; returns False when cancelled."""
     deadline = time.monotonic() + time_budget
-    for lines, nbytes in line_blocks(path, start, end):
+    for lines, nbytes in line_blocks(src, start, end):
         st.feed_lines(lines)
         st.bytes += nbytes
         if time.monotonic() >= deadline:
@@ -548,19 +575,19 @@ class _TokenAcc:
             joint=joint_of(self.joint), answer_source=answer_source if self.answer else None, error=self.error)
 
 
-def iter_valid(path: str, guess: FormatGuess, tally: Counter | None = None) -> Iterator[tuple[int, Rec, Any]]:
-    """(line, Rec, parsed record) for every valid record, in file order (no statistics kept).
-
-    ``tally`` (optional) counts the records left out, under "invalid".
-    """
+def iter_valid(src: str | Replay, guess: FormatGuess, tally: Counter | None = None) -> Iterator[tuple[int, Rec, Any]]:
+    """(line, Rec, parsed record) for every valid record of the file or stream ``src``, in order
+    (no statistics kept). ``tally`` (optional) counts the records left out, under "invalid"."""
     tally = Counter() if tally is None else tally
     validate = VALIDATORS[guess.format]
+    if not isinstance(src, str):
+        src = src.rewind(keep=False)
     if guess.container == "json-array":
         try:
-            for line, _, raw, _ in array_elements(path):
+            for line, _, raw, _ in array_elements(src):
                 try:
-                    obj = loads(raw)
-                except JSONDecodeError:
+                    obj, _ = parse(raw)
+                except (JSONDecodeError, TooDeep):
                     tally["invalid"] += 1
                     continue
                 errs: list = []
@@ -573,7 +600,7 @@ def iter_valid(path: str, guess: FormatGuess, tally: Counter | None = None) -> I
             return
         return
     n = 0
-    for lines, _ in line_blocks(path):
+    for lines, _ in line_blocks(src):
         for raw in lines:
             n += 1
             if type(raw) is not bytes:
@@ -584,8 +611,8 @@ def iter_valid(path: str, guess: FormatGuess, tally: Counter | None = None) -> I
             if not raw or raw.isspace():
                 continue
             try:
-                obj = loads(raw)
-            except JSONDecodeError:
+                obj, _ = parse(raw)
+            except (JSONDecodeError, TooDeep):
                 tally["invalid"] += 1
                 continue
             errs = []
@@ -596,20 +623,35 @@ def iter_valid(path: str, guess: FormatGuess, tally: Counter | None = None) -> I
                 tally["invalid"] += 1
 
 
-def token_pass(path: str, guess: FormatGuess, tokenizers: Sequence, checks: _Checks | None, size: int,
-               cancel=None, time_budget: float = 0.25, batch_chars: int = 4 << 20, batch_records: int = 4096,
-               t0: float | None = None):
-    """Token statistics per tokenizer (and the checks with ``tokenizers[0]``). Yields progress;
-    returns (dict id -> _TokenAcc, finished)."""
-    t0 = time.monotonic() if t0 is None else t0
-    accs = {tok.id: _TokenAcc(tok.id, tok.info.exact) for tok in tokenizers}
-    declared = guess.format == "prompt"
-    batch: list[tuple[int, Rec]] = []
-    chars = 0
-    records = 0
-    deadline = time.monotonic() + time_budget
+class _TokenCounter:
+    """Token statistics per tokenizer of valid records fed in file order (and the checks with
+    ``tokenizers[0]``), counted in batches of about ``batch_chars`` characters."""
 
-    def flush():
+    def __init__(self, fmt: str, tokenizers: Sequence, checks: _Checks | None, batch_chars: int = 4 << 20,
+                 batch_records: int = 4096):
+        self.tokenizers, self.checks = tokenizers, checks
+        self.accs = {tok.id: _TokenAcc(tok.id, tok.info.exact) for tok in tokenizers}
+        self.declared = fmt == "prompt"
+        self.batch_chars, self.batch_records = batch_chars, batch_records
+        self.batch: list[tuple[int, Rec]] = []
+        self.chars = 0
+        self.records = 0
+
+    def add(self, line: int, rec: Rec) -> bool:
+        """Queue one record; True when that filled a batch and it was counted."""
+        self.batch.append((line, rec))
+        self.chars += len(rec.prompt) + (len(rec.answer) if rec.answer else 0)
+        self.records += 1
+        if self.chars >= self.batch_chars or len(self.batch) >= self.batch_records:
+            self.flush()
+            return True
+        return False
+
+    def flush(self) -> None:
+        batch, declared = self.batch, self.declared
+        self.batch, self.chars = [], 0
+        if not batch:
+            return
         lines = [b[0] for b in batch]
         texts = [b[1].prompt for b in batch]
         n = len(texts)
@@ -618,8 +660,8 @@ def token_pass(path: str, guess: FormatGuess, tokenizers: Sequence, checks: _Che
         else:  # prompts and answers in one batch call: fewer, fuller parallel batches
             has = [b[1].answer is not None for b in batch]
             texts += [b[1].answer for b in batch if b[1].answer is not None]
-        for k, tok in enumerate(tokenizers):
-            acc = accs[tok.id]
+        for k, tok in enumerate(self.tokenizers):
+            acc = self.accs[tok.id]
             if acc.error:
                 continue
             try:
@@ -635,25 +677,27 @@ def token_pass(path: str, guess: FormatGuess, tokenizers: Sequence, checks: _Che
             acc.prompt.update(pc)
             acc.answer.update(a for a in answers if a is not None)
             acc.joint.update((p.bit_length(), a.bit_length()) for p, a in zip(pc, answers) if a is not None)
-            if k == 0 and checks is not None:
+            if k == 0 and self.checks is not None:
                 for line, p, a in zip(lines, pc, answers):
-                    checks.add(line, p, a)
+                    self.checks.add(line, p, a)
 
+
+def token_pass(path: str, guess: FormatGuess, tokenizers: Sequence, checks: _Checks | None, size: int,
+               cancel=None, time_budget: float = 0.25, batch_chars: int = 4 << 20, batch_records: int = 4096,
+               t0: float | None = None):
+    """Token statistics per tokenizer (and the checks with ``tokenizers[0]``) from a second read of
+    the file. Yields progress; returns (dict id -> _TokenAcc, finished)."""
+    t0 = time.monotonic() if t0 is None else t0
+    counter = _TokenCounter(guess.format, tokenizers, checks, batch_chars, batch_records)
+    deadline = time.monotonic() + time_budget
     for line, rec, _ in iter_valid(path, guess):
-        batch.append((line, rec))
-        chars += len(rec.prompt) + (len(rec.answer) if rec.answer else 0)
-        records += 1
-        if chars >= batch_chars or len(batch) >= batch_records:
-            flush()
-            batch, chars = [], 0
-            if time.monotonic() >= deadline:
-                if cancelled(cancel):
-                    return accs, False
-                yield ScanProgress("tokens", 0, size, records, 0, 0, time.monotonic() - t0)
-                deadline = time.monotonic() + time_budget
-    if batch:
-        flush()
-    return accs, True
+        if counter.add(line, rec) and time.monotonic() >= deadline:
+            if cancelled(cancel):
+                return counter.accs, False
+            yield ScanProgress("tokens", 0, size, counter.records, 0, 0, time.monotonic() - t0)
+            deadline = time.monotonic() + time_budget
+    counter.flush()
+    return counter.accs, True
 
 
 # ------------------------------------------------------------------------ scan
@@ -663,25 +707,36 @@ def scan(path: str, format: str | None = None, tokenizers: Sequence = (), contex
          registry=None) -> Iterator[ScanProgress | ScanReport]:
     """Scan ``path``: yields ScanProgress batches, and last a ScanReport.
 
+    ``path`` is a regular file, or a stream read once (``-`` for stdin, a pipe, a FIFO): then the
+    token statistics are counted in the same pass and progress has no total (``bytes_total`` 0).
     ``tokenizers``: ids or model names (resolved with ``resolve_model``) or loaded Tokenizer
     objects; ``workers``: processes for the structure pass (default: 2 when the file is JSONL and
-    at least 256 MB, else 1). Raises TokdeckError when the file cannot be read or an id is unknown.
+    at least 256 MB, else 1; at most the usable CPUs). Raises TokdeckError when the input cannot
+    be read or an id is unknown. A file that changes while it is read gives a report marked
+    incomplete, with the reason.
     """
     t0 = time.monotonic()
-    size = check_readable(path)
-    guess = detect_format(path, format)
-    toks = resolve_tokenizers(tokenizers, registry)
-    if workers is None:
-        workers = default_workers() if (guess.container == "jsonl" and size >= PARALLEL_MIN_BYTES) else 1
-    if guess.container != "jsonl":
-        workers = 1
-    opts = {"estimate_checks": not toks, "context_length": context_length, "max_issues": max_issues}
+    stream = is_stream(path)
+    if stream:
+        size, before, src = 0, None, Replay(open_stream(path))
+    else:
+        size, before, src = check_readable(path), FileState.of(path), path
     spill_dirs: list[str] = []
     try:
+        guess = detect_format(src, format)
+        toks = resolve_tokenizers(tokenizers, registry)
+        if workers is None:
+            workers = default_workers() if (guess.container == "jsonl" and size >= PARALLEL_MIN_BYTES) else 1
+        if guess.container != "jsonl" or stream:
+            workers = 1
+        workers = max(1, min(workers, usable_cpus()))  # more processes than CPUs only compete for them
+        opts = {"estimate_checks": not toks, "context_length": context_length, "max_issues": max_issues}
+        counter = None
         if workers > 1:
             results, spill_dir = yield from _structure_parallel(path, guess, size, workers, opts, cancel,
                                                                 time_budget, t0)
             spill_dirs.append(spill_dir)
+            workers = len(results)  # a small file has fewer non-empty ranges than workers
             finished = all(d for _, d in results)
             # line numbers of a range are known only when every range before it was read to its end:
             # a cancelled scan keeps the prefix up to the first unfinished range
@@ -692,12 +747,15 @@ def scan(path: str, format: str | None = None, tokenizers: Sequence = (), contex
             id_sources = [(p.ids, off) for p, off in zip(parts, offsets)] if st.ids is not None else []
         else:
             st = Structure(guess.format, **opts)
-            finished = yield from _structure_serial(path, guess, st, size, cancel, time_budget, t0)
+            if stream and toks and guess.format != "unknown":  # a stream cannot be read twice: count as it goes
+                counter = _TokenCounter(guess.format, toks, _Checks(guess.format, context_length))
+                st.on_valid = counter.add
+            finished = yield from _structure_serial(src, guess, st, size, cancel, time_budget, t0)
             prompt_sources = [(st.prompts, 0)]
             id_sources = [(st.ids, 0)] if st.ids is not None else []
-        for src, _ in prompt_sources + id_sources:
-            if src.spilled and src.spill_dir not in spill_dirs:
-                spill_dirs.append(src.spill_dir)
+        for hashes, _ in prompt_sources + id_sources:
+            if hashes.spilled and hashes.spill_dir not in spill_dirs:
+                spill_dirs.append(hashes.spill_dir)
         dup_count, dup_examples = find_repeats(prompt_sources)
         if id_sources:  # a repeated custom_id makes the Batch API reject the file: an error
             n, examples = find_repeats(id_sources, keep=max_issues)
@@ -709,38 +767,57 @@ def scan(path: str, format: str | None = None, tokenizers: Sequence = (), contex
                 st.invalid += n
                 st.errors.sort(key=lambda e: e[0])
                 del st.errors[max_issues:]
+        total_bytes = st.bytes if stream else size
         if guess.format == "openai-batch":
             if st.records > 50_000:
                 st.warning(None, "batch-limit", f"{st.records:,} requests: the Batch API takes at most 50,000 per file")
-            if size > 200 * 1000 * 1000:
+            if total_bytes > 200 * 1000 * 1000:
                 st.warning(None, "batch-limit", "over 200 MB: the Batch API takes at most 200 MB per file")
 
         checks = _consumer_checks(st.checks or _Checks(guess.format, context_length), "estimate", True,
                                   context_length, dup_count, dup_examples)
         tokens: dict = {}
-        if toks and finished:
-            for item in scan_tokens(path, toks, format=guess.format, context_length=context_length, cancel=cancel,
-                                    time_budget=time_budget, expected_records=st.valid, t0=t0):
-                if isinstance(item, TokenReport):
-                    tokens, finished = item.tokens, item.complete
-                    checks = replace(item.checks, duplicate_prompts=dup_count, duplicate_examples=tuple(dup_examples))
-                else:
-                    yield replace(item, errors=sum(st.error_counts.values()), warnings=sum(st.warning_counts.values()))
+        if counter is not None and finished:
+            counter.flush()
+            answer_source = "output_tokens" if guess.format == "prompt" else "tokens"
+            tokens = {tid: acc.result(answer_source) for tid, acc in counter.accs.items()}
+            checks = _consumer_checks(counter.checks, toks[0].id, not toks[0].info.exact, context_length,
+                                      dup_count, dup_examples)
+        elif (toks and finished and not stream and guess.format != "unknown"  # unknown: nothing to count
+              and before.change_since(path) is None):  # changed: the report is incomplete anyway
+            try:
+                for item in scan_tokens(path, toks, format=guess.format, context_length=context_length,
+                                        cancel=cancel, time_budget=time_budget, expected_records=st.valid, t0=t0):
+                    if isinstance(item, TokenReport):
+                        tokens, finished = item.tokens, item.complete
+                        checks = replace(item.checks, duplicate_prompts=dup_count,
+                                         duplicate_examples=tuple(dup_examples))
+                    else:
+                        yield replace(item, errors=sum(st.error_counts.values()),
+                                      warnings=sum(st.warning_counts.values()))
+            except TokdeckError:
+                if before.change_since(path) is None:
+                    raise
+                finished = False  # deleted or replaced just before the token pass: the report says how
     finally:
+        if stream:
+            src.raw.close()
         for d in spill_dirs:
             shutil.rmtree(d, ignore_errors=True)
 
+    reason = (before.change_since(path) if before is not None else None) or (None if finished else "cancelled")
     yield ScanReport(
-        path=path, format=guess, complete=bool(finished), records=st.records, valid=st.valid, invalid=st.invalid,
+        path=path, format=guess, complete=reason is None, records=st.records, valid=st.valid, invalid=st.invalid,
         errors=tuple(LineIssue(ln, k, m, c, ERROR) for ln, k, m, c in st.errors),
         warnings=tuple(LineIssue(ln, k, m, c, WARNING) for ln, k, m, c in
                        sorted(st.warnings, key=lambda w: (w[0] is not None, w[0] or 0))),
         error_counts=dict(st.error_counts), warning_counts=dict(st.warning_counts),
         stats=DatasetStats(
-            lines=st.lines, bytes=size, records=st.records, valid=st.valid, invalid=st.invalid, blank_lines=st.blank,
+            lines=st.lines, bytes=total_bytes, records=st.records, valid=st.valid, invalid=st.invalid,
+            blank_lines=st.blank,
             roles={r: RoleStats(*v) for r, v in sorted(st.roles.items(), key=lambda kv: -kv[1][0])},
             turns=summarize(st.turns), output_tokens=summarize(st.declared)),
-        tokens=tokens, checks=checks, elapsed=time.monotonic() - t0, workers=workers,
+        tokens=tokens, checks=checks, elapsed=time.monotonic() - t0, workers=workers, incomplete_reason=reason,
     )
 
 
@@ -765,8 +842,13 @@ def scan_tokens(path: str, tokenizers: Sequence, format: str | None = None, cont
     empty (the structure pass finds those).
     """
     t0 = time.monotonic() if t0 is None else t0
+    if is_stream(path):
+        raise TokdeckError(f"{path}: a stream is read once: its token statistics come with its scan (scan(tokenizers=...))")
     size = check_readable(path)
-    guess = detect_format(path, format)
+    before = FileState.of(path)
+    guess = detect_format(path, None if format == "unknown" else format)
+    if guess.format == "unknown":
+        raise TokdeckError("token statistics need a known format: choose one")
     toks = resolve_tokenizers(tokenizers, registry)
     if not toks:
         raise TokdeckError("token statistics need at least one tokenizer")
@@ -781,10 +863,11 @@ def scan_tokens(path: str, tokenizers: Sequence, format: str | None = None, cont
         done = int(size * min(1.0, item.records / expected_records)) if expected_records else 0
         yield replace(item, bytes_done=done)
     answer_source = "output_tokens" if guess.format == "prompt" else "tokens"
+    reason = before.change_since(path) or (None if finished else "cancelled")
     yield TokenReport(
         tokens={tid: acc.result(answer_source) for tid, acc in accs.items()},
         checks=_consumer_checks(checks, toks[0].id, not toks[0].info.exact, context_length),
-        complete=finished, elapsed=time.monotonic() - t0)
+        complete=reason is None, elapsed=time.monotonic() - t0, incomplete_reason=reason)
 
 
 def resolve_tokenizers(tokenizers: Sequence, registry=None) -> list:
