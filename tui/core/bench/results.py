@@ -25,9 +25,10 @@ OK, FAILED = 1, 0
 
 def error_reason(error: str) -> str:
     """The reason a failed request is grouped under: its error without the part that differs from
-    request to request (the text of a malformed chunk), so failures count by kind."""
-    if error.startswith("malformed stream chunk"):
-        return error.split(": ", 1)[0]
+    request to request (the text of a malformed chunk or body: "malformed stream chunk: delta is
+    a string: {...}" counts under "malformed stream chunk: delta is a string")."""
+    if error.startswith(("malformed stream chunk: ", "malformed response: ")):
+        return ": ".join(error.split(": ", 2)[:2])
     return error
 
 
