@@ -359,3 +359,34 @@ async def test_a_stop_accounts_for_every_request_sent(scripted):
     result = await task
     assert result.partial and result.internal_errors == ()
     assert result.setup["dispatched"] == result.completed + result.failed + result.cancelled
+
+
+async def test_a_transfer_cut_after_done_loses_nothing(raw):
+    events = sse(chat_chunk(content="Hello")) + DONE
+    raw.response = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    + b"%x\r\n" % len(events) + events + b"\r\n")  # the closing 0-length chunk never comes
+    result = await bench(raw.url, 2)
+    accounted(result, 2)
+    assert result.completed == 2
+
+
+async def test_a_stream_opening_with_a_byte_order_mark(raw):
+    raw.response = HTTP_200_SSE_CLOSE + b"\xef\xbb\xbf" + sse(chat_chunk(content="Hello", finish="stop")) + DONE
+    result = await bench(raw.url, 2)
+    accounted(result, 2)
+    assert result.completed == 2
+
+
+async def test_terminal_escape_sequences_in_a_reason_are_neutralised(raw):
+    raw.response = (b"HTTP/1.1 500 Oops\r\nContent-Length: 26\r\nConnection: close\r\n\r\n"
+                    b"\x1b[2J\x1b]0;pwned\x07 cleared")
+    result = await bench(raw.url, 2)
+    accounted(result, 2)
+    assert result.error_reasons == {"HTTP 500 Oops: ?[2J?]0;pwned? cleared": 2}
+
+
+async def test_an_event_stream_answering_a_plain_request(raw):
+    raw.response = HTTP_200_SSE_CLOSE + sse(chat_chunk(content="Hello", finish="stop")) + DONE
+    result = await bench(raw.url, 2, stream=False)
+    accounted(result, 2)
+    assert result.error_reasons == {'malformed response: an event stream although "stream" was false': 2}

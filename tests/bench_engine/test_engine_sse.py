@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tui.core.bench.sse import DONE, EMPTY, ERROR, OUTPUT, SSEParser, classify
+from tui.core.bench.sse import DONE, EMPTY, ERROR, OUTPUT, RESPONSE, SSEParser, classify
 
 
 def feed_all(parts: list[bytes]) -> list[bytes]:
@@ -132,3 +132,15 @@ def test_an_event_may_not_grow_without_end(monkeypatch):
     p.feed(b'data: {"a": 1}\n\n' * 1000)  # many complete events in one read are fine
     with pytest.raises(sse.StreamError):
         p.feed(b"data:\n" * 200)  # but not one event of endless (empty) data lines
+
+
+@pytest.mark.parametrize("cut", [0, 1, 2, 3, 4])
+def test_a_byte_order_mark_opening_the_stream_is_ignored(cut):
+    stream = b"\xef\xbb\xbfdata: {\"a\":1}\n\ndata: [DONE]\n\n"
+    assert feed_all([stream[:1], stream[1:cut + 1], stream[cut + 1:]]) == [b'{"a":1}', b"[DONE]"]
+    assert feed_all([b"data: \xef\xbb\xbfx\n\n"]) == [b"\xef\xbb\xbfx"]  # only at the very start
+
+
+def test_an_event_stream_answering_a_plain_request_says_so():
+    c = classify(b'data: {"choices": []}\n\ndata: [DONE]\n\n', RESPONSE)
+    assert c.kind == ERROR and c.error.startswith('malformed response: an event stream although "stream" was false: ')

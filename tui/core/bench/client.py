@@ -35,6 +35,7 @@ DEFAULT_ENDPOINTS = {"openai-chat": "/v1/chat/completions", "openai": "/v1/compl
 REDIRECTS = frozenset((301, 302, 303, 307, 308))
 #: the most bytes of a whole (non-streamed) answer read
 MAX_BODY_BYTES = 64 << 20
+NO_OUTPUT = "no output in the response"
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +227,7 @@ def _end_of_stream(out: Outcome, events: int, resp: aiohttp.ClientResponse, firs
     if not out.done and not out.finished:
         return "response cut off: the stream ended without [DONE] or a finish_reason"
     if not out.chunks:
-        return "no output in the response"
+        return NO_OUTPUT
     return ""
 
 
@@ -311,7 +312,10 @@ async def send_streaming(session: aiohttp.ClientSession, url: str, body: bytes, 
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes the request's reason
-        out.error = describe_exception(exc, read_timeout)
+        if not out.done:  # after [DONE] the answer is whole: a transfer cut later loses nothing
+            out.error = describe_exception(exc, read_timeout)
+        elif not out.chunks and not out.error:
+            out.error = NO_OUTPUT
     return out
 
 
@@ -349,5 +353,5 @@ async def send_plain(session: aiohttp.ClientSession, url: str, body: bytes, head
         return out
     c = classify(data, RESPONSE)
     if _apply(out, c, t) and not out.chunks:
-        out.error = "no output in the response"
+        out.error = NO_OUTPUT
     return out

@@ -24,13 +24,17 @@ ANYWHERE = 12
 
 def clip(text: str, limit: int) -> str:
     """``text`` on one line (whitespace runs collapsed), at most ``limit`` characters; a cut ends
-    in "…", so a secret cut in two is still recognised by :meth:`Redactor.redact`."""
+    in "…", so a secret cut in two is still recognised by :meth:`Redactor.redact`. Characters
+    that are not printable (escape sequences a server sent to a terminal, bidi overrides) and
+    lone surrogates (undecodable bytes: orjson cannot save them) become "?"."""
     head = text[: limit * 4 + 16]  # never collapse megabytes to show a few hundred characters
     s = " ".join(head.split())
     if len(s) > limit or len(head) < len(text):
         s = s[: limit - 1] + ELLIPSIS
+    if not s.isprintable():
+        s = "".join(c if c.isprintable() else "?" for c in s)
     if not s.isascii():
-        s = s.encode("utf-8", "replace").decode("utf-8")  # lone surrogates (undecodable bytes) -> "?"
+        s = s.encode("utf-8", "replace").decode("utf-8")
     return s
 
 

@@ -32,6 +32,7 @@ _loads = orjson.loads
 #: the most bytes one event may hold (a whole long answer in one chunk is ~1 MB; many tiny data
 #: lines take ~8x their size in memory)
 MAX_EVENT_BYTES = 16 << 20
+BOM = b"\xef\xbb\xbf"
 #: the largest usage count believed: no model reads or writes a billion tokens in one request
 MAX_USAGE_TOKENS = 1_000_000_000
 
@@ -43,9 +44,10 @@ class StreamError(ValueError):
 class SSEParser:
     """Incremental parser; one per response. Not thread-safe (one stream, one task)."""
 
-    __slots__ = ("_buf", "_data", "_size", "_parts", "_pending")
+    __slots__ = ("_buf", "_data", "_size", "_parts", "_pending", "_started")
 
     def __init__(self) -> None:
+        self._started = False  # a byte-order mark may open the stream (the SSE spec ignores it)
         self._buf = b""  # the unfinished last line
         self._data: list[bytes] = []  # data values of the unfinished event
         self._size = 0  # bytes of the unfinished event's data lines
@@ -53,6 +55,14 @@ class SSEParser:
         self._pending = 0  # their bytes
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        if not self._started:
+            chunk, self._buf = self._buf + chunk, b""
+            if len(chunk) < 3 and BOM.startswith(chunk):
+                self._buf = chunk  # perhaps the start of a byte-order mark: decide with the next read
+                return []
+            if chunk.startswith(BOM):
+                chunk = chunk[3:]
+            self._started = True
         if b"\n" not in chunk and b"\r" not in chunk:
             # no line ends here: keep the piece; joining a long line at every read would copy
             # it again each time (a 10 MB chunk in 64 KB reads: 160 copies of up to 10 MB)
@@ -249,6 +259,8 @@ def classify(payload: bytes, label: str = CHUNK) -> Chunk:
             # several data lines without blank lines between them (non-compliant servers):
             # SSE joins them with \n; JSON cannot contain a raw newline, so split them back.
             return merge([classify(p.strip()) for p in payload.split(b"\n") if p.strip()])
+        if label == RESPONSE and payload.lstrip()[:5] == b"data:":
+            return malformed(label, "an event stream although \"stream\" was false", payload)
         return malformed(label, "not JSON", payload)
     if type(obj) is not dict:
         return malformed(label, "not a JSON object", payload)
