@@ -516,7 +516,7 @@ class BenchmarkRun:
         src_local = self.counter.source
         ok = out.ok
         prompt_tokens, completion_tokens = out.prompt_tokens, out.completion_tokens
-        bad_usage = self._usage_problem(req, out)
+        bad_usage = self._usage_problem(req, out) if ok else None  # a failed request's counts are not used
         if bad_usage is not None:
             self._usage_ignored[bad_usage] += 1
             prompt_tokens = completion_tokens = None
