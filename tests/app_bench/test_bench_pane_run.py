@@ -297,3 +297,21 @@ def test_ui_rejects_an_unknown_profile_in_one_line(tmp_path):
     proc = run_cli("ui", "--pane", "bench", "--profile", "gpu2", env={"TOKDECK_CONFIG": str(config)})
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"tokdeck: error: no profile named 'gpu2' in {config} (profiles: gpu1)"
+
+
+async def test_a_request_left_unaccounted_is_shown_as_an_internal_error(make_bench, monkeypatch):
+    """Made impossible by the engine; if it ever happens, the pane says so and never passes it silently."""
+    from tui.core.bench.engine import BenchmarkRun
+
+    record = BenchmarkRun._record
+    monkeypatch.setattr(BenchmarkRun, "_record", lambda self, rec: rec.index == 0 or record(self, rec))
+    app = make_bench("--num-prompts", "6", "--output-len", "4", "--random-input-len", "16", start=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.bench
+        await wait_for(pilot, lambda: pane.session, what="the run to finish")
+        (problem,) = pane.session[0].result.internal_errors
+        assert problem.startswith("accounting: 6 request(s) sent but 5 completed")
+        await pilot.pause(0.1)
+        assert f"INTERNAL ERROR: {problem}" in _text(app, "#bench-errors")
+        assert "INTERNAL ERROR: accounting" in pane.status
+        assert any(n.severity == "error" and n.message == problem for n in app._notifications)

@@ -43,15 +43,18 @@ class ScriptedServer:
     """An aiohttp server answering POSTs with exactly the bytes of ``script``: [(delay_s, bytes)].
 
     Each write is flushed on its own, so a test controls how the stream is split across reads.
-    ``status``/``body`` answer with an HTTP error instead; ``received`` keeps each request's
-    headers and JSON body.
+    ``status``/``body`` (and ``headers``, e.g. a redirect's Location) answer with an HTTP error
+    instead; ``received`` keeps each POST's headers and JSON body, ``gets`` the path of every GET
+    of an API path.
     """
 
     def __init__(self) -> None:
         self.script: list[tuple[float, bytes]] = []
         self.status = 200
         self.body = b""
+        self.headers: dict[str, str] = {}
         self.received: list[tuple[dict, dict]] = []
+        self.gets: list[str] = []
         self.url = ""
         self._runner = None
 
@@ -60,7 +63,8 @@ class ScriptedServer:
 
         self.received.append((dict(request.headers), await request.json()))
         if self.status != 200:
-            return web.Response(status=self.status, body=self.body, content_type="application/json")
+            return web.Response(status=self.status, body=self.body, content_type="application/json",
+                                headers=self.headers)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         for delay, data in self.script:
@@ -73,7 +77,16 @@ class ScriptedServer:
     async def _models(self, request):
         from aiohttp import web
 
+        self.gets.append(request.path)
+        if self.status != 200:
+            return web.Response(status=self.status, body=self.body, headers=self.headers)
         return web.json_response({"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+
+    async def _get(self, request):
+        from aiohttp import web
+
+        self.gets.append(request.path)
+        return web.Response(status=405)
 
     async def start(self) -> "ScriptedServer":
         from aiohttp import web
@@ -82,6 +95,8 @@ class ScriptedServer:
         app.router.add_post("/v1/chat/completions", self._handle)
         app.router.add_post("/v1/completions", self._handle)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/v1/chat/completions", self._get)
+        app.router.add_get("/v1/completions", self._get)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -93,6 +108,39 @@ class ScriptedServer:
     async def close(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+class RawServer:
+    """A TCP server answering every request with exactly ``response`` (status line, headers, body
+    as given), then closing: for what an HTTP framework will not send (a body cut by a closed
+    connection, undecodable header bytes, a gzip header over garbage). ``requests`` counts them."""
+
+    def __init__(self, response: bytes = b"") -> None:
+        self.response = response
+        self.requests = 0
+        self.url = ""
+        self._server = None
+
+    async def _handle(self, reader, writer) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        await reader.readexactly(length)
+        self.requests += 1
+        writer.write(self.response)
+        await writer.drain()
+        writer.close()
+
+    async def start(self) -> "RawServer":
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def close(self) -> None:
+        self._server.close()
+        await self._server.wait_closed()
 
 
 def sse(obj) -> bytes:

@@ -187,3 +187,24 @@ def test_a_separate_simulator_tells_bench_its_tokenizer(tmp_path):
     assert saved["tokenizer_id"] == "qwen3"
     # no usage from the server: the output counts come from the same tokenizer the simulator used
     assert saved["total_output_tokens"] == 12 * 6
+
+
+def test_a_request_left_unaccounted_is_an_internal_error_exit_70_after_saving(monkeypatch, tmp_path, capsys):
+    """Made impossible by the engine; if it ever happens, it is said and the exit status is not 0."""
+    from tui.cli import main
+    from tui.core.bench.engine import BenchmarkRun
+
+    record = BenchmarkRun._record
+
+    def losing(self, rec):  # bookkeeping that drops request 0
+        if rec.index != 0:
+            record(self, rec)
+
+    monkeypatch.setattr(BenchmarkRun, "_record", losing)
+    code = main(["bench", *SMALL, "--save-result", "--result-dir", str(tmp_path / "res")])
+    out, err = capsys.readouterr()
+    assert code == 70
+    assert "INTERNAL ERROR: accounting: 12 request(s) sent but 11 completed, 0 failed and 0 cancelled" in out
+    assert err.strip().splitlines()[-1].startswith("tokdeck: internal error: accounting: 12 request(s) sent")
+    (saved,) = (tmp_path / "res").iterdir()
+    assert json.loads(saved.read_text())["internal_errors"][0].startswith("accounting: ")

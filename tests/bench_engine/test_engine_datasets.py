@@ -133,3 +133,12 @@ def test_sonnet_prompts(cl100k):
         assert 200 < r.input_len < 400
         body = r.prompt[len(SONNET_BASE_PROMPT):].splitlines(keepends=True)
         assert all(line in lines for line in body)
+
+
+def test_custom_line_nested_too_deeply_to_send_is_refused_with_its_line(tmp_path, cl100k):
+    deep = '[{"role": "user", "content": ' + "[" * 252 + '"x"' + "]" * 252 + "}]"
+    f = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "fine"}, deep])
+    with pytest.raises(DatasetError, match=r"d\.jsonl:2: the messages are nested too deeply to send"):
+        load_custom(f, cl100k, 4)
+    ok = '[{"role": "user", "content": ' + "[" * 200 + '"x"' + "]" * 200 + "}]"
+    assert len(load_custom(write_jsonl(tmp_path / "ok.jsonl", [ok]), cl100k, 2)) == 2

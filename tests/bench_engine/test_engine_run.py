@@ -125,7 +125,7 @@ async def test_faults_fail_requests_with_reasons_and_the_run_goes_on(cl100k):
     # a malformed chunk's text stays in the request's own error; the reasons group by kind
     malformed = [e for e in d["errors"] if e.startswith("malformed stream chunk")]
     assert len(malformed) >= 2 and all(e.startswith("malformed stream chunk: ") for e in malformed)
-    assert result.error_reasons["malformed stream chunk"] == len(malformed)
+    assert result.error_reasons["malformed stream chunk: not JSON"] == len(malformed)
 
 
 async def test_events_stream_records_and_snapshots(cl100k):

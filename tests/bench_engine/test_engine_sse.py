@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tui.core.bench.sse import DONE, EMPTY, ERROR, OUTPUT, SSEParser, classify
+from tui.core.bench.sse import DONE, EMPTY, ERROR, OUTPUT, RESPONSE, SSEParser, classify
 
 
 def feed_all(parts: list[bytes]) -> list[bytes]:
@@ -103,3 +103,44 @@ def test_data_lines_without_blank_lines_between_them_are_split_back():
     assert len(joined) == 1
     c = classify(joined[0])
     assert (c.kind, c.text) == (OUTPUT, "ab")
+
+
+def test_a_10_mb_line_in_small_reads_is_parsed_in_linear_time():
+    import time
+
+    payload = b'{"choices":[{"delta":{"content":"' + b"word " * 2_000_000 + b'"}}]}'
+    data = b"data: " + payload + b"\n\n"
+    p = SSEParser()
+    t0 = time.process_time()
+    out = []
+    for i in range(0, len(data), 4096):
+        out += p.feed(data[i:i + 4096])
+    took = time.process_time() - t0
+    assert out == [payload]
+    assert took < 2.0  # ~0.05 s; joining the line again at every read took ~12 s (2,500 copies of up to 10 MB)
+
+
+def test_an_event_may_not_grow_without_end(monkeypatch):
+    from tui.core.bench import sse
+
+    monkeypatch.setattr(sse, "MAX_EVENT_BYTES", 1000)
+    p = SSEParser()
+    assert p.feed(b"data: " + b"x" * 900) == []
+    with pytest.raises(sse.StreamError, match="an event longer than"):
+        p.feed(b"x" * 200)
+    p = SSEParser()
+    p.feed(b'data: {"a": 1}\n\n' * 1000)  # many complete events in one read are fine
+    with pytest.raises(sse.StreamError):
+        p.feed(b"data:\n" * 200)  # but not one event of endless (empty) data lines
+
+
+@pytest.mark.parametrize("cut", [0, 1, 2, 3, 4])
+def test_a_byte_order_mark_opening_the_stream_is_ignored(cut):
+    stream = b"\xef\xbb\xbfdata: {\"a\":1}\n\ndata: [DONE]\n\n"
+    assert feed_all([stream[:1], stream[1:cut + 1], stream[cut + 1:]]) == [b'{"a":1}', b"[DONE]"]
+    assert feed_all([b"data: \xef\xbb\xbfx\n\n"]) == [b"\xef\xbb\xbfx"]  # only at the very start
+
+
+def test_an_event_stream_answering_a_plain_request_says_so():
+    c = classify(b'data: {"choices": []}\n\ndata: [DONE]\n\n', RESPONSE)
+    assert c.kind == ERROR and c.error.startswith('malformed response: an event stream although "stream" was false: ')

@@ -560,6 +560,9 @@ class BenchPane(Container):
         state = "stopped: partial result" if run.result.partial else "finished"
         self._say(f"run {run.number} {state}: {s['completed']:,} done, {s['failed']:,} failed in "
                   f"{s['duration']:.1f} s{where}")
+        for problem in run.result.internal_errors:  # e.g. requests neither completed nor failed
+            self.notify(problem, title="internal error: the figures are incomplete", severity="error", timeout=30)
+            self._say(f"run {run.number}: INTERNAL ERROR: {problem}")
 
     # ------------------------------------------------------------------ showing runs
     def _stats_table(self, mode: str, runs: list[RunData] | None = None) -> DataTable:
@@ -589,14 +592,17 @@ class BenchPane(Container):
                 if str(table.get_cell(m, col)) != text:
                     table.update_cell(m, col, Text(text, justify="right"), update_width=True)
 
-    def _draw_errors(self, reasons: dict[str, int], latest: list[tuple[int, str]]) -> None:
+    def _draw_errors(self, reasons: dict[str, int], latest: list[tuple[int, str]],
+                     internal: tuple[str, ...] = ()) -> None:
         errors = self.query_one("#bench-errors", Static)
-        if not reasons:
+        if not reasons and not internal:
             self._set_text("#bench-errors", "errors: none")
             errors.set_class(False, "-errors")
             return
-        lines = ["errors: " + " · ".join(f"{n:,}× {reason[:60]}" for reason, n in
-                                         sorted(reasons.items(), key=lambda kv: -kv[1])[:6])]
+        lines = [f"INTERNAL ERROR: {problem}" for problem in internal]
+        if reasons:
+            lines.append("errors: " + " · ".join(f"{n:,}× {reason[:60]}" for reason, n in
+                                                 sorted(reasons.items(), key=lambda kv: -kv[1])[:6]))
         lines += [f"  request {i}: {reason[:100]}" for i, reason in latest]
         self._set_text("#bench-errors", "\n".join(lines))
         errors.set_class(True, "-errors")
@@ -632,7 +638,7 @@ class BenchPane(Container):
             self._set_text("#bench-health", text)
             self.query_one("#bench-health", Static).set_class(bool(warning), "-warn")
             self._fill_stats(r.stats)
-            self._draw_errors(d.get("error_reasons") or {}, [])
+            self._draw_errors(d.get("error_reasons") or {}, [], tuple(d.get("internal_errors") or ()))
             if r.series is None:
                 self._set_text("#bench-errors", 
                     "no per-request data in this file (saved without details): charts are empty")

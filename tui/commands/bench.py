@@ -111,6 +111,10 @@ def run(args) -> int:
     if args.csv:
         save_csv(args.csv, result)
         print(f"tokdeck bench: per-request CSV saved to {args.csv}", file=sys.stderr)
+    if result.internal_errors:
+        # a request neither completed, failed nor cancelled, or a crash inside tokdeck: never a clean exit
+        print(f"tokdeck: internal error: {result.internal_errors[0]}", file=sys.stderr)
+        return 70
     if result.partial:
         print("tokdeck bench: interrupted: the figures cover what was measured before the stop (partial)",
               file=sys.stderr)

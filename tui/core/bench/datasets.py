@@ -87,6 +87,10 @@ def _check_messages(path, lineno: int, msgs: Any) -> tuple[dict, ...]:
         c = m.get("content")
         if c is not None and not isinstance(c, (str, list)):
             raise DatasetError(f"{path}:{lineno}: message {k}: content must be a string or a list of parts")
+    try:  # the messages go into the request body as they are: it must be possible to write it
+        orjson.dumps({"messages": msgs})
+    except orjson.JSONEncodeError:  # orjson writes at most 254 levels of nesting
+        raise DatasetError(f"{path}:{lineno}: the messages are nested too deeply to send in a request body") from None
     return tuple(msgs)
 
 

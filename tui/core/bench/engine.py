@@ -20,6 +20,14 @@ its client queue time (waiting for a slot) and its schedule lag (how much later 
 was sent, queue time excluded: the client's own slowness). A ticker measures event-loop lag
 (oversleep of a 10 ms sleep). One aiohttp session and connector serve every request
 (no connection limit: the semaphore is the limit).
+
+Accounting: every request dispatched ends completed, failed (with a reason) or, after a stop,
+cancelled. A fault inside one request's handling fails that request ("internal error: ...") and
+the run goes on. At the end the engine checks ``dispatched == completed + failed + cancelled``;
+a violation, or a helper task that crashed, is never dropped: it goes into
+``BenchResult.internal_errors`` (the summary, the JSON, the CLI's exit status 70, the pane).
+Reasons and kept texts pass through a ``Redactor``: the API key and header values never reach
+a result.
 """
 
 from __future__ import annotations
@@ -38,14 +46,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from time import perf_counter
 from typing import Any, AsyncIterator, Callable, Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
 from ..errors import TokdeckError
 from .arrivals import arrival_times
-from .client import DEFAULT_ENDPOINTS, BenchRequest, Outcome, build_body, send_plain, send_streaming
+from .client import (DEFAULT_ENDPOINTS, BenchRequest, Outcome, build_body, internal_error, send_plain,
+                     send_streaming)
 from .metrics import DEFAULT_PERCENTILE_METRICS, DEFAULT_PERCENTILES, percentile, summarize
+from .redact import Redactor, clip, redact_url, url_password
 from .results import BenchResult, RecordStore, RequestRecord, RunSnapshot, compute_summary, error_reason
 
 #: the event-loop lag above which the client, not the server, limited the run: the p99 lag
@@ -64,6 +73,9 @@ LOOP_TICK_S = 0.010
 #: after - and the wait moves before ``st``, where it shows as schedule lag.
 EAGER_WRITES = sys.version_info >= (3, 12)
 RECENT = 256  # completed requests in the live percentiles
+REASON_LIMIT = 300  # characters of a failure reason kept
+#: the source label of counts made locally because the server's usage could not be believed
+INVALID_USAGE = " (invalid usage ignored)"
 
 
 @dataclass(frozen=True)
@@ -113,17 +125,6 @@ def endpoint_url(base_url: str, endpoint: str) -> str:
     if base.endswith("/v1") and endpoint.startswith("/v1/"):
         base = base[:-3]
     return base + endpoint
-
-
-def redact_url(url: str) -> str:
-    """The URL without any user:password part (never saved or printed)."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-        parts = parts._replace(netloc=host)
-    return urlunsplit(parts)
 
 
 class TokenCounter:
@@ -224,6 +225,9 @@ class BenchmarkRun:
         self._cpu0 = 0.0
         self._wall_prev = 0.0
         self._chunks_prev = 0
+        self._redactor = Redactor([spec.api_key, url_password(spec.base_url), *(v for _, v in spec.headers)])
+        self._usage_ignored: Counter[str] = Counter()  # why a request's usage was not believed
+        self._internal_errors: list[str] = []  # faults of the engine itself (see the module doc)
 
     # ------------------------------------------------------------------ control
     def stop(self) -> None:
@@ -261,7 +265,8 @@ class BenchmarkRun:
         finally:
             if not task.done():
                 self.stop()
-                await asyncio.wait({task})
+            # the consumer left early: the outcome is in self.result; a crash has no one to go to
+            await asyncio.gather(task, return_exceptions=True)
 
     async def run(self, on_event: Callable[[Event], None] | None = None) -> BenchResult:
         """Run to the end (or until ``stop()``); returns the result (also in ``self.result``)."""
@@ -284,12 +289,19 @@ class BenchmarkRun:
         try:
             if self.spec.num_warmups > 0 and not self._stop_requested:
                 await self._run_warmups(session)
-            await self._run_main(session)
+            await self._run_main(session, watchdog)
         finally:
             watchdog.cancel()
             gc.unfreeze()
+            await asyncio.gather(watchdog, return_exceptions=True)
             await session.close()
         return self.result
+
+    def _note_crashes(self, outcomes: Sequence[Any], names: Sequence[str]) -> None:
+        """Keep what helper tasks raised (a cancellation is how they end, not a crash)."""
+        for name, outcome in zip(names, outcomes):
+            if isinstance(outcome, Exception):
+                self._internal_errors.append(f"the {name} crashed: {internal_error(outcome)}")
 
     # ------------------------------------------------------------------ requests
     def _body(self, req: BenchRequest) -> bytes:
@@ -327,6 +339,7 @@ class BenchmarkRun:
         gathered = asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.wait({gathered, stopper}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
+        await asyncio.gather(stopper, return_exceptions=True)
         if not gathered.done():
             for t in tasks:
                 t.cancel()
@@ -334,7 +347,7 @@ class BenchmarkRun:
         outs = [t.result() for t in tasks if t.done() and not t.cancelled() and t.exception() is None]
         self._warmup = {"requests": n, "failed": sum(1 for o in outs if not o.ok) + (n - len(outs))}
 
-    async def _run_main(self, session) -> None:
+    async def _run_main(self, session, watchdog: asyncio.Task) -> None:
         spec = self.spec
         n = len(self.requests)
         times = arrival_times(n, spec.request_rate, spec.burstiness, spec.seed, spec.ramp_up)
@@ -355,7 +368,8 @@ class BenchmarkRun:
             tasks = list(self._inflight)
             for t in tasks:
                 t.cancel()
-            await asyncio.gather(dispatcher, *tasks, return_exceptions=True)
+            outcomes = await asyncio.gather(dispatcher, *tasks, return_exceptions=True)
+            self._note_crashes(outcomes[:1], ["dispatcher"])  # request tasks report through _reap
             idle.cancel()
             end = perf_counter()
         else:
@@ -363,20 +377,33 @@ class BenchmarkRun:
             stopper.cancel()
             # stopped before anything was sent (e.g. during the warm-up): nothing ran to the end
             partial = self._stop_requested and self._dispatched < len(self.requests)
+        self._note_crashes(await asyncio.gather(idle, stopper, return_exceptions=True), ["dispatcher", "stop waiter"])
         wall = perf_counter() - self._t0
         cpu = time.process_time() - self._cpu0
         self._count_wake.set()
-        await counter_task  # count the outputs of requests without usage
-        if self._pending_count:  # finished while the counter was shutting down
+        # count the outputs of requests without usage
+        self._note_crashes(await asyncio.gather(counter_task, return_exceptions=True), ["token counter"])
+        if self._pending_count:  # finished while the counter was shutting down (or after it crashed)
             batch, self._pending_count = self._pending_count, []
-            for (rec, text), n in zip(batch, self.counter.count_many([t for _, t in batch])):
-                self._record(_with_output(rec, n, self.counter.source))
+            self._record_counted(batch, self._count(batch))
         for h in helpers:
             h.cancel()
-        await asyncio.gather(*helpers, return_exceptions=True)
+        self._note_crashes(await asyncio.gather(*helpers, return_exceptions=True), ["lag ticker", "snapshotter"])
+        if watchdog.done():  # it only ends early by crashing
+            self._note_crashes(await asyncio.gather(watchdog, return_exceptions=True), ["read-timeout watchdog"])
+        self._check_accounting()
         duration = max(end - self._t0, 0.0)
         self.result = self._build_result(duration, partial, cpu / wall if wall > 0 else 0.0)
-        self._emit(self._snapshot(done=True, elapsed=duration))
+        self._emit_safely(self._snapshot(done=True, elapsed=duration))
+
+    def _check_accounting(self) -> None:
+        """Every dispatched request must have ended completed, failed or cancelled; never pass silently."""
+        ended = self._completed + self._failed + self._cancelled
+        if ended != self._dispatched or len(self.store) != self._completed + self._failed:
+            self._internal_errors.append(
+                f"accounting: {self._dispatched:,} request(s) sent but {self._completed:,} completed, "
+                f"{self._failed:,} failed and {self._cancelled:,} cancelled ({len(self.store):,} recorded): "
+                f"{self._dispatched - ended:,} unaccounted for; the figures are incomplete")
 
     async def _wait_idle(self, dispatcher: asyncio.Task) -> None:
         await dispatcher
@@ -411,6 +438,7 @@ class BenchmarkRun:
                     queue_time = freed - due
             out = Outcome()
             task = asyncio.create_task(self._request(session, i, req, due, queue_time, out))
+            task.add_done_callback(self._reap)
             self._inflight[task] = self._watched[task] = out
             self._dispatched += 1
             # let this request send before the next one takes its ``st`` (see EAGER_WRITES)
@@ -430,6 +458,8 @@ class BenchmarkRun:
                 self._cancelled += 1
                 raise
             # cancelled by the watchdog: a failed request (out.error says why), not a stop
+        except Exception as exc:  # noqa: BLE001 - a fault of ours fails this request, not the run
+            out.error = internal_error(exc)
         finally:
             task = asyncio.current_task()
             self._inflight.pop(task, None)
@@ -444,33 +474,82 @@ class BenchmarkRun:
             self._t_last_end = t_end
         self._finish(i, req, due, queue_time, out)
 
+    def _reap(self, task: asyncio.Task) -> None:
+        """Done-callback of every request task: its outcome is always retrieved. A task cancelled
+        before its first step never ran its ``finally``: it is counted as cancelled here. An
+        exception that escaped ``_request`` is a bug; it is kept for the accounting check."""
+        if task.cancelled():
+            if self._inflight.pop(task, None) is not None:
+                self._watched.pop(task, None)
+                self._cancelled += 1
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._internal_errors.append(f"a request task crashed: {internal_error(exc)}")
+
     def _finish(self, i: int, req: BenchRequest, due: float, queue_time: float, out: Outcome) -> None:
         start = out.st - self._t0
         lag = max(start - due - queue_time, 0.0)
+        try:
+            self._finish_outcome(i, req, start, lag, queue_time, out)
+        except Exception as exc:  # noqa: BLE001 - the request still ends, as failed
+            self._record(self._failed_record(i, start, lag, queue_time, internal_error(exc)))
+
+    def _failed_record(self, i: int, start: float, lag: float, queue_time: float, error: str) -> RequestRecord:
+        return RequestRecord(index=i, ok=False, error=error, start_time=start, ttft=0.0, e2el=0.0, itls=(),
+                             input_tokens=0, output_tokens=0, input_source="", output_source="",
+                             queue_time=queue_time, schedule_lag=lag, chunks=0,
+                             text="" if self.spec.keep_texts else None, streamed=self.spec.stream)
+
+    def _usage_problem(self, req: BenchRequest, out: Outcome) -> str | None:
+        """Why the server's usage for this request cannot be believed (None: it can, or there is none)."""
+        if out.bad_usage is not None:
+            return out.bad_usage
+        if out.completion_tokens == 0 and out.ok:
+            return "usage.completion_tokens is 0 although output arrived"
+        if out.prompt_tokens == 0 and req.input_len:
+            return "usage.prompt_tokens is 0 for a non-empty prompt"
+        return None
+
+    def _finish_outcome(self, i: int, req: BenchRequest, start: float, lag: float, queue_time: float,
+                        out: Outcome) -> None:
         src_local = self.counter.source
-        if out.prompt_tokens is not None:
-            in_tok, in_src = out.prompt_tokens, "usage"
+        ok = out.ok
+        prompt_tokens, completion_tokens = out.prompt_tokens, out.completion_tokens
+        bad_usage = self._usage_problem(req, out) if ok else None  # a failed request's counts are not used
+        if bad_usage is not None:
+            self._usage_ignored[bad_usage] += 1
+            prompt_tokens = completion_tokens = None
+            src_local += INVALID_USAGE
+        if prompt_tokens is not None:
+            in_tok, in_src = prompt_tokens, "usage"
         else:
             in_tok, in_src = (req.input_len or 0), src_local
-        ok = out.ok
-        text = out.text if (self.spec.keep_texts or (ok and out.completion_tokens is None)) else None
+        text = out.text if (self.spec.keep_texts or (ok and completion_tokens is None)) else None
         out_tok, out_src = 0, ""
-        if ok and out.completion_tokens is not None:
-            out_tok, out_src = out.completion_tokens, "usage"
+        if ok:
+            out_tok, out_src = (completion_tokens, "usage") if completion_tokens is not None else (0, src_local)
+        redact = self._redactor.redact
+        error = "" if ok else redact(clip(out.error or "failed", REASON_LIMIT))
+        kept = redact(text or "") if self.spec.keep_texts else None
         rec = RequestRecord(
-            index=i, ok=ok, error="" if ok else (out.error or "failed"), start_time=start,
+            index=i, ok=ok, error=error, start_time=start,
             ttft=out.ttft if ok else 0.0, e2el=out.e2el if ok else 0.0, itls=tuple(out.itls) if ok else (),
             input_tokens=in_tok, output_tokens=out_tok, input_source=in_src, output_source=out_src,
-            queue_time=queue_time, schedule_lag=lag, chunks=out.chunks,
-            text=text if self.spec.keep_texts else None, streamed=self.spec.stream)
-        if ok and out.completion_tokens is None:
+            queue_time=queue_time, schedule_lag=lag, chunks=out.chunks, text=kept, streamed=self.spec.stream)
+        if ok and completion_tokens is None:
             self._pending_count.append((rec, text or ""))
             self._count_wake.set()
         else:
             self._record(rec)
 
     def _record(self, rec: RequestRecord) -> None:
-        self.store.add(rec)
+        try:
+            self.store.add(rec)  # all or nothing: a failure leaves the store as it was
+        except Exception as exc:  # noqa: BLE001 - a value the store cannot hold: the request fails
+            rec = self._failed_record(rec.index, rec.start_time, rec.schedule_lag, rec.queue_time,
+                                      internal_error(exc))
+            self.store.add(rec)
         if rec.ok:
             self._completed += 1
             self._tot_in += rec.input_tokens
@@ -485,7 +564,35 @@ class BenchmarkRun:
             self._failed += 1
             self._chunks_done += rec.chunks
         if self.emit_records:
-            self._emit(rec)
+            self._emit_safely(rec)
+
+    def _emit_safely(self, event: Event) -> None:
+        """Hand an event to the consumer; a consumer that raises loses its view, not the run."""
+        try:
+            self._emit(event)
+        except Exception as exc:  # noqa: BLE001
+            if not any(e.startswith("delivering events") for e in self._internal_errors):
+                self._internal_errors.append(f"delivering events to the caller failed: {internal_error(exc)}")
+
+    def _count(self, batch: list[tuple[RequestRecord, str]]) -> list[int] | Exception:
+        """Local output counts of a batch, or what counting raised."""
+        try:
+            counts = self.counter.count_many([t for _, t in batch])
+            if len(counts) != len(batch):
+                raise ValueError(f"{len(counts)} counts for {len(batch)} texts")
+            return counts
+        except Exception as exc:  # noqa: BLE001 - those requests fail below; the run goes on
+            return exc
+
+    def _record_counted(self, batch: list[tuple[RequestRecord, str]], counts: list[int] | Exception) -> None:
+        if isinstance(counts, Exception):
+            reason = internal_error(counts)
+            for rec, _ in batch:
+                self._record(self._failed_record(rec.index, rec.start_time, rec.schedule_lag, rec.queue_time,
+                                                 f"counting output tokens failed: {reason}"))
+            return
+        for (rec, _), n in zip(batch, counts):
+            self._record(_with_output(rec, n))
 
     async def _counter_loop(self) -> None:
         """Counts output tokens of requests without usage, in batches, off the event loop."""
@@ -495,10 +602,11 @@ class BenchmarkRun:
             self._count_wake.clear()
             while self._pending_count:
                 batch, self._pending_count = self._pending_count, []
-                texts = [t for _, t in batch]
-                counts = await loop.run_in_executor(None, self.counter.count_many, texts)
-                for (rec, _), n in zip(batch, counts):
-                    self._record(_with_output(rec, n, self.counter.source))
+                try:
+                    counts = await loop.run_in_executor(None, self._count, batch)
+                except Exception as exc:  # noqa: BLE001 - e.g. no executor left: these requests fail
+                    counts = exc
+                self._record_counted(batch, counts)
             if self._dispatch_done and not self._inflight or self._stop_requested:
                 if not self._pending_count:
                     return
@@ -533,7 +641,7 @@ class BenchmarkRun:
         interval = self.spec.snapshot_interval
         while True:
             await asyncio.sleep(interval)
-            self._emit(self._snapshot())
+            self._emit_safely(self._snapshot())
 
     def _snapshot(self, done: bool = False, elapsed: float | None = None) -> RunSnapshot:
         now = perf_counter()
@@ -560,6 +668,7 @@ class BenchmarkRun:
         summary = compute_summary(store, duration, spec.percentile_metrics, spec.percentiles, spec.goodput)
         health = client_health(self._lag, store, cpu_share)
         reasons = Counter(error_reason(e) for e in store.errors.values())
+        redact = self._redactor.redact
         rate = spec.request_rate
         setup: dict[str, Any] = {
             "date": datetime.now().strftime("%Y%m%d-%H%M%S"),
@@ -587,13 +696,14 @@ class BenchmarkRun:
             percentiles=tuple(spec.percentiles), goodput=dict(spec.goodput) if spec.goodput else None,
             token_sources=store.source_counts(), client_health=health,
             error_reasons=dict(reasons.most_common()), partial=partial, cancelled=self._cancelled,
-            warmup=dict(self._warmup), store=store)
+            warmup=dict(self._warmup), store=store, usage_ignored=dict(self._usage_ignored.most_common()),
+            internal_errors=tuple(redact(clip(e, 500)) for e in self._internal_errors))
 
 
-def _with_output(rec: RequestRecord, n: int, source: str) -> RequestRecord:
+def _with_output(rec: RequestRecord, n: int) -> RequestRecord:
     from dataclasses import replace
 
-    return replace(rec, output_tokens=n, output_source=source)
+    return replace(rec, output_tokens=n)
 
 
 def _p50_p99(values) -> tuple[float, float] | None:
@@ -648,12 +758,17 @@ async def run_benchmark(spec: BenchSpec, requests: Sequence[BenchRequest], count
     run = BenchmarkRun(spec, requests, counter, emit_records=emit_records)
     if stop is None:
         return await run.run(on_event)
-    waiter = asyncio.create_task(stop.wait())
-    waiter.add_done_callback(lambda t: None if t.cancelled() else run.stop())
+
+    async def stop_when_set() -> None:
+        await stop.wait()
+        run.stop()
+
+    waiter = asyncio.create_task(stop_when_set())
     try:
         return await run.run(on_event)
     finally:
         waiter.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)
 
 
 # ---------------------------------------------------------------------- thread runner

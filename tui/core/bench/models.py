@@ -8,6 +8,7 @@ import aiohttp
 import orjson
 
 from ..errors import TokdeckError
+from .client import REDIRECTS, redirect_reason
 from .engine import endpoint_url, redact_url, ssl_setting
 
 
@@ -21,7 +22,10 @@ async def fetch_models(base_url: str, headers: dict[str, str] | None = None, tim
         connector = aiohttp.TCPConnector(ssl=ssl_setting(base_url, insecure, ca_bundle))
         async with aiohttp.ClientSession(connector=connector, trust_env=False,
                                          timeout=aiohttp.ClientTimeout(total=timeout + 5, sock_connect=timeout)) as s:
-            async with s.get(endpoint_url(base_url, "/v1/models"), headers=headers or {}) as resp:
+            url = endpoint_url(base_url, "/v1/models")
+            async with s.get(url, headers=headers or {}, allow_redirects=False) as resp:
+                if resp.status in REDIRECTS:  # not followed: the headers (the key) would go with it
+                    raise TokdeckError(f"{shown}/v1/models: {redirect_reason(url, resp.status, resp.headers.get('Location'))}")
                 return resp.status, await resp.read()
     except aiohttp.InvalidURL:
         raise TokdeckError(f"{url_label}{shown}: not a valid URL") from None

@@ -64,6 +64,9 @@ def format_summary(result: BenchResult) -> str:
             notes.append(f"{side} tokens from " + ", ".join(f"{k} ({v})" for k, v in src.items()))
     if notes:
         out.append("Token counts: " + "; ".join(notes))
+    if result.usage_ignored:
+        out.append("Server usage ignored as invalid (counted locally instead): "
+                   + "; ".join(f"{why} ({n})" for why, n in result.usage_ignored.items()))
     if result.cancelled or result.partial:
         out.append(f"Partial result: stopped early; {result.cancelled} request(s) in flight were cancelled "
                    "and are not counted")
@@ -81,4 +84,6 @@ def format_summary(result: BenchResult) -> str:
             out.append(f"  ... and {len(result.error_reasons) - 10} other reason(s)")
     if h.get("warning"):
         out.append(f"WARNING: {h['warning']}")
+    for problem in result.internal_errors:
+        out.append(f"INTERNAL ERROR: {problem}")
     return "\n".join(out)

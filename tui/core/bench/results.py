@@ -25,9 +25,10 @@ OK, FAILED = 1, 0
 
 def error_reason(error: str) -> str:
     """The reason a failed request is grouped under: its error without the part that differs from
-    request to request (the text of a malformed chunk), so failures count by kind."""
-    if error.startswith("malformed stream chunk"):
-        return error.split(": ", 1)[0]
+    request to request (the text of a malformed chunk or body: "malformed stream chunk: delta is
+    a string: {...}" counts under "malformed stream chunk: delta is a string")."""
+    if error.startswith(("malformed stream chunk: ", "malformed response: ")):
+        return ": ".join(error.split(": ", 2)[:2])
     return error
 
 
@@ -115,7 +116,23 @@ class RecordStore:
         return i
 
     def add(self, r: RequestRecord) -> None:
-        row = len(self.index)
+        """Append one record, all or nothing: a value an array cannot hold (an integer past 64 bits)
+        raises with every array as it was, so rows never shift against each other."""
+        row, n_itl = len(self.index), len(self.itl)
+        try:
+            self._append(row, r)
+        except BaseException:
+            for arr in (self.index, self.ok, self.start, self.ttft, self.e2el, self.queue, self.lag, self.in_tok,
+                        self.out_tok, self.in_src, self.out_src, self.chunks):
+                del arr[row:]
+            del self.itl[n_itl:]
+            del self.itl_off[row + 1:]
+            self.errors.pop(row, None)
+            if self.texts is not None:
+                del self.texts[row:]
+            raise
+
+    def _append(self, row: int, r: RequestRecord) -> None:
         self.index.append(r.index)
         self.ok.append(1 if r.ok else 0)
         self.start.append(r.start_time)
@@ -220,6 +237,9 @@ class BenchResult:
     cancelled: int
     warmup: dict[str, int]
     store: RecordStore = field(repr=False, compare=False)
+    usage_ignored: dict[str, int] = field(default_factory=dict)  # why the server's usage was not believed
+    #: faults of the engine itself, e.g. requests neither completed, failed nor cancelled
+    internal_errors: tuple[str, ...] = ()
 
     # --- convenience
     @property
@@ -274,7 +294,9 @@ class BenchResult:
         out["token_count_sources"] = self.token_sources
         out["client_health"] = self.client_health
         out["error_reasons"] = self.error_reasons
+        out["usage_ignored"] = self.usage_ignored
         out["warmup"] = self.warmup
+        out["internal_errors"] = list(self.internal_errors)
         return _finite(out)
 
     CSV_COLUMNS = ("index", "ok", "error", "start_time_s", "input_tokens", "input_source", "output_tokens",

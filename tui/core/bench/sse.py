@@ -4,11 +4,19 @@
 (an event ends at a blank line, as the SSE spec says). Events split across reads, several
 events in one read, ``\\r\\n``/``\\r``/``\\n`` line ends, comments (``: keep-alive``) and the
 ``event:``/``id:``/``retry:`` fields are handled; only ``data`` matters to a benchmark.
-``close()`` returns an event left unterminated when the stream ended.
+``close()`` returns an event left unterminated when the stream ended. An event may not grow
+past ``MAX_EVENT_BYTES`` (``StreamError``): a server that never ends a line cannot take all
+the memory.
 
 ``classify(payload)`` turns one payload into what the benchmark needs, parsing it with orjson
 (exact, and ~3x cheaper than ``json.loads`` on short chunks). The caller takes the chunk's
-timestamp *before* calling it.
+timestamp *before* calling it. Server output is hostile until checked: every field read must
+have the type the OpenAI API gives it (``choices`` an array of objects, ``delta``/``message``
+an object, ``text``/``content``/``reasoning``/tool-call ``arguments``/``finish_reason`` a
+string or null), else the chunk is an ``ERROR`` naming the field ("malformed stream chunk:
+delta is a string: <the chunk>"). ``usage`` is checked by :func:`usage_counts`; usage that
+fails the check is not an error (the output is fine) but is reported in ``Chunk.bad_usage``,
+and the counts are then made locally.
 """
 
 from __future__ import annotations
@@ -17,20 +25,57 @@ from dataclasses import dataclass
 
 import orjson
 
+from .redact import clip
+
 _loads = orjson.loads
+
+#: the most bytes one event may hold (a whole long answer in one chunk is ~1 MB; many tiny data
+#: lines take ~8x their size in memory)
+MAX_EVENT_BYTES = 16 << 20
+BOM = b"\xef\xbb\xbf"
+#: the largest usage count believed: no model reads or writes a billion tokens in one request
+MAX_USAGE_TOKENS = 1_000_000_000
+
+
+class StreamError(ValueError):
+    """The byte stream cannot be an event stream (its message is the request's failure reason)."""
 
 
 class SSEParser:
     """Incremental parser; one per response. Not thread-safe (one stream, one task)."""
 
-    __slots__ = ("_buf", "_data")
+    __slots__ = ("_buf", "_data", "_size", "_parts", "_pending", "_started")
 
     def __init__(self) -> None:
-        self._buf = b""
-        self._data: list[bytes] = []
+        self._started = False  # a byte-order mark may open the stream (the SSE spec ignores it)
+        self._buf = b""  # the unfinished last line
+        self._data: list[bytes] = []  # data values of the unfinished event
+        self._size = 0  # bytes of the unfinished event's data lines
+        self._parts: list[bytes] = []  # reads without a line end, not yet joined to _buf
+        self._pending = 0  # their bytes
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        buf = self._buf + chunk if self._buf else chunk
+        if not self._started:
+            chunk, self._buf = self._buf + chunk, b""
+            if len(chunk) < 3 and BOM.startswith(chunk):
+                self._buf = chunk  # perhaps the start of a byte-order mark: decide with the next read
+                return []
+            if chunk.startswith(BOM):
+                chunk = chunk[3:]
+            self._started = True
+        if b"\n" not in chunk and b"\r" not in chunk:
+            # no line ends here: keep the piece; joining a long line at every read would copy
+            # it again each time (a 10 MB chunk in 64 KB reads: 160 copies of up to 10 MB)
+            if chunk:
+                self._parts.append(chunk)
+                self._pending += len(chunk)
+                self._check()
+            return []
+        if self._parts:
+            buf = self._buf + b"".join(self._parts) + chunk
+            self._parts, self._pending = [], 0
+        else:
+            buf = self._buf + chunk if self._buf else chunk
         held = b""
         if b"\r" in buf:
             # a \r at the very end may be the first half of \r\n: keep it for the next read
@@ -41,24 +86,33 @@ class SSEParser:
         self._buf = lines.pop() + held
         out: list[bytes] = []
         data = self._data
+        size = self._size
         for line in lines:
             if not line:
                 if data:
                     out.append(data[0] if len(data) == 1 else b"\n".join(data))
                     data = []
+                    size = 0
             elif line[0] == 0x64 and line.startswith(b"data:"):  # 'd'
                 value = line[5:]
                 if value[:1] == b" ":
                     value = value[1:]
                 data.append(value)
+                size += len(line) + 1  # the line as it came: many empty data lines count too
             # comments (":...") and the event/id/retry fields carry nothing a benchmark needs
         self._data = data
+        self._size = size
+        self._check()
         return out
+
+    def _check(self) -> None:
+        if self._size + len(self._buf) + self._pending > MAX_EVENT_BYTES:
+            raise StreamError(f"malformed stream: an event longer than {MAX_EVENT_BYTES >> 20} MiB")
 
     def close(self) -> list[bytes]:
         """The stream ended: an event without its closing blank line still counts."""
-        tail = self._buf
-        self._buf = b""
+        tail = self._buf + b"".join(self._parts)
+        self._buf, self._parts, self._pending = b"", [], 0
         out = self.feed(tail.rstrip(b"\r") + b"\n\n") if tail else []
         if self._data:
             data, self._data = self._data, []
@@ -70,90 +124,173 @@ class SSEParser:
 DONE = 1
 OUTPUT = 2  # carries generated output (content, reasoning or tool-call arguments)
 EMPTY = 3  # valid chunk without output: role-only, finish-only, usage-only, keep-alive JSON
-ERROR = 4  # an error object, or a payload that is not valid JSON
+ERROR = 4  # an error object, or a payload that is not a valid chunk
+
+#: how a payload's problems are labelled: one event of a stream, or a whole (non-streamed) body
+CHUNK = "malformed stream chunk"
+RESPONSE = "malformed response"
 
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """One classified SSE payload. ``text`` is the generated output it carries."""
+    """One classified SSE payload. ``text`` is the generated output it carries; ``finished``: it
+    gave a ``finish_reason``; ``bad_usage``: why its usage cannot be believed (counts are None)."""
 
     kind: int
     text: str = ""
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     error: str | None = None
+    finished: bool = False
+    bad_usage: str | None = None
 
 
 _DONE = Chunk(DONE)
 _EMPTY = Chunk(EMPTY)
 
-
-def _one_line(text: object, limit: int = 200) -> str:
-    s = " ".join(str(text).split())
-    return s if len(s) <= limit else s[: limit - 1] + "…"
+_KINDS = {str: "a string", int: "a number", float: "a number", bool: "a boolean", list: "an array",
+          dict: "an object", type(None): "null"}
 
 
-def _error_message(err: object) -> str:
-    if isinstance(err, dict):
-        msg = err.get("message") or err.get("msg") or err.get("type") or err
-        code = err.get("code")
-        return _one_line(f"{msg} (code {code})" if code not in (None, "") else msg)
-    return _one_line(err)
+def _kind(value: object) -> str:
+    return _KINDS.get(type(value), type(value).__name__)
 
 
-def _delta_text(choice: dict) -> str:
-    """Generated output in one streamed choice (chat delta or completions text)."""
+def _excerpt(payload: bytes, limit: int = 80) -> str:
+    head = payload[: limit * 8]  # a 10 MB chunk is not decoded whole to show 80 characters
+    return clip(head.decode("utf-8", "replace") + ("…" if len(head) < len(payload) else ""), limit)
+
+
+def malformed(label: str, what: str, payload: bytes) -> Chunk:
+    """An ERROR chunk: "<label>: <what>: <excerpt>". ``what`` names the problem without any of
+    the payload (failures are grouped by label and ``what``; see ``results.error_reason``)."""
+    return Chunk(ERROR, error=f"{label}: {what}: {_excerpt(payload)}")
+
+
+def usage_counts(usage: object) -> tuple[int | None, int | None, str | None]:
+    """(prompt_tokens, completion_tokens, None) from a ``usage`` value, or (None, None, why) when
+    it cannot be believed: not an object, or a count that is not a whole number (a boolean, a
+    fraction, a string), negative or over ``MAX_USAGE_TOKENS``. A missing or null count is None."""
+    if type(usage) is not dict:
+        return None, None, f"usage is {_kind(usage)}"
+    counts: list[int | None] = []
+    for key in ("prompt_tokens", "completion_tokens"):
+        v = usage.get(key)
+        if v is None:
+            counts.append(None)
+            continue
+        if type(v) is not int:
+            return None, None, f"usage.{key} is {'not a whole number' if type(v) is float else _kind(v)}"
+        if v < 0:
+            return None, None, f"usage.{key} is negative"
+        if v > MAX_USAGE_TOKENS:
+            return None, None, f"usage.{key} is over {MAX_USAGE_TOKENS:,}"
+        counts.append(v)
+    return counts[0], counts[1], None
+
+
+def _error_message(err: object, payload: bytes) -> str:
+    if type(err) is str:
+        return clip(err, 200)
+    if type(err) is dict:
+        msg = next((m for m in (err.get("message"), err.get("msg"), err.get("type")) if type(m) is str and m), None)
+        if msg is not None:
+            code = err.get("code")
+            return clip(f"{msg} (code {code})" if type(code) in (str, int) and code != "" else msg, 200)
+    return _excerpt(payload, 200)  # never str() a parsed value: a deep one overflows the stack
+
+
+def _choice_text(choice: dict) -> tuple[str, str | None]:
+    """(generated output in one choice, None) or ("", what is malformed). A choice's ``text``
+    (completions) wins; else its ``delta`` (a streamed chat chunk) or ``message`` (a whole chat
+    answer): reasoning, content and tool-call arguments, in that order."""
     text = choice.get("text")
-    if text:
-        return text
-    delta = choice.get("delta") or choice.get("message")
-    if not delta:
-        return ""
+    if text is not None:
+        if type(text) is not str:
+            return "", f"text is {_kind(text)}"
+        if text:
+            return text, None
+    key = "delta"
+    delta = choice.get(key)
+    if delta is None:
+        key = "message"
+        delta = choice.get(key)
+        if delta is None:
+            return "", None
+    if type(delta) is not dict:
+        return "", f"{key} is {_kind(delta)}"
     parts = []
-    for key in ("reasoning_content", "reasoning", "content"):
-        v = delta.get(key)
-        if v and isinstance(v, str):
-            parts.append(v)
+    for field in ("reasoning_content", "reasoning", "content"):
+        v = delta.get(field)
+        if v is not None:
+            if type(v) is not str:
+                return "", f"{key}.{field} is {_kind(v)}"
+            if v:
+                parts.append(v)
     calls = delta.get("tool_calls")
-    if calls and isinstance(calls, list):
+    if calls is not None:
+        if type(calls) is not list:
+            return "", f"{key}.tool_calls is {_kind(calls)}"
         for call in calls:
-            fn = call.get("function") if isinstance(call, dict) else None
-            if fn:
-                args = fn.get("arguments")
-                if args and isinstance(args, str):
+            if type(call) is not dict:
+                return "", f"a tool call is {_kind(call)}"
+            fn = call.get("function")
+            if fn is None:
+                continue
+            if type(fn) is not dict:
+                return "", f"a tool call's function is {_kind(fn)}"
+            args = fn.get("arguments")
+            if args is not None:
+                if type(args) is not str:
+                    return "", f"a tool call's arguments are {_kind(args)}"
+                if args:
                     parts.append(args)
-    return parts[0] if len(parts) == 1 else "".join(parts)
+    return (parts[0] if len(parts) == 1 else "".join(parts)), None
 
 
-def classify(payload: bytes) -> Chunk:
-    """What one ``data`` payload means; never raises."""
+def classify(payload: bytes, label: str = CHUNK) -> Chunk:
+    """What one ``data`` payload (or, with ``label=RESPONSE``, a whole JSON body) means; never raises."""
     if payload == b"[DONE]":
         return _DONE
     try:
         obj = _loads(payload)
     except orjson.JSONDecodeError:
-        if b"\n" in payload:
+        if label == CHUNK and b"\n" in payload:
             # several data lines without blank lines between them (non-compliant servers):
             # SSE joins them with \n; JSON cannot contain a raw newline, so split them back.
             return merge([classify(p.strip()) for p in payload.split(b"\n") if p.strip()])
-        return Chunk(ERROR, error=f"malformed stream chunk: {_one_line(payload.decode('utf-8', 'replace'), 80)}")
-    if not isinstance(obj, dict):
-        return Chunk(ERROR, error=f"malformed stream chunk (not an object): {_one_line(obj, 80)}")
+        if label == RESPONSE and payload.lstrip()[:5] == b"data:":
+            return malformed(label, "an event stream although \"stream\" was false", payload)
+        return malformed(label, "not JSON", payload)
+    if type(obj) is not dict:
+        return malformed(label, "not a JSON object", payload)
     err = obj.get("error")
     if err:
-        return Chunk(ERROR, error=f"error in stream: {_error_message(err)}")
-    text = ""
+        where = "stream" if label == CHUNK else "response"
+        return Chunk(ERROR, error=f"error in {where}: {_error_message(err, payload)}")
+    text, finished = "", False
     choices = obj.get("choices")
-    if choices and isinstance(choices, list) and isinstance(choices[0], dict):
-        text = _delta_text(choices[0])
+    if choices is not None:
+        if type(choices) is not list:
+            return malformed(label, f"choices is {_kind(choices)}", payload)
+        if choices:
+            choice = choices[0]
+            if type(choice) is not dict:
+                return malformed(label, f"a choice is {_kind(choice)}", payload)
+            fin = choice.get("finish_reason")
+            if fin is not None and type(fin) is not str:
+                return malformed(label, f"finish_reason is {_kind(fin)}", payload)
+            finished = bool(fin)
+            text, problem = _choice_text(choice)
+            if problem is not None:
+                return malformed(label, problem, payload)
+    pt = ct = bad = None
     usage = obj.get("usage")
-    if usage and isinstance(usage, dict):
-        pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        return Chunk(OUTPUT if text else EMPTY, text,
-                     pt if isinstance(pt, int) else None, ct if isinstance(ct, int) else None)
-    if text:
-        return Chunk(OUTPUT, text)
-    return _EMPTY
+    if usage is not None:
+        pt, ct, bad = usage_counts(usage)
+    if not (text or finished or usage is not None):
+        return _EMPTY
+    return Chunk(OUTPUT if text else EMPTY, text, pt, ct, finished=finished, bad_usage=bad)
 
 
 def merge(chunks: list[Chunk]) -> Chunk:
@@ -166,5 +303,6 @@ def merge(chunks: list[Chunk]) -> Chunk:
     text = "".join(c.text for c in chunks)
     pt = next((c.prompt_tokens for c in reversed(chunks) if c.prompt_tokens is not None), None)
     ct = next((c.completion_tokens for c in reversed(chunks) if c.completion_tokens is not None), None)
+    bad = next((c.bad_usage for c in chunks if c.bad_usage), None)
     kind = OUTPUT if text else (DONE if chunks[-1].kind == DONE else EMPTY)
-    return Chunk(kind, text, pt, ct)
+    return Chunk(kind, text, pt, ct, finished=any(c.finished for c in chunks), bad_usage=bad)
