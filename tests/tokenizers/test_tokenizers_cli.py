@@ -59,11 +59,13 @@ def test_count_enabled_tokenizers_from_config(isolated_env):
     (["count", "-"], None, None),
     (["tokenizers", "add", "/nonexistent"], None, "no such file or folder"),
     (["count", "--specials", "maybe", "-"], "x", "invalid choice"),
+    (["count", "/dev/zero"], None, "/dev/zero: is a device, not a file"),  # read forever before
+    (["count", "FOLDER"], None, "is a folder, not a file"),
 ])
 def test_bad_input_is_one_line_never_a_traceback(isolated_env, tmp_path, args, stdin, message):
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"abc\xff\xfe")
-    args = [str(bad) if a == "BADUTF8" else a for a in args]
+    args = [str(bad) if a == "BADUTF8" else str(tmp_path) if a == "FOLDER" else a for a in args]
     proc = run_cli(*args, input=stdin if stdin is not None else b"", env=_env(isolated_env))
     assert "Traceback" not in proc.stderr
     if message is None:  # empty stdin is an empty text: zero tokens, not an error
@@ -72,6 +74,33 @@ def test_bad_input_is_one_line_never_a_traceback(isolated_env, tmp_path, args, s
     assert proc.returncode == 2
     assert message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) <= 2
+
+
+def test_count_reads_a_pipe_to_its_end_and_stops_at_the_read_limit(tmp_path):
+    import os
+    import threading
+
+    from tui.core.errors import TokdeckError
+    from tui.core.paths import read_file_bytes
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+
+    def write(data: bytes) -> None:
+        with open(fifo, "wb") as fh:
+            fh.write(data)
+
+    for data, limit in ((b"hello pipe", 100), (b"x" * 4096, 1000)):
+        writer = threading.Thread(target=write, args=(data,))
+        writer.start()
+        try:
+            if len(data) <= limit:
+                assert read_file_bytes(fifo, limit=limit) == data
+            else:
+                with pytest.raises(TokdeckError, match="larger than 1.0 KB"):
+                    read_file_bytes(fifo, limit=limit)
+        finally:
+            writer.join(5)
 
 
 def test_broken_user_tokenizer_never_stops_the_others(isolated_env, tmp_path):

@@ -28,13 +28,17 @@ def read_text_arg(path: str | None) -> str:
     Decoded as strict UTF-8; a leading BOM is dropped (it is encoding metadata, not text).
     """
     from ..core.errors import TokdeckError
-    from ..core.paths import decode_text, read_text_file
+    from ..core.paths import MAX_READ_BYTES, decode_text, read_text_file
+    from ..core.units import human_bytes
 
     if path not in (None, "-"):
         return read_text_file(path)
     if path is None and sys.stdin.isatty():
         raise TokdeckError("give a FILE, or pipe text in (use - for stdin)")
-    return decode_text(sys.stdin.buffer.read(), "stdin")
+    data = sys.stdin.buffer.read(MAX_READ_BYTES + 1)
+    if len(data) > MAX_READ_BYTES:
+        raise TokdeckError(f"stdin: more than {human_bytes(MAX_READ_BYTES)}, more than tokdeck reads whole")
+    return decode_text(data, "stdin")
 
 
 def print_table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset(), file=None) -> None:

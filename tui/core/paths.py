@@ -62,20 +62,40 @@ def decode_text(data: bytes, where: str) -> str:
         raise TokdeckError(f"{where}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
 
 
-def read_file_bytes(path: str | Path, error: type[Exception] | None = None) -> bytes:
+#: the most ``read_file_bytes`` reads (a text to count, a bench dataset, a saved result): beyond it
+#: a file is not what the reader expects, and a stream that never ends (``cat /dev/zero |``) stops
+MAX_READ_BYTES = 2 << 30
+
+
+def read_file_bytes(path: str | Path, error: type[Exception] | None = None, limit: int = MAX_READ_BYTES) -> bytes:
     """A whole file's bytes, or ``error`` (TokdeckError by default) with one line naming ``path``
-    for a missing file, a folder or an unreadable file."""
+    for a missing file, a folder, a device, an unreadable file or one over ``limit`` bytes.
+    A pipe (``<(cmd)``, a FIFO) is read to its end, up to ``limit``."""
+    import stat
+
     from .errors import TokdeckError
+    from .units import human_bytes
 
     error = error or TokdeckError
+    p = Path(path).expanduser()
     try:
-        return Path(path).expanduser().read_bytes()
+        mode = p.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError
+        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+            kind = "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+            raise error(f"{path}: is {kind}, not a file")
+        with open(p, "rb") as fh:
+            data = fh.read(limit + 1)
     except FileNotFoundError:
         raise error(f"{path}: no such file") from None
     except IsADirectoryError:
         raise error(f"{path}: is a folder, not a file") from None
     except OSError as exc:
         raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise error(f"{path}: larger than {human_bytes(limit)}, more than tokdeck reads whole")
+    return data
 
 
 def read_text_file(path: str | Path) -> str:
