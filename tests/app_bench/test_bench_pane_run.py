@@ -159,7 +159,8 @@ async def test_send_to_bench_fills_the_dataset_and_shows_the_pane(make_bench, tm
     app = make_app("tokens", registry=make_bench().registry, config=Config())
     async with app.run_test(size=(100, 30)) as pilot:
         app.tokens.post_message(SendToBench(data, "sharegpt"))
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.query_one("#bench-dataset-path", Input).value == str(data),
+                       what="the dataset handed to the Bench pane")  # a fixed pause failed under load
         assert app.query_one("#panes", TabbedContent).active == "bench"
         assert app.query_one("#bench-dataset-path", Input).value == str(data)
         assert app.query_one("#bench-dataset-name", Select).value == "sharegpt"
