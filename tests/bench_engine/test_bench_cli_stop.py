@@ -42,3 +42,22 @@ def test_a_stop_signal_saves_a_partial_result_like_ctrl_c(tmp_path, sig):
     d = json.loads(saved.read_text())
     assert d["partial"] is True and d["cancelled"] == 4 and d["completed"] < 40
     assert len(csv_path.read_text().splitlines()) == 1 + d["completed"] + d["failed"]
+
+
+def test_one_ctrl_c_stops_a_run_asking_the_builtin_simulator_for_a_runaway_output():
+    cmd = [sys.executable, "-m", "tui.cli", "bench", "--num-prompts", "2", "--random-input-len", "16",
+           "--output-len", str(10**12), "--disable-tqdm"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env(), cwd=REPO)
+    try:
+        while "2 requests to" not in (line := proc.stderr.readline().decode()):
+            assert line, proc.stderr.read()
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        t0 = time.monotonic()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130 and time.monotonic() - t0 < 10, err
+    assert b"Partial result" in out
