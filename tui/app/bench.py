@@ -35,6 +35,7 @@ from ..core.bench.live import LiveRun, series_curves
 from ..core.bench.metrics import METRICS
 from ..core.bench.results import BenchResult
 from ..core.config import Config, Profile, profile_api_key
+from ..core.endpoint import shown_url
 from ..core.errors import TokdeckError
 from ..core.paths import data_dir
 from .widgets.bench_charts import BenchCharts
@@ -51,6 +52,8 @@ QUIET_WAIT_S = 30.0
 #: chunks/s, 3 ms with 1 ms (tests/perf/perf_bench_pane_lag.py)
 RUN_SWITCH_INTERVAL_S = 0.001
 CHARTS_PER_TICK = 2  # plot builds per drain tick: each plot is rebuilt at most every 0.5 s
+DISCOVER_TIMEOUT_S = 10.0  # "Discover models" gives up after this long without data
+MAX_MODELS_LISTED = 1000  # a Select of more options would take seconds to build
 SIMULATOR = "simulator"
 COMMAND_LINE = "command line"
 DATASET_NAMES = ("random", "custom", "sharegpt", "sonnet")
@@ -189,7 +192,9 @@ class BenchPane(Container):
         if self.args.base_url:
             self.profiles[COMMAND_LINE] = Profile(name=COMMAND_LINE, base_url=self.args.base_url,
                                                   backend=self.args.backend, model=self.args.model,
-                                                  api_key_env=self.args.api_key_env)
+                                                  api_key_env=self.args.api_key_env,
+                                                  headers=dict(bench_prep.parse_headers(self.args.header)),
+                                                  insecure=self.args.insecure, ca_bundle=self.args.ca_bundle)
         for p in config.profiles:
             self.profiles[p.name] = p
         self.thread = None  # the BenchmarkThread of the run going on
@@ -309,7 +314,7 @@ class BenchPane(Container):
             info.update("built-in simulator on a free loopback port (simulated timings, not a real server)")
             self._set_models([], select=None)
             return
-        info.update(f"{profile.base_url} · {profile.backend} · {_key_source(profile)}"
+        info.update(f"{shown_url(profile.base_url)} · {profile.backend} · {_key_source(profile)}"
                     + (" · TLS not verified" if profile.insecure else ""))
         models = [profile.model] if profile.model else []
         self._set_models(models, select=profile.model)
@@ -831,7 +836,7 @@ class BenchPane(Container):
             self._set_models([model], select=model)
             self._say(f"the simulator serves any model name; it calls itself {model}")
             return
-        self._say(f"asking {profile.base_url} for its models…")
+        self._say(f"asking {shown_url(profile.base_url)} for its models…")
         self._discover(profile)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="bench-discover")
@@ -840,22 +845,28 @@ class BenchPane(Container):
 
         from ..core.bench.models import list_models
 
-        headers = dict(profile.headers)
-        key = profile_api_key(profile)  # as a run would send it (OPENAI_API_KEY the fallback)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
+        # the key as a run would send it (OPENAI_API_KEY the fallback), checked the same way
+        source = "the profile's stored key" if profile.api_key else f"${profile.api_key_env or 'OPENAI_API_KEY'}"
         try:
-            models = asyncio.run(list_models(profile.base_url, headers, min(profile.timeout_s, 10.0),
+            headers = bench_prep.auth_headers(profile.base_url, profile.headers.items(), profile_api_key(profile),
+                                              source)
+            models = asyncio.run(list_models(profile.base_url, headers, min(profile.timeout_s, DISCOVER_TIMEOUT_S),
                                              profile.insecure, profile.ca_bundle))
-        except TokdeckError as exc:
-            self.app.call_from_thread(self.notify, str(exc), title="cannot list models", severity="error")
-            self.app.call_from_thread(self._say, str(exc))
+        except Exception as exc:  # noqa: BLE001 - every failure is told: the status must never stay "asking…"
+            msg = str(exc) if isinstance(exc, TokdeckError) else f"{type(exc).__name__}: {exc}"
+            self.app.call_from_thread(self._discover_failed, msg)
             return
         self.app.call_from_thread(self._discovered, models)
 
+    def _discover_failed(self, msg: str) -> None:
+        self.notify(msg, title="cannot list models", severity="error")
+        self._say(msg)
+
     def _discovered(self, models: list[str]) -> None:
-        self._set_models(models, select=models[0] if models else None)
-        self._say(f"{len(models)} model(s): {', '.join(models[:5])}" if models else "the server lists no models")
+        shown = models[:MAX_MODELS_LISTED]
+        self._set_models(shown, select=shown[0] if shown else None)
+        more = f" (the first {MAX_MODELS_LISTED:,} are listed)" if len(models) > MAX_MODELS_LISTED else ""
+        self._say(f"{len(models):,} model(s){more}: {', '.join(shown[:5])}" if models else "the server lists no models")
 
     @on(Button.Pressed)
     def _button(self, event: Button.Pressed) -> None:
