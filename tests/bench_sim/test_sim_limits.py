@@ -115,3 +115,14 @@ def test_sim_answers_health_and_stops_on_sigterm_with_a_runaway_request_in_fligh
     assert proc.returncode == 0 and "Traceback" not in err, err
     assert stopped_in < 5, f"SIGTERM took {stopped_in:.1f} s"
     assert "stopped after 1 request(s)" in out
+
+
+@pytest.mark.parametrize("flags, env, words", [
+    (["--model", ""], {}, "simulator: model must be a non-empty name without control characters"),
+    (["--api-key-env", "SIM_KEY"], {"SIM_KEY": "sk-sim-secret\n"},
+     "simulator: the API key contains a control character (U+000A (a newline)): remove it"),
+])
+def test_names_and_keys_no_client_could_send_are_refused(flags, env, words):
+    proc = run_cli("sim", "--port", "0", *flags, env=env, timeout=30)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"tokdeck: error: {words}"
+    assert "sk-sim-secret" not in proc.stderr

@@ -17,9 +17,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def shown_url(url: str) -> str:
-    """``url`` for a message: everything after the last ``@`` when it has one (no credentials)."""
+    """``url`` for a message: without anything up to its last ``@`` (no credentials, even in text
+    that is not a URL at all)."""
     head, sep, tail = url.partition("://")
-    return f"{head}{sep}{tail.rsplit('@', 1)[-1]}" if sep else url.rsplit("@", 1)[-1]
+    return f"{head}{sep}{tail.rsplit('@', 1)[-1]}" if sep and "@" not in head else url.rsplit("@", 1)[-1]
 
 
 def control_character(text: str) -> str | None:
@@ -33,6 +34,8 @@ def control_character(text: str) -> str | None:
 
 def base_url_problem(url: str) -> str | None:
     """Why ``url`` cannot be the root of an OpenAI-compatible endpoint, or None."""
+    import yarl  # what aiohttp parses URLs with (imported here: `tokdeck --help` stays light)
+
     if not url.strip():
         return "must not be empty"
     if _CONTROL.search(url) or re.search(r"\s", url):
@@ -40,6 +43,7 @@ def base_url_problem(url: str) -> str | None:
     try:
         parts = urlsplit(url)
         _ = parts.port  # raises ValueError for a port that is not a number in 0-65535
+        yarl.URL(url)  # stricter about hosts than urlsplit ("http://[::1]x")
     except ValueError as exc:
         return f"is not a valid URL ({exc})"
     if parts.scheme.lower() not in ("http", "https"):

@@ -76,6 +76,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
+from ..endpoint import api_key_problem, control_character
 from ..errors import TokdeckError
 from ..messages import messages_text
 
@@ -165,6 +166,10 @@ class SimConfig:
         def bad(msg: str) -> TokdeckError:
             return TokdeckError(f"simulator: {msg}")
 
+        if not isinstance(self.model, str) or not self.model.strip() or control_character(self.model):
+            raise bad("model must be a non-empty name without control characters")
+        if self.api_key is not None and api_key_problem(self.api_key):
+            raise bad(f"the API key {api_key_problem(self.api_key)}")
         for name in ("ttft_ms", "ttft_jitter_ms", "itl_ms", "itl_jitter_ms", "slow_headers_ms"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
