@@ -8,7 +8,7 @@ import yarl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tui.core.bench.engine import endpoint_url, redact_url
+from tui.core.bench.engine import endpoint_url
 from tui.core.bench.models import ModelList, parse_models
 from tui.core.endpoint import base_url_problem, has_credentials, shown_url
 
@@ -60,4 +60,4 @@ def test_a_base_url_that_passes_can_be_requested_and_shown(url):
         for path in ("/v1/models", "/v1/chat/completions"):
             yarl.URL(endpoint_url(url, path))
         if has_credentials(url):
-            assert "@" not in yarl.URL(redact_url(url)).raw_authority
+            assert "@" not in yarl.URL(shown_url(url)).raw_authority

@@ -40,12 +40,17 @@ def base_url_problem(url: str) -> str | None:
         return "must not be empty"
     if _CONTROL.search(url) or re.search(r"\s", url):
         return "must not contain spaces or control characters"
+    shown = shown_url(url)  # parsed first without credentials: parser messages may quote the netloc
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(shown)
         _ = parts.port  # raises ValueError for a port that is not a number in 0-65535
-        yarl.URL(url)  # stricter about hosts than urlsplit ("http://[::1]x")
-    except ValueError as exc:
+        yarl.URL(shown)  # stricter about hosts than urlsplit ("http://[::1]x")
+    except (ValueError, IndexError) as exc:
         return f"is not a valid URL ({exc})"
+    try:
+        yarl.URL(url)
+    except (ValueError, IndexError):  # yarl 1.x raises IndexError for "http://[::1]@"
+        return "is not a valid URL (its user:password@ part)"
     if parts.scheme.lower() not in ("http", "https"):
         return "must start with http:// or https://"
     if not parts.hostname:
