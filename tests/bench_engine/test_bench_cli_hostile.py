@@ -182,6 +182,8 @@ def test_a_silent_models_endpoint_fails_after_the_connect_timeout():
     ("[tokens]\nreserved_output = -1\n", ":2: tokens.reserved_output must be >= 0, not -1"),
     ('[tokens]\nenabled = ["qwen3", ""]\n', ":2: tokens.enabled must be a list of non-empty strings"),
     ('[tokenizers]\naliases = { acme = ["qwen3"] }\n', ":2: tokenizers.aliases must be a table of strings"),
+    ('[tokens]\nenabled = ["nope", "qwen3"]\n',
+     ": [tokens] enabled names unknown tokenizer(s) 'nope' (see `tokdeck tokenizers list`)"),
 ])
 def test_count_with_a_bad_config_value_is_one_line(tmp_path, text, message):
     path = tmp_path / "config.toml"
