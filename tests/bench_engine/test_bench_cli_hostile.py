@@ -202,3 +202,13 @@ def test_a_config_with_a_bom_works(tmp_path):
     proc = run_cli("count", str(notes), "-t", "cl100k_base", "--json", env={"TOKDECK_CONFIG": str(path)})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["specials"] == "parse"
+
+
+def test_a_served_model_name_cannot_shape_the_result_file_name(tmp_path):
+    doc = {"data": [{"id": "team/../evil\nname"}]}
+    with Endpoint(json.dumps(doc).encode()) as ep:
+        proc = run_cli("bench", "--base-url", ep.url, "--tokenizer", "cl100k_base", *QUICK, "--save-result",
+                       "--result-dir", str(tmp_path / "res"), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    (saved,) = (tmp_path / "res").iterdir()
+    assert saved.name.startswith("openai-chat-infqps-evil_name-") and saved.suffix == ".json"

@@ -306,14 +306,16 @@ def _load_requests(args, tokenizer):
 
 
 def result_path(args, result) -> "Path":
+    """--result-dir/--result-filename, else vLLM's file name; the model's name is the server's
+    (outside input), so it and the label are cut down to characters safe in one file name."""
     from pathlib import Path
 
     if args.result_filename:
         name = args.result_filename
     else:
-        label = args.label or args.backend
+        label = _file_part(args.label or args.backend)
         conc = f"-concurrency{args.max_concurrency}" if args.max_concurrency is not None else ""
-        model = result.setup["model_id"].split("/")[-1]
+        model = _file_part(result.setup["model_id"].split("/")[-1])
         date = result.setup["date"]
         if args.ramp_up_strategy:
             name = (f"{label}-ramp-up-{args.ramp_up_strategy}-{args.ramp_up_start_rps:g}qps-"
@@ -321,6 +323,11 @@ def result_path(args, result) -> "Path":
         else:
             name = f"{label}-{args.request_rate}qps{conc}-{model}-{date}.json"
     return Path(args.result_dir or ".") / name
+
+
+def _file_part(text: str) -> str:
+    part = re.sub(r"[\x00-\x1f\x7f/\\]", "_", text)[:100]
+    return "_" if part in ("", ".", "..") else part
 
 
 # ---------------------------------------------------------------------- run
