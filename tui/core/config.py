@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .endpoint import base_url_problem, control_character, env_name_problem, header_name_problem, header_value_problem
 from .errors import ConfigError
 from .paths import atomic_write_text, config_path
-from .endpoint import base_url_problem, control_character, env_name_problem, header_name_problem, header_value_problem
 
 
 def _one_of(*choices: str):
@@ -63,8 +63,6 @@ def _headers(value: dict[str, str]) -> str | None:
         if problem:
             return f"has a bad header: {name!r} {problem}"
     return None
-
-
 
 
 @dataclass(frozen=True)

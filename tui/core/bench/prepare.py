@@ -163,6 +163,11 @@ def validate(args) -> None:
         raise TokdeckError("--ramp-up-start-rps/--ramp-up-end-rps need --ramp-up-strategy")
     if args.save_detailed and not args.save_result:
         args.save_result = True
+    for dest in ("profile", "base_url", "endpoint", "model", "tokenizer", "api_key_env", "ca_bundle", "dataset_path",
+                 "result_dir", "result_filename", "label", "csv"):
+        value = getattr(args, dest, None)
+        if value is not None and not value.strip():  # `--model "$MODEL"` with MODEL unset: say so, no default
+            raise TokdeckError(f"--{dest.replace('_', '-')} must not be empty")
     if args.ca_bundle and args.insecure:
         raise TokdeckError("--ca-bundle and --insecure contradict each other")
     if args.base_url is not None:
@@ -359,10 +364,8 @@ def prepare(args, *, registry=None, api_key: str | None = None, sim_config=None,
     except ValueError as exc:
         raise TokdeckError(str(exc)) from None
     headers = parse_headers(args.header)
-    if api_key:
-        key_source = "the profile"
-    elif profile_key and not args.api_key_env:
-        api_key, key_source = profile_key, f"profile {args.profile!r}"
+    if api_key or (profile_key and not args.api_key_env):
+        api_key, key_source = api_key or profile_key, "the profile's stored key"
     else:
         api_key, key_source = _api_key(args)
 
