@@ -34,7 +34,7 @@ from ..core.bench.history import RunData, compare, from_result, list_result_file
 from ..core.bench.live import LiveRun, series_curves
 from ..core.bench.metrics import METRICS
 from ..core.bench.results import BenchResult
-from ..core.config import Config, Profile, profile_api_key
+from ..core.config import COMMAND_LINE_PROFILE, SIMULATOR_PROFILE, Config, Profile, profile_api_key
 from ..core.endpoint import shown_url
 from ..core.errors import TokdeckError
 from ..core.paths import data_dir
@@ -54,8 +54,6 @@ RUN_SWITCH_INTERVAL_S = 0.001
 CHARTS_PER_TICK = 2  # plot builds per drain tick: each plot is rebuilt at most every 0.5 s
 DISCOVER_TIMEOUT_S = 10.0  # "Discover models" gives up after this long without data
 MAX_MODELS_LISTED = 1000  # a Select of more options would take seconds to build
-SIMULATOR = "simulator"
-COMMAND_LINE = "command line"
 DATASET_NAMES = ("random", "custom", "sharegpt", "sonnet")
 VIEWS = ("setup", "run", "history")
 STAT_COLUMNS = ("metric", "mean", "p50", "p90", "p99")
@@ -188,13 +186,13 @@ class BenchPane(Container):
         self.start_at_mount = start
         self.sim_config = sim_config
         self.result_dir = Path(result_dir or self.args.result_dir or data_dir() / "results")
-        self.profiles: dict[str, Profile | None] = {SIMULATOR: None}
+        self.profiles: dict[str, Profile | None] = {SIMULATOR_PROFILE: None}
         if self.args.base_url:
-            self.profiles[COMMAND_LINE] = Profile(name=COMMAND_LINE, base_url=self.args.base_url,
-                                                  backend=self.args.backend, model=self.args.model,
-                                                  api_key_env=self.args.api_key_env,
-                                                  headers=dict(bench_prep.parse_headers(self.args.header)),
-                                                  insecure=self.args.insecure, ca_bundle=self.args.ca_bundle)
+            a = self.args
+            self.profiles[COMMAND_LINE_PROFILE] = Profile(
+                name=COMMAND_LINE_PROFILE, base_url=a.base_url, backend=a.backend, model=a.model,
+                api_key_env=a.api_key_env, headers=dict(bench_prep.parse_headers(a.header)), insecure=a.insecure,
+                ca_bundle=a.ca_bundle)
         for p in config.profiles:
             self.profiles[p.name] = p
         self.thread = None  # the BenchmarkThread of the run going on
@@ -223,7 +221,7 @@ class BenchPane(Container):
                 yield Static(self.config_problem or "", id="bench-config-problem", markup=False,
                              classes="" if self.config_problem else "-ok")
                 initial = (a.profile if getattr(a, "profile", None) in self.profiles
-                           else COMMAND_LINE if a.base_url else SIMULATOR)
+                           else COMMAND_LINE_PROFILE if a.base_url else SIMULATOR_PROFILE)
                 with Horizontal(classes="form-row"):
                     yield Label("Profile")
                     yield Select([(n, n) for n in self.profiles], value=initial, allow_blank=False,
@@ -342,9 +340,10 @@ class BenchPane(Container):
             a.base_url = None
         else:
             a.base_url, a.backend = profile.base_url, profile.backend
-            a.api_key_env = profile.api_key_env or (self.args.api_key_env if profile.name == COMMAND_LINE else None)
+            a.api_key_env = profile.api_key_env or (self.args.api_key_env if profile.name == COMMAND_LINE_PROFILE
+                                                    else None)
             api_key = profile.api_key
-            if profile.name != COMMAND_LINE:
+            if profile.name != COMMAND_LINE_PROFILE:
                 a.header = [f"{k}={v}" for k, v in profile.headers.items()]
                 a.insecure, a.ca_bundle, a.timeout = profile.insecure, profile.ca_bundle, profile.timeout_s
         model = self.query_one("#bench-model", Select).value

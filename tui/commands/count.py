@@ -39,8 +39,8 @@ def _selected_ids(args, reg, cfg) -> tuple[list[str], set[str]]:
         if unknown:
             from ..core.errors import ConfigError
 
-            raise ConfigError(f"{cfg.path}: [tokens] enabled names unknown tokenizer(s) {', '.join(map(repr, unknown))} "
-                              "(see `tokdeck tokenizers list`)")
+            raise ConfigError(f"{cfg.path}: [tokens] enabled names unknown tokenizer(s) "
+                              f"{', '.join(map(repr, unknown))} (see `tokdeck tokenizers list`)")
     return ids, explicit
 
 

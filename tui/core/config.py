@@ -42,8 +42,22 @@ def _specials(value: str) -> str | None:
     return _one_of(*SPECIAL_POLICIES)(value)
 
 
-def _not_empty(value: tuple) -> str | None:
-    return "must list at least one tokenizer id (leave the key out for every bundled one)" if not value else None
+#: the Bench pane's own entries beside the config's profiles
+SIMULATOR_PROFILE = "simulator"
+COMMAND_LINE_PROFILE = "command line"
+
+
+def _tokenizer_ids(value: tuple) -> str | None:
+    if not value:
+        return "must list at least one tokenizer id (leave the key out for every bundled one)"
+    twice = next((t for i, t in enumerate(value) if t in value[:i]), None)
+    return f"names {twice!r} twice" if twice else None
+
+
+def _profile_name(value: str) -> str | None:
+    if value in (SIMULATOR_PROFILE, COMMAND_LINE_PROFILE):
+        return f"must not be {value!r}: the Bench pane uses that name for its own entry"
+    return None
 
 
 def _context_windows(value: dict[str, str]) -> str | None:
@@ -77,7 +91,7 @@ class TokenizerSettings:
 class TokensSettings:
     #: tokenizers shown in the Tokens pane and counted by `tokdeck count` by default
     #: (None: every bundled one)
-    enabled: tuple[str, ...] | None = field(default=None, metadata={"check": _not_empty})
+    enabled: tuple[str, ...] | None = field(default=None, metadata={"check": _tokenizer_ids})
     reference: str = "o200k_base"
     specials: str = field(default="literal", metadata={"check": _specials})
     budget_model: str = "gpt-4o"
@@ -91,7 +105,7 @@ class TokensSettings:
 class Profile:
     """An endpoint to benchmark: ``[[profiles]]`` tables in the config."""
 
-    name: str = ""
+    name: str = field(default="", metadata={"check": _profile_name})
     base_url: str = field(default="", metadata={"check": base_url_problem})
     backend: str = field(default="openai-chat", metadata={"check": _one_of("openai-chat", "openai")})
     model: str | None = None
