@@ -45,17 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    run = getattr(args, "run", None)
-    if run is None:
-        default = getattr(args, "default_run", None)
-        if default is None and args.command is None and sys.stdin.isatty() and sys.stdout.isatty():
-            from .commands import ui  # no sub-command on a terminal: the dashboard
-
-            default = ui.run
-        if default is None:
+    if args.command is None:
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
             parser.print_help()
             return 0
-        run = default
+        args = parser.parse_args(["ui"])  # no sub-command on a terminal: the dashboard, with ui's defaults
+    run = args.run
     from .core.errors import TokdeckError
 
     try:

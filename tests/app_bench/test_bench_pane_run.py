@@ -178,7 +178,7 @@ async def test_broken_config_is_shown_never_a_crash(bundled, tmp_path, monkeypat
     app = make_app("bench", registry=bundled, bench_args=run_args("--num-prompts", "4"))
     async with app.run_test(size=(100, 30)) as pilot:
         problem = _text(app, "#bench-config-problem")
-        assert problem == f"{cfg}:4: profiles.backend must be openai-chat or openai"
+        assert problem == f"{cfg}:4: profiles.backend must be openai-chat or openai, not 'grpc'"
         assert app.query_one("#bench-profile", Select).value == "simulator"
         await ready(pilot)
         await pilot.press("f5")  # model names resolve through the config's aliases: refused, with the reason

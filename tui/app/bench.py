@@ -34,7 +34,8 @@ from ..core.bench.history import RunData, compare, from_result, list_result_file
 from ..core.bench.live import LiveRun, series_curves
 from ..core.bench.metrics import METRICS
 from ..core.bench.results import BenchResult
-from ..core.config import Config, Profile, profile_api_key
+from ..core.config import COMMAND_LINE_PROFILE, SIMULATOR_PROFILE, Config, Profile, profile_api_key
+from ..core.endpoint import shown_url
 from ..core.errors import TokdeckError
 from ..core.paths import data_dir
 from .widgets.bench_charts import BenchCharts
@@ -51,8 +52,8 @@ QUIET_WAIT_S = 30.0
 #: chunks/s, 3 ms with 1 ms (tests/perf/perf_bench_pane_lag.py)
 RUN_SWITCH_INTERVAL_S = 0.001
 CHARTS_PER_TICK = 2  # plot builds per drain tick: each plot is rebuilt at most every 0.5 s
-SIMULATOR = "simulator"
-COMMAND_LINE = "command line"
+DISCOVER_TIMEOUT_S = 10.0  # "Discover models" gives up after this long without data
+MAX_MODELS_LISTED = 1000  # a Select of more options would take seconds to build
 DATASET_NAMES = ("random", "custom", "sharegpt", "sonnet")
 VIEWS = ("setup", "run", "history")
 STAT_COLUMNS = ("metric", "mean", "p50", "p90", "p99")
@@ -185,11 +186,13 @@ class BenchPane(Container):
         self.start_at_mount = start
         self.sim_config = sim_config
         self.result_dir = Path(result_dir or self.args.result_dir or data_dir() / "results")
-        self.profiles: dict[str, Profile | None] = {SIMULATOR: None}
+        self.profiles: dict[str, Profile | None] = {SIMULATOR_PROFILE: None}
         if self.args.base_url:
-            self.profiles[COMMAND_LINE] = Profile(name=COMMAND_LINE, base_url=self.args.base_url,
-                                                  backend=self.args.backend, model=self.args.model,
-                                                  api_key_env=self.args.api_key_env)
+            a = self.args
+            self.profiles[COMMAND_LINE_PROFILE] = Profile(
+                name=COMMAND_LINE_PROFILE, base_url=a.base_url, backend=a.backend, model=a.model,
+                api_key_env=a.api_key_env, headers=dict(bench_prep.parse_headers(a.header)), insecure=a.insecure,
+                ca_bundle=a.ca_bundle)
         for p in config.profiles:
             self.profiles[p.name] = p
         self.thread = None  # the BenchmarkThread of the run going on
@@ -218,7 +221,7 @@ class BenchPane(Container):
                 yield Static(self.config_problem or "", id="bench-config-problem", markup=False,
                              classes="" if self.config_problem else "-ok")
                 initial = (a.profile if getattr(a, "profile", None) in self.profiles
-                           else COMMAND_LINE if a.base_url else SIMULATOR)
+                           else COMMAND_LINE_PROFILE if a.base_url else SIMULATOR_PROFILE)
                 with Horizontal(classes="form-row"):
                     yield Label("Profile")
                     yield Select([(n, n) for n in self.profiles], value=initial, allow_blank=False,
@@ -309,7 +312,7 @@ class BenchPane(Container):
             info.update("built-in simulator on a free loopback port (simulated timings, not a real server)")
             self._set_models([], select=None)
             return
-        info.update(f"{profile.base_url} · {profile.backend} · {_key_source(profile)}"
+        info.update(f"{shown_url(profile.base_url)} · {profile.backend} · {_key_source(profile)}"
                     + (" · TLS not verified" if profile.insecure else ""))
         models = [profile.model] if profile.model else []
         self._set_models(models, select=profile.model)
@@ -337,9 +340,10 @@ class BenchPane(Container):
             a.base_url = None
         else:
             a.base_url, a.backend = profile.base_url, profile.backend
-            a.api_key_env = profile.api_key_env or (self.args.api_key_env if profile.name == COMMAND_LINE else None)
+            a.api_key_env = profile.api_key_env or (self.args.api_key_env if profile.name == COMMAND_LINE_PROFILE
+                                                    else None)
             api_key = profile.api_key
-            if profile.name != COMMAND_LINE:
+            if profile.name != COMMAND_LINE_PROFILE:
                 a.header = [f"{k}={v}" for k, v in profile.headers.items()]
                 a.insecure, a.ca_bundle, a.timeout = profile.insecure, profile.ca_bundle, profile.timeout_s
         model = self.query_one("#bench-model", Select).value
@@ -837,7 +841,7 @@ class BenchPane(Container):
             self._set_models([model], select=model)
             self._say(f"the simulator serves any model name; it calls itself {model}")
             return
-        self._say(f"asking {profile.base_url} for its models…")
+        self._say(f"asking {shown_url(profile.base_url)} for its models…")
         self._discover(profile)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="bench-discover")
@@ -846,22 +850,28 @@ class BenchPane(Container):
 
         from ..core.bench.models import list_models
 
-        headers = dict(profile.headers)
-        key = profile_api_key(profile)  # as a run would send it (OPENAI_API_KEY the fallback)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
+        # the key as a run would send it (OPENAI_API_KEY the fallback), checked the same way
+        source = "the profile's stored key" if profile.api_key else f"${profile.api_key_env or 'OPENAI_API_KEY'}"
         try:
-            models = asyncio.run(list_models(profile.base_url, headers, min(profile.timeout_s, 10.0),
+            headers = bench_prep.auth_headers(profile.base_url, profile.headers.items(), profile_api_key(profile),
+                                              source)
+            models = asyncio.run(list_models(profile.base_url, headers, min(profile.timeout_s, DISCOVER_TIMEOUT_S),
                                              profile.insecure, profile.ca_bundle))
-        except TokdeckError as exc:
-            self.app.call_from_thread(self.notify, str(exc), title="cannot list models", severity="error")
-            self.app.call_from_thread(self._say, str(exc))
+        except Exception as exc:  # noqa: BLE001 - every failure is told: the status must never stay "asking…"
+            msg = str(exc) if isinstance(exc, TokdeckError) else f"{type(exc).__name__}: {exc}"
+            self.app.call_from_thread(self._discover_failed, msg)
             return
         self.app.call_from_thread(self._discovered, models)
 
+    def _discover_failed(self, msg: str) -> None:
+        self.notify(msg, title="cannot list models", severity="error")
+        self._say(msg)
+
     def _discovered(self, models: list[str]) -> None:
-        self._set_models(models, select=models[0] if models else None)
-        self._say(f"{len(models)} model(s): {', '.join(models[:5])}" if models else "the server lists no models")
+        shown = models[:MAX_MODELS_LISTED]
+        self._set_models(shown, select=shown[0] if shown else None)
+        more = f" (the first {MAX_MODELS_LISTED:,} are listed)" if len(models) > MAX_MODELS_LISTED else ""
+        self._say(f"{len(models):,} model(s){more}: {', '.join(shown[:5])}" if models else "the server lists no models")
 
     @on(Button.Pressed)
     def _button(self, event: Button.Pressed) -> None:

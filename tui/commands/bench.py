@@ -61,6 +61,10 @@ class _Progress:
             sys.stderr.flush()
 
 
+#: what stops a run like Ctrl-C: a cancelled CI job (SIGTERM), a closed SSH session (SIGHUP)
+STOP_SIGNALS = {"SIGINT": "Ctrl-C", "SIGTERM": "SIGTERM", "SIGHUP": "SIGHUP"}
+
+
 def run(args) -> int:
     import asyncio
     import signal
@@ -69,6 +73,7 @@ def run(args) -> int:
     from ..core.bench.engine import BenchmarkRun
     from ..core.bench.report import format_summary
     from ..core.bench.prepare import prepare, save_csv, save_result
+    from ..core.errors import TokdeckError
 
     prep = prepare(args, say=lambda line: print(f"tokdeck bench: {line}", file=sys.stderr, flush=True))
     try:
@@ -77,21 +82,25 @@ def run(args) -> int:
 
         async def main():
             loop = asyncio.get_running_loop()
+            signals = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
 
-            def on_sigint():
-                loop.remove_signal_handler(signal.SIGINT)  # a second Ctrl-C interrupts at once
-                print("\ntokdeck bench: stopping (Ctrl-C again to abort): cancelling requests in flight",
-                      file=sys.stderr, flush=True)
+            def on_stop(name: str):
+                for sig in signals:  # a second signal interrupts at once
+                    loop.remove_signal_handler(sig)
                 run_.stop()
+                print(f"\ntokdeck bench: {STOP_SIGNALS[name]}: stopping (Ctrl-C again to abort): cancelling "
+                      "requests in flight", file=sys.stderr, flush=True)
 
-            loop.add_signal_handler(signal.SIGINT, on_sigint)
+            for sig in signals:
+                loop.add_signal_handler(sig, on_stop, sig.name)
             try:
                 return await run_.run(progress)
             finally:
-                try:
-                    loop.remove_signal_handler(signal.SIGINT)
-                except (ValueError, RuntimeError):
-                    pass
+                for sig in signals:
+                    try:
+                        loop.remove_signal_handler(sig)
+                    except (ValueError, RuntimeError):
+                        pass
 
         result = asyncio.run(main())
         progress.close()
@@ -99,18 +108,29 @@ def run(args) -> int:
         if prep.sim is not None:
             prep.sim.stop()
 
+    # the files first: after SIGHUP the terminal may be gone, and printing would fail
+    saved, failures = [], []
+    if args.save_result:
+        try:
+            saved.append(f"result saved to {save_result(args, result)}")
+        except TokdeckError as exc:
+            failures.append(exc)
+    if args.csv:
+        try:
+            save_csv(args.csv, result)
+            saved.append(f"per-request CSV saved to {args.csv}")
+        except TokdeckError as exc:
+            failures.append(exc)
     print(format_summary(result))
     if prep.sim is not None and result.client_health.get("client_bottleneck"):
         print("tokdeck bench: note: the built-in simulator runs in this process and competes with the client "
               "for the CPU; for cleaner figures run `tokdeck sim` in another terminal and pass --base-url URL "
               "--tokenizer cl100k_base",
               file=sys.stderr)
-    if args.save_result:
-        path = save_result(args, result)
-        print(f"tokdeck bench: result saved to {path}", file=sys.stderr)
-    if args.csv:
-        save_csv(args.csv, result)
-        print(f"tokdeck bench: per-request CSV saved to {args.csv}", file=sys.stderr)
+    for line in saved:
+        print(f"tokdeck bench: {line}", file=sys.stderr)
+    if failures:
+        raise TokdeckError("; ".join(map(str, failures)))
     if result.internal_errors:
         # a request neither completed, failed nor cancelled, or a crash inside tokdeck: never a clean exit
         print(f"tokdeck: internal error: {result.internal_errors[0]}", file=sys.stderr)

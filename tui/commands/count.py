@@ -35,6 +35,12 @@ def _selected_ids(args, reg, cfg) -> tuple[list[str], set[str]]:
         ids += [t for t in reg.ids() if t not in ids]
     elif not ids:
         ids = list(cfg.tokens.enabled or reg.ids(include_discovered=False))
+        unknown = [t for t in ids if t not in reg.ids()]
+        if unknown:
+            from ..core.errors import ConfigError
+
+            raise ConfigError(f"{cfg.path}: [tokens] enabled names unknown tokenizer(s) "
+                              f"{', '.join(map(repr, unknown))} (see `tokdeck tokenizers list`)")
     return ids, explicit
 
 

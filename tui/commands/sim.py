@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="where the model stops by itself (default: run to the request's max_tokens, else 64)")
     t.add_argument("--output-tokens-jitter", type=_count, default=0, metavar="N",
                    help="uniform ± spread of --output-tokens")
+    t.add_argument("--max-output-tokens", type=_positive, metavar="N",
+                   help="no response is longer, whatever max_tokens asks: finish_reason length "
+                        "(default 32768, at most 262144)")
     t.add_argument("--tokens-per-chunk", type=_positive, default=1, metavar="N", help="tokens per SSE chunk")
     t.add_argument("--reasoning-tokens", type=_count, default=0, metavar="N",
                    help="send the first N tokens as delta.reasoning_content (chat)")
@@ -79,6 +82,7 @@ def config_from_args(args):
         model=args.model, tokenizer=args.tokenizer, ttft_ms=args.ttft_ms, ttft_jitter_ms=args.ttft_jitter_ms,
         itl_ms=args.itl_ms, itl_jitter_ms=args.itl_jitter_ms, jitter=args.jitter,
         output_tokens=args.output_tokens, output_tokens_jitter=args.output_tokens_jitter,
+        **({"max_output_tokens": args.max_output_tokens} if args.max_output_tokens else {}),
         tokens_per_chunk=args.tokens_per_chunk, usage=args.usage, send_done=not args.no_done,
         role_chunk=not args.no_role_chunk, reasoning_tokens=args.reasoning_tokens, error_rate=args.error_rate,
         error_status=args.error_status, cut_rate=args.cut_rate, malformed_rate=args.malformed_rate,
@@ -108,6 +112,7 @@ def run(args) -> int:
             loop.add_signal_handler(sig, stop.set)
         jitter = f" ({cfg.jitter} jitter)" if cfg.ttft_jitter_ms or cfg.itl_jitter_ms else ""
         out = cfg.output_tokens if cfg.output_tokens is not None else "max_tokens (else 64)"
+        out = f"{out}, at most {cfg.max_output_tokens}"
         print(f"tokdeck sim: serving {server.url}/v1  (model {cfg.model}, tokenizer {server.tokenizer_id}"
               f"{', API key required' if cfg.api_key else ''})", flush=True)
         print(f"  timing: TTFT {cfg.ttft_ms:g}±{cfg.ttft_jitter_ms:g} ms, ITL {cfg.itl_ms:g}±{cfg.itl_jitter_ms:g} ms"

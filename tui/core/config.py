@@ -1,17 +1,21 @@
 """The user config: one typed model, read from TOML, validated, written back atomically.
 
 Location: ``$TOKDECK_CONFIG``, else ``$XDG_CONFIG_HOME/tokdeck/config.toml``. The file is
-created with mode 0600 because profiles may hold API keys. Unknown keys and wrong types
-are errors naming the file, the line and what is wrong.
+created with mode 0600 because profiles may hold API keys. A leading UTF-8 BOM is accepted.
+Unknown keys, wrong types and bad values are errors naming the file, the line and the key.
 
 Add a section by writing a frozen dataclass whose fields have defaults and the types
 below (str, int, float, bool, str | None, int | None, tuple[str, ...], dict[str, str]),
-and adding it as a field of ``Config``.
+and adding it as a field of ``Config``. Every value is checked by its type: numbers must be
+finite and at least 0 (``metadata={"above": 0}`` for > 0), strings (also in lists and tables)
+non-empty and free of control characters; ``metadata={"check": f}`` adds a field's own rule,
+``f(value)`` returning what is wrong ("must be ...", "is ...") or None.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -21,8 +25,58 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .endpoint import base_url_problem, control_character, env_name_problem, header_name_problem, header_value_problem
 from .errors import ConfigError
 from .paths import atomic_write_text, config_path
+
+
+def _one_of(*choices: str):
+    def check(value: str) -> str | None:
+        return None if value in choices else f"must be {', '.join(choices[:-1])} or {choices[-1]}, not {value!r}"
+    return check
+
+
+def _specials(value: str) -> str | None:
+    from .tokenizers.base import SPECIAL_POLICIES
+
+    return _one_of(*SPECIAL_POLICIES)(value)
+
+
+#: the Bench pane's own entries beside the config's profiles
+SIMULATOR_PROFILE = "simulator"
+COMMAND_LINE_PROFILE = "command line"
+
+
+def _tokenizer_ids(value: tuple) -> str | None:
+    if not value:
+        return "must list at least one tokenizer id (leave the key out for every bundled one)"
+    twice = next((t for i, t in enumerate(value) if t in value[:i]), None)
+    return f"names {twice!r} twice" if twice else None
+
+
+def _profile_name(value: str) -> str | None:
+    if value in (SIMULATOR_PROFILE, COMMAND_LINE_PROFILE):
+        return f"must not be {value!r}: the Bench pane uses that name for its own entry"
+    return None
+
+
+def _context_windows(value: dict[str, str]) -> str | None:
+    from .tokenizers.context import parse_overrides
+
+    for pattern, window in value.items():
+        try:
+            parse_overrides({pattern: window})
+        except ConfigError:
+            return f'must give windows as whole numbers of tokens ("65536"): {pattern!r} is {window!r}'
+    return None
+
+
+def _headers(value: dict[str, str]) -> str | None:
+    for name, text in value.items():
+        problem = header_name_problem(name) or header_value_problem(text)
+        if problem:
+            return f"has a bad header: {name!r} {problem}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -37,32 +91,32 @@ class TokenizerSettings:
 class TokensSettings:
     #: tokenizers shown in the Tokens pane and counted by `tokdeck count` by default
     #: (None: every bundled one)
-    enabled: tuple[str, ...] | None = None
+    enabled: tuple[str, ...] | None = field(default=None, metadata={"check": _tokenizer_ids})
     reference: str = "o200k_base"
-    specials: str = "literal"
+    specials: str = field(default="literal", metadata={"check": _specials})
     budget_model: str = "gpt-4o"
     reserved_output: int = 1024
     #: model name or glob pattern -> context window in tokens, as a string ("65536");
     #: overrides the built-in table of tui.core.tokenizers.context
-    context_windows: dict[str, str] = field(default_factory=dict)
+    context_windows: dict[str, str] = field(default_factory=dict, metadata={"check": _context_windows})
 
 
 @dataclass(frozen=True)
 class Profile:
     """An endpoint to benchmark: ``[[profiles]]`` tables in the config."""
 
-    name: str = ""
-    base_url: str = ""
-    backend: str = "openai-chat"  # openai-chat | openai
+    name: str = field(default="", metadata={"check": _profile_name})
+    base_url: str = field(default="", metadata={"check": base_url_problem})
+    backend: str = field(default="openai-chat", metadata={"check": _one_of("openai-chat", "openai")})
     model: str | None = None
     #: the API key is read from this environment variable at run time ...
-    api_key_env: str | None = None
+    api_key_env: str | None = field(default=None, metadata={"check": env_name_problem})
     #: ... or stored here (the config file is 0600; never printed or saved in results)
-    api_key: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
+    api_key: str | None = field(default=None, repr=False)
+    headers: dict[str, str] = field(default_factory=dict, metadata={"check": _headers})
     insecure: bool = False  # skip TLS verification
     ca_bundle: str | None = None
-    timeout_s: float = 600.0
+    timeout_s: float = field(default=600.0, metadata={"above": 0})
 
 
 def profile_api_key(profile: Profile, env: typing.Mapping[str, str] | None = None) -> str | None:
@@ -91,15 +145,29 @@ class Config:
         raise ConfigError(f"no profile named {name!r} in {self.path} (profiles: {known})")
 
 
-def _line_of(text: str, key: str) -> int | None:
-    pat = re.compile(rf'^\s*"?{re.escape(key)}"?\s*=', re.M)
-    m = pat.search(text)
+def _line_of(text: str, key: str, start: int = 0) -> int | None:
+    pat = re.compile(rf'^[ \t]*"?{re.escape(key)}"?[ \t]*=', re.M)
+    m = pat.search(text, start)
     return text.count("\n", 0, m.start()) + 1 if m else None
 
 
-def _where(path: Path, text: str, key: str) -> str:
-    line = _line_of(text, key)
+def _where(path: Path, text: str, key: str, start: int = 0) -> str:
+    """``path:line`` of ``key = ...`` at or after offset ``start`` (its table's header), else ``path``."""
+    line = _line_of(text, key, start) or _line_of(text, key)
     return f"{path}:{line}" if line else str(path)
+
+
+def _text(value: Any, what: str, empty: str | None = None) -> str:
+    """A string value: non-empty, no control characters (TypeError says what it must be;
+    ``empty`` instead when the string is blank)."""
+    if not isinstance(value, str):
+        raise TypeError(what)
+    if not value.strip():
+        raise TypeError(empty or f"a non-empty {what.removeprefix('a ')}")
+    bad = control_character(value)
+    if bad:
+        raise TypeError(f"{what} without control characters (found {bad})")
+    return value
 
 
 def _check(value: Any, hint: Any) -> Any:
@@ -112,13 +180,14 @@ def _check(value: Any, hint: Any) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _check(value, inner[0])
     if origin is tuple:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        if not isinstance(value, list):
             raise TypeError("a list of strings")
-        return tuple(value)
+        return tuple(_text(v, "a list of strings", "a list of non-empty strings") for v in value)
     if origin is dict:
-        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        if not isinstance(value, dict):
             raise TypeError("a table of strings")
-        return dict(value)
+        return {_text(k, "a table of strings", "a table with non-empty names"):
+                _text(v, "a table of strings", "a table of non-empty strings") for k, v in value.items()}
     if hint is bool:
         if not isinstance(value, bool):
             raise TypeError("true or false")
@@ -132,41 +201,60 @@ def _check(value: Any, hint: Any) -> Any:
             raise TypeError("a number")
         return float(value)
     if hint is str:
-        if not isinstance(value, str):
-            raise TypeError("a string")
-        return value
+        return _text(value, "a string")
     raise TypeError(f"a value of type {hint}")  # pragma: no cover - programming error
 
 
-def section_from_table(cls: type, table: Any, name: str, path: Path, text: str):
-    """Build a section dataclass from a TOML table, rejecting unknown keys and wrong types."""
+def _value_problem(value: Any, metadata: typing.Mapping[str, Any]) -> str | None:
+    """What is wrong with a converted value (numbers: finite, >= 0 or > ``above``), or None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        above = metadata.get("above")
+        if not math.isfinite(value) or value < 0 or (above is not None and value <= above):
+            bound = f"> {above:g}" if above is not None else ">= 0"
+            return f"must be {'a finite number ' if isinstance(value, float) else ''}{bound}, not {value!r}"
+    check = metadata.get("check")
+    return check(value) if check is not None and value is not None else None
+
+
+def section_from_table(cls: type, table: Any, name: str, path: Path, text: str, start: int = 0):
+    """Build a section dataclass from a TOML table, rejecting unknown keys, wrong types and bad
+    values; ``start`` is the offset of the table in ``text`` (for the line numbers)."""
     if not isinstance(table, dict):
         raise ConfigError(f"{_where(path, text, name)}: [{name}] must be a table")
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in table.items():
-        if key not in known:
+        if key not in fields:
             raise ConfigError(
-                f"{_where(path, text, key)}: unknown key {key!r} in [{name}] (known: {', '.join(sorted(known))})"
+                f"{_where(path, text, key, start)}: unknown key {key!r} in [{name}] "
+                f"(known: {', '.join(sorted(fields))})"
             )
         try:
             kwargs[key] = _check(value, hints[key])
         except TypeError as exc:
-            raise ConfigError(f"{_where(path, text, key)}: {name}.{key} must be {exc}") from None
+            problem = f"must be {exc}"
+        else:
+            problem = _value_problem(kwargs[key], fields[key].metadata)
+        if problem:
+            raise ConfigError(f"{_where(path, text, key, start)}: {name}.{key} {problem}")
     return cls(**kwargs)
 
 
 def load_config(path: Path | None = None, *, missing_ok: bool = True) -> Config:
     path = path or config_path()
     try:
-        text = path.read_text("utf-8")
+        text = path.read_bytes().decode("utf-8-sig")  # a BOM (Windows editors) is not TOML
     except FileNotFoundError:
         if missing_ok:
             return Config(path=path)
         raise ConfigError(f"{path}: no such config file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the config: {exc}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a config file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 (byte offset {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config: {exc.strerror or exc}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -197,24 +285,26 @@ def load_config(path: Path | None = None, *, missing_ok: bool = True) -> Config:
 def _profiles(tables: Any, path: Path, text: str) -> tuple[Profile, ...]:
     if not isinstance(tables, list):
         raise ConfigError(f"{_where_section(path, text, 'profiles')}: profiles must be [[profiles]] tables")
+    headers = [m.start() for m in re.finditer(r"^[ \t]*\[\[[ \t]*profiles[ \t]*\]\]", text, re.M)]
+    aligned = len(headers) == len(tables)  # one [[profiles]] header per table; else inline tables
     out = []
-    for table in tables:
-        profile = section_from_table(Profile, table, "profiles", path, text)
+    for i, table in enumerate(tables):
+        start = headers[i] if aligned else 0
+        where = f"{path}:{text.count(chr(10), 0, start) + 1}" if aligned else _where_section(path, text, "profiles")
+        profile = section_from_table(Profile, table, "profiles", path, text, start)
         if not profile.name or not profile.base_url:
-            raise ConfigError(f"{_where_section(path, text, 'profiles')}: every [[profiles]] needs a name and a base_url")
-        if profile.backend not in ("openai-chat", "openai"):
-            raise ConfigError(f"{_where(path, text, 'backend')}: profiles.backend must be openai-chat or openai")
+            raise ConfigError(f"{where}: every [[profiles]] needs a name and a base_url")
         if profile.api_key and profile.api_key_env:
-            raise ConfigError(f"{_where(path, text, 'api_key')}: profile {profile.name!r} sets both api_key and "
-                              "api_key_env: keep one")
+            raise ConfigError(f"{_where(path, text, 'api_key', start)}: profile {profile.name!r} sets both api_key "
+                              "and api_key_env: keep one")
         if any(p.name == profile.name for p in out):
-            raise ConfigError(f"{_where_section(path, text, 'profiles')}: two profiles are named {profile.name!r}")
+            raise ConfigError(f"{where}: two profiles are named {profile.name!r}")
         out.append(profile)
     return tuple(out)
 
 
 def _where_section(path: Path, text: str, name: str) -> str:
-    m = re.search(rf"^\s*\[+\s*{re.escape(name)}\s*\]+", text, re.M)
+    m = re.search(rf"^[ \t]*\[+[ \t]*{re.escape(name)}[ \t]*\]+", text, re.M)
     return f"{path}:{text.count(chr(10), 0, m.start()) + 1}" if m else str(path)
 
 

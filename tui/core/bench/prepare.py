@@ -8,32 +8,48 @@ given, GET /v1/models, the local tokenizer, the prompts and the :class:`BenchSpe
 from __future__ import annotations
 
 import argparse
+import re
 from typing import TYPE_CHECKING
+
+from ..endpoint import (api_key_problem, base_url_problem, env_name_problem, has_credentials, header_name_problem,
+                        header_value_problem, shown_url)
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
 
 
 def _number(cast, ok, need: str, allow_inf: bool = False):
-    """An argparse type: ``cast`` the text, then require ``ok(value)`` (``need`` says what)."""
+    """An argparse type: ``cast`` the text, then require ``ok(value)`` (``need`` says what).
+    NaN never passes, nor infinity unless ``allow_inf``."""
     def parse(text: str):
-        if allow_inf and text.strip().lower() in ("inf", "infinity"):
-            return float("inf")
         try:
             value = cast(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if cast is int else ''}number") from None
-        if not ok(value):
+        if value != value or (value in (float("inf"), float("-inf")) and not allow_inf) or not ok(value):
             raise argparse.ArgumentTypeError(f"must be {need}, not {text}")
         return value
     return parse
 
 
+#: bounds that keep a typo from exhausting memory before anything is sent: every request, warm-up
+#: and concurrency slot costs memory up front, and prompts are made locally token by token
+MAX_REQUESTS = 1_000_000
+MAX_WARMUPS = 10_000
+MAX_CONCURRENCY = 100_000
+MAX_PROMPT_TOKENS = 1_048_576
+
 _positive_int = _number(int, lambda v: v >= 1, "at least 1")
-_count = _number(int, lambda v: v >= 0, "0 or more")
-_positive_float = _number(float, lambda v: v > 0, "> 0")
+_requests = _number(int, lambda v: 1 <= v <= MAX_REQUESTS, f"between 1 and {MAX_REQUESTS:,}")
+_concurrency = _number(int, lambda v: 1 <= v <= MAX_CONCURRENCY, f"between 1 and {MAX_CONCURRENCY:,}")
+_warmups = _number(int, lambda v: 0 <= v <= MAX_WARMUPS, f"between 0 and {MAX_WARMUPS:,}")
+_prompt_len = _number(int, lambda v: 1 <= v <= MAX_PROMPT_TOKENS, f"between 1 and {MAX_PROMPT_TOKENS:,}")
+_prefix_len = _number(int, lambda v: 0 <= v <= MAX_PROMPT_TOKENS, f"between 0 and {MAX_PROMPT_TOKENS:,}")
+_positive_float = _number(float, lambda v: v > 0, "a finite number > 0")
+_shape = _number(float, lambda v: v > 0, "> 0 (or inf: even gaps)", allow_inf=True)
 _rate = _number(float, lambda v: v > 0, "> 0 (or inf)", allow_inf=True)
 _ratio = _number(float, lambda v: 0 <= v < 1, "in [0, 1)")
+_temperature = _number(float, lambda v: v >= 0, "a finite number >= 0")
 
 
 class _Given(argparse.Action):
@@ -78,12 +94,12 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="random (default), custom (JSONL: prompt/output_tokens, messages, or message arrays), "
                         "sharegpt, sonnet (bundled text)")
     d.add_argument("--dataset-path", metavar="FILE", help="the file for custom and sharegpt")
-    d.add_argument("--num-prompts", type=_positive_int, default=1000, metavar="N",
-                   help="number of requests (default 1000)")
-    d.add_argument("--input-len", type=_positive_int, metavar="N", help="input length for random/sonnet")
+    d.add_argument("--num-prompts", type=_requests, default=1000, metavar="N",
+                   help=f"number of requests (default 1000, at most {MAX_REQUESTS:,})")
+    d.add_argument("--input-len", type=_prompt_len, metavar="N", help="input length for random/sonnet")
     d.add_argument("--output-len", type=_positive_int, metavar="N",
                    help="max output tokens for every request, overriding the dataset's")
-    d.add_argument("--random-input-len", type=_positive_int, default=1024, metavar="N", help="default 1024")
+    d.add_argument("--random-input-len", type=_prompt_len, default=1024, metavar="N", help="default 1024")
     d.add_argument("--random-output-len", type=_positive_int, default=128, metavar="N", help="default 128")
     d.add_argument("--random-range-ratio", type=_ratio, default=0.0, metavar="R",
                    help="lengths drawn from [N(1-R), N(1+R)] (default 0)")
@@ -91,17 +107,17 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="output length for custom lines without output_tokens (default 256)")
     d.add_argument("--sharegpt-output-len", type=_positive_int, metavar="N",
                    help="output length instead of the reply's length")
-    d.add_argument("--sonnet-input-len", type=_positive_int, default=550, metavar="N", help="default 550")
+    d.add_argument("--sonnet-input-len", type=_prompt_len, default=550, metavar="N", help="default 550")
     d.add_argument("--sonnet-output-len", type=_positive_int, default=150, metavar="N", help="default 150")
-    d.add_argument("--sonnet-prefix-len", type=_count, default=200, metavar="N", help="default 200")
+    d.add_argument("--sonnet-prefix-len", type=_prefix_len, default=200, metavar="N", help="default 200")
 
     lo = p.add_argument_group("load")
     lo.add_argument("--request-rate", type=_rate, default=float("inf"), metavar="RPS",
                     help="requests per second (default inf: all at once)")
-    lo.add_argument("--burstiness", type=_positive_float, default=1.0,
+    lo.add_argument("--burstiness", type=_shape, default=1.0,
                     help="gamma shape of arrival gaps: 1 = Poisson (default), <1 burstier, >1 steadier")
-    lo.add_argument("--max-concurrency", type=_positive_int, metavar="N", help="most requests in flight at once")
-    lo.add_argument("--num-warmups", type=_count, default=0, metavar="N", help="warm-up requests, not measured")
+    lo.add_argument("--max-concurrency", type=_concurrency, metavar="N", help="most requests in flight at once")
+    lo.add_argument("--num-warmups", type=_warmups, default=0, metavar="N", help="warm-up requests, not measured")
     lo.add_argument("--ramp-up-strategy", choices=("linear", "exponential"),
                     help="ramp the rate from --ramp-up-start-rps to --ramp-up-end-rps over the requests")
     lo.add_argument("--ramp-up-start-rps", type=_positive_float, metavar="RPS")
@@ -112,7 +128,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
     r = p.add_argument_group("request")
     r.add_argument("--ignore-eos", action="store_true", help="send ignore_eos (vLLM extension)")
-    r.add_argument("--temperature", type=float, help="sampling temperature (default: the server's)")
+    r.add_argument("--temperature", type=_temperature, help="sampling temperature (default: the server's)")
 
     o = p.add_argument_group("results")
     o.add_argument("--goodput", nargs="+", metavar="KEY:MS", help="SLOs, e.g. ttft:500 tpot:50 e2el:2000")
@@ -147,10 +163,23 @@ def validate(args) -> None:
         raise TokdeckError("--ramp-up-start-rps/--ramp-up-end-rps need --ramp-up-strategy")
     if args.save_detailed and not args.save_result:
         args.save_result = True
+    for dest in ("profile", "base_url", "endpoint", "model", "tokenizer", "api_key_env", "ca_bundle", "dataset_path",
+                 "result_dir", "result_filename", "label", "csv"):
+        value = getattr(args, dest, None)
+        if value is not None and not value.strip():  # `--model "$MODEL"` with MODEL unset: say so, no default
+            raise TokdeckError(f"--{dest.replace('_', '-')} must not be empty")
     if args.ca_bundle and args.insecure:
         raise TokdeckError("--ca-bundle and --insecure contradict each other")
-    if args.base_url and not args.base_url.lower().startswith(("http://", "https://")):
-        raise TokdeckError(f"--base-url must start with http:// or https:// (got {args.base_url.split('@')[-1]!r})")
+    if args.base_url is not None:
+        problem = base_url_problem(args.base_url)
+        if problem:
+            raise TokdeckError(f"--base-url {problem} (got {shown_url(args.base_url)!r})")
+    if args.endpoint is not None and (not args.endpoint.strip() or re.search(r"[\s\x00-\x1f\x7f]", args.endpoint)):
+        raise TokdeckError("--endpoint must be a path such as /v1/chat/completions, without spaces or control "
+                           "characters")
+    if args.api_key_env is not None and env_name_problem(args.api_key_env):
+        raise TokdeckError(f"--api-key-env {env_name_problem(args.api_key_env)}, not {args.api_key_env!r}")
+    parse_headers(args.header)
 
 
 def apply_profile(args, say=lambda line: None) -> str | None:
@@ -180,19 +209,25 @@ def apply_profile(args, say=lambda line: None) -> str | None:
     return prof.api_key
 
 
-def _headers(items: list[str]) -> tuple[tuple[str, str], ...]:
+def parse_headers(items: list[str]) -> tuple[tuple[str, str], ...]:
     from ..errors import TokdeckError
 
     out = []
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise TokdeckError(f"--header {key.strip() or item!r}: expected KEY=VALUE")
-        out.append((key.strip(), value.strip()))
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise TokdeckError(f"--header {key or item!r}: expected KEY=VALUE")
+        problem = header_name_problem(key) or header_value_problem(value)
+        if problem:
+            raise TokdeckError(f"--header {key!r}: {'the name' if header_name_problem(key) else 'the value'} "
+                               f"{problem}")
+        out.append((key, value))
     return tuple(out)
 
 
-def _api_key(args) -> str | None:
+def _api_key(args) -> tuple[str | None, str]:
+    """The key from --api-key-env, else $OPENAI_API_KEY, and where it came from."""
     import os
 
     from ..errors import TokdeckError
@@ -201,8 +236,31 @@ def _api_key(args) -> str | None:
         key = os.environ.get(args.api_key_env)
         if not key:
             raise TokdeckError(f"--api-key-env: environment variable {args.api_key_env} is not set or empty")
-        return key
-    return os.environ.get("OPENAI_API_KEY") or None
+        return key, f"${args.api_key_env}"
+    return os.environ.get("OPENAI_API_KEY") or None, "$OPENAI_API_KEY"
+
+
+def auth_headers(base_url: str, headers, api_key: str | None, key_source: str) -> dict[str, str]:
+    """The headers of ``GET /v1/models`` (extra headers, then the key as a bearer token), after the
+    checks every request needs: a key that fits in a header, and no second ``Authorization``
+    beside credentials in the URL (aiohttp sends ``user:password@`` as Basic authentication and
+    refuses both). TokdeckError (one line, never the key) otherwise."""
+    from ..errors import TokdeckError
+
+    out = dict(headers)
+    given = any(k.lower() == "authorization" for k in out)
+    if api_key is not None:
+        problem = api_key_problem(api_key)
+        if problem:
+            raise TokdeckError(f"the API key from {key_source} {problem}")
+    if has_credentials(base_url):
+        other = f"an API key ({key_source})" if api_key else "an Authorization header" if given else None
+        if other:
+            raise TokdeckError(f"{shown_url(base_url)}: credentials in the URL (user:password@) and {other} would "
+                               "both be the Authorization header: keep one")
+    if api_key and not given:  # an Authorization header given wins, as in runs
+        out["Authorization"] = f"Bearer {api_key}"
+    return out
 
 
 def _tokenizer(args, model: str, reg, fallback: str | None):
@@ -223,23 +281,16 @@ def _tokenizer(args, model: str, reg, fallback: str | None):
 
 
 async def _preflight(base_url: str, headers: dict, timeout: float, insecure: bool, ca_bundle: str | None):
-    """GET /v1/models: (status, first model id or None, the tokenizer a tokdeck simulator names or None).
-
-    TokdeckError when unreachable."""
-    import orjson
-
-    from .models import fetch_models
+    """GET /v1/models: (status, the ModelList or None, why there is none). TokdeckError when unreachable."""
+    from .models import fetch_models, parse_models
 
     status, body = await fetch_models(base_url, headers, timeout, insecure, ca_bundle, url_label="--base-url ")
-    model = sim_tokenizer = None
-    if status == 200:
-        try:
-            data = orjson.loads(body).get("data") or []
-            if data and isinstance(data[0], dict):
-                model, sim_tokenizer = data[0].get("id"), data[0].get("tokdeck_tokenizer")
-        except (orjson.JSONDecodeError, AttributeError):
-            pass
-    return status, model, sim_tokenizer if isinstance(sim_tokenizer, str) else None
+    if status != 200:
+        return status, None, f"HTTP {status}"
+    try:
+        return status, parse_models(body), None
+    except ValueError as exc:
+        return status, None, f"not a model list: {exc}"
 
 
 def _load_requests(args, tokenizer):
@@ -260,14 +311,16 @@ def _load_requests(args, tokenizer):
 
 
 def result_path(args, result) -> "Path":
+    """--result-dir/--result-filename, else vLLM's file name; the model's name is the server's
+    (outside input), so it and the label are cut down to characters safe in one file name."""
     from pathlib import Path
 
     if args.result_filename:
         name = args.result_filename
     else:
-        label = args.label or args.backend
+        label = _file_part(args.label or args.backend)
         conc = f"-concurrency{args.max_concurrency}" if args.max_concurrency is not None else ""
-        model = result.setup["model_id"].split("/")[-1]
+        model = _file_part(result.setup["model_id"].split("/")[-1])
         date = result.setup["date"]
         if args.ramp_up_strategy:
             name = (f"{label}-ramp-up-{args.ramp_up_strategy}-{args.ramp_up_start_rps:g}qps-"
@@ -275,6 +328,11 @@ def result_path(args, result) -> "Path":
         else:
             name = f"{label}-{args.request_rate}qps{conc}-{model}-{date}.json"
     return Path(args.result_dir or ".") / name
+
+
+def _file_part(text: str) -> str:
+    part = re.sub(r"[\x00-\x1f\x7f/\\]", "_", text)[:100]
+    return "_" if part in ("", ".", "..") else part
 
 
 # ---------------------------------------------------------------------- run
@@ -305,8 +363,11 @@ def prepare(args, *, registry=None, api_key: str | None = None, sim_config=None,
         goodput = m.parse_goodput(args.goodput) if args.goodput else None
     except ValueError as exc:
         raise TokdeckError(str(exc)) from None
-    headers = _headers(args.header)
-    api_key = api_key or (None if args.api_key_env else profile_key) or _api_key(args)
+    headers = parse_headers(args.header)
+    if api_key or (profile_key and not args.api_key_env):
+        api_key, key_source = api_key or profile_key, "the profile's stored key"
+    else:
+        api_key, key_source = _api_key(args)
 
     sim = None
     sim_tokenizer = None
@@ -321,19 +382,17 @@ def prepare(args, *, registry=None, api_key: str | None = None, sim_config=None,
         say(f"no --base-url given: using the built-in simulator at {base_url} "
             f"(model {cfg.model}, simulated TTFT {cfg.ttft_ms:g} ms, ITL {cfg.itl_ms:g} ms; not a real server)")
     try:
-        pre_headers = dict(headers)
-        if api_key:
-            pre_headers["Authorization"] = f"Bearer {api_key}"
-        status, first_model, advertised = asyncio.run(_preflight(base_url, pre_headers, args.connect_timeout,
-                                                                 args.insecure, args.ca_bundle))
-        sim_tokenizer = sim_tokenizer or advertised
+        pre_headers = auth_headers(base_url, headers, api_key, key_source)
+        status, models, problem = asyncio.run(_preflight(base_url, pre_headers, args.connect_timeout,
+                                                         args.insecure, args.ca_bundle))
+        sim_tokenizer = sim_tokenizer or (models.sim_tokenizer if models else None)
         if status in (401, 403):
             say(f"warning: {redact_url(base_url)} answered HTTP {status} to GET /v1/models: "
                 "check the API key (--api-key-env / OPENAI_API_KEY)")
-        model = args.model or first_model
+        model = args.model or (models.ids[0] if models and models.ids else None)
         if not model:
-            raise TokdeckError(f"no --model given and {redact_url(base_url)}/v1/models listed none "
-                               f"(HTTP {status}): pass --model")
+            raise TokdeckError(f"no --model given and {redact_url(base_url)}/v1/models gave none "
+                               f"({problem or 'it lists no model'}): pass --model")
         reg = registry or default_registry()
         tokenizer, how = _tokenizer(args, model, reg, sim_tokenizer)
         counter = TokenCounter(tokenizer)

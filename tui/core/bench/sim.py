@@ -41,6 +41,11 @@ Output length: ``output_tokens`` (± ``output_tokens_jitter``, uniform) is where
 model stops by itself (``finish_reason: "stop"``); a smaller ``max_tokens`` cuts it
 (``"length"``); ``ignore_eos`` runs to ``max_tokens``. With ``output_tokens=None`` every
 response runs to ``max_tokens``/``max_completion_tokens`` (``"length"``), or 64 tokens.
+No response is longer than ``max_output_tokens`` (default 32,768): a request asking for more
+gets that many, ``finish_reason: "length"``, the header ``X-Tokdeck-Output-Cap: N`` and
+``usage.tokdeck_output_cap: N``, so a runaway ``max_tokens`` (10^12) cannot tie the server up.
+A stream that runs behind its schedule (``itl_ms`` 0) yields to the event loop every
+``YIELD_EVERY`` chunks, so other requests, ``/health`` and a shutdown are never starved.
 
 Faults (at most one per request; the rates are fractions of requests and must add up to ≤ 1):
 ``error_rate`` - an HTTP ``error_status`` JSON error right away; ``cut_rate`` - the connection
@@ -71,6 +76,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
+from ..endpoint import api_key_problem, control_character
 from ..errors import TokdeckError
 from ..messages import messages_text
 
@@ -113,6 +119,15 @@ busy test record boat common gold possible plane age dry wonder laugh thousand a
 game shape yes hot miss brought heat snow bed bring sit perhaps fill east weight language among"""
 
 _CYCLE_LEN = 4096  # length of the seeded word stream responses are cut from
+DEFAULT_MAX_OUTPUT_TOKENS = 32_768
+#: the highest cap a config may set: a 262,144-token JSON response takes ~60 ms to build
+MAX_OUTPUT_TOKENS_LIMIT = 262_144
+#: chunks written without a sleep before a stream gives the event loop a turn
+YIELD_EVERY = 64
+#: JSON responses with more tokens are built in a thread, off the event loop
+BUILD_OFF_LOOP_TOKENS = 16_384
+#: request bodies from this size on are parsed in a thread (the limit is 64 MiB)
+PARSE_OFF_LOOP_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -128,6 +143,7 @@ class SimConfig:
     jitter: str = "normal"              # normal (clipped at 0) | uniform | exp (long tail)
     output_tokens: int | None = None    # None: the request's max_tokens / max_completion_tokens, else 64
     output_tokens_jitter: int = 0       # uniform ± spread around output_tokens
+    max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS  # no response is longer (finish_reason "length")
     tokens_per_chunk: int = 1
     usage: str = "separate"             # separate | final | none (see the module docstring)
     send_done: bool = True              # send `data: [DONE]`
@@ -150,6 +166,10 @@ class SimConfig:
         def bad(msg: str) -> TokdeckError:
             return TokdeckError(f"simulator: {msg}")
 
+        if not isinstance(self.model, str) or not self.model.strip() or control_character(self.model):
+            raise bad("model must be a non-empty name without control characters")
+        if self.api_key is not None and api_key_problem(self.api_key):
+            raise bad(f"the API key {api_key_problem(self.api_key)}")
         for name in ("ttft_ms", "ttft_jitter_ms", "itl_ms", "itl_jitter_ms", "slow_headers_ms"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
@@ -158,8 +178,12 @@ class SimConfig:
             raise bad(f"jitter must be one of {', '.join(JITTER_KINDS)}, not {self.jitter!r}")
         if self.usage not in USAGE_MODES:
             raise bad(f"usage must be one of {', '.join(USAGE_MODES)}, not {self.usage!r}")
-        if self.output_tokens is not None and self.output_tokens < 1:
-            raise bad(f"output_tokens must be >= 1, not {self.output_tokens}")
+        if not 1 <= self.max_output_tokens <= MAX_OUTPUT_TOKENS_LIMIT:
+            raise bad(f"max_output_tokens must be between 1 and {MAX_OUTPUT_TOKENS_LIMIT:,}, "
+                      f"not {self.max_output_tokens}")
+        if self.output_tokens is not None and not 1 <= self.output_tokens <= self.max_output_tokens:
+            raise bad(f"output_tokens must be between 1 and max_output_tokens ({self.max_output_tokens:,}), "
+                      f"not {self.output_tokens}")
         if self.output_tokens_jitter < 0:
             raise bad("output_tokens_jitter must be >= 0")
         if self.tokens_per_chunk < 1:
@@ -413,6 +437,7 @@ class _Plan:
     finish: str
     fault: str | None
     fault_at: int  # content chunks sent before the fault happens
+    capped: bool = False  # the request asked for more than max_output_tokens
 
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -540,6 +565,9 @@ class SimServer:
             n, finish = max_tokens, "length"
         else:
             n, finish = natural, "stop"
+        capped = n > cfg.max_output_tokens
+        if capped:
+            n, finish = cfg.max_output_tokens, "length"
         u = rng.random()
         fault = None
         for name, rate in zip(FAULTS, (cfg.error_rate, cfg.cut_rate, cfg.malformed_rate, cfg.midstream_error_rate)):
@@ -549,7 +577,7 @@ class SimServer:
             u -= rate
         nchunks = self._nchunks(n)
         fault_at = rng.randint(1, max(1, nchunks - 1)) if fault else 0
-        return _Plan(rng=rng, n=n, finish=finish, fault=fault, fault_at=fault_at)
+        return _Plan(rng=rng, n=n, finish=finish, fault=fault, fault_at=fault_at, capped=capped)
 
     def _nchunks(self, n: int) -> int:
         k = self.cfg.tokens_per_chunk
@@ -570,12 +598,17 @@ class SimServer:
                     lit = json.dumps("".join(src.piece(ids[j], j == lo) for j in range(start, stop))).encode()
                 yield is_r, lit, stop - start
 
-    def _usage(self, prompt_tokens: int, completion_tokens: int, reasoning: int) -> dict:
+    def _usage(self, prompt_tokens: int, completion_tokens: int, reasoning: int, capped: bool) -> dict:
         u = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
              "total_tokens": prompt_tokens + completion_tokens}
         if reasoning:
             u["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+        if capped:
+            u["tokdeck_output_cap"] = self.cfg.max_output_tokens
         return u
+
+    def _cap_headers(self, plan: _Plan) -> dict[str, str]:
+        return {"X-Tokdeck-Output-Cap": str(self.cfg.max_output_tokens)} if plan.capped else {}
 
     # -------------------------------------------------------------- handlers
     def _check_auth(self, request) -> None:
@@ -622,8 +655,9 @@ class SimServer:
                 self._check_auth(request)
                 raw = await request.read()
                 try:
-                    body = json.loads(raw)
-                except (ValueError, UnicodeDecodeError):
+                    body = (json.loads(raw) if len(raw) < PARSE_OFF_LOOP_BYTES
+                            else await loop.run_in_executor(None, json.loads, raw))
+                except (ValueError, UnicodeDecodeError, RecursionError):
                     raise _BadRequest(400, "the request body is not valid JSON", code="invalid_json") from None
                 if not isinstance(body, dict):
                     raise _BadRequest(400, "the request body must be a JSON object", code="invalid_json")
@@ -733,7 +767,7 @@ class SimServer:
         offset = rng.randrange(_CYCLE_LEN)
         ttft = self._draw(rng, cfg.ttft_ms, cfg.ttft_jitter_ms)
 
-        resp = web.StreamResponse(status=200, headers=_SSE_HEADERS)
+        resp = web.StreamResponse(status=200, headers={**_SSE_HEADERS, **self._cap_headers(plan)})
         if chat and cfg.role_chunk:
             # the role chunk follows at once: send it with the headers, one syscall instead of two
             # (aiohttp's own small-payload path; without the attribute headers just go first)
@@ -768,6 +802,8 @@ class SimServer:
                 delay = due - now_fn()
                 if delay > 0:
                     await sleep(delay)
+                elif not chunk_no % YIELD_EVERY:  # behind schedule (or no gaps): let the others in
+                    await sleep(0)
                 if chunk_no == stop_at:
                     fault = plan.fault
                     if fault == "midstream_error":
@@ -796,7 +832,7 @@ class SimServer:
                 return resp
             if fault in (None, "malformed"):  # the stream went on after a malformed line
                 finish = plan.finish
-                usage = self._usage(rec["prompt_tokens"], sent, sent_reasoning)
+                usage = self._usage(rec["prompt_tokens"], sent, sent_reasoning, plan.capped)
                 fin = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish} if chat else \
                     {"index": 0, "text": "", "logprobs": None, "finish_reason": finish}
                 final_usage = b""
@@ -833,7 +869,9 @@ class SimServer:
         rng = plan.rng
         offset = rng.randrange(_CYCLE_LEN)
         ttft = self._draw(rng, cfg.ttft_ms, cfg.ttft_jitter_ms)
-        total = ttft + sum(self._draw(rng, cfg.itl_ms, cfg.itl_jitter_ms) for _ in range(self._nchunks(plan.n) - 1))
+        gaps = self._nchunks(plan.n) - 1
+        total = ttft + (sum(self._draw(rng, cfg.itl_ms, cfg.itl_jitter_ms) for _ in range(gaps))
+                        if cfg.itl_jitter_ms > 0 else gaps * cfg.itl_ms / 1000.0)
         if cfg.slow_headers_ms:
             await self._sleep_until(arrival + cfg.slow_headers_ms / 1000.0)
         queue_s = await self._acquire()
@@ -851,31 +889,35 @@ class SimServer:
                 return web.Response(status=500, content_type="application/json",
                                     body=_error_body("simulated server error", "server_error", 500))
             reasoning = self._reasoning_for(chat, plan.n)
-            src = self._source
-            r_text = src.text(offset, reasoning)
-            c_text = src.text(offset + reasoning, plan.n - reasoning)
-            usage = self._usage(rec["prompt_tokens"], plan.n, reasoning)
-            created = int(time.time())
-            if chat:
-                message = {"role": "assistant", "content": c_text}
-                if reasoning:
-                    message["reasoning_content"] = r_text
-                out = {"id": f"chatcmpl-sim{rec['index']}", "object": "chat.completion", "created": created,
-                       "model": rec["model"], "choices": [{"index": 0, "message": message, "logprobs": None,
-                                                           "finish_reason": plan.finish}]}
-            else:
-                out = {"id": f"cmpl-sim{rec['index']}", "object": "text_completion", "created": created,
-                       "model": rec["model"], "choices": [{"index": 0, "text": c_text, "logprobs": None,
-                                                           "finish_reason": plan.finish}]}
-            if cfg.usage != "none":
-                out["usage"] = usage
-            body = _dumps(out)
+
+            def build() -> bytes:
+                src = self._source
+                r_text = src.text(offset, reasoning)
+                c_text = src.text(offset + reasoning, plan.n - reasoning)
+                created = int(time.time())
+                if chat:
+                    message = {"role": "assistant", "content": c_text}
+                    if reasoning:
+                        message["reasoning_content"] = r_text
+                    out = {"id": f"chatcmpl-sim{rec['index']}", "object": "chat.completion", "created": created,
+                           "model": rec["model"], "choices": [{"index": 0, "message": message, "logprobs": None,
+                                                               "finish_reason": plan.finish}]}
+                else:
+                    out = {"id": f"cmpl-sim{rec['index']}", "object": "text_completion", "created": created,
+                           "model": rec["model"], "choices": [{"index": 0, "text": c_text, "logprobs": None,
+                                                               "finish_reason": plan.finish}]}
+                if cfg.usage != "none":
+                    out["usage"] = self._usage(rec["prompt_tokens"], plan.n, reasoning, plan.capped)
+                return _dumps(out)
+
+            body = build() if plan.n < BUILD_OFF_LOOP_TOKENS else await loop.run_in_executor(None, build)
             fault = None
             if plan.fault == "malformed":
                 fault, body = "malformed", body[: len(body) // 2]
             self._record(SimRecord(status=200, fault=fault, completion_tokens=plan.n, reasoning_tokens=reasoning,
                                    finish_reason=plan.finish, **base))
-            return web.Response(status=200, body=body, content_type="application/json")
+            return web.Response(status=200, body=body, content_type="application/json",
+                                headers=self._cap_headers(plan))
         finally:
             self._release()
 
