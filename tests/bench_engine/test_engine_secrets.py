@@ -106,11 +106,23 @@ def test_clip_is_one_bounded_line_of_valid_utf8():
     ("http://user:pw@host:8000/v1", "http://host:8000/v1"),
     ("http://host:8000", "http://host:8000"),
     ("http://[bad", "(an invalid URL)"),
+    ("http://u:p@[::1]:8000/v1", "http://[::1]:8000/v1"),  # the brackets stay (was http://::1:8000/v1)
+    ("https://u:p@w@host", "https://host"),
+    ("http://host:99999", "(an invalid URL)"),
 ])
 def test_redact_url(url, expected):
     from tui.core.bench.redact import redact_url
 
     assert redact_url(url) == expected
+
+
+def test_a_given_header_replaces_the_key_whatever_its_case():
+    from tui.core.bench.engine import BenchSpec, request_headers
+
+    spec = BenchSpec(base_url="http://h", model="m", api_key="sk-1", headers=(("authorization", "Basic eA=="),))
+    headers = request_headers(spec)
+    assert [k for k in headers if k.lower() == "authorization"] == ["authorization"]
+    assert headers["authorization"] == "Basic eA=="
 
 
 async def test_the_url_password_is_a_secret_too(scripted):

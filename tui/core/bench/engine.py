@@ -168,7 +168,9 @@ def request_headers(spec: BenchSpec) -> dict[str, str]:
     headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if spec.stream else "application/json"}
     if spec.api_key:
         headers["Authorization"] = f"Bearer {spec.api_key}"
-    for k, v in spec.headers:
+    for k, v in spec.headers:  # a given header replaces ours whatever its case (one Authorization, not two)
+        for same in [h for h in headers if h.lower() == k.lower()]:
+            del headers[same]
         headers[k] = v
     return headers
 

@@ -42,11 +42,9 @@ def redact_url(url: str) -> str:
     """The URL without any user:password part (never saved or printed)."""
     try:
         parts = urlsplit(url)
-        if parts.username or parts.password:
-            host = parts.hostname or ""
-            if parts.port:
-                host = f"{host}:{parts.port}"
-            parts = parts._replace(netloc=host)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+        if "@" in parts.netloc:  # keep the host exactly as written ([::1] keeps its brackets)
+            parts = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])
         return urlunsplit(parts)
     except ValueError:  # not a URL (a bad port, an unclosed IPv6 bracket): show none of it
         return "(an invalid URL)"
