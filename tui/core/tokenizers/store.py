@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import TokenizerError
 from ..paths import atomic_write_bytes, atomic_write_text, user_tokenizer_store
 from .base import TokenizerInfo
-from .loaders import build, find_tokenizer_file
+from .loaders import build, find_tokenizer_file, read_tokenizer_file
 from .registry import STORE_META, Registry, _manifest, _special_tokens
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@/+-]{0,127}$")
@@ -49,7 +49,7 @@ def add_to_store(path: str | Path, tokenizer_id: str | None = None, registry: Re
     reg = registry or Registry()
     if tid in reg.ids():
         raise TokenizerError(f"a tokenizer with id {tid!r} exists already ({reg.info(tid).source}); pick another with --id")
-    data = file.read_bytes()
+    data = read_tokenizer_file(file)
     info = reg._file_info(tid, file, fmt, "user")  # same rules as discovery (known tiktoken files)
     base = _manifest().get(info.extra.get("base") or "")
     build(info, data, pattern=info.extra.get("pattern") or (base or {}).get("pattern"),
