@@ -92,6 +92,26 @@ def test_a_panic_while_encoding_is_the_tokenizers_error(tmp_path, bundled):
     assert rows[0].error.startswith("emptymatch: the tokenizer library failed")
 
 
+def test_add_refuses_a_tokenizer_that_fails_on_text(tmp_path, isolated_env):
+    (tmp_path / "emptymatch.json").write_bytes(_tekken(r"\s*"))
+    with pytest.raises(TokenizerError, match=r"^emptymatch: the tokenizer library failed: "):
+        add_to_store(tmp_path / "emptymatch.json")
+    assert not any((isolated_env / "data").rglob("tokdeck.json"))
+    (tmp_path / "fine.json").write_bytes(_tekken(r"\S+|\s+"))
+    assert add_to_store(tmp_path / "fine.json").id == "fine"
+
+
+def test_a_tokenizer_config_nested_too_deeply_is_no_template(tmp_path):
+    from tui.core.tokenizers.chat import chat_method
+
+    folder = tmp_path / "toks" / "deepconfig"
+    folder.mkdir(parents=True)
+    (folder / "tokenizer.json").write_bytes(bundled_bytes("llama2.tokenizer.json.xz"))
+    (folder / "tokenizer_config.json").write_text("[" * 100_000 + "]" * 100_000)
+    reg = Registry(env={"TOKDECK_TOKENIZER_PATH": str(folder.parent)})
+    assert chat_method(reg.info("deepconfig")) == "sum_of_contents"
+
+
 def test_tokenizer_path_entries_that_are_not_files(tmp_path, bundled):
     folder = tmp_path / "toks"
     (folder / "adir.json").mkdir(parents=True)  # a folder with a tokenizer's name: no tokenizer inside

@@ -288,7 +288,7 @@ def _template_from_folder(folder: Path) -> ChatTemplate | None:
         try:
             loaded = json.loads(config_file.read_text("utf-8"))
             config = loaded if isinstance(loaded, dict) else {}
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # unreadable or not JSON: no config
             config = {}
     jinja_file = folder / "chat_template.jinja"  # newer transformers save the template apart
     if jinja_file.is_file():
