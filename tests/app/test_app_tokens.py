@@ -107,6 +107,34 @@ async def test_a_broken_tokenizer_shows_its_error_while_the_others_count(tmp_pat
         assert table_rows(app)["cl100k_base"][0] == str(registry.get("cl100k_base").count("more some text to count"))
 
 
+async def test_corrupt_tokenizer_files_show_their_error_in_their_rows(tmp_path, monkeypatch, capfd):
+    """A tiktoken file with two tokens of one rank made the Rust core panic in the loading
+    worker: the backtrace went over the screen and every row stayed "loading…" for good."""
+    from corrupt_tokenizers import CORRUPT
+    from tui.app.app import make_app
+    from tui.core.config import Config, TokensSettings
+    from tui.core.tokenizers import Registry
+
+    folder = tmp_path / "toks"
+    folder.mkdir()
+    broken = ("duprank.tiktoken", "nobyte.tiktoken", "truncated.json", "wrongshape.json", "emptyspecial.json")
+    for name in broken:
+        (folder / name).write_bytes(CORRUPT[name][0]())
+    monkeypatch.setenv("TOKDECK_TOKENIZER_PATH", str(folder))
+    registry = Registry()
+    ids = tuple(name.split(".")[0] for name in broken)
+    config = Config(tokens=TokensSettings(enabled=("cl100k_base", *ids, "estimate")))
+    app = make_app(text="some text \x01 to count", registry=registry, config=config)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        rows = table_rows(app)
+        for name, tid in zip(broken, ids):
+            assert rows[tid][0] == "error" and CORRUPT[name][1] in app.tokens.errors[tid], rows[tid]
+        assert rows["cl100k_base"][0] == str(registry.get("cl100k_base").count("some text \x01 to count"))
+    err = capfd.readouterr().err
+    assert "panicked" not in err and "Traceback" not in err  # nothing reached the terminal
+
+
 async def test_open_file_dialog_loads_the_file(make, tmp_path):
     path = tmp_path / "doc.txt"
     path.write_text("\ufefffirst line\nsecond line\n", encoding="utf-8")

@@ -269,3 +269,98 @@ async def test_deeply_nested_json_is_a_400(serve_client):
     client = await serve_client()
     status, body = await post(client, "/calculate", "[" * 100_000 + "]" * 100_000)
     assert status == 400 and body["error"]["type"] == "invalid_json"
+
+
+# ------------------------------------------------------------------ hostile input
+async def test_a_null_field_is_a_field_not_given(serve_client, bundled):
+    client = await serve_client()
+    status, body = await post(client, "/calculate", {"text": "hi", "model_name": None, "model": "gpt-4o"})
+    assert status == 200 and body["tokenizer"] == "o200k_base", body
+    status, body = await post(client, "/calculate", {"text": "hi", "tokenizer": "llama3", "model": None,
+                                                     "specials": None, "messages": None})
+    assert status == 200 and body["specials"] == "literal" and body["token_count"] == bundled.get("llama3").count("hi")
+    status, body = await post(client, "/batch-calculate", {"texts": ["a"], "model_name": None, "tokenizer": "qwen3"})
+    assert status == 200
+
+
+async def test_an_alias_to_a_missing_tokenizer_names_the_alias_and_its_target(serve_client):
+    from tui.core.tokenizers import Registry
+
+    client = await serve_client(registry=Registry(discover=False, env={}, aliases={"acme-*": "acme-tok"}))
+    status, body = await post(client, "/calculate", {"text": "x", "model_name": "acme-7b"})
+    assert status == 404 and body["error"]["type"] == "unknown_model"
+    message = body["error"]["message"]
+    assert "'acme-7b'" in message and "'acme-*' -> 'acme-tok'" in message and "[tokenizers.aliases]" in message
+
+
+def _deep(levels: int) -> str:
+    return '{"a": ' * levels + "1" + "}" * levels
+
+
+@pytest.mark.parametrize("body, fragment", [
+    (b"null", "must be a JSON object"),
+    (b'{"text": "x", "tokenizer": "qwen3", "extra": NaN}', "NaN is not a JSON number"),
+    (b'{"text": "x", "tokenizer": "qwen3", "extra": 1e999}', "out of range"),
+    (b'{"text": "x", "tokenizer": "qwen3", "extra": ' + _deep(1000).encode() + b"}", "nested more than 100 levels"),
+    (('{"tokenizer": "qwen3", "messages": [{"role": "assistant", "content": null, "tool_calls": [{"type": "function",'
+      ' "function": {"name": "f", "arguments": %s}}]}]}' % _deep(1000)).encode(), "nested more than 100 levels"),
+    (('{"tokenizer": "qwen3", "messages": [{"role": "assistant", "content": null, "tool_calls": [{"type": "function",'
+      ' "function": {"name": "f", "arguments": %s}}]}]}' % json.dumps(_deep(1000))).encode(), "arguments is nested"),
+    (b'{"tokenizer": "qwen3", "messages": [{"role": "user", "content": ' + b"[" * 1000 + b"]" * 1000 + b"}]}",
+     "nested more than 100 levels"),
+    (b"\xfe\xff{}", "not UTF-8"),
+])
+async def test_hostile_bodies_are_400_never_500(serve_client, body, fragment):
+    """Tool-call arguments nested 1,000 deep were a 500 with a RecursionError in the log."""
+    client = await serve_client()
+    status, got = await post(client, "/calculate", body)
+    assert status == 400 and fragment in got["error"]["message"], got
+    assert "\n" not in got["error"]["message"]
+
+
+async def test_a_batch_of_100000_texts(serve_client, bundled):
+    client = await serve_client()
+    texts = [f"text number {i}" for i in range(100_000)]
+    status, body = await post(client, "/batch-calculate", {"texts": texts, "tokenizer": "cl100k_base"})
+    assert status == 200
+    tok = bundled.get("cl100k_base")
+    assert [r["token_count"] for r in body["results"][:3]] == [tok.count(t) for t in texts[:3]]
+    assert body["total_tokens"] == sum(tok.count_many(texts))
+    status, body = await post(client, "/batch-calculate", {"texts": ["ok", None, 3], "tokenizer": "cl100k_base"})
+    assert status == 400 and "texts[1] must be a string" in body["error"]["message"]
+
+
+async def test_broken_tokenizers_answer_their_error_and_the_others_keep_serving(serve_client, tmp_path):
+    """A tokenizer whose Rust core panicked dropped the connection with no reply."""
+    from corrupt_tokenizers import write_corrupt_tokenizers
+    from tui.core.tokenizers import Registry
+
+    folder = tmp_path / "toks"
+    expected = write_corrupt_tokenizers(folder)
+    (folder / "emptymatch.json").write_bytes(_tekken_with_pattern(r"\s*"))  # loads, then panics on any text
+    client = await serve_client(registry=Registry(env={"TOKDECK_TOKENIZER_PATH": str(folder)}))
+    for tid, fragment in expected.items():
+        status, body = await post(client, "/calculate", {"text": "hello", "tokenizer": tid})
+        assert status == 500 and body["error"]["type"] == "tokenizer_error" and fragment in body["error"]["message"]
+    for path, payload in [("/calculate", {"text": "hello"}), ("/batch-calculate", {"texts": ["a", "b"]}),
+                          ("/calculate", {"messages": [{"role": "user", "content": "hi"}]})]:
+        status, body = await post(client, path, {**payload, "tokenizer": "emptymatch"})
+        assert status == 500 and body["error"]["type"] == "tokenizer_error", body
+        assert body["error"]["message"].startswith("emptymatch: the tokenizer library failed: ")
+    status, body = await post(client, "/calculate", {"text": "hello", "tokenizer": "cl100k_base"})
+    assert status == 200 and body["token_count"] == 1
+    resp = await client.get("/models")
+    rows = {r["id"]: r for r in (await resp.json())["tokenizers"]}
+    assert resp.status == 200
+    for tid, fragment in expected.items():
+        assert fragment in rows[tid]["error"] and rows[tid]["loaded"] is False
+    assert "error" not in rows["cl100k_base"] and rows["cl100k_base"]["loaded"] is True
+
+
+def _tekken_with_pattern(pattern: str) -> bytes:
+    from corrupt_tokenizers import empty_special_token
+
+    doc = json.loads(empty_special_token())
+    doc["special_tokens"][1]["token_str"] = "<s>"
+    doc["config"]["pattern"] = pattern
+    return json.dumps(doc).encode()

@@ -8,7 +8,7 @@ import lzma
 import pytest
 
 from tui.core.tokenizers.chat import (
-    ChatFormatError, chat_method, chat_template_for, count_chat, parse_messages, render_chat,
+    ChatFormatError, chat_method, chat_template_for, count_chat, parse_messages, render_chat, tool_call_shape,
 )
 
 HELLO = [{"role": "user", "content": "hello"}]
@@ -203,3 +203,140 @@ def test_hf_cache_snapshot_template_through_symlinks(isolated_env):
     reg = Registry()
     c = count_chat(reg.get("acme/chat-7b"), parse_messages(HELLO))
     assert c.method == "chat_template" and c.total_tokens == reg.get("acme/chat-7b").count("<s>[INST] hello [/INST]", "parse")
+
+
+# ------------------------------------------------------------------ tool-call conversations
+TOOL_CALL = {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city": "Paris", "unit": "celsius"}'}}
+TOOL_CONVERSATION = [
+    {"role": "system", "content": "You are helpful."},
+    {"role": "user", "content": "Weather in Paris?"},
+    {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]},
+    {"role": "tool", "tool_call_id": "call_1", "content": "21 degrees, sunny"},
+    {"role": "assistant", "content": "It is 21 degrees and sunny in Paris."},
+]
+NO_CONTENT = [m if m["role"] != "assistant" or m["content"] else {"role": "assistant", "tool_calls": [TOOL_CALL]}
+              for m in TOOL_CONVERSATION]
+TEMPLATE_TOKENIZERS = ["qwen3", "deepseek-v3", "llama3", "gemma3"]
+
+
+@pytest.mark.parametrize("conversation", [TOOL_CONVERSATION, NO_CONTENT], ids=["content-null", "content-absent"])
+@pytest.mark.parametrize("tid", TEMPLATE_TOKENIZERS)
+def test_a_tool_call_conversation_counts_with_every_bundled_template(bundled, tid, conversation):
+    """qwen3's and gemma3's templates refused it (422) before the messages were normalised."""
+    tok = bundled.get(tid)
+    msgs = parse_messages(conversation)
+    prompt = render_chat(chat_template_for(tok.info), msgs)
+    for shown in ("get_weather", "Paris", "celsius", "21 degrees, sunny", "It is 21 degrees"):
+        assert shown in prompt, (tid, prompt)
+    assert "None" not in prompt  # a null content is "", not Python's None
+    c = count_chat(tok, msgs)
+    assert c.method == "chat_template" and c.total_tokens == tok.count(prompt, "parse")
+    assert c.overhead_tokens > 0 and c.content_tokens == sum(tok.count(m.text, "parse") for m in msgs)
+    plain = count_chat(tok, parse_messages(TOOL_CONVERSATION[:2]))
+    assert c.total_tokens > plain.total_tokens
+
+
+def test_which_shape_each_bundled_template_is_given(bundled):
+    shapes = {tid: tool_call_shape(chat_template_for(bundled.info(tid))) for tid in TEMPLATE_TOKENIZERS}
+    assert shapes == {"qwen3": "vllm", "deepseek-v3": "openai", "llama3": "text", "gemma3": "text"}
+
+
+def test_arguments_are_parsed_for_the_template_as_vllm_does(bundled):
+    qwen = chat_template_for(bundled.info("qwen3"))
+    prompt = render_chat(qwen, parse_messages(TOOL_CONVERSATION[1:4]))
+    assert '{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}' in prompt
+    not_json = {**TOOL_CALL, "function": {"name": "get_weather", "arguments": "city=Paris"}}
+    prompt = render_chat(qwen, parse_messages([{"role": "assistant", "content": None, "tool_calls": [not_json]}]))
+    assert '"arguments": {}}' in prompt  # vLLM gives the template {} for arguments that are not JSON
+    as_object = {**TOOL_CALL, "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}
+    deepseek = render_chat(chat_template_for(bundled.info("deepseek-v3")),
+                           parse_messages([{"role": "user", "content": "hi"},
+                                           {"role": "assistant", "content": None, "tool_calls": [as_object]}]))
+    assert '```json\n{"city": "Oslo"}\n```' in deepseek  # its template concatenates strings: given JSON text
+
+
+def test_tool_turns_as_text_keep_gemmas_turns_alternating(bundled):
+    second = {**TOOL_CALL, "id": "call_2", "function": {"name": "get_time", "arguments": "{}"}}
+    msgs = parse_messages([{"role": "user", "content": "Weather and time?"},
+                           {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL, second]},
+                           {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+                           {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "noon"}]}])
+    prompt = render_chat(chat_template_for(bundled.info("gemma3")), msgs)
+    assert prompt == ("<bos><start_of_turn>user\nWeather and time?<end_of_turn>\n"
+                      '<start_of_turn>model\nget_weather\n{"city": "Paris", "unit": "celsius"}\nget_time\n{}'
+                      "<end_of_turn>\n<start_of_turn>user\nsunny\nnoon<end_of_turn>\n<start_of_turn>model\n")
+
+
+def test_a_null_user_content_is_empty_text(bundled):
+    tok = bundled.get("qwen3")
+    c = count_chat(tok, parse_messages([{"role": "user", "content": None}]))
+    assert c.total_tokens == tok.count("<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n", "parse")
+
+
+def _deep(levels: int) -> str:
+    return '{"a": ' * levels + "1" + "}" * levels
+
+
+def test_deeply_nested_arguments_are_a_format_error_not_a_recursion():
+    call = {"type": "function", "function": {"name": "f", "arguments": _deep(1000)}}
+    with pytest.raises(ChatFormatError, match=r"tool_calls\[0\]\.function\.arguments is nested more than 100"):
+        parse_messages([{"role": "assistant", "content": None, "tool_calls": [call]}])
+    call["function"]["arguments"] = _deep(90)  # deep, but within the limit
+    parse_messages([{"role": "assistant", "content": None, "tool_calls": [call]}])
+
+
+@pytest.mark.parametrize("calls, fragment", [
+    ([{"type": "function"}], "tool_calls[0].function must be an object"),
+    ([{"function": {"name": 5, "arguments": "{}"}}], "function.name must be a string"),
+    ([{"function": {"name": "f", "arguments": 3}}], "function.arguments must be a JSON string or an object"),
+])
+def test_malformed_tool_calls(calls, fragment):
+    with pytest.raises(ChatFormatError) as err:
+        parse_messages([{"role": "assistant", "content": None, "tool_calls": calls}])
+    assert fragment in str(err.value)
+
+
+@pytest.mark.parametrize("template, fragment", [
+    ("{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}", "did not finish rendering"),
+    ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", "RecursionError"),
+    ("{{ messages[0].content + 5 }}", "TypeError"),
+    ("{{ 1 // 0 }}", "ZeroDivisionError"),
+    ("{{ 7 ** 999999999 }}", "too big"),  # C code: no deadline could stop it
+    ("{{ 'x' * 10 ** 9 }}", "too big"),
+    ("{% for i in range(90000) %}{{ 'x' * 1000 }}{% endfor %}", "rendered more than 50,000,000 characters"),
+])
+def test_a_template_that_never_ends_or_fails_is_a_chat_error(tmp_path, monkeypatch, template, fragment):
+    from tui.core.tokenizers import Registry, chat
+
+    monkeypatch.setattr(chat, "RENDER_LIMIT_S", 1.0)
+    folder = _llama2_copy(tmp_path / "toks" / "hostile")
+    (folder / "chat_template.jinja").write_text(template)
+    reg = Registry(env={"TOKDECK_TOKENIZER_PATH": str(tmp_path / "toks")})
+    with pytest.raises(ChatFormatError) as err:
+        count_chat(reg.get("hostile"), parse_messages(HELLO))
+    assert fragment in str(err.value)
+
+
+async def test_tool_calls_over_http_for_every_bundled_tokenizer(serve_client, bundled):
+    client = await serve_client()
+    for tid in bundled.ids(include_discovered=False):
+        resp = await client.post("/calculate", json={"messages": TOOL_CONVERSATION, "tokenizer": tid})
+        body = await resp.json()
+        assert resp.status == 200, (tid, body)
+        assert body["token_count"] == count_chat(bundled.get(tid), parse_messages(TOOL_CONVERSATION)).total_tokens
+
+
+async def test_a_looping_template_answers_422_and_the_service_goes_on(serve_client, tmp_path, monkeypatch):
+    from tui.core.tokenizers import Registry, chat
+
+    monkeypatch.setattr(chat, "RENDER_LIMIT_S", 1.0)
+    folder = _llama2_copy(tmp_path / "toks" / "looping")
+    (folder / "chat_template.jinja").write_text("{% for i in range(99999) %}{% for j in range(99999) %}"
+                                                "{{ '' }}{% endfor %}{% endfor %}")
+    client = await serve_client(registry=Registry(env={"TOKDECK_TOKENIZER_PATH": str(tmp_path / "toks")}))
+    resp = await client.post("/calculate", json={"messages": HELLO, "tokenizer": "looping"})
+    body = await resp.json()
+    assert resp.status == 422 and "did not finish rendering within 1 s" in body["error"]["message"]
+    resp = await client.post("/calculate", json={"messages": HELLO, "tokenizer": "qwen3"})
+    assert resp.status == 200

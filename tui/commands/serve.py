@@ -11,13 +11,17 @@ ORDER = 40
 TOKEN_ENV = "TOKDECK_SERVE_TOKEN"
 
 
-def _positive_float(value: str) -> float:
+#: the smallest body limit that makes sense: a request with a short text is already ~100 bytes
+MIN_BODY_MB = 1 / 1024
+
+
+def _body_mb(value: str) -> float:
     try:
         f = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not f > 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
+    if not MIN_BODY_MB <= f < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number of MB, at least 1 KB ({MIN_BODY_MB:.5f}), not {value!r}")
     return f
 
 
@@ -32,8 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    default=8080, help="TCP port (default 8080; 0 picks a free one)")
     p.add_argument("--auth-token", metavar="TOKEN", default=None,
                    help=f"require this bearer token (prefer ${TOKEN_ENV}: arguments are visible in ps)")
-    p.add_argument("--max-body-mb", type=_positive_float, default=10.0, metavar="MB",
-                   help="largest request body accepted, in MB (default 10); bigger gets 413")
+    p.add_argument("--max-body-mb", type=_body_mb, default=10.0, metavar="MB",
+                   help="largest request body accepted, in MB (default 10; at least 1 KB); bigger gets 413, "
+                        "however it is sent (Content-Length, chunked, compressed)")
+    p.add_argument("--idle-timeout", type=number(float, 0.1, 3600, "a number of seconds"), default=30.0,
+                   metavar="S", help="drop a request whose headers or body stop arriving for S seconds "
+                                     "(default 30); a stalled body gets 408")
     p.add_argument("--preload", nargs="+", action="extend", default=[], metavar="ID",
                    help="tokenizer ids or model names to load before listening")
     p.add_argument("--workers", type=number(int, 1, 1024, "a whole number"), default=4, metavar="N",
@@ -51,7 +59,7 @@ def run(args) -> int:
     token = args.auth_token if args.auth_token is not None else os.environ.get(TOKEN_ENV)
     settings = ServeSettings(
         host=args.host, port=args.port, auth_token=token or None,
-        max_body_bytes=int(args.max_body_mb * 1024 * 1024), workers=args.workers,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024), idle_timeout_s=args.idle_timeout, workers=args.workers,
         preload=tuple(args.preload), access_log=args.access_log,
     )
     serve(settings)

@@ -89,7 +89,7 @@ def run_doctor(args) -> int:
             parsed = tok.count(SAMPLE, "parse")
         except TokenizerError as exc:
             failures += 1
-            print(f"FAIL  {info.id}: {exc}")
+            print(f"FAIL  {exc}")  # the message starts with the tokenizer's id
             continue
         ms = (time.perf_counter() - t0) * 1000
         verified = "sha256 ok" if info.sha256 else "no hash to verify"

@@ -4,6 +4,12 @@ Counting (and resolving, and loading a tokenizer the first time) runs in thread 
 tiktoken and HF batch encoding release the GIL, so a multi-megabyte text keeps one worker
 busy while the event loop goes on answering other requests. Short texts have a pool of their
 own and are counted in batches (see ``batching``).
+
+Every request body is read here, chunk by chunk, and held to ``max_body_bytes`` whatever its
+framing (Content-Length, chunked, compressed: the limit applies to the decoded bytes); a body
+that stops arriving for ``idle_timeout_s`` gets 408 and its connection is closed (aiohttp's
+keep-alive timeout, set to the same value by ``run``, closes connections whose request headers
+stop arriving). A client that goes away in the middle of a body is one line in the log.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from aiohttp import web
 from ... import __version__
 from ..errors import TokenizerError
 from ..tokenizers import Registry, default_registry, resolve_model
-from ..tokenizers.base import Tokenizer, TokenizerInfo
+from ..tokenizers.base import Tokenizer, TokenizerInfo, first_line
 from ..tokenizers.chat import ChatFormatError, chat_method, count_chat
 from ..tokenizers.resolve import FAMILIES
 from .batching import CountBatcher
@@ -40,6 +46,8 @@ class ServeSettings:
     port: int = 8080
     auth_token: str | None = field(default=None, repr=False)
     max_body_bytes: int = 10 * 1024 * 1024
+    #: a request whose body (or, through aiohttp's keep-alive timeout, headers) stops arriving this long is dropped
+    idle_timeout_s: float = 30.0
     workers: int = 4
     preload: tuple[str, ...] = ()
     access_log: bool = False
@@ -167,16 +175,16 @@ def _models_job(state: ServiceState) -> dict[str, Any]:
     for info in reg.infos():
         patterns = [p for p, target in reg.aliases.items() if target == info.id]
         patterns += list(families.get(info.id, ())) + openai.get(info.id, [])
-        rows.append(_model_row(info, patterns, reg.is_loaded(info.id)))
+        rows.append(_model_row(info, patterns, reg.is_loaded(info.id), reg.failure(info.id)))
     return {"tokenizers": rows, "aliases": dict(reg.aliases)}
 
 
-def _model_row(info: TokenizerInfo, patterns: list[str], loaded: bool) -> dict[str, Any]:
+def _model_row(info: TokenizerInfo, patterns: list[str], loaded: bool, error: str | None) -> dict[str, Any]:
     row = {"id": info.id, "name": info.name, "format": info.format, "source": info.source,
            "models": list(info.models), "patterns": patterns, "approximate": info.approximate,
            "estimate": not info.exact, "chat_method": chat_method(info), "loaded": loaded}
-    if info.error:
-        row["error"] = info.error
+    if error:  # known broken at discovery, or failed to load for an earlier request
+        row["error"] = error
     return row
 
 
@@ -201,12 +209,32 @@ def error_response(status: int, type_: str, message: str, headers: dict | None =
 _HTTP_TYPES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
+class ClientGone(Exception):
+    """The client closed the connection before its request body was complete."""
+
+
+class BodyUnreadable(ApiError):
+    """The body stopped arriving (408), or its framing or compression is broken (400)."""
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler):
     try:
         return await handler(request)
+    except BodyUnreadable as exc:  # the rest of the body is not coming, or cannot be decoded
+        response = error_response(exc.status, exc.type, exc.message)
+        # answer, then close at once: aiohttp would otherwise wait up to 10 s for the rest of it
+        await response.prepare(request)
+        await response.write_eof()
+        request.protocol.force_close()
+        return response
     except ApiError as exc:
         return error_response(exc.status, exc.type, exc.message)
+    except ClientGone as exc:
+        log.warning("tokdeck serve: %s", exc)
+        return web.Response(status=400)  # nobody is left to read it
+    except TokenizerError as exc:  # a tokenizer failed on this text (see tokenizers.base.PanicGuard)
+        return error_response(500, "tokenizer_error", str(exc))
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[STATE].settings.max_body_bytes
         return error_response(413, "payload_too_large", f"the body is larger than the limit of {limit:,} bytes")
@@ -236,11 +264,42 @@ def _auth_middleware(token: str):
     return auth
 
 
+async def _read_body(request: web.Request) -> bytes:
+    """The whole body, held to the limit and the idle timeout (module docstring)."""
+    settings = request.app[STATE].settings
+    limit, expected = settings.max_body_bytes, request.content_length
+    if expected is not None and expected > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=expected)
+    body = bytearray()
+
+    def received() -> str:
+        return f"{len(body):,}" + (f" of {expected:,}" if expected is not None else "")
+
+    while True:
+        try:
+            chunk = await asyncio.wait_for(request.content.readany(), settings.idle_timeout_s)
+        except asyncio.TimeoutError:
+            log.warning("tokdeck serve: %s sent nothing for %g s in the middle of %s %s (%s bytes received); "
+                        "answered 408", request.remote, settings.idle_timeout_s, request.method, request.path,
+                        received())
+            raise BodyUnreadable(408, "request_timeout", f"the body stopped arriving: nothing for "
+                                                         f"{settings.idle_timeout_s:g} s after {received()} bytes") from None
+        except web.RequestPayloadError as exc:  # aiohttp's wrapper of a broken chunk or compression
+            why = getattr(exc.__cause__, "message", "") or first_line(exc)
+            raise BodyUnreadable(400, "invalid_body", f"the body cannot be read: {why} "
+                                                      f"(after {received()} bytes)") from None
+        except ConnectionError:
+            raise ClientGone(f"{request.remote} closed the connection in the middle of {request.method} "
+                             f"{request.path} ({received()} bytes received)") from None
+        if not chunk:
+            return bytes(body)
+        body += chunk
+        if len(body) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+
+
 async def _read_json(request: web.Request) -> dict[str, Any]:
-    limit = request.app[STATE].settings.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    return parse_json(await request.read())
+    return parse_json(await _read_body(request))
 
 
 async def calculate(request: web.Request) -> web.Response:
@@ -281,7 +340,7 @@ def make_app(settings: ServeSettings | None = None, registry: Registry | None = 
     middlewares = [errors_middleware]
     if settings.auth_token:
         middlewares.append(_auth_middleware(settings.auth_token))
-    # aiohttp enforces client_max_size while reading; _read_json also refuses early by Content-Length
+    # _read_body enforces the limit on every body; client_max_size is aiohttp's own for request.read()
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
     state = ServiceState(settings, registry or default_registry())
     app[STATE] = state

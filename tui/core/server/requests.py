@@ -6,10 +6,10 @@ one-line message; the app turns it into ``{"error": {"message", "type"}}``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from ..json_input import JSONInputError, loads
 from ..tokenizers.base import SPECIAL_POLICIES
 from ..tokenizers.chat import ChatFormatError, ChatMessage, parse_messages
 
@@ -50,31 +50,23 @@ class BatchRequest:
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object. orjson first (fast); the standard library when orjson refuses
-    (it rejects lone surrogates, which the counting contract accepts) and for the error message."""
-    import orjson
-
+    """The body as a JSON object, parsed with the limits of ``tui.core.json_input`` (nesting,
+    NaN and out-of-range numbers refused; lone surrogates accepted)."""
     try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        try:
-            data = json.loads(body)
-        except UnicodeDecodeError:
-            raise ApiError(400, "invalid_json", "the body is not UTF-8") from None
-        except ValueError as exc:
-            raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
-        except RecursionError:
-            raise ApiError(400, "invalid_json", "the body is nested too deeply") from None
+        data = loads(body)
+    except JSONInputError as exc:
+        raise ApiError(400, "invalid_json", f"the body is {exc}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
     return data
 
 
 def _target(data: dict) -> Target:
-    model = data.get("model_name", data.get("model"))
-    if "model_name" in data and "model" in data:
+    # a field given as null is a field not given
+    model_name, model, tokenizer = data.get("model_name"), data.get("model"), data.get("tokenizer")
+    if model_name is not None and model is not None:
         raise invalid("give model_name or model, not both")
-    tokenizer = data.get("tokenizer")
+    model = model_name if model_name is not None else model
     if model is not None and tokenizer is not None:
         raise invalid("give model_name or tokenizer, not both")
     if model is None and tokenizer is None:
@@ -86,7 +78,9 @@ def _target(data: dict) -> Target:
 
 
 def _specials(data: dict) -> str:
-    specials = data.get("specials", "literal")
+    specials = data.get("specials")
+    if specials is None:
+        return "literal"
     if specials not in SPECIAL_POLICIES:
         raise invalid(f"specials must be one of {', '.join(repr(p) for p in SPECIAL_POLICIES)}")
     return specials
@@ -94,7 +88,7 @@ def _specials(data: dict) -> str:
 
 def parse_count(data: dict) -> CountRequest:
     target, specials = _target(data), _specials(data)
-    has_text, has_messages = "text" in data, "messages" in data
+    has_text, has_messages = data.get("text") is not None, data.get("messages") is not None
     if has_text == has_messages:
         raise invalid("give either text (a string) or messages (a list of chat messages)")
     if has_text:

@@ -19,6 +19,23 @@ from .app import STATE, ServeSettings, make_app
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
 
 
+class OneLineClientErrors(logging.Filter):
+    """aiohttp logs a full traceback for every malformed request it answers 400 itself (a broken
+    chunk, a bad header): that is the client's error, and one line says it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg, record.args = "tokdeck serve: %s: %s", (record.getMessage(), " ".join(exc.message.split()))
+            record.exc_info = None
+        return True
+
+
+_CLIENT_ERRORS = OneLineClientErrors()
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -51,6 +68,7 @@ async def serve_async(settings: ServeSettings, registry: Registry | None = None,
     if settings.preload:
         ids = await loop.run_in_executor(state.executor, preload_ids, state.registry, settings.preload)
         state.served.update(ids)
+    logging.getLogger("aiohttp.server").addFilter(_CLIENT_ERRORS)
     if settings.access_log:
         logger = logging.getLogger("tokdeck.serve.access")
         handler = logging.StreamHandler(sys.stderr)
@@ -58,9 +76,12 @@ async def serve_async(settings: ServeSettings, registry: Registry | None = None,
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False
-        runner = web.AppRunner(app, access_log=logger, access_log_format=ACCESS_LOG_FORMAT, shutdown_timeout=3.0)
+        access = {"access_log": logger, "access_log_format": ACCESS_LOG_FORMAT}
     else:
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=3.0)
+        access = {"access_log": None}
+    # aiohttp closes a connection whose request headers have not all arrived this long after it
+    # opened (or after its previous request): the idle timeout for what comes before the body
+    runner = web.AppRunner(app, shutdown_timeout=3.0, keepalive_timeout=settings.idle_timeout_s, **access)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port)
@@ -73,7 +94,7 @@ async def serve_async(settings: ServeSettings, registry: Registry | None = None,
         shown = f"[{host}]" if ":" in host else host
         announce(f"tokdeck serve: listening on http://{shown}:{port} "
                  f"(auth {'on' if settings.auth_token else 'off'}, body limit {settings.max_body_bytes:,} bytes, "
-                 f"{settings.workers} workers; Ctrl-C stops)")
+                 f"idle timeout {settings.idle_timeout_s:g} s, {settings.workers} workers; Ctrl-C stops)")
         if not is_loopback(settings.host):
             announce(f"tokdeck serve: warning: listening on {settings.host}: other machines can reach this service"
                      + ("" if settings.auth_token else "; set --auth-token or TOKDECK_SERVE_TOKEN to require a token"))

@@ -28,20 +28,40 @@ below what the markers alone would cost). A message's text follows the one messa
 (``tui.core.messages``: text parts joined with ``\\n`` as vLLM joins them, other parts such as
 images not counted, then the names and arguments of its ``tool_calls``). Tool definitions
 (``tools``) are not counted.
+
+What a template is given (tool-call conversations: an assistant message whose content is null
+or absent with ``tool_calls``, then ``tool`` messages):
+
+- the messages normalised as vLLM does before rendering: content null or absent -> "", content
+  parts -> their text (the rule above), an empty ``tool_calls`` list dropped, and each tool
+  call's ``arguments`` JSON string parsed into an object ({} when it is not JSON);
+- a template that writes no tool call from those (checked once per template, with a probe
+  conversation) is given the messages as OpenAI sends them instead: content null kept,
+  arguments as JSON strings (DeepSeek-V3's template writes tool calls only then);
+- a template that writes tool calls in neither shape (Gemma 3's, Llama 3's base template) gets
+  them as text: each message's text by the rule above as its content (an assistant's tool
+  calls follow its content), tool results as user turns, and consecutive turns of one role
+  joined with "\n" (Gemma's template demands alternating user/assistant turns).
+
+A template that raises, recurses without end, or renders for more than ``RENDER_LIMIT_S``
+seconds is a ChatFormatError, not a stuck worker.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..errors import TokdeckError
-from ..messages import TEXT_PART_KEYS, content_text, message_text
-from .base import SpecialPolicy, Tokenizer, TokenizerInfo, _check_policy
+from ..json_input import MAX_DEPTH, JSONInputError, JSONTooDeep, loads, too_deep
+from ..messages import JOIN, TEXT_PART_KEYS, content_text, message_text
+from .base import SpecialPolicy, Tokenizer, TokenizerInfo, _check_policy, first_line
 from .registry import DATA_DIR
 
 METHODS = ("chat_template", "openai_rule", "sum_of_contents")
@@ -54,6 +74,11 @@ OPENAI_REPLY_PRIMING = 3
 # tiktoken encodings of OpenAI models (discovered copies carry the bundled id as extra["base"])
 _OPENAI_ENCODINGS = {"r50k_base", "p50k_base", "cl100k_base", "o200k_base", "o200k_harmony"}
 
+#: the longest a chat template may render (ordinary ones take milliseconds)
+RENDER_LIMIT_S = 10.0
+#: the longest prompt a chat template may render, and the longest value a ``*`` or ``**`` in it may make
+MAX_RENDER_CHARS = 50_000_000
+
 
 class ChatFormatError(TokdeckError):
     """Messages that are not a list of chat messages, or a template that refuses them."""
@@ -64,7 +89,7 @@ class ChatMessage:
     role: str
     text: str  # the content's text parts and tool-call arguments, as counted
     name: str | None = None
-    #: what the template sees: the message as given, with list content flattened to ``text``
+    #: the message as given (a template sees it shaped as the module docstring says)
     raw: Mapping[str, Any] | None = None
 
 
@@ -89,11 +114,10 @@ class ChatCount:
 
 
 # ------------------------------------------------------------------ messages
-def _content_text(content: Any, where: str) -> str:
-    """The content's text by the one message-text rule (``tui.core.messages``), after checking
-    that it is a string, null or a list of part objects."""
+def _check_content(content: Any, where: str) -> None:
+    """Content must be a string, null or a list of part objects (strings count as text parts)."""
     if content is None or isinstance(content, str):
-        return content_text(content)
+        return
     if isinstance(content, list):
         for j, part in enumerate(content):
             if isinstance(part, str):
@@ -103,31 +127,44 @@ def _content_text(content: Any, where: str) -> str:
             key = TEXT_PART_KEYS.get(part.get("type")) if isinstance(part.get("type"), str) else None
             if key is not None and not isinstance(part.get(key), str):
                 raise ChatFormatError(f"{where}.content[{j}].{key} must be a string")
-        return content_text(content)
+        return
     raise ChatFormatError(f"{where}.content must be a string, a list of parts or null")
 
 
-def _tool_call_arguments(calls: Any, where: str) -> list[str]:
+def _check_tool_calls(calls: Any, where: str) -> None:
+    """``tool_calls``: null, or a list of objects whose ``function`` is an object with a string
+    ``name`` and ``arguments`` given as a JSON string, an object or an array."""
     if calls is None:
-        return []
+        return
     if not isinstance(calls, list):
         raise ChatFormatError(f"{where}.tool_calls must be a list")
-    out = []
     for j, call in enumerate(calls):
+        at = f"{where}.tool_calls[{j}]"
         if not isinstance(call, dict):
-            raise ChatFormatError(f"{where}.tool_calls[{j}] must be an object")
-        fn = call.get("function", call)
-        args = fn.get("arguments") if isinstance(fn, dict) else None
-        if args is None:
-            continue
-        out.append(args if isinstance(args, str) else json.dumps(args, ensure_ascii=False))
-    return out
+            raise ChatFormatError(f"{at} must be an object")
+        fn = call.get("function")
+        if not isinstance(fn, dict):
+            raise ChatFormatError(f"{at}.function must be an object with name and arguments")
+        if fn.get("name") is not None and not isinstance(fn["name"], str):
+            raise ChatFormatError(f"{at}.function.name must be a string")
+        args = fn.get("arguments")
+        if args is not None and not isinstance(args, (str, dict, list)):
+            raise ChatFormatError(f"{at}.function.arguments must be a JSON string or an object")
+        if isinstance(args, str):
+            try:
+                loads(args)
+            except JSONTooDeep as exc:
+                raise ChatFormatError(f"{at}.function.arguments is {exc}") from None
+            except JSONInputError:
+                pass  # not JSON: counted as text; vLLM gives the template {} for it
 
 
 def parse_messages(messages: Any) -> list[ChatMessage]:
     """Validate OpenAI-style chat messages; raises ChatFormatError with a one-line message."""
     if not isinstance(messages, list) or not messages:
         raise ChatFormatError("messages must be a non-empty list of {role, content} objects")
+    if too_deep(messages, MAX_DEPTH - 1):
+        raise ChatFormatError(f"messages are nested more than {MAX_DEPTH} levels deep")
     out = []
     for i, m in enumerate(messages):
         where = f"messages[{i}]"
@@ -141,14 +178,67 @@ def parse_messages(messages: Any) -> list[ChatMessage]:
         name = m.get("name")
         if name is not None and not isinstance(name, str):
             raise ChatFormatError(f"{where}.name must be a string")
-        content = _content_text(m.get("content"), where)
-        _tool_call_arguments(m.get("tool_calls"), where)
-        text = message_text(m)
-        raw = dict(m)
-        if isinstance(m.get("content"), list):
-            raw["content"] = content
-        out.append(ChatMessage(role=role, text=text, name=name, raw=raw))
+        _check_content(m.get("content"), where)
+        _check_tool_calls(m.get("tool_calls"), where)
+        out.append(ChatMessage(role=role, text=message_text(m), name=name, raw=dict(m)))
     return out
+
+
+# ------------------------------------------------------------------ what a template is given
+def _vllm_shape(message: Mapping[str, Any]) -> dict[str, Any]:
+    """The message as vLLM hands it to a chat template (see the module docstring)."""
+    out = dict(message)
+    out["content"] = content_text(message.get("content"))
+    calls = out.pop("tool_calls", None)
+    if message.get("role") == "assistant" and calls:
+        out["tool_calls"] = [_vllm_call(call) for call in calls]
+    return out
+
+
+def _vllm_call(call: Mapping[str, Any]) -> dict[str, Any]:
+    fn = dict(call["function"])
+    args = fn.get("arguments")
+    if isinstance(args, str):
+        try:
+            args = loads(args)
+        except JSONInputError:
+            args = {}
+    fn["arguments"] = args if isinstance(args, (dict, list)) else {}
+    return {**call, "function": fn}
+
+
+def _openai_shape(message: Mapping[str, Any]) -> dict[str, Any]:
+    """The message as OpenAI's API takes it: content null kept beside tool calls, arguments as
+    JSON strings; content parts still become their text."""
+    out = dict(message)
+    calls = message.get("tool_calls")
+    content = message.get("content")
+    out["content"] = None if content is None and calls else content_text(content)
+    if calls:
+        out["tool_calls"] = [_openai_call(call) for call in calls]
+    return out
+
+
+def _openai_call(call: Mapping[str, Any]) -> dict[str, Any]:
+    fn = dict(call["function"])
+    args = fn.get("arguments")
+    if args is None:
+        fn["arguments"] = "{}"
+    elif not isinstance(args, str):
+        fn["arguments"] = json.dumps(args, ensure_ascii=False)
+    return {**call, "function": fn}
+
+
+def _text_turns(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """Tool calls as text, for a template that has no place for them (module docstring)."""
+    turns: list[dict[str, Any]] = []
+    for m in messages:
+        role = "user" if m.role == "tool" else m.role
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"] = JOIN.join(t for t in (turns[-1]["content"], m.text) if t)
+        else:
+            turns.append({"role": role, "content": m.text})
+    return turns
 
 
 # ------------------------------------------------------------------ templates
@@ -198,7 +288,7 @@ def _template_from_folder(folder: Path) -> ChatTemplate | None:
         try:
             loaded = json.loads(config_file.read_text("utf-8"))
             config = loaded if isinstance(loaded, dict) else {}
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # unreadable or not JSON: no config
             config = {}
     jinja_file = folder / "chat_template.jinja"  # newer transformers save the template apart
     if jinja_file.is_file():
@@ -254,6 +344,7 @@ def _compile(template: str):
     import jinja2
     from jinja2 import nodes
     from jinja2.ext import Extension, loopcontrols
+    from jinja2.exceptions import SecurityError
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     class GenerationTag(Extension):
@@ -278,39 +369,125 @@ def _compile(template: str):
     def strftime_now(fmt):
         return datetime.now().strftime(fmt)
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=[GenerationTag, loopcontrols])
+    class LimitedEnvironment(ImmutableSandboxedEnvironment):
+        """``'x' * n`` and ``a ** b`` run in C and cannot be stopped: refuse results too big first."""
+
+        intercepted_binops = frozenset({"*", "**"})
+
+        def call_binop(self, context, operator, left, right):
+            if _too_big(operator, left, right):
+                raise SecurityError(f"{operator!r} would make a value too big for a chat template")
+            return super().call_binop(context, operator, left, right)
+
+    env = LimitedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[GenerationTag, loopcontrols])
     env.filters["tojson"] = tojson
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = strftime_now
     try:
         compiled = env.from_string(template)
     except jinja2.exceptions.TemplateError as exc:
-        raise ChatFormatError(f"the chat template does not compile: {_one_line(exc)}") from None
+        raise ChatFormatError(f"the chat template does not compile: {first_line(exc)}") from None
     with _LOCK:
         _COMPILED[template] = compiled
     return compiled
 
 
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:300] if lines else type(exc).__name__
+def _too_big(operator: str, left: Any, right: Any) -> bool:
+    if operator == "**":
+        if not (isinstance(left, int) and isinstance(right, int)) or abs(left) < 2 or right < 0:
+            return False
+        return right * abs(left).bit_length() > 4 * MAX_RENDER_CHARS  # bits of the result
+    for seq, n in ((left, right), (right, left)):
+        if isinstance(n, int) and isinstance(seq, (str, list, tuple)):
+            return len(seq) * n > MAX_RENDER_CHARS
+    return False
+
+
+def _render(template: ChatTemplate, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
+    """Render within RENDER_LIMIT_S and MAX_RENDER_CHARS: a trace function on the template's own
+    code (Jinja compiles it to Python named "<template>") stops a loop that does not end (the
+    rest runs untraced), and the output is measured as it is produced."""
+    import jinja2
+
+    compiled = _compile(template.template)
+    deadline = time.monotonic() + RENDER_LIMIT_S
+
+    def on_line(frame, event, arg):
+        if event == "line" and time.monotonic() > deadline:
+            raise _TooLong
+        return on_line
+
+    def on_call(frame, event, arg):
+        return on_line if frame.f_code.co_filename == "<template>" else None
+
+    previous = sys.gettrace()
+    sys.settrace(on_call)
+    try:
+        parts, size = [], 0
+        for part in compiled.generate(messages=messages, tools=None, documents=None,
+                                      add_generation_prompt=add_generation_prompt, **template.special_tokens):
+            size += len(part)
+            if size > MAX_RENDER_CHARS:
+                raise ChatFormatError(f"the chat template rendered more than {MAX_RENDER_CHARS:,} characters")
+            parts.append(part)
+        return "".join(parts)
+    except _TooLong:
+        raise ChatFormatError(f"the chat template did not finish rendering within {RENDER_LIMIT_S:g} s") from None
+    except jinja2.exceptions.TemplateError as exc:
+        raise ChatFormatError(f"the chat template refused the messages: {first_line(exc)}") from None
+    except (TypeError, AttributeError, ValueError, KeyError, IndexError, ArithmeticError, RecursionError,
+            MemoryError) as exc:
+        raise ChatFormatError(f"the chat template failed on these messages: {type(exc).__name__}: "
+                              f"{first_line(exc)}") from None
+    finally:
+        sys.settrace(previous)
+
+
+class _TooLong(Exception):
+    pass
+
+
+#: a conversation with one tool call, to learn which message shape makes a template write it
+_PROBE_FUNCTION = "tokdeck_probe_function"
+_PROBE = (
+    {"role": "user", "content": "What is the weather?"},
+    {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_0", "type": "function", "function": {"name": _PROBE_FUNCTION, "arguments": '{"city": "Oslo"}'}}]},
+    {"role": "tool", "tool_call_id": "call_0", "content": "4 degrees"},
+)
+_TOOL_SHAPES: dict[str, str] = {}
+
+
+def tool_call_shape(template: ChatTemplate) -> str:
+    """How this template is given tool-call conversations: "vllm", "openai" or "text" (module
+    docstring); learnt once per template by rendering the probe conversation."""
+    with _LOCK:
+        known = _TOOL_SHAPES.get(template.template)
+    if known is not None:
+        return known
+    shape = "text"
+    for name, make in (("vllm", _vllm_shape), ("openai", _openai_shape)):
+        try:
+            if _PROBE_FUNCTION in _render(template, [make(m) for m in _PROBE]):
+                shape = name
+                break
+        except ChatFormatError:
+            continue
+    with _LOCK:
+        _TOOL_SHAPES[template.template] = shape
+    return shape
 
 
 def render_chat(template: ChatTemplate, messages: Sequence[ChatMessage], add_generation_prompt: bool = True) -> str:
     """The prompt a serving engine builds from ``messages`` with this template."""
-    import jinja2
-
-    compiled = _compile(template.template)
-    try:
-        return compiled.render(messages=[dict(m.raw or {"role": m.role, "content": m.text}) for m in messages],
-                               tools=None, documents=None, add_generation_prompt=add_generation_prompt,
-                               **template.special_tokens)
-    except jinja2.exceptions.TemplateError as exc:
-        raise ChatFormatError(f"the chat template refused the messages: {_one_line(exc)}") from None
-    except (TypeError, AttributeError, ValueError, KeyError, IndexError) as exc:
-        raise ChatFormatError(f"the chat template failed on these messages: {type(exc).__name__}: "
-                              f"{_one_line(exc)}") from None
+    raws = [m.raw or {"role": m.role, "content": m.text} for m in messages]
+    has_tool_turns = any(m.role == "tool" or raw.get("tool_calls") for m, raw in zip(messages, raws))
+    shape = tool_call_shape(template) if has_tool_turns else "vllm"
+    if shape == "text":
+        shaped = _text_turns(messages)
+    else:
+        shaped = [(_vllm_shape if shape == "vllm" else _openai_shape)(raw) for raw in raws]
+    return _render(template, shaped, add_generation_prompt)
 
 
 # ------------------------------------------------------------------ counting

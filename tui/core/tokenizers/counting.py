@@ -35,5 +35,8 @@ def count_texts(registry: Registry, ids: Sequence[str], text: str,
         if isinstance(tok, TokenizerError):
             rows.append(TokenCount(tid, None, chars, exact=True, error=str(tok)))
             continue
-        rows.append(TokenCount(tid, tok.count(text, specials), chars, exact=tok.info.exact))
+        try:
+            rows.append(TokenCount(tid, tok.count(text, specials), chars, exact=tok.info.exact))
+        except TokenizerError as exc:  # the library failed on this text (see PanicGuard)
+            rows.append(TokenCount(tid, None, chars, exact=tok.info.exact, error=str(exc)))
     return rows

@@ -27,8 +27,8 @@ from typing import Iterable, Mapping
 
 from ..errors import TokenizerError
 from ..paths import user_tokenizer_store
-from .base import EstimateTokenizer, Tokenizer, TokenizerInfo
-from .loaders import build, find_tokenizer_file, first_line
+from .base import EstimateTokenizer, Tokenizer, TokenizerInfo, first_line
+from .loaders import FORMATS, build, find_tokenizer_file, read_tokenizer_file
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 LICENSE_DIR = DATA_DIR / "licenses"
@@ -193,6 +193,12 @@ class Registry:
     def is_loaded(self, tokenizer_id: str) -> bool:
         return tokenizer_id in self._loaded
 
+    def failure(self, tokenizer_id: str) -> str | None:
+        """Why this tokenizer could not be loaded, if loading it was tried and failed (or discovery
+        already knew it was broken)."""
+        info = self._infos.get(tokenizer_id)
+        return self._failed.get(tokenizer_id) or (info.error if info else None)
+
     def _load(self, info: TokenizerInfo) -> Tokenizer:
         if info.error:
             raise TokenizerError(f"{info.id}: {info.error}")
@@ -200,7 +206,7 @@ class Registry:
             return EstimateTokenizer(info)
         assert info.path is not None
         path = Path(info.path)
-        raw = path.read_bytes()
+        raw = read_tokenizer_file(path)
         data = lzma.decompress(raw) if path.suffix == ".xz" else raw
         if info.sha256 and hashlib.sha256(data).hexdigest() != info.sha256:
             raise TokenizerError(
@@ -214,6 +220,7 @@ class Registry:
             pattern=info.extra.get("pattern") or (entry or {}).get("pattern"),
             special_tokens=_special_tokens(entry) if entry else info.extra.get("special_tokens"),
             default_specials=(entry or {}).get("special_tokens_default"),
+            verified=bool(info.sha256),
         )
 
     def _manifest_entry_for(self, info: TokenizerInfo) -> dict | None:
@@ -245,34 +252,42 @@ class Registry:
                 self._infos[info.id] = info
             self._discovered = True
 
+    def _entries(self, folder: Path) -> list[Path]:
+        """A folder's entries, sorted; none (and a problem noted) if it cannot be listed."""
+        try:
+            return sorted(folder.iterdir())
+        except OSError as exc:
+            self._problems.append(f"{folder}: cannot list this folder ({exc.strerror or exc}); skipped")
+            return []
+
     def _discover_user_store(self, store: Path) -> list[TokenizerInfo]:
         if not store.is_dir():
             return []
         out = []
-        for entry in sorted(store.iterdir()):
+        for entry in self._entries(store):
             meta_path = entry / STORE_META
             if not meta_path.is_file():
                 continue
             try:
-                meta = json.loads(meta_path.read_text("utf-8"))
+                meta = _store_meta(json.loads(meta_path.read_text("utf-8")))
                 out.append(TokenizerInfo(
-                    id=meta["id"], name=meta.get("name") or meta["id"], format=meta["format"],
-                    source="user", models=tuple(meta.get("models", ())), license=meta.get("license"),
+                    id=meta["id"], name=meta["id"], format=meta["format"], source="user",
                     path=str(entry / meta["file"]), sha256=meta.get("sha256"),
                     note=f"added from {meta.get('added_from', '?')}",
                     extra={"pattern": meta.get("pattern"), "base": meta.get("base")},
                 ))
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+            except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
                 self._problems.append(f"{meta_path}: unreadable store entry ({first_line(exc)}); skipped")
         return out
 
     def _discover_folder(self, folder: Path) -> list[TokenizerInfo]:
         if not folder.is_dir():
-            self._problems.append(f"{folder}: TOKDECK_TOKENIZER_PATH folder does not exist; skipped")
+            why = "is not a folder" if folder.exists() else "does not exist"
+            self._problems.append(f"{folder}: TOKDECK_TOKENIZER_PATH folder {why}; skipped")
             return []
         out = self._discover_user_store(folder)
         taken = {Path(i.path).parent for i in out if i.path}
-        for entry in sorted(folder.iterdir()):
+        for entry in self._entries(folder):
             if entry in taken or entry.name.startswith("."):
                 continue
             tid = entry.name if entry.is_dir() else entry.name.split(".")[0]
@@ -313,12 +328,16 @@ class Registry:
         if not hub.is_dir():
             return []
         out = []
-        for repo in sorted(hub.glob("models--*")):
+        for repo in self._entries(hub):
             parts = repo.name.split("--")[1:]
-            if not parts:
+            if not repo.name.startswith("models--") or not parts:
                 continue
             tid = "/".join(parts)
-            snapshot = self._hf_snapshot(repo)
+            try:
+                snapshot = self._hf_snapshot(repo)
+            except (OSError, UnicodeDecodeError) as exc:
+                self._problems.append(f"{repo}: unreadable cache entry ({first_line(exc)}); skipped")
+                continue
             if snapshot is None:
                 continue
             try:
@@ -334,7 +353,7 @@ class Registry:
         ref = repo / "refs" / "main"
         if ref.is_file():
             commit = ref.read_text("utf-8").strip()
-            if (snapshots / commit).is_dir():
+            if commit and Path(commit).name == commit and (snapshots / commit).is_dir():
                 return snapshots / commit
         if not snapshots.is_dir():
             return None
@@ -357,6 +376,25 @@ class Registry:
                     extra={"base": enc},
                 ))
         return out
+
+
+def _store_meta(meta: object) -> dict:
+    """A store entry's tokdeck.json, its fields checked (ValueError names the first bad one)."""
+    if not isinstance(meta, dict):
+        raise ValueError("not a JSON object")
+    for key in ("id", "format", "file"):
+        if not isinstance(meta.get(key), str) or not meta[key]:
+            raise ValueError(f"{key!r} must be a non-empty string")
+    if meta["format"] not in FORMATS:
+        raise ValueError(f"unknown format {meta['format']!r}")
+    if Path(meta["file"]).name != meta["file"] or meta["file"] in (".", ".."):
+        raise ValueError(f"'file' must name a file in the entry's folder, not {meta['file']!r}")
+    for key in ("sha256", "pattern", "base", "added_from"):
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            raise ValueError(f"{key!r} must be a string")
+    if meta.get("base") is not None and meta["base"] not in _manifest():
+        raise ValueError(f"'base' names no bundled tokenizer: {meta['base']!r}")
+    return meta
 
 
 _DEFAULT: Registry | None = None

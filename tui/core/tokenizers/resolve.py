@@ -56,8 +56,19 @@ def _openai_encoding(name: str) -> str | None:
     return _ENCODING_IDS.get(enc, enc)
 
 
+def _alias(name: str, reg: Registry) -> tuple[str, str] | None:
+    """The first user alias matching ``name``: (its pattern, its target tokenizer id)."""
+    lower, bare = name.lower(), _bare(name)
+    for pattern, target in reg.aliases.items():
+        p = pattern.lower()
+        if lower == p or bare == p or fnmatch.fnmatchcase(lower, p) or fnmatch.fnmatchcase(bare, p):
+            return pattern, target
+    return None
+
+
 def resolve_model(model: str, registry: Registry | None = None) -> Resolution:
-    """The tokenizer serving ``model``; raises TokenizerError when nothing matches."""
+    """The tokenizer serving ``model``; raises TokenizerError when nothing matches, or when the
+    alias that matches names a tokenizer that does not exist."""
     reg = registry or default_registry()
     name = model.strip()
     if not name:
@@ -68,10 +79,14 @@ def resolve_model(model: str, registry: Registry | None = None) -> Resolution:
         info = reg.info(tid)
         return Resolution(model=name, tokenizer_id=tid, via=via, approximate=info.approximate)
 
-    for pattern, target in reg.aliases.items():
-        p = pattern.lower()
-        if lower == p or bare == p or fnmatch.fnmatchcase(lower, p) or fnmatch.fnmatchcase(bare, p):
+    alias = _alias(name, reg)
+    if alias is not None:
+        pattern, target = alias
+        try:
             return made(target, "alias")
+        except TokenizerError as exc:
+            raise TokenizerError(f"model {name!r} matches the alias {pattern!r} -> {target!r} "
+                                 f"([tokenizers.aliases] in the config), which cannot be used: {exc}") from None
 
     ids = {tid.lower(): tid for tid in reg.ids(include_discovered=False)}
     if lower in ids:
@@ -98,6 +113,8 @@ def resolve_model(model: str, registry: Registry | None = None) -> Resolution:
 def resolve_tokenizer_id(name: str, registry: Registry | None = None) -> str:
     """The tokenizer id for ``name``: a tokenizer id or a model name (what ``-t``/``--tokenizer`` take)."""
     reg = registry or default_registry()
+    if _alias(name.strip(), reg) is not None:
+        return resolve_model(name, reg).tokenizer_id  # a broken alias is the error to show
     try:
         return resolve_model(name, reg).tokenizer_id
     except TokenizerError:

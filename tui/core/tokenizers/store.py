@@ -2,7 +2,7 @@
 
 Each entry is a folder ``<store>/<id with / as -->/`` holding a copy of the tokenizer file
 and ``tokdeck.json`` (id, format, file, sha256, where it was added from). The file is
-loaded once before it is stored, so a corrupt file is refused at the door.
+loaded, and counts a sample text, before it is stored, so a corrupt file is refused at the door.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ from pathlib import Path
 
 from ..errors import TokenizerError
 from ..paths import atomic_write_bytes, atomic_write_text, user_tokenizer_store
-from .base import TokenizerInfo
-from .loaders import build, find_tokenizer_file
+from .base import SPECIAL_POLICIES, TokenizerInfo
+from .loaders import build, find_tokenizer_file, read_tokenizer_file
 from .registry import STORE_META, Registry, _manifest, _special_tokens
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@/+-]{0,127}$")
 _STORED_NAMES = {"hf": "tokenizer.json", "tekken": "tekken.json", "tiktoken": "tokenizer.tiktoken"}
+#: counted once with a new tokenizer before it is stored: scripts, digits, a control byte, specials
+PROBE_TEXT = "Hello, world! 123 naïve 東京 👩‍💻 \x01\t\n <|endoftext|> <s>"
 
 
 def _default_id(path: Path) -> str:
@@ -49,11 +51,13 @@ def add_to_store(path: str | Path, tokenizer_id: str | None = None, registry: Re
     reg = registry or Registry()
     if tid in reg.ids():
         raise TokenizerError(f"a tokenizer with id {tid!r} exists already ({reg.info(tid).source}); pick another with --id")
-    data = file.read_bytes()
+    data = read_tokenizer_file(file)
     info = reg._file_info(tid, file, fmt, "user")  # same rules as discovery (known tiktoken files)
     base = _manifest().get(info.extra.get("base") or "")
-    build(info, data, pattern=info.extra.get("pattern") or (base or {}).get("pattern"),
-          special_tokens=_special_tokens(base) if base else None)  # raises TokenizerError if corrupt
+    tok = build(info, data, pattern=info.extra.get("pattern") or (base or {}).get("pattern"),
+                special_tokens=_special_tokens(base) if base else None)  # raises TokenizerError if corrupt
+    for specials in SPECIAL_POLICIES:  # and if it fails on text (e.g. a pattern matching the empty string)
+        tok.count(PROBE_TEXT, specials)
     dest = (store or user_tokenizer_store()) / tid.replace("/", "--")
     dest.mkdir(parents=True, exist_ok=True)
     name = _STORED_NAMES[fmt]
