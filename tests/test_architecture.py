@@ -73,3 +73,21 @@ def test_the_app_and_core_never_import_the_command_line_layer():
                 if any({"commands", "cli"} & set(n.split(".")) for n in names):
                     offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert offenders == []
+
+
+def test_a_base_exception_from_a_library_is_one_line_not_a_traceback(monkeypatch, capsys):
+    """pyo3's PanicException derives from BaseException: the last-resort catch must see it too."""
+    import tui.commands.count as count_command
+    from tui.cli import main
+
+    class PanicException(BaseException):
+        pass
+
+    def panicking_run(args):
+        raise PanicException("called `Option::unwrap()` on a `None` value")
+
+    monkeypatch.setattr(count_command, "run", panicking_run)
+    assert main(["count", "-"]) == 70
+    err = capsys.readouterr().err
+    assert err.strip() == ("tokdeck: internal error: PanicException: called `Option::unwrap()` on a `None` value "
+                           "(TOKDECK_DEBUG=1 shows the traceback)")

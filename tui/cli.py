@@ -68,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             pass
         return 0
-    except Exception as exc:  # a bug: one line unless asked for the traceback
+    except (SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # a bug (or a Rust panic, a BaseException): one line unless asked for the traceback
         if os.environ.get("TOKDECK_DEBUG"):
             raise
         print(f"tokdeck: internal error: {type(exc).__name__}: {exc} (TOKDECK_DEBUG=1 shows the traceback)",
