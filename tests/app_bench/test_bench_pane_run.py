@@ -226,8 +226,9 @@ def test_ui_rejects_bad_run_flags_in_one_line():
 
 
 async def test_errors_panel_counts_reasons_live_and_after(make_bench):
-    app = make_bench("--num-prompts", "60", "--max-concurrency", "2", "--output-len", "8", "--random-input-len", "16",
-                     sim=dict(ttft_ms=10.0, itl_ms=5.0, error_rate=0.3, error_status=503))
+    # ~4 s of run (100 requests, 2 at a time, ~80 ms each): a loaded machine still sees it going on
+    app = make_bench("--num-prompts", "100", "--max-concurrency", "2", "--output-len", "8", "--random-input-len", "16",
+                     sim=dict(ttft_ms=40.0, itl_ms=5.0, error_rate=0.3, error_status=503))
     async with app.run_test(size=(120, 40)) as pilot:
         pane = app.bench
         await ready(pilot)
