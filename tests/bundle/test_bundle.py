@@ -174,6 +174,13 @@ def test_bad_input_is_one_line(args, message):
     assert "Traceback" not in proc.stderr
 
 
+def test_an_output_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "taken").write_text("a file")
+    proc = run_cli("bundle", "--output", str(tmp_path / "taken"))
+    assert proc.returncode == 2 and proc.stderr.startswith("tokdeck: error: cannot use ")
+    assert "for the bundles: File exists" in proc.stderr and (tmp_path / "taken").read_text() == "a file"
+
+
 def test_runs_with_the_standard_library_alone():
     """A fresh clone has none of tokdeck's dependencies: bundle must get as far as its own checks."""
     code = "\n".join([

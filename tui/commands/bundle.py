@@ -71,8 +71,8 @@ def run(args) -> int:
         if b.pex is not None:
             rows.append([str(b.pex), "single file", human_bytes(b.pex_bytes)])
     print_table(["path", "contents", "size"], rows, right={2})
-    installed = requirement(project, args.extra)
-    print(f"\nFor Linux with glibc {glibc} or newer and CPython {', '.join(pythons)}. On the target box:\n"
-          f"  pip install --no-index --find-links wheels/ '{installed}'   (in a venv)\n"
-          f"  ./{project.name}                                   (the single file; a python3.x on PATH)")
+    print(f"\nFor Linux with glibc {glibc} or newer and CPython {', '.join(pythons)}. On the target box:")
+    print(f"  pip install --no-index --find-links wheels/ '{requirement(project, args.extra)}'   (in a venv)")
+    if not args.no_pex:
+        print(f"  ./{project.name}   (the single file: needs {' or '.join('python' + p for p in pythons)} on PATH)")
     return 0

@@ -278,7 +278,10 @@ def make_bundles(project: Project, output: Path, arches: Sequence[str], pythons:
     the old one only once all of it is built and checked.
     """
     requirement(project, extras)  # unknown extras fail before anything is downloaded
-    output.mkdir(parents=True, exist_ok=True)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TokdeckError(f"cannot use {output} for the bundles: {exc.strerror or exc}") from None
     with tempfile.TemporaryDirectory(prefix=".tokdeck-bundle-", dir=output) as tmp:
         work = Path(tmp)
         log(f"installing {' and '.join(BUILD_TOOLS)} for the build")
