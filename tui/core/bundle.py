@@ -256,7 +256,14 @@ class ArchBundle:
     wheelhouse_bytes: int
     pex: Path | None
     pex_bytes: int
-    pythons: tuple[str, ...]
+
+
+def _prepare(project: Project, work: Path, log: Callable[[str], None]) -> tuple[Tools, Path]:
+    """The build's tools and the project's wheel, in `work`."""
+    log(f"installing {' and '.join(BUILD_TOOLS)} for the build")
+    tools = install_tools(work / "tools")
+    log(f"building the {project.name} wheel from {project.root}")
+    return tools, build_wheel(project, work / "project-wheel", tools)
 
 
 def _replace_dir(new: Path, final: Path) -> None:
@@ -284,10 +291,7 @@ def make_bundles(project: Project, output: Path, arches: Sequence[str], pythons:
         raise TokdeckError(f"cannot use {output} for the bundles: {exc.strerror or exc}") from None
     with tempfile.TemporaryDirectory(prefix=".tokdeck-bundle-", dir=output) as tmp:
         work = Path(tmp)
-        log(f"installing {' and '.join(BUILD_TOOLS)} for the build")
-        tools = install_tools(work / "tools")
-        log(f"building the {project.name} wheel from {project.root}")
-        wheel = build_wheel(project, work / "project-wheel", tools)
+        tools, wheel = _prepare(project, work, log)
         version = wheel.name.split("-")[1]
         failures = []
         for arch in arches:
@@ -319,7 +323,7 @@ def make_bundles(project: Project, output: Path, arches: Sequence[str], pythons:
             bundles.append(ArchBundle(
                 arch, output / folder.name, output / folder.name / "wheels", len(wheels),
                 sum(w.stat().st_size for w in wheels), pex_file,
-                (folder / project.name).stat().st_size if pex else 0, tuple(pythons)))
+                (folder / project.name).stat().st_size if pex else 0))
         for bundle in bundles:
             _replace_dir(work / bundle.folder.name, bundle.folder)
     return bundles
@@ -331,10 +335,8 @@ def check_targets(project: Project, arches: Sequence[str], pythons: Sequence[str
     """Resolve every target against the index without downloading wheels: the packages, or why not."""
     requirement(project, extras)
     with tempfile.TemporaryDirectory(prefix="tokdeck-bundle-") as tmp:
-        log(f"installing {' and '.join(BUILD_TOOLS)} for the check")
-        tools = install_tools(Path(tmp) / "tools")
-        log(f"building the {project.name} wheel from {project.root}")
-        req = requirement(project, extras, wheel=build_wheel(project, Path(tmp) / "project-wheel", tools))
+        tools, wheel = _prepare(project, Path(tmp), log)
+        req = requirement(project, extras, wheel=wheel)
         results: list[tuple[Target, dict[str, str] | str]] = []
         for arch in arches:
             for python in pythons:
