@@ -277,7 +277,7 @@ def offline(work: Path, results: Results) -> None:
 
 def report(work: Path, timings: dict[str, list[float]]) -> None:
     print("\nOffline install bundles (tokdeck bundle, defaults):")
-    for folder in sorted((work / "dist").iterdir()):
+    for folder in sorted((work / "dist").glob("linux-*")):
         wheels = list((folder / "wheels").glob("*.whl"))
         print(f"  {folder.name}/wheels/   {len(wheels)} wheels, {sum(w.stat().st_size for w in wheels) / 1e6:.1f} MB")
         print(f"  {folder.name}/tokdeck   {(folder / 'tokdeck').stat().st_size / 1e6:.1f} MB")
