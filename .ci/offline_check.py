@@ -6,11 +6,12 @@ aarch64 ones, which cannot run here, are checked complete); `tokdeck bundle --dr
 every optional extra of pyproject.toml but `test` for the same targets.
 
 Offline, in a network namespace whose only interface is loopback (`unshare --net`): a fresh venv
-per CPython 3.11-3.13 found on this machine installs tokdeck from the x86_64 wheelhouse with
+for this script's CPython, and one for the other CPython 3.11-3.13 farthest from it found on this
+machine (each version costs about a minute of CI), installs tokdeck from the x86_64 wheelhouse with
 `--no-index` and no pip configuration; then that tokdeck and the single file must print what the
 tested install (the venv running this script) prints. With this script's CPython they run
 `tokenizers doctor` (every bundled tokenizer, both special-token policies), `count --all`, `inspect`
-on every file of sample_data/ and the quick checks; with the others, the quick checks (QUICK_CHECKS:
+on every file of sample_data/ and the quick checks; with the other, the quick checks (QUICK_CHECKS:
 count, inspect with tokens, a short `bench` against the built-in simulator), which load every
 compiled dependency. Sizes and start-up times of both paths are reported.
 
@@ -93,20 +94,20 @@ def build(work: Path, results: Results) -> None:
 
 
 def interpreters() -> dict[str, str]:
-    """CPython 3.11-3.13 on this machine: the one running this script, then python3.X on PATH or under pyenv."""
-    base = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
-    found = {f"{sys.version_info.major}.{sys.version_info.minor}": base}
-    for version in PYTHONS:
+    """The CPython running this script, and the other 3.11-3.13 one farthest from it on this machine
+    (on PATH or under pyenv): the two ends of the range where both are here."""
+    this = "%d.%d" % sys.version_info[:2]
+    found = {this: os.path.realpath(getattr(sys, "_base_executable", sys.executable))}
+    others = sorted((v for v in PYTHONS if v != this), key=lambda v: -abs(int(v.split(".")[1]) - sys.version_info[1]))
+    for version in others:
         candidates = [shutil.which(f"python{version}")] + sorted(
             glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}")), reverse=True)
         for exe in filter(None, candidates):
-            if version in found:
-                break
             probe = subprocess.run([exe, "-c", "import sys, venv; print('%d.%d' % sys.version_info[:2])"],
                                    capture_output=True, text=True)
             if probe.returncode == 0 and probe.stdout.strip() == version:  # pyenv shims answer for another version
-                found[version] = exe
-    return dict(sorted(found.items()))
+                return dict(sorted({**found, version: exe}.items()))
+    return found
 
 
 def isolated_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
