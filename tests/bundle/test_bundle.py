@@ -149,6 +149,7 @@ def test_platforms_newest_glibc_first_with_the_legacy_names():
 def test_project_and_extras_come_from_pyproject(tmp_path):
     project = find_project()
     assert project.root == REPO and project.name == "tokdeck" and "test" in project.extras
+    assert project.sources == ("pyproject.toml", "README.md", "tui")  # no tests/, sample_data/, build/ ...
     assert requirement(project, ["TEST", "test"], "0.1.0") == "tokdeck[test]==0.1.0"
     assert requirement(project, [], wheel=tmp_path / "tokdeck-0.1.0-py3-none-any.whl").endswith(".whl")
     with pytest.raises(TokdeckError, match=r"unknown extra 'nope': tokdeck declares .*test"):

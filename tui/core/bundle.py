@@ -98,11 +98,13 @@ class Target:
 
 @dataclass(frozen=True)
 class Project:
-    """A source checkout: its folder, distribution name (also its console script) and declared extras."""
+    """A source checkout: its folder, distribution name (also its console script), declared extras,
+    and what a wheel is built from (pyproject.toml, the readme it names, the top-level packages)."""
 
     root: Path
     name: str
     extras: tuple[str, ...]
+    sources: tuple[str, ...]
 
 
 def find_project(root: Path | None = None) -> Project:
@@ -116,11 +118,13 @@ def find_project(root: Path | None = None) -> Project:
         project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
         name = project["name"]
         extras = tuple(project.get("optional-dependencies", {}))
+        readme = project.get("readme")
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
         raise TokdeckError(f"cannot read the project from {pyproject}: {exc}") from None
     if not isinstance(name, str):
         raise TokdeckError(f"cannot read the project from {pyproject}: [project] name is not a string")
-    return Project(root, name, extras)
+    packages = sorted(d.name for d in root.iterdir() if (d / "__init__.py").is_file())
+    return Project(root, name, extras, ("pyproject.toml", *([readme] if isinstance(readme, str) else []), *packages))
 
 
 def _normalize(name: str) -> str:
@@ -186,8 +190,21 @@ def install_tools(folder: Path, tools: Tools = Tools()) -> Tools:
 
 
 def build_wheel(project: Project, folder: Path, tools: Tools) -> Path:
-    """tokdeck's own wheel, built from the checkout (its metadata carries the dependencies)."""
-    proc = tools.run("pip", ["wheel", "--quiet", "--no-deps", "--wheel-dir", folder, project.root])
+    """tokdeck's own wheel (its metadata carries the dependencies), built from a copy of the sources:
+    setuptools leaves build/ and *.egg-info in the tree it builds, and packs files left in build/lib
+    by earlier builds even once they are gone from the checkout."""
+    source = folder / "source"
+    source.mkdir(parents=True)
+    for name in project.sources:
+        path = project.root / name
+        try:
+            if path.is_dir():
+                shutil.copytree(path, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            else:
+                shutil.copy2(path, source / name)
+        except OSError as exc:
+            raise TokdeckError(f"cannot copy {path} to build the wheel: {exc.strerror or exc}") from None
+    proc = tools.run("pip", ["wheel", "--quiet", "--no-deps", "--wheel-dir", folder, source])
     wheels = sorted(folder.glob(f"{_normalize(project.name).replace('-', '_')}-*.whl"))
     if proc.returncode or len(wheels) != 1:
         raise TokdeckError(f"cannot build the {project.name} wheel from {project.root}: "
