@@ -34,9 +34,10 @@ import time
 import tomllib
 from pathlib import Path
 
+from tui.core.bundle import PYTHONS  # the CPython versions tokdeck bundle targets
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = REPO / "sample_data"
-PYTHONS = ("3.11", "3.12", "3.13")
 # what every CPython version runs; the one running this script runs every check
 QUICK_CHECKS = ("count -t cl100k_base -t qwen3 -t mistral-tekken", "inspect openai-chat.jsonl -t qwen3 -t cl100k_base",
                 "bench --dataset-name custom --num-prompts 8")

@@ -195,3 +195,10 @@ def test_runs_with_the_standard_library_alone():
     proc = subprocess.run([sys.executable, "-S", "-c", code, str(REPO)], capture_output=True, text=True, cwd=REPO)
     assert proc.stdout.strip() == "2 ['tui']", proc.stderr
     assert "unknown extra 'nope'" in proc.stderr
+
+
+def test_every_tokdeck_start_skips_the_builder():
+    """The parser is built on every start (`tokdeck count` too); the builder costs ~10-25 ms to import."""
+    code = "import sys; from tui.cli import build_parser; build_parser(); print('tui.core.bundle' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.stdout.strip() == "False", proc.stderr

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import argparse
 
-# standard library only and light (tokdeck --help stays instant): the same choices as the builder
-from ..core.bundle import ARCHES, DEFAULT_GLIBC, PYTHONS
-
 ORDER = 80
+
+
+def _one_of(name: str):
+    """An argparse type taking the builder's own values (its list `name`), imported only when used:
+    the parser is built on every tokdeck start."""
+
+    def parse(text: str) -> str:
+        from ..core import bundle
+
+        allowed = getattr(bundle, name)
+        if text not in allowed:
+            raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(allowed)})")
+        return text
+
+    return parse
 
 
 def _glibc(text: str) -> tuple[int, int]:
@@ -28,12 +40,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", default="dist/offline", metavar="DIR",
                    help="where linux-ARCH/wheels/ and linux-ARCH/tokdeck go (default dist/offline; "
                         "each architecture's folder is replaced once its new one is complete)")
-    p.add_argument("--arch", action="append", choices=ARCHES, help="target architecture (repeatable; default both)")
-    p.add_argument("--python", action="append", choices=PYTHONS,
-                   help="target CPython version (repeatable; default all three)")
+    p.add_argument("--arch", action="append", type=_one_of("ARCHES"), metavar="ARCH",
+                   help="target architecture, x86_64 or aarch64 (repeatable; default both)")
+    p.add_argument("--python", action="append", type=_one_of("PYTHONS"), metavar="X.Y",
+                   help="target CPython version, 3.11, 3.12 or 3.13 (repeatable; default all three)")
     p.add_argument("--extra", action="append", default=[], metavar="NAME",
                    help="an optional extra of tokdeck to include, as in tokdeck[NAME] (repeatable)")
-    p.add_argument("--glibc", type=_glibc, default=DEFAULT_GLIBC, metavar="2.N",
+    p.add_argument("--glibc", type=_glibc, metavar="2.N",
                    help="oldest glibc of the target boxes (default 2.28: RHEL 8, Debian 10, Ubuntu 20.04 and newer)")
     p.add_argument("--no-pex", action="store_true", help="wheelhouses only, no single file")
     p.add_argument("--dry-run", action="store_true",
@@ -46,7 +59,7 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from ..core.bundle import check_targets, find_project, make_bundles, requirement
+    from ..core.bundle import ARCHES, DEFAULT_GLIBC, PYTHONS, check_targets, find_project, make_bundles, requirement
     from ..core.units import human_bytes
     from ._common import print_table
 
@@ -56,14 +69,15 @@ def run(args) -> int:
     project = find_project()
     arches = list(dict.fromkeys(args.arch or ARCHES))
     pythons = list(dict.fromkeys(args.python or PYTHONS))
-    glibc = ".".join(map(str, args.glibc))
+    glibc_version = args.glibc or DEFAULT_GLIBC
+    glibc = ".".join(map(str, glibc_version))
     if args.dry_run:
-        results = check_targets(project, arches, pythons, args.extra, args.glibc, log)
+        results = check_targets(project, arches, pythons, args.extra, glibc_version, log)
         rows = [[str(target), f"ok, {len(outcome)} packages" if isinstance(outcome, dict) else outcome]
                 for target, outcome in results]
         print_table([f"target (glibc {glibc})", requirement(project, args.extra)], rows)
         return 1 if any(isinstance(outcome, str) for _, outcome in results) else 0
-    bundles = make_bundles(project, Path(args.output), arches, pythons, args.extra, args.glibc,
+    bundles = make_bundles(project, Path(args.output), arches, pythons, args.extra, glibc_version,
                            not args.no_pex, log)
     rows = []
     for b in bundles:
