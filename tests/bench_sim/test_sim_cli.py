@@ -122,3 +122,18 @@ def test_cli_capacity_flags():
         proc = run_cli("sim", flag, value)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, (flag, value, proc.stderr)
         assert proc.stderr.count("\n") == 1 and flag in proc.stderr
+
+
+def test_cli_workers_refuse_a_port_another_group_holds():
+    """SO_REUSEPORT would let a second `tokdeck sim --workers` join the first one's port and share its
+    connections: refused like any port in use."""
+    import socket
+
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        proc = run_cli("sim", "--workers", "2", "--port", str(port), timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"tokdeck: error: cannot listen on 127.0.0.1:{port}: address already in use"

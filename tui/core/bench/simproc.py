@@ -80,6 +80,8 @@ async def serving(cfg: SimConfig, host: str = "127.0.0.1", port: int = 0, worker
     children: list[_Child] = []
     group = None
     try:
+        if workers > 1 and port:
+            _refuse_taken_port(host, port)
         await server.listen()
         if workers > 1:
             children = await loop.run_in_executor(None, _start_workers, cfg, host, server.port, board, worker_stderr)
@@ -105,6 +107,26 @@ def check_workers(cfg: SimConfig, workers: int) -> None:
                            "use it with --workers 1")
     if workers > 1 and not hasattr(socket, "SO_REUSEPORT"):
         raise TokdeckError("simulator: several workers need SO_REUSEPORT, which this system lacks")
+
+
+def _refuse_taken_port(host: str, port: int) -> None:
+    """TokdeckError when ``host:port`` is taken. With SO_REUSEPORT a bind succeeds beside any
+    other socket that set it too - another `tokdeck sim --workers` of the same user - and the
+    two servers would share the connections; a plain bind finds out first."""
+    import errno
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError:
+        return  # the server's own bind says what is wrong
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise TokdeckError(f"cannot listen on {host}:{port}: address already in use") from None
+                return
 
 
 async def _serve_worker(spec: dict, stop: asyncio.Event) -> None:
