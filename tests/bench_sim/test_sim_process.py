@@ -89,6 +89,14 @@ def test_child_process_start_failure_is_one_line_and_leaves_nothing():
         SimProcess(SimConfig(tokenizer="estimate")).start()
 
 
+def test_another_tui_package_in_the_current_directory_is_not_imported(tmp_path, monkeypatch):
+    (tmp_path / "tui").mkdir()
+    (tmp_path / "tui" / "__init__.py").write_text("raise ImportError('the wrong tui')\n")
+    monkeypatch.chdir(tmp_path)
+    with SimProcess(SimConfig(ttft_ms=1, itl_ms=0, output_tokens=1)) as url:
+        assert _get(url + "/health")["status"] == "ok"
+
+
 def test_two_workers_answer_on_one_port_and_report_together():
     sim = SimProcess(SimConfig(ttft_ms=1, itl_ms=0, output_tokens=2), workers=2)
     url = sim.start()

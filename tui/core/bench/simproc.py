@@ -280,7 +280,8 @@ class _Child:
     """A child process started with ``spec`` on its stdin, which stays open until :meth:`close`."""
 
     def __init__(self, spec: dict, stderr: Any) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", _CHILD_CODE], stdin=subprocess.PIPE,
+        # -P: not the current directory first on sys.path, where another `tui` package may be
+        self.proc = subprocess.Popen([sys.executable, "-P", "-c", _CHILD_CODE], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=stderr, env=_child_env(), close_fds=True)
         try:
             assert self.proc.stdin is not None
@@ -297,8 +298,8 @@ class _Child:
         if line.startswith(b"ERROR "):
             raise TokdeckError(line[6:].decode("utf-8", "replace").strip())
         code = self.proc.poll()
-        raise TokdeckError("simulator: its process " + (f"ended at start (exit code {code})" if code is not None
-                                                        else "did not start in time"))
+        raise TokdeckError("simulator: its process " + (f"ended at start (exit code {code}; `tokdeck sim` shows why)"
+                                                        if code is not None else "did not start in time"))
 
     def close(self) -> None:
         """Close its stdin: the child stops."""
