@@ -12,7 +12,7 @@ import time
 import urllib.request
 
 import pytest
-from tokdeck_testing import REPO, busy_port, subprocess_env
+from tokdeck_testing import NETGUARD_DIR, REPO, busy_port, subprocess_env
 
 from tui.core.bench.sim import SimConfig
 from tui.core.bench.simproc import SimProcess
@@ -68,6 +68,8 @@ def test_child_process_serves_then_stop_leaves_nothing_behind():
         for name in ("cmdline", "environ"):
             with open(f"/proc/{pid}/{name}", "rb") as fh:
                 assert b"k-123456" not in fh.read()
+        with open(f"/proc/{pid}/environ", "rb") as fh:  # the tests' network guard reaches it too
+            assert str(NETGUARD_DIR).encode() in fh.read()
         os.kill(pid, signal.SIGINT)  # a Ctrl-C in the terminal is tokdeck's to handle, not the simulator's
         time.sleep(0.3)
         assert sim.health()["pid"] == pid

@@ -342,13 +342,15 @@ def _read_line(fd: int, deadline: float | None) -> bytes:
 
 
 def _child_env() -> dict[str, str]:
-    """This environment, with the folder this ``tui`` package comes from first on PYTHONPATH, so
-    the child runs the same code from whatever directory."""
+    """This environment, with this process's import path as PYTHONPATH (the folder this ``tui``
+    package comes from first), so the child runs the same code with the same libraries, from
+    whatever directory and however tokdeck was installed or started."""
     import tui
 
     root = str(Path(tui.__file__).resolve().parent.parent)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([root, env["PYTHONPATH"]]) if env.get("PYTHONPATH") else root
+    given = env.get("PYTHONPATH", "").split(os.pathsep)
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in [root, *given, *sys.path] if p))
     return env
 
 
