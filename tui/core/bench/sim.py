@@ -35,9 +35,10 @@ an exponential tail whose mean is the jitter (a busy server's long tail).
 Capacity. At most ``max_batch`` requests are served at once (None: no limit); later ones wait in
 a first-in-first-out queue until a place frees up. Each gap between content chunks is
 ``itl * (1 + itl_growth * (r - 1))``, ``r`` the requests in the batch when the gap starts (a
-decode step slows down as the batch grows; TTFT does not grow). Without jitter, a request with
-``n`` output tokens in ``m`` chunks (``m = n`` at one token per chunk) that runs in a batch of
-``r`` takes ``T(r) = ttft + (m - 1) * itl * (1 + g * (r - 1))``, and its TPOT is
+decode step slows down as the batch grows; TTFT does not grow; a JSON response keeps the pace
+of the batch it entered). Without jitter, a request with ``n`` output tokens in ``m`` chunks
+(``m = n`` at one token per chunk) that runs in a batch of ``r`` takes
+``T(r) = ttft + (m - 1) * itl * (1 + g * (r - 1))`` (``g`` = ``itl_growth``), and its TPOT is
 ``(m - 1) * itl * (1 + g * (r - 1)) / (n - 1)``. With ``C`` concurrent streams (closed loop) the
 batch is ``r = min(C, max_batch)`` and the throughput ``r / T(r)`` requests/s: it rises up to
 ``C = max_batch`` - the knee, ``max_batch / T(max_batch)`` - then stays flat while TTFT grows by
