@@ -28,6 +28,8 @@ async def test_start_shows_live_rows_then_the_exact_result(make_bench):
         await pilot.press("f5")
         await wait_for(pilot, lambda: pane.thread is not None or pane.session, what="the run to start")
         assert not pane.session, "the run ended before the test saw it going on"
+        (sim_pid,) = pane.sim.pids  # the simulator runs in a process of its own
+        assert sim_pid != os.getpid()
         table = app.query_one("#bench-stats", DataTable)
         # live: rows filled while the run goes on
         await wait_for(pilot, lambda: pane.thread is None or (cell(table, 0, 2) not in ("", "-")
@@ -37,6 +39,8 @@ async def test_start_shows_live_rows_then_the_exact_result(make_bench):
         await wait_for(pilot, lambda: pane.session, what="the run to finish")
         run = pane.session[0]
         assert not run.result.partial and run.result.completed == 60 and run.result.failed == 0
+        assert run.result.client_health["simulator"]["late_ms"]["writes"] == 60 * 16  # its /health, at the end
+        await wait_for(pilot, lambda: not os.path.exists(f"/proc/{sim_pid}"), what="the simulator to stop")
         for row, m in enumerate(METRICS):
             st = run.data.stats[m]
             assert cell(table, row, 0) == m.upper()

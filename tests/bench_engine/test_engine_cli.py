@@ -39,9 +39,10 @@ def free_port() -> int:
 def test_without_base_url_runs_the_builtin_simulator_and_says_so():
     proc = run_cli("bench", *SMALL)
     assert proc.returncode == 0, proc.stderr
-    assert "built-in simulator" in proc.stderr
+    assert "built-in simulator" in proc.stderr and "its own process" in proc.stderr
     out = proc.stdout
     assert "============ Serving Benchmark Result ============" in out
+    assert "Simulator lateness p50/p99/max (ms):" in out  # read from its /health at the end
     assert "Successful requests:                     12" in out
     assert "Mean TTFT (ms):" in out and "P99 ITL (ms):" in out and "Token counts: input tokens from usage (12)" in out
 

@@ -71,7 +71,7 @@ Profiles come from the config ({path}):
   headers = {{ "X-Team" = "ml" }}
   # backend = "openai" for /v1/completions; insecure, ca_bundle, timeout_s
 
-"simulator" runs the built-in simulated server in-process: no set-up at all."""
+"simulator" runs the built-in simulated server (a process of its own): no set-up at all."""
 
 
 def run_parser() -> argparse.ArgumentParser:
@@ -518,24 +518,27 @@ class BenchPane(Container):
         if self._switch_interval is not None:
             sys.setswitchinterval(self._switch_interval)
             self._switch_interval = None
-        if self.sim is not None:
-            self._stop_sim(self.sim)  # joins its thread: not on the UI thread
-            self.sim = None
+        sim, self.sim = self.sim, None
         if isinstance(end, BaseException):
+            if sim is not None:
+                self._stop_sim(sim)  # waits for its process: not on the UI thread
             msg = str(end) if isinstance(end, TokdeckError) else f"{type(end).__name__}: {end}"
             self.notify(msg, title="the run failed", severity="error", timeout=10)
             self._say(f"the run failed: {msg}")
             return
         if bt.dropped:
             self._say(f"{bt.dropped:,} records were not drawn (the view fell behind); the result is complete")
-        self._finish(end, self.run_args)
+        self._finish(end, self.run_args, sim)
 
     @work(thread=True, exit_on_error=False, group="bench-sim-stop")
     def _stop_sim(self, sim) -> None:
         sim.stop()
 
     @work(thread=True, exit_on_error=False, group="bench-finish")
-    def _finish(self, result: BenchResult, args: argparse.Namespace) -> None:
+    def _finish(self, result: BenchResult, args: argparse.Namespace, sim=None) -> None:
+        if sim is not None:  # its lateness goes into the result's client health, then it stops
+            result = sim.with_lateness(result)
+            sim.stop()
         number = len(self.session) + 1
         name = f"run {number}" + (" (partial)" if result.partial else "")
         run = SessionRun(number, result, from_result(result, name), args)  # exact statistics: off the UI

@@ -104,6 +104,8 @@ def run(args) -> int:
 
         result = asyncio.run(main())
         progress.close()
+        if prep.sim is not None:  # did the simulator keep its timings? (it says so in its /health)
+            result = prep.sim.with_lateness(result)
     finally:
         if prep.sim is not None:
             prep.sim.stop()
@@ -123,8 +125,8 @@ def run(args) -> int:
             failures.append(exc)
     print(format_summary(result))
     if prep.sim is not None and result.client_health.get("client_bottleneck"):
-        print("tokdeck bench: note: the built-in simulator runs in this process and competes with the client "
-              "for the CPU; for cleaner figures run `tokdeck sim` in another terminal and pass --base-url URL "
+        print("tokdeck bench: note: the built-in simulator runs on this machine and competes with the client "
+              "for its CPU cores; for cleaner figures run `tokdeck sim` on another machine and pass --base-url URL "
               "--tokenizer cl100k_base",
               file=sys.stderr)
     for line in saved:

@@ -3,7 +3,10 @@
 Modules (import them directly; this package imports nothing):
 - ``sim`` - the simulated OpenAI-compatible streaming server (``tokdeck sim``): ``SimConfig``,
   ``SimServer``/``start_simulator`` (asyncio) and ``ThreadedSimulator`` (own thread), with
-  server-side timing truth per request in ``SimRecord``.
+  server-side timing truth per request in ``SimRecord``; its capacity model (``capacity``).
+- ``simproc`` - the simulator in child processes: ``SimProcess`` (the built-in one of a run),
+  ``serving`` (``tokdeck sim --workers N``), ``judge_lateness`` (its lateness in a result).
+- ``simboard`` - the simulator's counters shared by its workers: /health, /metrics, lateness.
 - ``engine`` - the load engine: ``BenchSpec``, ``BenchmarkRun`` (``events()`` async iterator /
   ``run(on_event)``), ``run_benchmark``, ``BenchmarkThread`` (own thread + loop, for UIs).
 - ``client`` - one timed request (``BenchRequest``, backends openai-chat/openai, SSE or plain).

@@ -373,14 +373,15 @@ def prepare(args, *, registry=None, api_key: str | None = None, sim_config=None,
     sim_tokenizer = None
     base_url = args.base_url
     if not base_url:
-        from .sim import SimConfig, ThreadedSimulator
+        from .sim import SimConfig
+        from .simproc import SimProcess
 
         cfg = sim_config or SimConfig()
-        sim = ThreadedSimulator(cfg)
+        sim = SimProcess(cfg)
         base_url = sim.start()
         sim_tokenizer = cfg.tokenizer
-        say(f"no --base-url given: using the built-in simulator at {base_url} "
-            f"(model {cfg.model}, simulated TTFT {cfg.ttft_ms:g} ms, ITL {cfg.itl_ms:g} ms; not a real server)")
+        say(f"no --base-url given: using the built-in simulator at {base_url} (its own process; "
+            f"model {cfg.model}, simulated TTFT {cfg.ttft_ms:g} ms, ITL {cfg.itl_ms:g} ms; not a real server)")
     try:
         pre_headers = auth_headers(base_url, headers, api_key, key_source)
         status, models, problem = asyncio.run(_preflight(base_url, pre_headers, args.connect_timeout,

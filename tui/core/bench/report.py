@@ -55,6 +55,10 @@ def format_summary(result: BenchResult) -> str:
         v = h[key]
         out.append(_line(f"{label} mean/p99/max (ms):", f"{v['mean']:.2f} / {v['p99']:.2f} / {v['max']:.2f}"))
     out.append(_line("Client CPU (% of one core):", h["client_cpu_percent"], ".1f"))
+    sim = h.get("simulator")
+    if sim:  # the built-in simulator's own lateness (its /health)
+        v = sim["late_ms"]
+        out.append(_line("Simulator lateness p50/p99/max (ms):", f"{v['p50']:.2f} / {v['p99']:.2f} / {v['max']:.2f}"))
     out.append("=" * 50)
     # what the figures rest on
     notes = []
