@@ -7,7 +7,7 @@ import os
 
 from textual.widgets import DataTable, Input, ProgressBar, Select, Static, TabbedContent
 
-from bench_pane_testing import cell, ready, run_args, vllm_result, wait_for, write_json
+from bench_pane_testing import cell, ready, run_options, vllm_result, wait_for, write_json
 from tui.app.messages import SendToBench
 from tui.core.bench.metrics import METRICS
 
@@ -175,7 +175,7 @@ async def test_broken_config_is_shown_never_a_crash(bundled, tmp_path, monkeypat
     cfg = tmp_path / "config.toml"
     cfg.write_text('[[profiles]]\nname = "gpu"\nbase_url = "http://x"\nbackend = "grpc"\n')
     monkeypatch.setenv("TOKDECK_CONFIG", str(cfg))
-    app = make_app("bench", registry=bundled, bench_args=run_args("--num-prompts", "4"))
+    app = make_app("bench", registry=bundled, bench_options=run_options("--num-prompts", "4"))
     async with app.run_test(size=(100, 30)) as pilot:
         problem = _text(app, "#bench-config-problem")
         assert problem == f"{cfg}:4: profiles.backend must be openai-chat or openai, not 'grpc'"

@@ -50,7 +50,7 @@ def _busy_run() -> BenchResult:
              "dataset_name": "random", "seed": 7, "stream": True, "dispatched": 44, "stopped_by": "stop"}
     return BenchResult(
         setup=setup, summary=compute_summary(store, 1.75, metrics, percentiles, goodput),
-        percentile_metrics=metrics, percentiles=percentiles, goodput=goodput, token_sources=store.source_counts(),
+        goodput=goodput, token_sources=store.source_counts(),
         client_health=client_health([0.0004 * (i % 13) for i in range(300)], store, 0.472),
         error_reasons={"HTTP 503: busy": 5}, partial=True, cancelled=4, warmup={"requests": 3, "failed": 1},
         store=store, usage_ignored={"usage.prompt_tokens is 0 for a non-empty prompt": 2},
@@ -68,7 +68,7 @@ def _empty_run() -> BenchResult:
              "dataset_name": "custom", "seed": 0, "stream": False, "dispatched": 1, "stopped_by": None}
     return BenchResult(
         setup=setup, summary=compute_summary(store, 0.0, ("ttft", "tpot"), (99.0,), None),
-        percentile_metrics=("ttft", "tpot"), percentiles=(99.0,), goodput=None, token_sources=store.source_counts(),
+        goodput=None, token_sources=store.source_counts(),
         client_health=client_health([], store, float("nan")), error_reasons={"cannot connect": 1}, partial=False,
         cancelled=0, warmup={"requests": 0, "failed": 0}, store=store)
 

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import number
+from ..core.numbers import PORT, NumberRule, argparse_type
 
 ORDER = 40
 
 TOKEN_ENV = "TOKDECK_SERVE_TOKEN"
-
-
-def _positive_float(value: str) -> float:
-    try:
-        f = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not f > 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return f
+#: the largest body limit: bodies are read whole into memory
+MAX_BODY_MB = 1024
+_body_mb = NumberRule(float, lo=0, lo_open=True, hi=MAX_BODY_MB, need=f"greater than 0 and at most {MAX_BODY_MB:,}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,15 +21,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                     f"With a token (--auth-token or ${TOKEN_ENV}) every endpoint but /health needs "
                     "'Authorization: Bearer TOKEN'.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it)")
-    p.add_argument("--port", type=number(int, 0, 65535, "a port number (0: any free port)"),
+    p.add_argument("--port", type=argparse_type(PORT.parse),
                    default=8080, help="TCP port (default 8080; 0 picks a free one)")
     p.add_argument("--auth-token", metavar="TOKEN", default=None,
                    help=f"require this bearer token (prefer ${TOKEN_ENV}: arguments are visible in ps)")
-    p.add_argument("--max-body-mb", type=_positive_float, default=10.0, metavar="MB",
+    p.add_argument("--max-body-mb", type=argparse_type(_body_mb.parse), default=10.0, metavar="MB",
                    help="largest request body accepted, in MB (default 10); bigger gets 413")
     p.add_argument("--preload", nargs="+", action="extend", default=[], metavar="ID",
                    help="tokenizer ids or model names to load before listening")
-    p.add_argument("--workers", type=number(int, 1, 1024, "a whole number"), default=4, metavar="N",
+    p.add_argument("--workers", type=argparse_type(NumberRule(int, lo=1, hi=1024).parse), default=4, metavar="N",
                    help="threads per counting pool: one for short texts, one for long texts, chats "
                         "and batches (default 4 each)")
     p.add_argument("--access-log", action="store_true", help="log one line per request on stderr")
