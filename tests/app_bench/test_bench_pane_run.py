@@ -262,6 +262,29 @@ async def test_client_bottleneck_warning_is_visible(make_bench, tmp_path):
         assert _text(app, "#bench-errors").startswith("errors: 4× HTTP 503: server overloaded")
 
 
+async def test_a_result_file_with_values_of_the_wrong_type_opens_as_far_as_it_can(make_bench, tmp_path):
+    """Values of the wrong type are unknown, never a crash of the pane (they used to be)."""
+    path = write_json(tmp_path / "odd.json", {
+        "completed": "lots", "failed": 2, "request_throughput": 2.0, "model_id": 5, "num_prompts": "ten",
+        "client_health": [1, 2], "error_reasons": {"HTTP 500": "many", "HTTP 503": 3}, "internal_errors": "boom",
+        "partial": "no", "mean_ttft_ms": "fast", "p99_ttft_ms": 12.0})
+    app = make_bench()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        app.bench.open_path(path)
+        await wait_for(pilot, lambda: app.bench.shown, what="the opened file")
+        assert _text(app, "#bench-title") == "odd · odd.json · ? · tokdeck result"
+        assert _text(app, "#bench-throughput").startswith("0 done · 2 failed · 2.00 req/s · - out tok/s")
+        assert _text(app, "#bench-health") == "client health: not recorded (vLLM result)"
+        assert app.bench.shown[0].error_reasons == {"HTTP 503": 3}
+        assert _text(app, "#bench-errors") == "no per-request data in this file (saved without details): charts are empty"
+        table = app.query_one("#bench-stats", DataTable)
+        assert [cell(table, 0, c) for c in range(5)] == ["TTFT", "-", "-", "-", "12.00"]
+        history = app.query_one("#bench-history", DataTable)
+        await wait_for(pilot, lambda: history.row_count == 1, what="the history row")
+        assert cell(history, 0, 3) == "0"
+
+
 async def test_profile_flag_selects_it_models_use_openai_api_key_and_csv_is_written(make_bench, tmp_path,
                                                                                      monkeypatch):
     """`tokdeck ui --pane bench --profile NAME --csv F`: the profile is selected, Discover models sends
