@@ -155,9 +155,9 @@ class BenchPane(Container):
     ]
 
     class Prepared(Message):
-        def __init__(self, prepared: bench_prep.Prepared | None, error: str | None) -> None:
+        def __init__(self, outcome: bench_prep.Prepared | str) -> None:
             super().__init__()
-            self.prepared, self.error = prepared, error
+            self.outcome = outcome  # the run ready to start, or why it cannot
 
     class Finished(Message):
         def __init__(self, run: SessionRun) -> None:
@@ -327,7 +327,7 @@ class BenchPane(Container):
                     values[spec.name] = spec.from_text(field.value)
         if values["dataset_name"] not in FILE_DATASETS:
             values["dataset_path"] = None  # a path left in the box does not go with random or sonnet
-        options = replace(self.options, **values, profile=None, given=self.options.given | values.keys())
+        options = replace(self.options, **values, profile=None, given=self.options.given | frozenset(values))
         profile = self.profiles.get(self.query_one("#bench-profile", Select).value)
         if profile is None:
             return replace(options, base_url=None), None
@@ -357,22 +357,21 @@ class BenchPane(Container):
         try:
             prep = bench_prep.prepare(options, profile=profile, registry=self.registry, sim_config=self.sim_config)
         except TokdeckError as exc:
-            self.post_message(self.Prepared(None, str(exc)))
+            self.post_message(self.Prepared(str(exc)))
             return
         except Exception as exc:  # noqa: BLE001 - shown in the pane, never a crash
-            self.post_message(self.Prepared(None, f"{type(exc).__name__}: {exc}"))
+            self.post_message(self.Prepared(f"{type(exc).__name__}: {exc}"))
             return
-        self.post_message(self.Prepared(prep, None))
+        self.post_message(self.Prepared(prep))
 
     @on(Prepared)
     def _prepared(self, message: Prepared) -> None:
-        if message.error:
+        if isinstance(message.outcome, str):
             self.preparing = False
-            self.notify(message.error, title="cannot start the run", severity="error", timeout=10)
-            self._say(message.error)
+            self.notify(message.outcome, title="cannot start the run", severity="error", timeout=10)
+            self._say(message.outcome)
             return
-        assert message.prepared is not None
-        self._launch(message.prepared, time.monotonic())
+        self._launch(message.outcome, time.monotonic())
 
     def _others_busy(self) -> bool:
         return any(w.is_running and not (w.group or "").startswith("bench") for w in self.app.workers)
