@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -315,7 +316,7 @@ class BenchPane(Container):
     def form_options(self) -> tuple[RunOptions, Profile | None]:
         """The run's options: the command line's with the form's values, and the config profile
         selected (None: the simulator, or the command line's endpoint). ValueError names the field."""
-        values = {}
+        values: dict[str, Any] = {}
         for row in FORM_ROWS:
             for spec in row:
                 if spec.name == "profile":
@@ -323,7 +324,7 @@ class BenchPane(Container):
                 field = self.query_one(f"#{_field_id(spec)}")
                 if isinstance(field, Select):
                     values[spec.name] = field.value if isinstance(field.value, str) else None
-                else:
+                elif isinstance(field, Input):
                     values[spec.name] = spec.from_text(field.value)
         if values["dataset_name"] not in FILE_DATASETS:
             values["dataset_path"] = None  # a path left in the box does not go with random or sonnet
