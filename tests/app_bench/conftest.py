@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench_pane_testing import FAST_SIM, run_args
+from bench_pane_testing import FAST_SIM, run_options
 
 
 @pytest.fixture
@@ -17,7 +17,7 @@ def make_bench(bundled):
     def build(*flags: str, start: bool = False, sim: dict | None = None, **kwargs):
         kwargs.setdefault("registry", bundled)
         kwargs.setdefault("config", Config())
-        return make_app("bench", bench_args=run_args(*flags), bench_start=start,
+        return make_app("bench", bench_options=run_options(*flags), bench_start=start,
                         sim_config=SimConfig(**(sim or FAST_SIM)), **kwargs)
 
     return build

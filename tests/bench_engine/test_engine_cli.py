@@ -72,6 +72,14 @@ def test_failed_requests_still_exit_zero_with_reasons_and_files(sim, tmp_path):
     assert len(csv_path.read_text().splitlines()) == 13
 
 
+def test_every_goodput_flag_counts(tmp_path):
+    proc = run_cli("bench", *SMALL, "--goodput", "ttft:5000", "--goodput", "e2el:10000 tpot:1000", "--save-result",
+                   "--result-dir", str(tmp_path / "res"))
+    assert proc.returncode == 0, proc.stderr
+    (saved,) = (tmp_path / "res").iterdir()
+    assert json.loads(saved.read_text())["goodput_slos_ms"] == {"ttft": 5000.0, "e2el": 10000.0, "tpot": 1000.0}
+
+
 def test_unreachable_endpoint_is_one_line_and_nonzero():
     proc = run_cli("bench", "--base-url", f"http://127.0.0.1:{free_port()}", "--model", "m", *SMALL)
     assert proc.returncode == 2

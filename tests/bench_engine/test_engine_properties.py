@@ -368,7 +368,7 @@ async def test_every_request_of_a_run_is_completed_or_failed(per_prompt, cases, 
     assert result.setup["dispatched"] == len(cases) == result.completed + result.failed
     assert result.internal_errors == ()
     assert sum(result.error_reasons.values()) == result.failed
-    assert result.summary["total_output_tokens"] >= 0 and result.summary["total_input_tokens"] >= 0
+    assert result.summary.total_output_tokens >= 0 and result.summary.total_input_tokens >= 0
     orjson.dumps(result.to_vllm_json(detailed=True))
     result.to_csv()
     format_summary(result)

@@ -16,6 +16,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
+from ..core.bench.options import RunOptions
 from ..core.config import Config, load_config
 from ..core.errors import ConfigError
 from ..core.tokenizers import Registry, default_registry
@@ -74,7 +75,7 @@ class TokdeckApp(App):
 
     def __init__(self, *, pane: str = "tokens", text: str = "", source: str | None = None,
                  data_path: Path | None = None, registry: Registry | None = None,
-                 config: Config | None = None, bench_args=None, bench_start: bool = False,
+                 config: Config | None = None, bench_options: RunOptions | None = None, bench_start: bool = False,
                  sim_config=None):
         super().__init__()
         if pane not in PANES:
@@ -93,7 +94,7 @@ class TokdeckApp(App):
         self.registry = registry or (Registry() if self.config_problem else default_registry())
         self.data_path = data_path
         self._text, self._source = text, source
-        self._bench = {"run_args": bench_args, "start": bench_start, "sim_config": sim_config}
+        self._bench = {"run_options": bench_options, "start": bench_start, "sim_config": sim_config}
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="≡")
@@ -170,11 +171,11 @@ class TokdeckApp(App):
 
 
 def make_app(pane: str = "tokens", *, text: str = "", source: str | None = None, data_path: Path | None = None,
-             registry: Registry | None = None, config: Config | None = None, bench_args=None,
-             bench_start: bool = False, sim_config=None) -> TokdeckApp:
+             registry: Registry | None = None, config: Config | None = None,
+             bench_options: RunOptions | None = None, bench_start: bool = False, sim_config=None) -> TokdeckApp:
     """The dashboard, opened on ``pane`` with ``text`` in the Tokens editor.
 
-    ``bench_args``: `tokdeck bench`'s parsed run flags for the Bench pane's form; ``bench_start``
+    ``bench_options``: `tokdeck ui`'s run flags for the Bench pane's form; ``bench_start``
     starts that run at once; ``sim_config``: the built-in simulator's behaviour (tests)."""
     return TokdeckApp(pane=pane, text=text, source=source, data_path=data_path, registry=registry, config=config,
-                      bench_args=bench_args, bench_start=bench_start, sim_config=sim_config)
+                      bench_options=bench_options, bench_start=bench_start, sim_config=sim_config)

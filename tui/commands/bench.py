@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Send prompts to an OpenAI-compatible endpoint at a chosen load and report vLLM's "
                     "serving metrics (flags named as `vllm bench serve` names them). Without --base-url "
                     "it runs against the built-in simulator.")
-    from ..core.bench.prepare import add_run_arguments
+    from ..core.bench.options import add_run_arguments
 
     add_run_arguments(p)
     p.set_defaults(run=run)
@@ -71,14 +71,17 @@ def run(args) -> int:
     import sys
 
     from ..core.bench.engine import BenchmarkRun
-    from ..core.bench.report import format_summary
+    from ..core.bench.options import from_namespace
     from ..core.bench.prepare import prepare, save_csv, save_result
+    from ..core.bench.report import format_summary
     from ..core.errors import TokdeckError
 
-    prep = prepare(args, say=lambda line: print(f"tokdeck bench: {line}", file=sys.stderr, flush=True))
+    prep = prepare(from_namespace(args),
+                   say=lambda line: print(f"tokdeck bench: {line}", file=sys.stderr, flush=True))
+    options = prep.options
     try:
         run_ = BenchmarkRun(prep.spec, prep.requests, prep.counter, emit_records=False)
-        progress = _Progress(not args.disable_tqdm, len(prep.requests))
+        progress = _Progress(not options.disable_tqdm, len(prep.requests))
 
         async def main():
             loop = asyncio.get_running_loop()
@@ -112,19 +115,19 @@ def run(args) -> int:
 
     # the files first: after SIGHUP the terminal may be gone, and printing would fail
     saved, failures = [], []
-    if args.save_result:
+    if options.saves_result:
         try:
-            saved.append(f"result saved to {save_result(args, result)}")
+            saved.append(f"result saved to {save_result(options, result)}")
         except TokdeckError as exc:
             failures.append(exc)
-    if args.csv:
+    if options.csv:
         try:
-            save_csv(args.csv, result)
-            saved.append(f"per-request CSV saved to {args.csv}")
+            save_csv(options.csv, result)
+            saved.append(f"per-request CSV saved to {options.csv}")
         except TokdeckError as exc:
             failures.append(exc)
     print(format_summary(result))
-    if prep.sim is not None and result.client_health.get("client_bottleneck"):
+    if prep.sim is not None and result.client_health.client_bottleneck:
         print("tokdeck bench: note: the built-in simulator runs on this machine and competes with the client "
               "for its CPU cores; for cleaner figures run `tokdeck sim` on another machine and pass --base-url URL "
               "--tokenizer cl100k_base",

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import number as _number
+from ..core.numbers import PORT, NumberRule, argparse_type
 
 ORDER = 45
 MAX_WORKERS = 64  # tui.core.bench.simproc.MAX_WORKERS (not imported: --help stays light)
 
-_rate = _number(float, 0, 1)
-_ms = _number(float, 0, what="a number of milliseconds")
-_positive = _number(int, 1, what="a whole number")
-_count = _number(int, 0, what="a whole number")
-_port = _number(int, 0, 65535, what="a port number (0: any free port)")
-_growth = _number(float, 0, what="a number")
+_rate = argparse_type(NumberRule(float, lo=0, hi=1).parse)
+_ms = argparse_type(NumberRule(float, lo=0).parse)
+_positive = argparse_type(NumberRule(int, lo=1).parse)
+_count = argparse_type(NumberRule(int, lo=0).parse)
+_port = argparse_type(PORT.parse)
+_growth = argparse_type(NumberRule(float, lo=0).parse)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="bundled tokenizer for text and usage counts (default cl100k_base)")
     g.add_argument("--api-key-env", metavar="VAR",
                    help="require `Authorization: Bearer $VAR` on /v1 (the key is read from the environment)")
-    g.add_argument("--workers", type=_number(int, 1, MAX_WORKERS, what="a whole number"), default=1, metavar="N",
+    g.add_argument("--workers", type=argparse_type(NumberRule(int, lo=1, hi=MAX_WORKERS).parse), default=1, metavar="N",
                    help=f"serve from N processes on one port (SO_REUSEPORT; at most {MAX_WORKERS}), so the "
                         "simulator keeps up with more streams (default 1)")
     g.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the random draws (default 0)")
@@ -77,16 +77,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def config_from_args(args):
     """The SimConfig the command line asks for (raises TokdeckError for bad combinations)."""
-    import os
-
     from ..core.bench.sim import SimConfig
-    from ..core.errors import TokdeckError
+    from ..core.endpoint import resolve_api_key
 
-    api_key = None
-    if args.api_key_env:
-        api_key = os.environ.get(args.api_key_env)
-        if not api_key:
-            raise TokdeckError(f"--api-key-env: environment variable {args.api_key_env} is not set or empty")
+    api_key = resolve_api_key(args.api_key_env).required() if args.api_key_env else None
     return SimConfig(
         model=args.model, tokenizer=args.tokenizer, ttft_ms=args.ttft_ms, ttft_jitter_ms=args.ttft_jitter_ms,
         itl_ms=args.itl_ms, itl_jitter_ms=args.itl_jitter_ms, jitter=args.jitter,

@@ -247,28 +247,30 @@ class SimProcess:
 
 
 def judge_lateness(result: "BenchResult", health: dict[str, Any], cfg: SimConfig) -> "BenchResult":
-    """``client_health["simulator"]`` = the simulator's write lateness (``late_ms`` of its /health),
+    """``client_health.simulator`` = the simulator's write lateness (``late_ms`` of its /health),
     the limit it is held to - the client's own rule for its event loop, from the configured TTFT
     and ITL - and whether it was over; over it, the result's warning says that the simulator,
     not the client, missed the timings."""
     from .engine import lag_limit_ms
+    from .results import Lateness, SimulatorHealth
 
     late = health.get("late_ms")
     keys = ("writes", "mean", "p50", "p99", "max")
     if not isinstance(late, dict) or not all(_finite_number(late.get(k)) for k in keys):
         return result
-    late = {k: float(late[k]) for k in keys}
+    spread = Lateness(*(float(late[k]) for k in keys))
     limit = lag_limit_ms(cfg.ttft_ms, cfg.itl_ms)
-    behind = late["p99"] > limit
-    health_out = dict(result.client_health)
-    health_out["simulator"] = {"late_ms": late, "limit_ms": limit, "late": behind}
+    behind = spread.p99 > limit
+    health = result.client_health
+    warning = health.warning
     if behind:
-        note = (f"the simulator was late by {late['p99']:.1f} ms (p99 of its writes, max {late['max']:.1f} ms; "
+        note = (f"the simulator was late by {spread.p99:.1f} ms (p99 of its writes, max {spread.max:.1f} ms; "
                 f"limit {limit:.1f} ms): it did not keep its configured timings, so TTFT and ITL partly measure a "
                 "busy simulator; give it fewer concurrent streams or idle CPU cores, or run `tokdeck sim "
                 "--workers N` and pass --base-url")
-        health_out["warning"] = f"{health_out['warning']}; {note}" if health_out.get("warning") else note
-    return replace(result, client_health=health_out)
+        warning = f"{warning}; {note}" if warning else note
+    return replace(result, client_health=replace(health, simulator=SimulatorHealth(spread, limit, behind),
+                                                 warning=warning))
 
 
 def _finite_number(v: object) -> bool:
