@@ -29,11 +29,11 @@ from aiohttp import web
 from ... import __version__
 from ..errors import TokenizerError
 from ..tokenizers import Registry, default_registry, resolve_model
-from ..tokenizers.base import Tokenizer, TokenizerInfo, first_line
+from ..tokenizers.base import SpecialPolicy, Tokenizer, TokenizerInfo, first_line
 from ..tokenizers.chat import ChatFormatError, chat_method, count_chat
 from ..tokenizers.resolve import FAMILIES
 from .batching import CountBatcher
-from .requests import ApiError, CountRequest, Target, parse_batch, parse_count, parse_json
+from .requests import ApiError, ChatRequest, Target, decode_batch, decode_count
 
 log = logging.getLogger("tokdeck.serve")
 
@@ -61,7 +61,6 @@ class Resolved:
 
 
 RESOLVED_CACHE_SIZE = 4096
-STATE = web.AppKey("tokdeck_state", object)
 
 
 class ServiceState:
@@ -88,7 +87,7 @@ class ServiceState:
         finally:
             self.busy -= 1
 
-    async def count(self, tok: Tokenizer, text: str, specials: str) -> int:
+    async def count(self, tok: Tokenizer, text: str, specials: SpecialPolicy) -> int:
         self.busy += 1
         try:
             return await self.batcher.count(tok, text, specials)
@@ -116,6 +115,7 @@ class ServiceState:
                 raise ApiError(404, "unknown_tokenizer", str(exc)) from None
             via = "tokenizer"
         else:
+            assert target.model_name is not None  # a Target names one or the other
             try:
                 res = resolve_model(target.model_name, reg)
             except TokenizerError as exc:
@@ -127,6 +127,9 @@ class ServiceState:
             raise ApiError(500, "tokenizer_error", str(exc)) from None
         self.served.add(info.id)
         return Resolved(tok, target.model_name, via)
+
+
+STATE = web.AppKey("tokdeck_state", ServiceState)
 
 
 def _describe(r: Resolved, specials: str) -> dict[str, Any]:
@@ -141,7 +144,7 @@ def _describe(r: Resolved, specials: str) -> dict[str, Any]:
     }
 
 
-def _chat_job(r: Resolved, req: CountRequest) -> dict[str, Any]:
+def _chat_job(r: Resolved, req: ChatRequest) -> dict[str, Any]:
     try:
         c = count_chat(r.tokenizer, req.messages, req.specials)
     except ChatFormatError as exc:
@@ -305,15 +308,11 @@ async def _read_body(request: web.Request) -> bytes:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
 
 
-async def _read_json(request: web.Request) -> dict[str, Any]:
-    return parse_json(await _read_body(request))
-
-
 async def calculate(request: web.Request) -> web.Response:
     state: ServiceState = request.app[STATE]
-    req = parse_count(await _read_json(request))
+    req = decode_count(await _read_body(request))
     r = await state.resolved(req.target)
-    if req.text is None:
+    if isinstance(req, ChatRequest):
         return json_response(await state.run(lambda: _chat_job(r, req)))
     n = await state.count(r.tokenizer, req.text, req.specials)
     return json_response({"token_count": n, **_describe(r, req.specials), "char_count": len(req.text)})
@@ -321,7 +320,7 @@ async def calculate(request: web.Request) -> web.Response:
 
 async def batch_calculate(request: web.Request) -> web.Response:
     state: ServiceState = request.app[STATE]
-    req = parse_batch(await _read_json(request))
+    req = decode_batch(await _read_body(request))
     r = await state.resolved(req.target)
     counts = await state.run(lambda: r.tokenizer.count_many(req.texts, req.specials)) if req.texts else []
     return json_response({"results": [{"token_count": n, "char_count": len(t)} for n, t in zip(counts, req.texts)],

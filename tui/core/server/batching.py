@@ -19,19 +19,19 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import Executor
 
-from ..tokenizers.base import HFTokenizer, Tokenizer
+from ..tokenizers.base import HFTokenizer, SpecialPolicy, Tokenizer
 
 SHORT_TEXT_CHARS = 16_384
 CHUNK_JOBS = 64  # jobs per worker call
 CHUNK_CHARS = 256 * 1024  # characters per worker call
 
 
-_Job = tuple[Tokenizer, str, str, asyncio.Future]
+_Job = tuple[Tokenizer, str, SpecialPolicy, asyncio.Future]
 
 
 def _count_chunk(jobs: list[_Job]) -> list[int | BaseException]:
     """Count jobs of one tokenizer, grouped by special-token policy; errors stay per group."""
-    groups: dict[str, list[int]] = {}
+    groups: dict[SpecialPolicy, list[int]] = {}
     for i, (_, _, specials, _) in enumerate(jobs):
         groups.setdefault(specials, []).append(i)
     tok = jobs[0][0]
@@ -64,7 +64,7 @@ class CountBatcher:
         self._hf_busy: dict[int, int] = {}  # HF tokenizer -> its calls running (short or long)
         self._scheduled = False
 
-    def count(self, tok: Tokenizer, text: str, specials: str) -> asyncio.Future:
+    def count(self, tok: Tokenizer, text: str, specials: SpecialPolicy) -> asyncio.Future:
         """A future of ``tok.count(text, specials)``, computed in a thread pool."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
