@@ -1,6 +1,6 @@
 """Load test of `tokdeck serve`: requests/s and p50/p99 latency for short texts, 64 concurrent clients.
 
-    /work/.venv-dev/bin/python tests/perf/perf_serve_load.py [--duration 10] [--clients 64] [--rounds 2]
+    python tests/perf/perf_serve_load.py [--duration 10] [--clients 64] [--rounds 2]
 
 Each target runs in its own process; this process is the load generator (64 aiohttp clients,
 keep-alive, one request in flight each, for --duration seconds per target):
@@ -11,8 +11,9 @@ keep-alive, one request in flight each, for --duration seconds per target):
 The ratio tokdeck/baseline shows what tokenization, model resolution, validation and the
 thread pool cost. On a 2-core machine the load generator competes with the server for CPU,
 so absolute figures are lower than a remote client would see, and other load on the machine
-moves requests/s between rounds; the server's CPU time per request (from /proc, all threads)
-is the steadier figure.
+moves requests/s between rounds; the server's CPU time per request (from /proc, all threads;
+the share of its event-loop thread beside it) is the steadier figure. The machine's load
+average is printed before and after the run.
 """
 
 from __future__ import annotations
@@ -64,10 +65,16 @@ SENTENCES = [
 ]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc), all its threads included."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU time of a process (Linux /proc), all its threads included, or of one of
+    its threads (``thread=pid``: the main thread, which runs the event loop)."""
+    stat = f"/proc/{pid}/task/{thread}/stat" if thread is not None else f"/proc/{pid}/stat"
+    fields = Path(stat).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def start(cmd: list[str]) -> tuple[subprocess.Popen, str]:
@@ -131,6 +138,7 @@ def main() -> int:
                                                      "--preload", "gpt-4o"], "gpt-4o"),
                ("tokdeck serve, Qwen/Qwen3-8B (qwen3)", [sys.executable, "-m", "tui.cli", "serve", "--port", "0",
                                                        "--preload", "qwen3"], "Qwen/Qwen3-8B")]
+    print(f"load average before: {loadavg()} ({os.cpu_count()} CPUs)", flush=True)
     servers = []
     try:
         for name, cmd, model in targets:
@@ -139,18 +147,21 @@ def main() -> int:
         runs: dict[str, list[dict]] = {name: [] for name, _, _ in targets}
         for round_ in range(1, args.rounds + 1):  # interleaved, so background load hits every target alike
             for proc, name, url, model in servers:
-                cpu0 = cpu_seconds(proc.pid)
+                cpu0, loop0 = cpu_seconds(proc.pid), cpu_seconds(proc.pid, proc.pid)
                 r = asyncio.run(load(url, model, args.clients, args.duration))
-                r["cpu_us"] = 1e6 * (cpu_seconds(proc.pid) - cpu0) / (r["requests"] + args.clients)  # + warm-up
+                served = r["requests"] + args.clients  # + warm-up
+                r["cpu_us"] = 1e6 * (cpu_seconds(proc.pid) - cpu0) / served
+                r["loop_us"] = 1e6 * (cpu_seconds(proc.pid, proc.pid) - loop0) / served
                 runs[name].append(r)
                 print(f"round {round_}  {name:38s} {r['rps']:7.0f} req/s  p50 {r['p50_ms']:6.1f} ms  "
-                      f"p99 {r['p99_ms']:6.1f} ms  server CPU {r['cpu_us']:5.0f} us/request  "
-                      f"({r['requests']} requests, {r['errors']} errors)", flush=True)
+                      f"p99 {r['p99_ms']:6.1f} ms  server CPU {r['cpu_us']:5.0f} us/request "
+                      f"(loop thread {r['loop_us']:3.0f})  ({r['requests']} requests, {r['errors']} errors)", flush=True)
     finally:
         for proc, *_ in servers:
             proc.terminate()
             proc.wait(timeout=30)
-    print(f"\nmedian of {args.rounds} rounds, {args.clients} clients, {args.duration:g} s each:")
+    print(f"\nload average after: {loadavg()}")
+    print(f"median of {args.rounds} rounds, {args.clients} clients, {args.duration:g} s each:")
     medians = {name: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50_ms", "p99_ms", "cpu_us")}
                for name, rs in runs.items()}
     base = medians[targets[0][0]]
