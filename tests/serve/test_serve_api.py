@@ -399,3 +399,21 @@ async def test_a_body_is_held_to_the_limit_however_it_arrives(serve_client, paus
         got_status, got = await _raw_post(client, head, body, pause)
         assert got_status == status, got
         assert got.get("char_count") == 900 if status == 200 else got["error"]["type"] == "payload_too_large"
+
+
+async def test_wrong_methods_unknown_paths_and_the_token_are_answered_in_json(serve_client):
+    client = await serve_client(auth_token="s3cret")
+    token = {"Authorization": "Bearer s3cret"}
+    for method, path, headers, status, type_, message, allow in [
+        ("GET", "/calculate", token, 405, "method_not_allowed", "Method Not Allowed: GET /calculate", "POST"),
+        ("DELETE", "/models", token, 405, "method_not_allowed", "Method Not Allowed: DELETE /models", "GET,HEAD"),
+        ("POST", "/health", {}, 405, "method_not_allowed", "Method Not Allowed: POST /health", "GET,HEAD"),
+        ("GET", "/nowhere", token, 404, "not_found", "Not Found: GET /nowhere", None),
+        ("GET", "/nowhere", {}, 401, "unauthorized", "missing or wrong bearer token", None),
+        ("GET", "/calculate", {}, 401, "unauthorized", "missing or wrong bearer token", None),
+    ]:
+        resp = await client.request(method, path, headers=headers)
+        assert (resp.status, await resp.json()) == (status, {"error": {"message": message, "type": type_}})
+        assert resp.headers.get("Allow") == allow and resp.content_type == "application/json"
+    assert (await client.head("/health")).status == 200
+    assert (await client.head("/models", headers=token)).status == 200
