@@ -84,13 +84,13 @@ def _serialised(fields: st.SearchStrategy) -> st.SearchStrategy:
     )
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(_serialised(_fields(text=st.one_of(_strings, _scalars), messages=_messages)))
 def test_calculate_bodies_decode_as_the_precise_path_parses_them(body):
     assert _outcome(decode_count, body) == _outcome(_precise_count, body)
 
 
-@settings(max_examples=800, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(_serialised(_fields(texts=_texts)))
 def test_batch_bodies_decode_as_the_precise_path_parses_them(body):
     assert _outcome(decode_batch, body) == _outcome(_precise_batch, body)

@@ -3,13 +3,15 @@
 Counting (and resolving, and loading a tokenizer the first time) runs in thread pools:
 tiktoken and HF batch encoding release the GIL, so a multi-megabyte text keeps one worker
 busy while the event loop goes on answering other requests. Short texts have a pool of their
-own and are counted in batches (see ``batching``).
+own and are counted in batches; the shortest, for tokenizers without a lock, are counted on
+the loop, where they cost less than the hand-off (see ``batching``).
 
-Every request body is read here, chunk by chunk, and held to ``max_body_bytes`` whatever its
-framing (Content-Length, chunked, compressed: the limit applies to the decoded bytes); a body
-that stops arriving for ``idle_timeout_s`` gets 408 and its connection is closed (aiohttp's
-keep-alive timeout, set to the same value by ``run``, closes connections whose request headers
-stop arriving). A client that goes away in the middle of a body is one line in the log.
+Every request body is read here (in one read when it came whole with its headers, else chunk
+by chunk) and held to ``max_body_bytes`` whatever its framing (Content-Length, chunked,
+compressed: the limit applies to the decoded bytes); a body that stops arriving for
+``idle_timeout_s`` gets 408 and its connection is closed (aiohttp's keep-alive timeout, set to
+the same value by ``run``, closes connections whose request headers stop arriving). A client
+that goes away in the middle of a body is one line in the log.
 """
 
 from __future__ import annotations
