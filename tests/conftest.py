@@ -7,11 +7,15 @@ The bundled tokenizers are shared across tests (loading them is the slow part).
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from tokdeck_testing import install_netguard
+from tokdeck_testing import NETGUARD_DIR, install_netguard
 
 install_netguard()
+# subprocesses the code under test starts itself (the counting process) get the guard too
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NETGUARD_DIR), os.environ.get("PYTHONPATH")]))
 
 
 @pytest.fixture(autouse=True)
@@ -42,3 +46,14 @@ def bundled():
     from tui.core.tokenizers import Registry
 
     return Registry(discover=False, env={})
+
+
+@pytest.fixture(scope="session")
+def counting(bundled):
+    """One counting process for the session's dashboards on the bundled registry (so each
+    tokenizer loads once); killed and reaped at the end of the session, whatever happened."""
+    from tui.core.tokenizers.counting_client import CountingService
+
+    service = CountingService(bundled)
+    yield service
+    service.close()
