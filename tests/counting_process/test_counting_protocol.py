@@ -100,17 +100,18 @@ def test_a_megabyte_edit_never_waits_for_the_process(start_service, bundled):
     assert service.pid == pid
 
 
-def test_a_killed_process_is_restarted_and_sent_the_document_again(start_service, bundled):
+def test_a_crashed_process_is_restarted_and_sent_the_document_again(start_service, bundled):
     service, rec, doc = start_service()
     ids = ["cl100k_base", "llama2"]
     doc.set_rows(ids)
     doc.reset(1, "hello world\n")
     wait_until(lambda: rec.counted(ids, 1), "the first counts")
     first = service.pid
-    os.kill(first, signal.SIGKILL)
+    os.kill(first, signal.SIGSEGV)  # as a crash in a library would: faulthandler writes to its stderr
     wait_until(lambda: rec.of(ProcessStopped), "the news of its death")
     stopped = rec.of(ProcessStopped)[0]
-    assert stopped.restarting and "SIGKILL" in stopped.reason
+    assert stopped.restarting
+    assert stopped.reason == "the counting process was killed by SIGSEGV: Fatal Python error: Segmentation fault"
     after = len(rec.events)
     # the new process was sent the rows and the text: it counts version 1 again with no new edit
     wait_until(lambda: {r.tokenizer_id for e in rec.events[after:] if isinstance(e, RowCounts) for r in e.rows
@@ -267,3 +268,15 @@ def test_no_counting_process_outlives_its_ui(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=60)
     orphan = int(out.stdout)
     wait_until(lambda: not alive(orphan), "the orphaned process to exit", timeout=30)
+
+
+def test_a_process_that_cannot_start_is_said_once_and_calls_fail(start_service, monkeypatch):
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    service, rec, doc = start_service()
+    (stopped,) = rec.of(ProcessStopped)
+    assert not stopped.restarting and "cannot start the counting process" in stopped.reason
+    doc.set_rows(["estimate"])
+    doc.edit(1, "abc", None)
+    with pytest.raises(TokenizerError, match="cannot start"):
+        service.remote_registry().get("estimate")
+    assert service.started_pids == []

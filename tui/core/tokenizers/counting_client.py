@@ -224,13 +224,25 @@ class _Child:
             how = f"exited with status {status}"
         try:
             self.stderr.seek(0, os.SEEK_END)
-            self.stderr.seek(max(0, self.stderr.tell() - 4096))
+            self.stderr.seek(max(0, self.stderr.tell() - (1 << 16)))
             lines = [ln.strip() for ln in self.stderr.read().decode("utf-8", "replace").splitlines() if ln.strip()]
         except (OSError, ValueError):
             lines = []
         finally:
             self.stderr.close()
-        return f"the counting process {how}" + (f": {lines[-1][:300]}" if lines else "")
+        words = _last_words(lines)
+        return f"the counting process {how}" + (f": {words[:300]}" if words else "")
+
+
+def _last_words(lines: list[str]) -> str | None:
+    """The line of a dying process's stderr that says why: a fatal error (faulthandler), a Rust
+    panic's message (the line after "panicked at"), else the last line (a Python traceback's)."""
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith("Fatal Python error"):
+            return lines[i]
+        if "panicked at" in lines[i]:
+            return f"{lines[i]} {lines[i + 1]}" if i + 1 < len(lines) else lines[i]
+    return lines[-1] if lines else None
 
 
 class CountingService:
@@ -286,7 +298,13 @@ class CountingService:
         """(under the lock) a new process; everything open is sent to it again"""
         self._loaded.clear()
         self._load_errors.clear()
-        child = self._child = _Child(self)
+        try:
+            child = self._child = _Child(self)
+        except OSError as exc:  # no process can start (no memory, no executable): say so, do not retry
+            self.stopped = f"cannot start the counting process: {exc.strerror or exc}"
+            self._fail_waiters(self.stopped)
+            self._broadcast(ProcessStopped(self.stopped, False))
+            return
         self.started_pids.append(child.pid)
 
         child.send(("hello", PROTOCOL, self.registry.settings()))

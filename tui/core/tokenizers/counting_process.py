@@ -54,7 +54,7 @@ from pathlib import Path
 from ..errors import TokenizerError
 from . import wire
 from .base import SPECIAL_POLICIES, Tokenizer
-from .incremental import UNCHANGED, EditLog, IncrementalCounter, window_bounds
+from .incremental import UNCHANGED, CountStats, EditLog, IncrementalCounter, window_bounds
 from .loaders import first_line
 from .pieces import token_pieces
 from .registry import Registry
@@ -91,11 +91,15 @@ class Output:
             os._exit(0)  # the client is gone: nobody is left to count for
 
 
+def counted_whole(stats: CountStats | None, length: int) -> bool:
+    """Whether a row's counts are full encodes of a document of ``length`` characters: no cut
+    rule, or a big document with (almost) no cut points for it (e.g. an r50k rule on CRLF text).
+    Such rows wait for a pause in typing."""
+    return stats is not None and (stats.whole or (stats.blocks < 4 and length > WHOLE_DEBOUNCE_CHARS))
+
+
 def _lane(counter: IncrementalCounter, length: int) -> str:
-    stats = counter.stats
-    # no cut rule, or a document with (almost) no cut points for it: counting is a full encode
-    # either way, so it waits for a pause in typing with the whole-count rows
-    if not counter.incremental or (stats is not None and stats.blocks < 4 and length > WHOLE_DEBOUNCE_CHARS):
+    if not counter.incremental or counted_whole(counter.stats, length):
         return "whole"
     return "tiktoken" if counter.tokenizer.info.format in ("tiktoken", "tekken") else "incremental"
 
