@@ -59,3 +59,27 @@ async def test_quitting_the_dashboard_leaves_no_counting_process():
         assert pids and all(_alive(pid) for pid in pids[-1:])
         await pilot.press("ctrl+q")
     assert not [pid for pid in pids if _alive(pid)]
+
+
+async def test_a_counting_process_that_keeps_dying_is_reported_and_choosing_tokenizers_starts_it_again():
+    app = _app("hello world")
+    async with app.run_test(size=(110, 30)) as pilot:
+        await settle(pilot)
+        for _ in range(4):  # MAX_RESTARTS deaths within a minute, and one more
+            pid = app.counting.pid
+            os.kill(pid, signal.SIGKILL)
+            for _ in range(300):
+                if app.counting.pid not in (pid,) or app.counting.stopped:
+                    break
+                await pilot.pause(0.01)
+        await settle(pilot)
+        rows = table_rows(app)
+        assert all(cells[0] == "error" and "choosing tokenizers (F5)" in cells[4] for cells in rows.values()), rows
+        app.tokens.set_enabled(app.tokens.enabled)  # what saving the F5 list does
+        await pilot.press(*"more ")
+        await settle(pilot)
+        assert app.counting.stopped is None and len(app.counting.started_pids) == 5
+        text = app.query_one("#editor", TextArea).text
+        rows = table_rows(app)
+        for tid in ("cl100k_base", "llama2", "estimate"):
+            assert rows[tid][0] == str(app.registry.get(tid).count(text)), rows

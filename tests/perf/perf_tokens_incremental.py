@@ -181,7 +181,7 @@ async def cold_run(text: str) -> dict:
     imported = time.perf_counter() - STARTED
     t0 = time.perf_counter()
     app = make_app(text=text, registry=Registry(discover=False, env={}), config=Config())
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(120, 40)):
         pane = app.tokens
         await wait_until(lambda: pane.painted_at is not None, "the first paint", 0.001)
         # note: Pilot's run_test adds its own start-up; `tokdeck ui` on a terminal is measured the same way

@@ -262,11 +262,12 @@ class TokensPane(Container):
         elif isinstance(event, ProcessStopped):
             self.loaded.clear()
             self.errors.clear()  # the new process reports its own
+            self.interrupted.clear()
             for tid in wanted:
                 if event.restarting:
                     self.interrupted[tid] = f"{event.reason}; restarting"
                 else:
-                    self.errors[tid] = f"{event.reason}; F5 starts it again"
+                    self.errors[tid] = f"{event.reason}; choosing tokenizers (F5) starts it again"
             self.notify(event.reason + ("; restarting it" if event.restarting else ""), title="counting process",
                         severity="warning" if event.restarting else "error", timeout=8)
             self._flush()
@@ -519,6 +520,7 @@ class TokensPane(Container):
             if self.counting.stopped is not None:  # it gave up restarting: a user's choice tries again
                 self.errors.clear()
                 self.counting.start()
+                self._flush()
             self.doc.set_rows(self._wanted_ids())
 
     def action_choose_budget(self) -> None:
