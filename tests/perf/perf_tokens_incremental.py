@@ -154,9 +154,14 @@ def quantiles(xs: list[float]) -> str:
     return f"median {ms(statistics.median(xs))}, p90 {ms(statistics.quantiles(xs, n=10)[-1])}, max {ms(max(xs))}"
 
 
-async def random_key(pilot, editor, rng: random.Random) -> None:
+async def random_place(pilot, editor, rng: random.Random) -> None:
+    """The cursor to a random place in the document (and the screen redrawn there)."""
     row = rng.randrange(editor.document.line_count)
     editor.move_cursor((row, rng.randint(0, len(editor.document.get_line(row)))))
+    await pilot.pause()
+
+
+async def random_key(pilot, rng: random.Random) -> None:
     await pilot.press(rng.choice(["x", "space", "enter", "a", "comma"]))
 
 
@@ -216,7 +221,8 @@ async def full_run(text: str, keys: int, paste_mb: float) -> dict:
         ticker.start("cold typing")
         typed = 0
         while pane.counts.keys() < set(pane._wanted_ids()) or typed < 10:  # type while the tokenizers load
-            await random_key(pilot, editor, rng)
+            await random_place(pilot, editor, rng)
+            await random_key(pilot, rng)
             typed += 1
             await asyncio.sleep(rng.uniform(0.1, 0.25))
         await wait_until(pane.settled, "the counts after typing during the cold start")
@@ -233,9 +239,10 @@ async def full_run(text: str, keys: int, paste_mb: float) -> dict:
         fast_lat, incr_lat, count_lat, whole_lat = [], [], [], []
         ticker.phase = "typing"
         for _ in range(keys):
+            await random_place(pilot, editor, rng)
             generation = pane.generation
             t = time.perf_counter()
-            await random_key(pilot, editor, rng)  # returns once the app is idle again; the timestamps are the pane's own
+            await random_key(pilot, rng)  # returns once the app is idle again; the timestamps are the pane's own
             await wait_until(lambda: pane.generation > generation and all(
                 pane.updated_at.get(tid, (None,))[0] == pane.generation for tid in incremental), "a keystroke's counts",
                 0.0005)

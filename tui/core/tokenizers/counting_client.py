@@ -184,24 +184,63 @@ class _Child:
             os.close(from_parent)
         self.pid = self.proc.pid
         self.loading: str | None = None  # the tokenizer being loaded (a death is blamed on it)
+        os.set_blocking(self.to_child, False)  # a write from the caller's thread must never wait
         self._queue: SimpleQueue = SimpleQueue()
+        self._writing = threading.Lock()  # held while frames go into the pipe (never by a caller waiting)
+        self._queued = 0  # items queued or being written by the sender thread
+        self._queued_lock = threading.Lock()
+        self._closed = False
         threading.Thread(target=self._send_loop, name=f"counting-send-{self.pid}", daemon=True).start()
         threading.Thread(target=service._read_loop, args=(self,), name=f"counting-read-{self.pid}",
                          daemon=True).start()
 
     def send(self, item) -> None:
+        """Never waits. A small message with nothing ahead of it is written at once (a keystroke's
+        edit skips a thread hop, which cost milliseconds on a busy machine); the rest, and
+        whatever the pipe does not take, goes through the sender thread, in order."""
+        small = not isinstance(item, _Text) or item.end - item.start <= wire.TEXT_PIECE
+        if small and self._writing.acquire(blocking=False):
+            try:
+                with self._queued_lock:
+                    direct = self._queued == 0 and not self._closed
+                if direct:
+                    data = next(item.frames()) if isinstance(item, _Text) else wire.encode(item)
+                    try:
+                        written = os.write(self.to_child, data)
+                    except BlockingIOError:
+                        written = 0
+                    except OSError:
+                        return  # the process is gone: the reader sees the end of its pipe
+                    if written < len(data):
+                        self._enqueue(data[written:])  # first in the queue: nothing else was
+                    return
+            finally:
+                self._writing.release()
+        self._enqueue(item)
+
+    def _enqueue(self, item) -> None:
+        with self._queued_lock:
+            self._queued += 1
         self._queue.put(item)
 
     def _send_loop(self) -> None:
         fd = self.to_child
         try:
             while (item := self._queue.get()) is not None:
-                for frame in item.frames() if isinstance(item, _Text) else (wire.encode(item),):
-                    wire.write_all(fd, frame)
+                with self._writing:
+                    if isinstance(item, bytes):
+                        wire.write_all(fd, item)
+                    else:
+                        for frame in item.frames() if isinstance(item, _Text) else (wire.encode(item),):
+                            wire.write_all(fd, frame)
+                with self._queued_lock:
+                    self._queued -= 1
         except OSError:
             pass  # the process is gone: the reader sees the end of its pipe and handles it
         finally:
-            os.close(fd)
+            with self._writing:
+                self._closed = True
+                os.close(fd)
 
     def kill(self) -> int:
         """Stop the process now and reap it; its exit status."""
@@ -211,7 +250,7 @@ class _Child:
             except OSError:
                 pass
         status = self.proc.wait()
-        self._queue.put(None)
+        self._queue.put(None)  # the sender thread ends (and closes the pipe)
         return status
 
     def reason(self, status: int) -> str:
@@ -357,10 +396,10 @@ class CountingService:
             raise wire.ProtocolError(f"not a message: {type(message).__name__}")
         kind = message[0]
         if kind == "counts":
-            _, doc_id, rows = message
+            _, doc_id, version, rows = message
             doc = self._docs.get(doc_id)
             if doc is not None:
-                doc._counts(rows)
+                doc._counts(int(version), rows)
         elif kind == "loading":
             _, tid = message
             child.loading = tid
@@ -510,6 +549,9 @@ class DocumentCounts:
         self._newest: dict[str, int] = {}
         self._window_requests = itertools.count(1)
         self._closed = False
+        self._arrived = threading.Condition()  # the newest version a counts frame came for, and its rows
+        self._arrived_version = 0
+        self._arrived_rows: list[RowCount] = []
 
     def set_rows(self, ids: Sequence[str]) -> None:
         service = self._service
@@ -568,6 +610,14 @@ class DocumentCounts:
             if child is not None:
                 child.send(("specials", self.id, version, policy))
 
+    def wait_for_counts(self, version: int, timeout: float) -> list[RowCount]:
+        """Wait (at most ``timeout``) for the first counts of ``version``: a keystroke's
+        tiktoken-family rows, which the process counts as soon as the edit arrives. They are
+        delivered to the listener too."""
+        with self._arrived:
+            self._arrived.wait_for(lambda: self._arrived_version >= version, timeout)
+            return [row for row in self._arrived_rows if row.version == version]
+
     def request_window(self, version: int, tid: str, cursor: int, max_chars: int, limit: int) -> int:
         """Ask for the tokens around ``cursor`` (a TokenWindow event answers); the request's number."""
         request = next(self._window_requests)
@@ -599,16 +649,22 @@ class DocumentCounts:
         if not self._closed:
             self._listener(event)
 
-    def _counts(self, rows) -> None:
+    def _counts(self, version: int, rows) -> None:
         out = []
-        for tid, version, chars, tokens, error, exact, stats, seconds in rows:
+        for tid, chars, tokens, error, exact, stats, seconds in rows:
             if version < self._newest.get(tid, 0):
                 continue  # a count of an older version arrived after a newer one: never shown
             self._newest[tid] = version
             count = TokenCount(tid, None if error is not None else int(tokens), int(chars), bool(exact),
                                None if error is None else str(error))
-            out.append(RowCount(tid, int(version), count, CountStats(*stats) if stats is not None else None,
+            out.append(RowCount(tid, version, count, CountStats(*stats) if stats is not None else None,
                                 float(seconds)))
+        with self._arrived:
+            if version > self._arrived_version:
+                self._arrived_version, self._arrived_rows = version, []
+            if version == self._arrived_version:
+                self._arrived_rows += out
+            self._arrived.notify_all()
         if out:
             self._deliver(RowCounts(tuple(out)))
 

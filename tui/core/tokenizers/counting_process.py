@@ -22,7 +22,8 @@ Messages out:
   ("ready", pid, PROTOCOL)
   ("loading", tid)                                   before each load (a crash is then blamed on it)
   ("loaded", tid, error, seconds, meta)
-  ("counts", doc, [(tid, version, chars, tokens, error, exact, stats, seconds), ...])
+  ("counts", doc, version, [(tid, chars, tokens, error, exact, stats, seconds), ...])
+                                                     (a keystroke's tiktoken-family frame is sent even empty)
   ("window", doc, request, version, tid, start, end, length, pieces, total, error)
   ("reply", request, error, value)                   error: None or (exception type, message)
   ("resync", doc, version)                           an edit that does not fit the text: send it whole
@@ -116,12 +117,12 @@ def _count_one(counter: IncrementalCounter, text: str, version: int, edits: Edit
     try:
         n = counter.count(text, cancelled, version=version, edits=edits, max_chars=max_chars, wait=wait)
     except BaseException as exc:  # a tokenizer failing on some text (a Rust panic is a BaseException) fails its row
-        return (tok.id, version, len(text), None, f"{tok.id}: {type(exc).__name__}: {first_line(exc)}",
-                tok.info.exact, None, time.perf_counter() - started)
+        return (tok.id, len(text), None, f"{tok.id}: {type(exc).__name__}: {first_line(exc)}", tok.info.exact, None,
+                time.perf_counter() - started)
     if n is None:
         return None
     stats = astuple(counter.stats) if counter.stats is not None else None
-    return tok.id, version, len(text), n, None, tok.info.exact, stats, time.perf_counter() - started
+    return tok.id, len(text), n, None, tok.info.exact, stats, time.perf_counter() - started
 
 
 class Document:
@@ -166,9 +167,9 @@ class Document:
         for lane in self.lanes.values():
             lane.stop()
 
-    def send_counts(self, rows: list[tuple]) -> None:
-        if rows:
-            self.out.send(("counts", self.id, rows))
+    def send_counts(self, version: int, rows: list[tuple], even_empty: bool = False) -> None:
+        if rows or even_empty:
+            self.out.send(("counts", self.id, version, rows))
 
 
 class Lane:
@@ -224,7 +225,8 @@ class Lane:
                 if stale():
                     break
                 try:
-                    doc.send_counts([row for row in [_count_one(counter, text, version, edits, cancelled=stale)] if row])
+                    row = _count_one(counter, text, version, edits, cancelled=stale)
+                    doc.send_counts(version, [row] if row else [])
                 except Exception as exc:  # a bug: say so, keep counting
                     doc.out.send(("problem", f"lane {self.name}: {type(exc).__name__}: {exc}"))
 
@@ -368,7 +370,7 @@ class Server:
             text, version, edits = doc.text, doc.version, doc.edits
             counters = list(doc.counters.values())
         for lane in ("tiktoken", "incremental"):
-            rows = []
+            rows: list[tuple] = []
             for counter in counters:
                 if _lane(counter, len(text)) != lane or counter.version is None:
                     continue
@@ -377,7 +379,8 @@ class Server:
                 row = _count_one(counter, text, version, edits, max_chars=INLINE_CHARS, wait=False)
                 if row is not None:
                     rows.append(row)
-            doc.send_counts(rows)
+            # the first frame goes even empty: the UI may be waiting for it (up to a few ms)
+            doc.send_counts(version, rows, even_empty=lane == "tiktoken")
         doc.kick()
 
     # ------------------------------------------------------------------ loading

@@ -46,10 +46,13 @@ def decode(payload: bytes):
 
 
 def write_all(fd: int, data: bytes) -> None:
-    """Write every byte (os.write releases the GIL while the pipe is full)."""
+    """Write every byte, waiting while the pipe is full (without the GIL), blocking fd or not."""
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            select.select([], [fd], [])
 
 
 class FrameReader:
