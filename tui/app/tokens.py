@@ -39,9 +39,10 @@ from .widgets.counts_table import Column, CountsTable
 VIEW_CHARS = 20_000
 #: the table is redrawn at most this often while results stream in (a row costs ~0.1 ms)
 FLUSH_INTERVAL_S = 0.02
-#: an edit waits at most this long for its tiktoken-family counts, which the counting process
-#: sends back within a millisecond or two, so that they are drawn with the edit itself: arriving
-#: later, they would wait for the editor's own redraw of the edit (10-30 ms on a megabyte)
+#: an edit waits at most this long for the counts the counting process makes as soon as it
+#: arrives (a keystroke's incremental rows: back within a millisecond or two), so that they are
+#: drawn with the edit itself; arriving later, they would wait for the editor's own redraw of the
+#: edit (10-30 ms on a megabyte)
 EDIT_WAIT_S = 0.004
 SOFT_WRAP_CHARS = 200_000
 #: the interpreter's thread switch interval while the pane runs: the counting client's reader

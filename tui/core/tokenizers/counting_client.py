@@ -396,10 +396,10 @@ class CountingService:
             raise wire.ProtocolError(f"not a message: {type(message).__name__}")
         kind = message[0]
         if kind == "counts":
-            _, doc_id, version, rows = message
+            _, doc_id, version, rows, inline_done = message
             doc = self._docs.get(doc_id)
             if doc is not None:
-                doc._counts(int(version), rows)
+                doc._counts(int(version), rows, bool(inline_done))
         elif kind == "loading":
             _, tid = message
             child.loading = tid
@@ -552,6 +552,7 @@ class DocumentCounts:
         self._arrived = threading.Condition()  # the newest version a counts frame came for, and its rows
         self._arrived_version = 0
         self._arrived_rows: list[RowCount] = []
+        self._inline_done = 0  # the newest version whose inline counts all came
 
     def set_rows(self, ids: Sequence[str]) -> None:
         service = self._service
@@ -611,11 +612,11 @@ class DocumentCounts:
                 child.send(("specials", self.id, version, policy))
 
     def wait_for_counts(self, version: int, timeout: float) -> list[RowCount]:
-        """Wait (at most ``timeout``) for the first counts of ``version``: a keystroke's
-        tiktoken-family rows, which the process counts as soon as the edit arrives. They are
-        delivered to the listener too."""
+        """Wait (at most ``timeout``) for the counts of ``version`` the process makes as soon as
+        the edit arrives (a keystroke's incremental rows, the tiktoken family first); the rows of
+        that version here by then. They are delivered to the listener too."""
         with self._arrived:
-            self._arrived.wait_for(lambda: self._arrived_version >= version, timeout)
+            self._arrived.wait_for(lambda: self._inline_done >= version, timeout)
             return [row for row in self._arrived_rows if row.version == version]
 
     def request_window(self, version: int, tid: str, cursor: int, max_chars: int, limit: int) -> int:
@@ -649,7 +650,7 @@ class DocumentCounts:
         if not self._closed:
             self._listener(event)
 
-    def _counts(self, version: int, rows) -> None:
+    def _counts(self, version: int, rows, inline_done: bool) -> None:
         out = []
         for tid, chars, tokens, error, exact, stats, seconds in rows:
             if version < self._newest.get(tid, 0):
@@ -664,7 +665,9 @@ class DocumentCounts:
                 self._arrived_version, self._arrived_rows = version, []
             if version == self._arrived_version:
                 self._arrived_rows += out
-            self._arrived.notify_all()
+            if inline_done:
+                self._inline_done = max(self._inline_done, version)
+                self._arrived.notify_all()
         if out:
             self._deliver(RowCounts(tuple(out)))
 

@@ -22,8 +22,9 @@ Messages out:
   ("ready", pid, PROTOCOL)
   ("loading", tid)                                   before each load (a crash is then blamed on it)
   ("loaded", tid, error, seconds, meta)
-  ("counts", doc, version, [(tid, chars, tokens, error, exact, stats, seconds), ...])
-                                                     (a keystroke's tiktoken-family frame is sent even empty)
+  ("counts", doc, version, [(tid, chars, tokens, error, exact, stats, seconds), ...], inline_done)
+                                                     an edit's inline counts: two frames, the tiktoken family
+                                                     first, sent even empty; the second has inline_done True
   ("window", doc, request, version, tid, start, end, length, pieces, total, error)
   ("reply", request, error, value)                   error: None or (exception type, message)
   ("resync", doc, version)                           an edit that does not fit the text: send it whole
@@ -167,9 +168,10 @@ class Document:
         for lane in self.lanes.values():
             lane.stop()
 
-    def send_counts(self, version: int, rows: list[tuple], even_empty: bool = False) -> None:
-        if rows or even_empty:
-            self.out.send(("counts", self.id, version, rows))
+    def send_counts(self, version: int, rows: list[tuple], inline: str | None = None) -> None:
+        """``inline``: "first" or "done" for an edit's inline frames (sent even empty), else None."""
+        if rows or inline:
+            self.out.send(("counts", self.id, version, rows, inline == "done"))
 
 
 class Lane:
@@ -379,8 +381,8 @@ class Server:
                 row = _count_one(counter, text, version, edits, max_chars=INLINE_CHARS, wait=False)
                 if row is not None:
                     rows.append(row)
-            # the first frame goes even empty: the UI may be waiting for it (up to a few ms)
-            doc.send_counts(version, rows, even_empty=lane == "tiktoken")
+            # sent even empty: the UI waits a few milliseconds for them, to draw them with the edit
+            doc.send_counts(version, rows, inline="first" if lane == "tiktoken" else "done")
         doc.kick()
 
     # ------------------------------------------------------------------ loading
