@@ -496,9 +496,6 @@ class CountingService:
     def remote_registry(self) -> "RemoteRegistry":
         return RemoteRegistry(self)
 
-    def is_loaded(self, tid: str) -> bool:
-        return tid in self._loaded
-
     def load(self, tid: str) -> dict:
         """Load ``tid`` in the process (blocking); what it said about it. TokenizerError if it cannot."""
         with self._lock:
@@ -723,8 +720,9 @@ class RemoteTokenizer(Tokenizer):
 
 
 class RemoteRegistry:
-    """The service's Registry, except that ``get`` loads in the counting process and returns a
-    RemoteTokenizer. Listing stays local: it reads folders and small heads, not tokenizers."""
+    """What the Bench pane's preparation and the Data pane's token pass use of a Registry, with
+    ``get`` loading in the counting process and returning a RemoteTokenizer. Names resolve
+    locally: that reads folders and small heads, not tokenizers."""
 
     def __init__(self, service: CountingService):
         self._service = service
@@ -734,21 +732,11 @@ class RemoteRegistry:
     def aliases(self) -> dict[str, str]:
         return self._local.aliases
 
-    @property
-    def problems(self) -> list[str]:
-        return self._local.problems
-
     def info(self, tokenizer_id: str) -> TokenizerInfo:
         return self._local.info(tokenizer_id)
 
-    def infos(self, include_discovered: bool = True) -> list[TokenizerInfo]:
-        return self._local.infos(include_discovered)
-
     def ids(self, include_discovered: bool = True) -> list[str]:
         return self._local.ids(include_discovered)
-
-    def is_loaded(self, tokenizer_id: str) -> bool:
-        return self._service.is_loaded(tokenizer_id)
 
     def get(self, tokenizer_id: str) -> RemoteTokenizer:
         info = self._local.info(tokenizer_id)

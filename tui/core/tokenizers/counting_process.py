@@ -140,7 +140,6 @@ class Document:
         self.rows: tuple[str, ...] = ()
         self.counters: dict[str, IncrementalCounter] = {}
         self.changed_at = 0.0
-        self.closed = False
         self.awaiting_text = False  # an edit did not fit: edits wait for the whole text
         self._pieces: list[str] = []
         self.lanes = {name: Lane(self, name) for name in LANES}
@@ -164,7 +163,6 @@ class Document:
             lane.kick()
 
     def close(self) -> None:
-        self.closed = True
         for lane in self.lanes.values():
             lane.stop()
 
