@@ -154,13 +154,13 @@ async def test_open_saved_and_vllm_files_then_compare_with_deltas(make_bench, tm
         assert pane.query_one("#bench-charts")._runs and len(pane.query_one("#bench-charts")._runs) == 2
 
 
-async def test_send_to_bench_fills_the_dataset_and_shows_the_pane(make_bench, tmp_path):
+async def test_send_to_bench_fills_the_dataset_and_shows_the_pane(make_bench, counting, tmp_path):
     from tui.app.app import make_app
     from tui.core.config import Config
 
     data = tmp_path / "chats.jsonl"
     data.write_text('{"conversations": [{"from": "human", "value": "hi there"}, {"from": "gpt", "value": "hello"}]}\n')
-    app = make_app("tokens", registry=make_bench().registry, config=Config())
+    app = make_app("tokens", registry=make_bench().registry, config=Config(), counting=counting)
     async with app.run_test(size=(100, 30)) as pilot:
         app.tokens.post_message(SendToBench(data, "sharegpt"))
         await wait_for(pilot, lambda: app.query_one("#bench-dataset-path", Input).value == str(data),

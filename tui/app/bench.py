@@ -45,8 +45,9 @@ from .widgets.bench_charts import BenchCharts
 DRAIN_EVERY_S = 0.25
 CHART_EVERY_S = 0.5
 DRAIN_MAX = 50_000  # items taken from the engine's queue per tick (the rest waits for the next)
-#: a run waits (up to this long) for other panes' background threads, such as tokenizers loading at
-#: start-up: they hold the GIL for up to a second or more, which would delay the engine's timestamps
+#: a run waits (up to this long) for other panes' background threads, such as a Data pane scan: they
+#: hold the GIL in long stretches, which would delay the engine's timestamps (tokenizers load and
+#: count in the counting process, which holds no GIL of this one)
 QUIET_WAIT_S = 30.0
 #: the GIL switch interval while a run goes on (Python's default is 5 ms). The simulator and the
 #: engine keep their threads busy; with 5 ms every wake-up of the UI thread could wait that long
@@ -387,7 +388,7 @@ class BenchPane(Container):
             self._say("the run was cancelled before it started")
             return
         if self._others_busy() and time.monotonic() - since < QUIET_WAIT_S:
-            self._say("waiting for background loading (tokenizers) to finish, so it does not distort the timings…")
+            self._say("waiting for background work (another pane's) to finish, so it does not distort the timings…")
             self.set_timer(0.2, lambda: self._launch(prep, since))
             return
         self.preparing = False
