@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import pytest
 
+from tui.core.bench import sse as sse_module
 from tui.core.bench.sse import DONE, EMPTY, ERROR, OUTPUT, RESPONSE, Chunk, SSEParser, classify, read_payload
 
 
@@ -191,9 +193,14 @@ def with_raw(chunk: dict, path: tuple, literal: bytes) -> bytes:
 
 
 def test_the_fields_servers_send_are_all_declared_to_the_typed_decode():
-    without_usage = dict(FULL_CHUNK, usage=None)
-    assert read_payload(json.dumps(without_usage).encode()) == "ba{}"  # a str: the typed decode took it whole
-    assert classify(json.dumps(FULL_CHUNK).encode()) == Chunk(OUTPUT, "ba{}", 1, 2)
+    full = json.dumps(FULL_CHUNK).encode()
+    other = full.replace(b'"model"', b'"other"')
+    # which path reads a payload shows only in its speed: ask the typed decode itself
+    sse_module._decode(full)
+    with pytest.raises(msgspec.ValidationError, match="unknown field"):
+        sse_module._decode(other)
+    assert classify(full) == classify(other) == Chunk(OUTPUT, "ba{}", 1, 2)
+    assert read_payload(json.dumps(dict(FULL_CHUNK, usage=None)).encode()) == "ba{}"  # no Chunk built
 
 
 @pytest.mark.parametrize("literal", [b"1e400", b"-1E+400", b"1" + b"0" * 400, b'"\xff"', b'"\xed\xa0\x80"'],

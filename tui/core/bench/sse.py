@@ -16,14 +16,14 @@ them, and the fields servers add that are not read (``id``, ``created``, ...) as
 checked and dropped, so that nothing passes unchecked (a number too large for a double or
 invalid UTF-8 fails a chunk wherever it is, as with orjson). Anything else - another type, a
 key not declared, an error object, usage that cannot be believed - goes to
-``precise_classify``: orjson, and every field read checked by hand to name what is wrong.
+``read_precisely``: orjson, and every field read checked by hand to name what is wrong.
 Server output is hostile until checked: ``choices`` must be an array of objects,
 ``delta``/``message`` an object, ``text``/``content``/``reasoning``/tool-call
 ``arguments``/``finish_reason`` a string or null, else the chunk is an ``ERROR`` naming the field
 ("malformed stream chunk: delta is a string: <the chunk>"). ``usage`` is checked by
 :func:`usage_counts`; usage that fails the check is not an error (the output is fine) but is
 reported in ``Chunk.bad_usage``, and the counts are then made locally. Both paths give the same
-Chunk for any payload (a property test holds them to it).
+result for any payload (a property test holds them to it).
 """
 
 from __future__ import annotations
@@ -311,8 +311,11 @@ def _text(choice: _Choice) -> str:
     return "".join(parts)
 
 
-def _chunk(choice: _Choice | None, usage: _Usage | None, bad_usage: str | None = None) -> Chunk:
-    """The Chunk of a checked payload: its first choice and its usage (None: absent)."""
+def _read(choice: _Choice | None, usage: _Usage | None, bad_usage: str | None = None) -> str | Chunk:
+    """What a checked payload gives, from its first choice and its usage (None: absent): just the
+    text when it carries nothing else the benchmark needs, else its Chunk."""
+    if usage is None and (choice is None or choice.finish_reason is None):
+        return _text(choice) if choice is not None else ""
     text = _text(choice) if choice is not None else ""
     finished = choice is not None and bool(choice.finish_reason)
     if not (text or finished or usage is not None):
@@ -331,20 +334,15 @@ def read_payload(payload: bytes, label: str = CHUNK) -> str | Chunk:
 
     The common chunk - a first choice with output or nothing, no ``finish_reason``, usage or
     error - gives just its text ("" when it carries none), without building a Chunk; any other
-    payload gives its Chunk, exactly as :func:`precise_classify` would."""
+    payload gives its Chunk. The same as :func:`read_precisely`, faster."""
     try:
         shape = _decode(payload)
     except msgspec.MsgspecError:  # [DONE], not JSON, another type, an unknown key: find out which
-        return precise_classify(payload, label)
+        return read_precisely(payload, label)
     choices, usage = shape.choices, shape.usage
-    if usage is None:
-        if not choices:
-            return ""
-        if choices[0].finish_reason is None:
-            return _text(choices[0])
-    elif not (_believed(usage.prompt_tokens) and _believed(usage.completion_tokens)):
-        return precise_classify(payload, label)  # it says why the usage cannot be believed
-    return _chunk(choices[0] if choices else None, usage)
+    if usage is not None and not (_believed(usage.prompt_tokens) and _believed(usage.completion_tokens)):
+        return read_precisely(payload, label)  # it says why the usage cannot be believed
+    return _read(choices[0] if choices else None, usage)
 
 
 def classify(payload: bytes, label: str = CHUNK) -> Chunk:
@@ -407,9 +405,9 @@ def _read_choice(choice: dict) -> _Choice | str:
     return _Choice(text=text, message=read, finish_reason=fin)
 
 
-def precise_classify(payload: bytes, label: str = CHUNK) -> Chunk:
-    """The reference for :func:`classify`: parses with orjson and checks by hand every field the
-    benchmark reads, naming the first that is malformed; ignores what it does not read (other
+def read_precisely(payload: bytes, label: str = CHUNK) -> str | Chunk:
+    """The reference for :func:`read_payload`: parses with orjson and checks by hand every field
+    the benchmark reads, naming the first that is malformed; ignores what it does not read (other
     choices, keys it does not know). Slower; for the payloads the typed decode refuses."""
     if payload == b"[DONE]":
         return _DONE
@@ -443,9 +441,9 @@ def precise_classify(payload: bytes, label: str = CHUNK) -> Chunk:
             choice = read
     usage = obj.get("usage")
     if usage is None:
-        return _chunk(choice, None)
+        return _read(choice, None)
     pt, ct, bad = usage_counts(usage)
-    return _chunk(choice, _Usage(prompt_tokens=pt, completion_tokens=ct), bad)
+    return _read(choice, _Usage(prompt_tokens=pt, completion_tokens=ct), bad)
 
 
 def merge(chunks: list[Chunk]) -> Chunk:
