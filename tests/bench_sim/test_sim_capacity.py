@@ -32,7 +32,9 @@ async def test_the_batch_queues_in_arrival_order_and_its_itl_grows_with_it(start
         assert r.queue_s == 0.0
         gaps = r.itls_s
         assert len(gaps) == 5
-        assert sum(gaps) / len(gaps) == pytest.approx(0.010, rel=0.15)
+        # 10 ms (a batch of 2 would give 7, no growth 4); writes are never early but may be late on a
+        # loaded machine, which stretches the measured gaps, never shrinks their mean much
+        assert 0.0085 <= sum(gaps) / len(gaps) <= 0.016
         assert r.e2e_s >= 0.060 + 5 * 0.010 - 1e-6
     starts = [r.arrival + r.queue_s for r in recs]
     assert starts == sorted(starts)  # first in, first served

@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-body-mb", type=argparse_type(_body_mb.parse), default=10.0, metavar="MB",
                    help="largest request body accepted, in MB (default 10; at least 1 KB); bigger gets 413, "
                         "however it is sent (Content-Length, chunked, compressed)")
-    p.add_argument("--idle-timeout", type=argparse_type(NumberRule(float, lo=0.1, hi=3600).parse), default=30.0,
+    p.add_argument("--idle-timeout", type=argparse_type(NumberRule(float, lo=0.1, hi=3600, need="a number of seconds in [0.1, 3600]").parse),
+                   default=30.0,
                    metavar="S", help="drop a request whose headers or body stop arriving for S seconds "
                                      "(default 30); a stalled body gets 408")
     p.add_argument("--preload", nargs="+", action="extend", default=[], metavar="ID",
