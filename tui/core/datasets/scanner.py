@@ -35,15 +35,20 @@ import time
 from array import array
 from collections import Counter
 from dataclasses import replace
+from operator import add
 from typing import Any, Iterator, Sequence
 
 from .detect import detect_format
-from .formats import PAIRED, VALIDATORS, Rec
+from msgspec import DecodeError
+
+from ..messages import JOIN, PlainMessage
+from .formats import NO_REPLY, PAIRED, VALIDATORS, Rec
 from ..errors import TokdeckError
 from .model import (ERROR, WARNING, ConsumerChecks, DatasetStats, FormatGuess, LineIssue, RoleStats,
                     ScanProgress, ScanReport, TokenReport, TokenStats, joint_of, summarize)
 from .parsing import BOM, JSONDecodeError, TooDeep, diagnose, duplicate_keys, maybe_duplicate_keys, parse, visible
 from .reader import ArrayError, array_elements, line_blocks, split_points
+from .records import DECODERS, READERS, colons
 from .source import FileState, Replay, check_readable, is_stream, open_stream
 
 PARALLEL_MIN_BYTES = 256 << 20  # below this, starting the workers costs more than it saves
@@ -88,6 +93,21 @@ class HashLines:
         b.append(h)
         b.append(line)
         n = self.n = self.n + 1
+        if n >= self.limit:
+            self.spill()
+
+    def add_many(self, lines: list[int], texts: list[str]) -> None:
+        """``add(prompt_hash(text), line)`` for each non-empty text (inlined: the scan's hot path)."""
+        buckets = self.buckets
+        added = 0
+        for line, text in zip(lines, texts):
+            if text:
+                h = hash(text.strip())
+                b = buckets[h & 63]
+                b.append(h)
+                b.append(line)
+                added += 1
+        n = self.n = self.n + added
         if n >= self.limit:
             self.spill()
 
@@ -163,7 +183,7 @@ def find_repeats(sources: Sequence[tuple[HashLines, int]], keep: int = EXAMPLES)
 def estimate_tokens(text: str) -> int:
     """The ``estimate`` tokenizer's count; ASCII text takes a shortcut (same result)."""
     if text.isascii():
-        return int(len(text) / 4 + 0.5)
+        return (len(text) + 2) >> 2  # int(len / 4 + 0.5), in integers
     from ..tokenizers.registry import ESTIMATE_INFO
     from ..tokenizers.base import EstimateTokenizer
 
@@ -174,6 +194,20 @@ def estimate_tokens(text: str) -> int:
 
 
 _ESTIMATOR = None
+
+
+def _refuse(raw: bytes):
+    raise DecodeError("no typed decoder for this format")
+
+
+def _decode_any(decoders, raw: bytes):
+    """The record as the first of ``decoders`` that accepts ``raw`` decodes it, or None."""
+    for decode in decoders:
+        try:
+            return decode(raw)
+        except DecodeError:
+            pass
+    return None
 
 
 MAX_MESSAGE = 300  # characters of an issue's message: some quote the record (a role, a key, a URL)
@@ -221,6 +255,20 @@ class _Checks:
             if len(self.over_lines) < EXAMPLES:
                 self.over_lines.append(line)
 
+    def add_many(self, lines: list[int], prompts: list[int], answers: list) -> None:
+        """``add`` for each record; a batch where no record is dropped or over the context (nearly
+        every batch) is cleared by a few passes in C."""
+        if answers and None not in answers:
+            total = list(map(add, prompts, answers))
+            fine = not self.context_length or max(total) <= self.context_length
+            if fine and self.paired:
+                fine = (min(prompts) >= VLLM_MIN and min(answers) >= VLLM_MIN and max(prompts) <= VLLM_MAX_PROMPT
+                        and max(total) <= VLLM_MAX_TOTAL)
+            if fine:
+                return
+        for line, prompt, answer in zip(lines, prompts, answers):
+            self.add(line, prompt, answer)
+
     def merge(self, other: "_Checks", offset: int) -> None:
         self.reasons.update(other.reasons)
         self.dropped += other.dropped
@@ -235,7 +283,7 @@ class Structure:
     def __init__(self, fmt: str, at_file_start: bool = True, estimate_checks: bool = True,
                  context_length: int | None = None, max_issues: int = MAX_ISSUES):
         self.fmt = fmt
-        self.validate = VALIDATORS[fmt]
+        self._format_functions()
         self.at_file_start = at_file_start
         self.max_issues = max_issues
         self.lines = self.bytes = self.records = self.valid = self.invalid = self.blank = 0
@@ -251,6 +299,12 @@ class Structure:
         self.checks = _Checks(fmt, context_length) if estimate_checks else None
         self.on_valid = None  # called with (line, Rec) for each valid record (a stream's token pass)
 
+    def _format_functions(self) -> None:
+        fmt = self.fmt
+        self.validate = VALIDATORS[fmt]
+        self.decoders = DECODERS.get(fmt, ())
+        self.read = READERS.get(fmt)
+
     # ------------------------------------------------------------------ issues
     def error(self, line: int, kind: str, message: str, column: int | None = None) -> None:
         self.error_counts[kind] += 1
@@ -264,10 +318,33 @@ class Structure:
 
     # ----------------------------------------------------------------- feeding
     def feed_lines(self, lines: list) -> None:
-        feed = self.feed
+        """The next physical lines (without their newline; a ``TooLong`` for an overlong one).
+
+        A line its format's typed decoders accept is counted from the Structs (``records``);
+        the others (and blank lines, overlong lines, line 1 with a BOM) take the slow path,
+        one by one. Typed records are counted in runs between them, so every issue is still
+        recorded in line order.
+        """
+        decoders = self.decoders
+        decode = decoders[0] if decoders else _refuse
+        more = decoders[1:]
+        typed: list = []  # (line, raw, record) not counted yet
+        n = self.lines
         for raw in lines:
-            self.lines += 1
-            n = self.lines
+            n += 1
+            if type(raw) is bytes:
+                try:
+                    typed.append((n, raw, decode(raw)))
+                    continue
+                except DecodeError:
+                    pass
+                record = _decode_any(more, raw)
+                if record is not None:
+                    typed.append((n, raw, record))
+                    continue
+            if typed:
+                self.count_typed(typed)
+                typed = []
             if type(raw) is not bytes:  # TooLong
                 self.records += 1
                 self.invalid += 1
@@ -279,10 +356,22 @@ class Structure:
                 self.blank += 1
                 self.warning(n, "blank-line", "a blank line")
                 continue
-            feed(n, raw)
+            self.feed(n, raw)
+        if typed:
+            self.count_typed(typed)
+        self.lines = n
 
     def feed(self, n: int, raw: bytes, col0: int = 0) -> None:
         """One record starting on line ``n`` (``col0``: its column offset on that line)."""
+        record = _decode_any(self.decoders, raw)
+        if record is not None:
+            self.count_typed([(n, raw, record)])
+        else:
+            self.feed_slow(n, raw, col0)
+
+    def feed_slow(self, n: int, raw: bytes, col0: int = 0) -> None:
+        """One record the typed decoders refused (or whose Structs break a rule): orjson, the
+        dict validators of ``formats``, and ``diagnose`` for why a line is not JSON."""
         self.records += 1
         try:
             obj, encoded = parse(raw)
@@ -294,9 +383,7 @@ class Structure:
             self.error(n + lines_in, kind, message, col)
             return
         if maybe_duplicate_keys(raw, encoded):
-            for key in duplicate_keys(raw):
-                self.warning(n, "duplicate-key",
-                             f'the key "{key}" appears twice in one object (the last value is used)')
+            self.duplicate_keys(n, raw)
         errs: list = []
         warns: list = []
         rec: Rec | None = self.validate(obj, errs, warns)
@@ -307,6 +394,96 @@ class Structure:
             for kind, message in errs:
                 self.error(n, kind, message)
             return
+        self.count(n, rec)
+
+    def duplicate_keys(self, n: int, raw: bytes) -> None:
+        for key in duplicate_keys(raw):
+            self.warning(n, "duplicate-key", f'the key "{key}" appears twice in one object (the last value is used)')
+
+    def count_typed(self, typed: list) -> None:
+        """Count records the typed decoders accepted: (line, raw, record) in line order."""
+        if self.fmt in ("openai-chat", "message-list"):
+            self._count_chat(typed)
+            return
+        read = self.read
+        for n, raw, record in typed:
+            self._count_read(n, raw, record, read)
+
+    def _count_read(self, n: int, raw: bytes, record, read) -> None:
+        """One typed record, through its format's reader (``records``)."""
+        got = read(record)
+        if got is None:  # a rule the schema cannot express is broken: the slow path says which
+            self.feed_slow(n, raw)
+            return
+        rec, warns = got
+        self.records += 1
+        if raw.count(b":") != colons(record):
+            self.duplicate_keys(n, raw)
+        for kind, message in warns:
+            self.warning(n, kind, message)
+        self.count(n, rec)
+
+    def _count_chat(self, typed: list) -> None:
+        """``count_typed`` for the chat formats. The records of plain messages, nearly all of most
+        files, are counted here directly from the Structs (the hot path of the scan, kept free
+        of per-message calls); the others go through ``records.read_chat``."""
+        wrapped = self.fmt == "openai-chat"
+        keys = 1 if wrapped else 0  # the record's own keys: "messages"
+        read = self.read
+        roles = self.roles
+        turns = self.turns
+        on_valid = self.on_valid
+        lines: list[int] = []
+        prompts: list[str] = []
+        answers: list[str | None] = []
+        counted = 0
+        for n, raw, record in typed:
+            msgs = record.messages if wrapped else record
+            if type(msgs[0]) is not PlainMessage:
+                if lines:
+                    self._count_many(lines, prompts, answers)
+                    lines, prompts, answers = [], [], []
+                self._count_read(n, raw, record, read)
+                continue
+            counted += 1
+            k = len(msgs)
+            extra = raw.count(b":") - keys - 2 * k  # beyond the keys: colons in the texts, or a repeated key
+            if extra and extra != sum([m.content.count(":") for m in msgs]):
+                self.duplicate_keys(n, raw)
+            last = -1
+            i = 0
+            for m in msgs:
+                role = m.role
+                size = len(m.content)
+                s = roles.get(role)
+                if s is None:
+                    roles[role] = [1, size, size]
+                else:
+                    s[0] += 1
+                    s[1] += size
+                    if size > s[2]:
+                        s[2] = size
+                if role == "assistant":
+                    last = i
+                i += 1
+            if last < 0:
+                self.warning(n, *NO_REPLY)
+                prompt, answer = JOIN.join([t for m in msgs if (t := m.content)]), None
+            else:
+                prompt, answer = JOIN.join([t for m in msgs[:last] if (t := m.content)]), msgs[last].content
+            turns[k] += 1
+            lines.append(n)
+            prompts.append(prompt)
+            answers.append(answer)
+            if on_valid is not None:
+                on_valid(n, Rec([(m.role, len(m.content)) for m in msgs], k, prompt, answer))
+        self.records += counted
+        self.valid += counted
+        if lines:
+            self._count_many(lines, prompts, answers)
+
+    def count(self, n: int, rec: Rec) -> None:
+        """Statistics of one valid record."""
         self.valid += 1
         if self.on_valid is not None:
             self.on_valid(n, rec)
@@ -323,25 +500,31 @@ class Structure:
                     s[2] = chars
         if turns is not None:
             self.turns[turns] += 1
-        if prompt:
-            self.prompts.add(hash(prompt.strip()), n)  # prompt_hash(), inlined
         if key is not None and self.ids is not None:
             self.ids.add(prompt_hash(key), n)
+        if self.fmt == "prompt":
+            if declared is not None:
+                self.declared[declared] += 1
+            self._count_many([n], [prompt], [declared])
+        else:
+            self._count_many([n], [prompt], [answer])
+
+    def _count_many(self, lines: list[int], prompts: list[str], answers: list) -> None:
+        """The prompt hashes and the estimated checks of valid records in line order; ``answers``:
+        texts or None, or for the ``prompt`` format the declared output tokens."""
+        self.prompts.add_many(lines, prompts)
         checks = self.checks
-        if checks is not None:
-            if self.fmt == "prompt":
-                if declared is not None:
-                    self.declared[declared] += 1
-                answer = declared
-            elif answer is not None:
-                answer = int(len(answer) / 4 + 0.5) if answer.isascii() else estimate_tokens(answer)
-            checks.add(n, int(len(prompt) / 4 + 0.5) if prompt.isascii() else estimate_tokens(prompt), answer)
-        elif declared is not None and self.fmt == "prompt":
-            self.declared[declared] += 1
+        if checks is None:
+            return
+        # estimate_tokens(), with its ASCII shortcut inlined
+        tokens = [(len(p) + 2) >> 2 if p.isascii() else estimate_tokens(p) for p in prompts]
+        if self.fmt != "prompt":
+            answers = [a if a is None else (len(a) + 2) >> 2 if a.isascii() else estimate_tokens(a) for a in answers]
+        checks.add_many(lines, tokens, answers)
 
     def portable(self, spill_dir: str, tag: str) -> dict:
         """This state as plain data for another process (hash buckets spilled to ``spill_dir``)."""
-        d = {k: v for k, v in self.__dict__.items() if k not in ("validate", "prompts", "ids")}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("validate", "decoders", "read", "prompts", "ids")}
         d["prompts"] = self.prompts.portable(spill_dir, f"{tag}-prompts")
         d["ids"] = self.ids.portable(spill_dir, f"{tag}-ids") if self.ids is not None else None
         return d
@@ -350,7 +533,7 @@ class Structure:
     def from_portable(cls, d: dict) -> "Structure":
         s = cls.__new__(cls)
         s.__dict__.update(d)
-        s.validate = VALIDATORS[d["fmt"]]
+        s._format_functions()
         s.prompts = HashLines.from_portable(d["prompts"])
         s.ids = HashLines.from_portable(d["ids"]) if d["ids"] else None
         return s
