@@ -35,7 +35,8 @@ import time
 from array import array
 from collections import Counter
 from dataclasses import replace
-from operator import add
+from itertools import repeat
+from operator import add, rshift
 from typing import Any, Iterator, Sequence
 
 from .detect import detect_format
@@ -51,6 +52,7 @@ from .reader import ArrayError, array_elements, line_blocks, split_points
 from .records import DECODERS, READERS, colons
 from .source import FileState, Replay, check_readable, is_stream, open_stream
 
+RUN = 100000
 PARALLEL_MIN_BYTES = 256 << 20  # below this, starting the workers costs more than it saves
 MAX_ISSUES = 1000
 EXAMPLES = 20
@@ -184,16 +186,25 @@ def estimate_tokens(text: str) -> int:
     """The ``estimate`` tokenizer's count; ASCII text takes a shortcut (same result)."""
     if text.isascii():
         return (len(text) + 2) >> 2  # int(len / 4 + 0.5), in integers
-    from ..tokenizers.registry import ESTIMATE_INFO
-    from ..tokenizers.base import EstimateTokenizer
-
     global _ESTIMATOR
     if _ESTIMATOR is None:
+        from ..tokenizers.base import EstimateTokenizer
+        from ..tokenizers.registry import ESTIMATE_INFO
+
         _ESTIMATOR = EstimateTokenizer(ESTIMATE_INFO)
     return _ESTIMATOR.count(text)
 
 
-_ESTIMATOR = None
+def estimate_bounds(texts: list[str]) -> tuple[list[int], list[int]]:
+    """Bounds of ``estimate_tokens`` for each text, without counting: len/4 (no CJK) and len/1.5
+    (all CJK), rounded like it; the same for ASCII text, where they are the estimate."""
+    low = list(map(rshift, map(add, map(len, texts), repeat(2)), repeat(2)))  # (len + 2) >> 2, in C
+    if all(map(str.isascii, texts)):
+        return low, low
+    return low, [n if t.isascii() else int(len(t) / 1.5 + 0.5) for n, t in zip(low, texts)]
+
+
+_ESTIMATOR: Any = None
 
 
 def _refuse(raw: bytes):
@@ -255,19 +266,31 @@ class _Checks:
             if len(self.over_lines) < EXAMPLES:
                 self.over_lines.append(line)
 
-    def add_many(self, lines: list[int], prompts: list[int], answers: list) -> None:
-        """``add`` for each record; a batch where no record is dropped or over the context (nearly
-        every batch) is cleared by a few passes in C."""
-        if answers and None not in answers:
-            total = list(map(add, prompts, answers))
-            fine = not self.context_length or max(total) <= self.context_length
-            if fine and self.paired:
-                fine = (min(prompts) >= VLLM_MIN and min(answers) >= VLLM_MIN and max(prompts) <= VLLM_MAX_PROMPT
-                        and max(total) <= VLLM_MAX_TOTAL)
-            if fine:
-                return
-        for line, prompt, answer in zip(lines, prompts, answers):
-            self.add(line, prompt, answer)
+    def add_texts(self, lines: list[int], prompts: list[str], answers: list, declared: bool) -> None:
+        """``add`` for records given by their texts, estimated (``answers``: texts or None, or when
+        ``declared`` the declared output tokens). A batch whose every record passes every check
+        at the estimate's bounds (nearly every batch) is cleared without estimating anything."""
+        plow, phigh = estimate_bounds(prompts)
+        if declared or None in answers:
+            alow = ahigh = answers
+        else:
+            alow, ahigh = estimate_bounds(answers)
+        if not self._clear(plow, phigh, alow, ahigh):
+            for line, prompt, answer in zip(lines, prompts, answers):
+                self.add(line, estimate_tokens(prompt),
+                         answer if declared or answer is None else estimate_tokens(answer))
+
+    def _clear(self, plow: list[int], phigh: list[int], alow: list, ahigh: list) -> bool:
+        """Whether no record can be dropped or over the context, at the bounds of its estimates."""
+        if None in ahigh:
+            if self.paired:  # an answer missing: "fewer than 2 turns"
+                return False
+            alow = ahigh = [a or 0 for a in ahigh]
+        total = list(map(add, phigh, ahigh))
+        if self.context_length and max(total) > self.context_length:
+            return False
+        return not self.paired or (min(plow) >= VLLM_MIN and min(alow) >= VLLM_MIN and max(phigh) <= VLLM_MAX_PROMPT
+                                   and max(total) <= VLLM_MAX_TOTAL)
 
     def merge(self, other: "_Checks", offset: int) -> None:
         self.reasons.update(other.reasons)
@@ -321,53 +344,52 @@ class Structure:
         """The next physical lines (without their newline; a ``TooLong`` for an overlong one).
 
         A line its format's typed decoders accept is counted from the Structs (``records``);
-        the others (and blank lines, overlong lines, line 1 with a BOM) take the slow path,
-        one by one. Typed records are counted in runs between them, so every issue is still
-        recorded in line order.
+        the others (and blank lines, overlong lines, line 1 with a BOM) take the slow path.
         """
-        decoders = self.decoders
-        decode = decoders[0] if decoders else _refuse
-        more = decoders[1:]
-        typed: list = []  # (line, raw, record) not counted yet
+        if self.fmt in ("openai-chat", "message-list"):
+            self.lines = self._feed_chat(lines, self.lines)
+            return
+        decode, read = self.decoders[0] if self.decoders else _refuse, self.read
         n = self.lines
         for raw in lines:
             n += 1
-            if type(raw) is bytes:
-                try:
-                    typed.append((n, raw, decode(raw)))
-                    continue
-                except DecodeError:
-                    pass
-                record = _decode_any(more, raw)
-                if record is not None:
-                    typed.append((n, raw, record))
-                    continue
-            if typed:
-                self.count_typed(typed)
-                typed = []
-            if type(raw) is not bytes:  # TooLong
-                self.records += 1
-                self.invalid += 1
-                self.error(n, "line-too-long", f"a line of {raw.size:,} bytes (over the limit; skipped)")
-                continue
-            if n == 1 and self.at_file_start and raw.startswith(BOM):
-                raw = raw[3:]
-            if not raw or raw.isspace():
-                self.blank += 1
-                self.warning(n, "blank-line", "a blank line")
-                continue
-            self.feed(n, raw)
-        if typed:
-            self.count_typed(typed)
+            try:
+                record = decode(raw) if type(raw) is bytes else None
+            except DecodeError:
+                record = None
+            if record is None:
+                self._feed_other(n, raw)
+            else:
+                self._count_read(n, raw, record, read)
         self.lines = n
 
-    def feed(self, n: int, raw: bytes, col0: int = 0) -> None:
-        """One record starting on line ``n`` (``col0``: its column offset on that line)."""
-        record = _decode_any(self.decoders, raw)
-        if record is not None:
-            self.count_typed([(n, raw, record)])
-        else:
+    def _feed_other(self, n: int, raw) -> None:
+        """Line ``n``, which the first typed decoder refused: an overlong or blank line, line 1
+        with a BOM, a record of the format's other decoders, or one for the slow path."""
+        if type(raw) is not bytes:  # TooLong
+            self.records += 1
+            self.invalid += 1
+            self.error(n, "line-too-long", f"a line of {raw.size:,} bytes (over the limit; skipped)")
+            return
+        tried = 1
+        if n == 1 and self.at_file_start and raw.startswith(BOM):
+            raw, tried = raw[3:], 0
+        if not raw or raw.isspace():
+            self.blank += 1
+            self.warning(n, "blank-line", "a blank line")
+            return
+        self.feed(n, raw, tried=tried)
+
+    def feed(self, n: int, raw: bytes, col0: int = 0, tried: int = 0) -> None:
+        """One record starting on line ``n`` (``col0``: its column offset on that line; ``tried``:
+        the typed decoders that already refused it)."""
+        record = _decode_any(self.decoders[tried:], raw)
+        if record is None:
             self.feed_slow(n, raw, col0)
+        elif self.fmt in ("openai-chat", "message-list"):
+            self._count_chat(n, raw, record)
+        else:
+            self._count_read(n, raw, record, self.read)
 
     def feed_slow(self, n: int, raw: bytes, col0: int = 0) -> None:
         """One record the typed decoders refused (or whose Structs break a rule): orjson, the
@@ -400,15 +422,6 @@ class Structure:
         for key in duplicate_keys(raw):
             self.warning(n, "duplicate-key", f'the key "{key}" appears twice in one object (the last value is used)')
 
-    def count_typed(self, typed: list) -> None:
-        """Count records the typed decoders accepted: (line, raw, record) in line order."""
-        if self.fmt in ("openai-chat", "message-list"):
-            self._count_chat(typed)
-            return
-        read = self.read
-        for n, raw, record in typed:
-            self._count_read(n, raw, record, read)
-
     def _count_read(self, n: int, raw: bytes, record, read) -> None:
         """One typed record, through its format's reader (``records``)."""
         got = read(record)
@@ -423,64 +436,87 @@ class Structure:
             self.warning(n, kind, message)
         self.count(n, rec)
 
-    def _count_chat(self, typed: list) -> None:
-        """``count_typed`` for the chat formats. The records of plain messages, nearly all of most
-        files, are counted here directly from the Structs (the hot path of the scan, kept free
-        of per-message calls); the others go through ``records.read_chat``."""
+    def _count_chat(self, n: int, raw: bytes, record) -> None:
+        """One typed chat record, outside the hot loop (an element of a JSON array file)."""
+        msgs = record.messages if self.fmt == "openai-chat" else record
+        if type(msgs[0]) is PlainMessage:
+            self._feed_chat([raw], n - 1)  # decodes it again: a single record, off the hot path
+        else:
+            self._count_read(n, raw, record, self.read)
+
+    def _feed_chat(self, lines: list, n: int) -> int:
+        """``feed_lines`` for the chat formats: the hot path of the scan. A line of plain messages
+        (nearly every line of most files) is decoded and counted here from its Structs, with no
+        call per record or message; the prompt hashes and checks go in runs of ``RUN`` records.
+        Any other line goes through ``_feed_other`` in turn (issues stay in line order). ``n``:
+        the line before the first; returns the last line's number."""
         wrapped = self.fmt == "openai-chat"
         keys = 1 if wrapped else 0  # the record's own keys: "messages"
-        read = self.read
-        roles = self.roles
-        turns = self.turns
-        on_valid = self.on_valid
-        lines: list[int] = []
+        decode = self.decoders[0] if self.decoders else _refuse
+        roles, turns, on_valid, warning = self.roles, self.turns, self.on_valid, self.warning
+        run: list[int] = []
         prompts: list[str] = []
         answers: list[str | None] = []
-        counted = 0
-        for n, raw, record in typed:
-            msgs = record.messages if wrapped else record
-            if type(msgs[0]) is not PlainMessage:
-                if lines:
-                    self._count_many(lines, prompts, answers)
-                    lines, prompts, answers = [], [], []
-                self._count_read(n, raw, record, read)
+        for raw in lines:
+            n += 1
+            try:
+                msgs = decode(raw) if type(raw) is bytes else None
+            except DecodeError:
+                msgs = None
+            if msgs is None:
+                if run:
+                    self._count_run(run, prompts, answers)
+                    run, prompts, answers = [], [], []
+                self._feed_other(n, raw)
                 continue
-            counted += 1
+            if wrapped:
+                msgs = msgs.messages
             k = len(msgs)
-            extra = raw.count(b":") - keys - 2 * k  # beyond the keys: colons in the texts, or a repeated key
-            if extra and extra != sum([m.content.count(":") for m in msgs]):
-                self.duplicate_keys(n, raw)
-            last = -1
-            i = 0
             for m in msgs:
-                role = m.role
                 size = len(m.content)
-                s = roles.get(role)
+                s = roles.get(m.role)
                 if s is None:
-                    roles[role] = [1, size, size]
+                    roles[m.role] = [1, size, size]
                 else:
                     s[0] += 1
                     s[1] += size
                     if size > s[2]:
                         s[2] = size
-                if role == "assistant":
-                    last = i
-                i += 1
-            if last < 0:
-                self.warning(n, *NO_REPLY)
-                prompt, answer = JOIN.join([t for m in msgs if (t := m.content)]), None
+            last = k - 1
+            if msgs[last].role != "assistant":
+                last = next((i for i in range(k - 2, -1, -1) if msgs[i].role == "assistant"), -1)
+            # the prompt: the texts before the last assistant message, non-empty ones joined
+            if last == 1:
+                prompt = msgs[0].content
+            elif last == 2 and msgs[0].content and msgs[1].content:
+                prompt = f"{msgs[0].content}{JOIN}{msgs[1].content}"
             else:
-                prompt, answer = JOIN.join([t for m in msgs[:last] if (t := m.content)]), msgs[last].content
+                prompt = JOIN.join([t for m in (msgs if last < 0 else msgs[:last]) if (t := m.content)])
+            answer = None if last < 0 else msgs[last].content
+            # a colon beyond the keys ("messages", role and content) is in a text, or a repeated key
+            extra = raw.count(b":") - keys - 2 * k
+            if extra and extra != sum([t.count(":") for m in msgs if ":" in (t := m.content)]):
+                self.duplicate_keys(n, raw)
+            if answer is None:
+                warning(n, *NO_REPLY)
             turns[k] += 1
-            lines.append(n)
+            run.append(n)
             prompts.append(prompt)
             answers.append(answer)
             if on_valid is not None:
                 on_valid(n, Rec([(m.role, len(m.content)) for m in msgs], k, prompt, answer))
-        self.records += counted
-        self.valid += counted
-        if lines:
-            self._count_many(lines, prompts, answers)
+            if len(run) >= RUN:
+                self._count_run(run, prompts, answers)
+                run, prompts, answers = [], [], []
+        if run:
+            self._count_run(run, prompts, answers)
+        return n
+
+    def _count_run(self, lines: list[int], prompts: list[str], answers: list) -> None:
+        """A run of plain chat records counted by ``_feed_chat``: its totals, hashes and checks."""
+        self.records += len(lines)
+        self.valid += len(lines)
+        self._count_many(lines, prompts, answers)
 
     def count(self, n: int, rec: Rec) -> None:
         """Statistics of one valid record."""
@@ -513,14 +549,8 @@ class Structure:
         """The prompt hashes and the estimated checks of valid records in line order; ``answers``:
         texts or None, or for the ``prompt`` format the declared output tokens."""
         self.prompts.add_many(lines, prompts)
-        checks = self.checks
-        if checks is None:
-            return
-        # estimate_tokens(), with its ASCII shortcut inlined
-        tokens = [(len(p) + 2) >> 2 if p.isascii() else estimate_tokens(p) for p in prompts]
-        if self.fmt != "prompt":
-            answers = [a if a is None else (len(a) + 2) >> 2 if a.isascii() else estimate_tokens(a) for a in answers]
-        checks.add_many(lines, tokens, answers)
+        if self.checks is not None:
+            self.checks.add_texts(lines, prompts, answers, self.fmt == "prompt")
 
     def portable(self, spill_dir: str, tag: str) -> dict:
         """This state as plain data for another process (hash buckets spilled to ``spill_dir``)."""
