@@ -386,7 +386,7 @@ def v_prompt_completion(obj, errs: list, warns: list) -> Rec | None:
     answer = _text_or_messages(obj, answer_key, errs, warns, fields)
     if answer_key == "chosen":
         _text_or_messages(obj, "rejected", errs, warns, fields)
-    if errs:
+    if errs or prompt is None:
         return None
     return Rec(fields, None, prompt, answer)
 

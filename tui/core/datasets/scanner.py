@@ -37,14 +37,14 @@ from collections import Counter
 from dataclasses import replace
 from itertools import repeat
 from operator import add, rshift
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from .detect import detect_format
 from msgspec import DecodeError
 
-from ..messages import JOIN, PlainMessage
-from .formats import NO_REPLY, PAIRED, VALIDATORS, Rec
 from ..errors import TokdeckError
+from ..messages import JOIN, PlainMessage
+from .detect import detect_format
+from .formats import NO_REPLY, PAIRED, VALIDATORS, Rec
 from .model import (ERROR, WARNING, ConsumerChecks, DatasetStats, FormatGuess, LineIssue, RoleStats,
                     ScanProgress, ScanReport, TokenReport, TokenStats, joint_of, summarize)
 from .parsing import BOM, JSONDecodeError, TooDeep, diagnose, duplicate_keys, maybe_duplicate_keys, parse, visible
@@ -52,7 +52,7 @@ from .reader import ArrayError, array_elements, line_blocks, split_points
 from .records import DECODERS, READERS, colons
 from .source import FileState, Replay, check_readable, is_stream, open_stream
 
-RUN = 100000
+RUN = 256  # plain chat records whose prompt hashes and checks are counted together
 PARALLEL_MIN_BYTES = 256 << 20  # below this, starting the workers costs more than it saves
 MAX_ISSUES = 1000
 EXAMPLES = 20
@@ -114,6 +114,7 @@ class HashLines:
             self.spill()
 
     def _file(self, i: int) -> str:
+        assert self.spill_dir is not None  # spill() sets it first
         return os.path.join(self.spill_dir, f"{self.tag}-{i}.bin")
 
     def spill(self) -> None:
@@ -320,7 +321,8 @@ class Structure:
         self.prompts = HashLines(tag="prompts")
         self.ids = HashLines(tag="ids") if fmt == "openai-batch" else None
         self.checks = _Checks(fmt, context_length) if estimate_checks else None
-        self.on_valid = None  # called with (line, Rec) for each valid record (a stream's token pass)
+        #: called with (line, Rec) for each valid record (a stream's token pass)
+        self.on_valid: Callable[[int, Rec], object] | None = None
 
     def _format_functions(self) -> None:
         fmt = self.fmt
@@ -329,12 +331,12 @@ class Structure:
         self.read = READERS.get(fmt)
 
     # ------------------------------------------------------------------ issues
-    def error(self, line: int, kind: str, message: str, column: int | None = None) -> None:
+    def error(self, line: int | None, kind: str, message: str, column: int | None = None) -> None:
         self.error_counts[kind] += 1
         if len(self.errors) < self.max_issues:
             self.errors.append((line, kind, issue_text(message), column))
 
-    def warning(self, line: int, kind: str, message: str, column: int | None = None) -> None:
+    def warning(self, line: int | None, kind: str, message: str, column: int | None = None) -> None:
         self.warning_counts[kind] += 1
         if len(self.warnings) < self.max_issues:
             self.warnings.append((line, kind, issue_text(message), column))
@@ -840,7 +842,7 @@ class _TokenCounter:
     """Token statistics per tokenizer of valid records fed in file order (and the checks with
     ``tokenizers[0]``), counted in batches of about ``batch_chars`` characters."""
 
-    def __init__(self, fmt: str, tokenizers: Sequence, checks: _Checks | None, batch_chars: int = 4 << 20,
+    def __init__(self, fmt: str, tokenizers: Sequence, checks: _Checks, batch_chars: int = 4 << 20,
                  batch_records: int = 4096):
         self.tokenizers, self.checks = tokenizers, checks
         self.accs = {tok.id: _TokenAcc(tok.id, tok.info.exact) for tok in tokenizers}
@@ -890,12 +892,12 @@ class _TokenCounter:
             acc.prompt.update(pc)
             acc.answer.update(a for a in answers if a is not None)
             acc.joint.update((p.bit_length(), a.bit_length()) for p, a in zip(pc, answers) if a is not None)
-            if k == 0 and self.checks is not None:
+            if k == 0:
                 for line, p, a in zip(lines, pc, answers):
                     self.checks.add(line, p, a)
 
 
-def token_pass(path: str, guess: FormatGuess, tokenizers: Sequence, checks: _Checks | None, size: int,
+def token_pass(path: str, guess: FormatGuess, tokenizers: Sequence, checks: _Checks, size: int,
                cancel=None, time_budget: float = 0.25, batch_chars: int = 4 << 20, batch_records: int = 4096,
                t0: float | None = None):
     """Token statistics per tokenizer (and the checks with ``tokenizers[0]``) from a second read of
@@ -930,6 +932,8 @@ def scan(path: str, format: str | None = None, tokenizers: Sequence = (), contex
     """
     t0 = time.monotonic()
     stream = is_stream(path)
+    src: str | Replay
+    before: FileState | None
     if stream:
         size, before, src = 0, None, Replay(open_stream(path))
     else:
@@ -943,7 +947,8 @@ def scan(path: str, format: str | None = None, tokenizers: Sequence = (), contex
         if guess.container != "jsonl" or stream:
             workers = 1
         workers = max(1, min(workers, usable_cpus()))  # more processes than CPUs only compete for them
-        opts = {"estimate_checks": not toks, "context_length": context_length, "max_issues": max_issues}
+        opts: dict[str, Any] = {"estimate_checks": not toks, "context_length": context_length,
+                                "max_issues": max_issues}
         counter = None
         if workers > 1:
             results, spill_dir = yield from _structure_parallel(path, guess, size, workers, opts, cancel,
@@ -989,14 +994,14 @@ def scan(path: str, format: str | None = None, tokenizers: Sequence = (), contex
 
         checks = _consumer_checks(st.checks or _Checks(guess.format, context_length), "estimate", True,
                                   context_length, dup_count, dup_examples)
-        tokens: dict = {}
+        tokens: Mapping[str, TokenStats] = {}
         if counter is not None and finished:
             counter.flush()
             answer_source = "output_tokens" if guess.format == "prompt" else "tokens"
             tokens = {tid: acc.result(answer_source) for tid, acc in counter.accs.items()}
             checks = _consumer_checks(counter.checks, toks[0].id, not toks[0].info.exact, context_length,
                                       dup_count, dup_examples)
-        elif (toks and finished and not stream and guess.format != "unknown"  # unknown: nothing to count
+        elif (toks and finished and before is not None and guess.format != "unknown"  # unknown: nothing to count
               and before.change_since(path) is None):  # changed: the report is incomplete anyway
             try:
                 for item in scan_tokens(path, toks, format=guess.format, context_length=context_length,
@@ -1009,11 +1014,11 @@ def scan(path: str, format: str | None = None, tokenizers: Sequence = (), contex
                         yield replace(item, errors=sum(st.error_counts.values()),
                                       warnings=sum(st.warning_counts.values()))
             except TokdeckError:
-                if before.change_since(path) is None:
+                if before.change_since(path) is None:  # (not a stream: only a file is read twice)
                     raise
                 finished = False  # deleted or replaced just before the token pass: the report says how
     finally:
-        if stream:
+        if isinstance(src, Replay):
             src.raw.close()
         for d in spill_dirs:
             shutil.rmtree(d, ignore_errors=True)
@@ -1076,7 +1081,7 @@ def scan_tokens(path: str, tokenizers: Sequence, format: str | None = None, cont
         done = int(size * min(1.0, item.records / expected_records)) if expected_records else 0
         yield replace(item, bytes_done=done)
     answer_source = "output_tokens" if guess.format == "prompt" else "tokens"
-    reason = before.change_since(path) or (None if finished else "cancelled")
+    reason = (before.change_since(path) if before is not None else None) or (None if finished else "cancelled")
     yield TokenReport(
         tokens={tid: acc.result(answer_source) for tid, acc in accs.items()},
         checks=_consumer_checks(checks, toks[0].id, not toks[0].info.exact, context_length),
@@ -1090,7 +1095,7 @@ def resolve_tokenizers(tokenizers: Sequence, registry=None) -> list:
     from ..tokenizers import default_registry, resolve_tokenizer_id
 
     reg = registry or default_registry()
-    out = []
+    out: list = []
     for t in tokenizers:
         tok = reg.get(resolve_tokenizer_id(t, reg)) if isinstance(t, str) else t
         if all(tok.id != o.id for o in out):
