@@ -35,8 +35,7 @@ import time
 from array import array
 from collections import Counter
 from dataclasses import replace
-from itertools import repeat
-from operator import add, rshift
+from operator import add
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from msgspec import DecodeError
@@ -102,9 +101,8 @@ class HashLines:
         """``add(prompt_hash(text), line)`` for each non-empty text (inlined: the scan's hot path)."""
         buckets = self.buckets
         added = 0
-        for line, text in zip(lines, texts):
+        for line, text, h in zip(lines, texts, map(hash, map(str.strip, texts))):
             if text:
-                h = hash(text.strip())
                 b = buckets[h & 63]
                 b.append(h)
                 b.append(line)
@@ -196,15 +194,6 @@ def estimate_tokens(text: str) -> int:
     return _ESTIMATOR.count(text)
 
 
-def estimate_bounds(texts: list[str]) -> tuple[list[int], list[int]]:
-    """Bounds of ``estimate_tokens`` for each text, without counting: len/4 (no CJK) and len/1.5
-    (all CJK), rounded like it; the same for ASCII text, where they are the estimate."""
-    low = list(map(rshift, map(add, map(len, texts), repeat(2)), repeat(2)))  # (len + 2) >> 2, in C
-    if all(map(str.isascii, texts)):
-        return low, low
-    return low, [n if t.isascii() else int(len(t) / 1.5 + 0.5) for n, t in zip(low, texts)]
-
-
 _ESTIMATOR: Any = None
 
 
@@ -269,29 +258,35 @@ class _Checks:
 
     def add_texts(self, lines: list[int], prompts: list[str], answers: list, declared: bool) -> None:
         """``add`` for records given by their texts, estimated (``answers``: texts or None, or when
-        ``declared`` the declared output tokens). A batch whose every record passes every check
-        at the estimate's bounds (nearly every batch) is cleared without estimating anything."""
-        plow, phigh = estimate_bounds(prompts)
-        if declared or None in answers:
-            alow = ahigh = answers
-        else:
-            alow, ahigh = estimate_bounds(answers)
-        if not self._clear(plow, phigh, alow, ahigh):
+        ``declared`` the declared output tokens). A batch that no check can catch, whatever its
+        texts' characters, is cleared without estimating a single text (nearly every batch)."""
+        if not self._clear(prompts, answers, declared):
             for line, prompt, answer in zip(lines, prompts, answers):
                 self.add(line, estimate_tokens(prompt),
                          answer if declared or answer is None else estimate_tokens(answer))
 
-    def _clear(self, plow: list[int], phigh: list[int], alow: list, ahigh: list) -> bool:
-        """Whether no record can be dropped or over the context, at the bounds of its estimates."""
-        if None in ahigh:
+    def _clear(self, prompts: list[str], answers: list, declared: bool) -> bool:
+        """Whether no record of the batch can be dropped or over the context. A text's estimate lies
+        between len/4 (no CJK) and len/1.5 (all CJK) tokens, rounded; it is len/4 for ASCII."""
+        if None in answers:
             if self.paired:  # an answer missing: "fewer than 2 turns"
                 return False
-            alow = ahigh = [a or 0 for a in ahigh]
-        total = list(map(add, phigh, ahigh))
-        if self.context_length and max(total) > self.context_length:
+            answers, declared = [a or 0 for a in answers], True  # no answer: no tokens
+        plen = list(map(len, prompts))
+        ascii = all(map(str.isascii, prompts))
+        if declared:
+            per = 4 if ascii else 1.5
+            most = int(max(plen) / per + 0.5) + max(answers)
+            fewest_answer = min(answers)
+        else:
+            alen = list(map(len, answers))
+            per = 4 if ascii and all(map(str.isascii, answers)) else 1.5
+            most = int(max(map(add, plen, alen)) / per) + 1  # two roundings: at most one token more
+            fewest_answer = (min(alen) + 2) >> 2
+        if self.context_length and most > self.context_length:
             return False
-        return not self.paired or (min(plow) >= VLLM_MIN and min(alow) >= VLLM_MIN and max(phigh) <= VLLM_MAX_PROMPT
-                                   and max(total) <= VLLM_MAX_TOTAL)
+        return not self.paired or ((min(plen) + 2) >> 2 >= VLLM_MIN and fewest_answer >= VLLM_MIN
+                                   and int(max(plen) / per + 0.5) <= VLLM_MAX_PROMPT and most <= VLLM_MAX_TOTAL)
 
     def merge(self, other: "_Checks", offset: int) -> None:
         self.reasons.update(other.reasons)
@@ -455,10 +450,11 @@ class Structure:
         wrapped = self.fmt == "openai-chat"
         keys = 1 if wrapped else 0  # the record's own keys: "messages"
         decode = self.decoders[0] if self.decoders else _refuse
-        roles, turns, on_valid, warning = self.roles, self.turns, self.on_valid, self.warning
+        turns, on_valid, warning = self.turns, self.on_valid, self.warning
         run: list[int] = []
         prompts: list[str] = []
         answers: list[str | None] = []
+        sizes: dict[str, list[int]] = {}  # role -> the characters of its messages in the run
         for raw in lines:
             n += 1
             try:
@@ -467,23 +463,18 @@ class Structure:
                 msgs = None
             if msgs is None:
                 if run:
-                    self._count_run(run, prompts, answers)
-                    run, prompts, answers = [], [], []
+                    self._count_run(run, prompts, answers, sizes)
+                    run, prompts, answers, sizes = [], [], [], {}
                 self._feed_other(n, raw)
                 continue
             if wrapped:
                 msgs = msgs.messages
             k = len(msgs)
             for m in msgs:
-                size = len(m.content)
-                s = roles.get(m.role)
-                if s is None:
-                    roles[m.role] = [1, size, size]
-                else:
-                    s[0] += 1
-                    s[1] += size
-                    if size > s[2]:
-                        s[2] = size
+                try:
+                    sizes[m.role].append(len(m.content))
+                except KeyError:
+                    sizes[m.role] = [len(m.content)]
             last = k - 1
             if msgs[last].role != "assistant":
                 last = next((i for i in range(k - 2, -1, -1) if msgs[i].role == "assistant"), -1)
@@ -508,16 +499,25 @@ class Structure:
             if on_valid is not None:
                 on_valid(n, Rec([(m.role, len(m.content)) for m in msgs], k, prompt, answer))
             if len(run) >= RUN:
-                self._count_run(run, prompts, answers)
-                run, prompts, answers = [], [], []
+                self._count_run(run, prompts, answers, sizes)
+                run, prompts, answers, sizes = [], [], [], {}
         if run:
-            self._count_run(run, prompts, answers)
+            self._count_run(run, prompts, answers, sizes)
         return n
 
-    def _count_run(self, lines: list[int], prompts: list[str], answers: list) -> None:
-        """A run of plain chat records counted by ``_feed_chat``: its totals, hashes and checks."""
+    def _count_run(self, lines: list[int], prompts: list[str], answers: list, sizes: dict[str, list[int]]) -> None:
+        """A run of plain chat records counted by ``_feed_chat``: its totals, roles, hashes and checks."""
         self.records += len(lines)
         self.valid += len(lines)
+        roles = self.roles
+        for role, chars in sizes.items():  # in the order the roles first appear, as record by record
+            s = roles.get(role)
+            if s is None:
+                roles[role] = [len(chars), sum(chars), max(chars)]
+            else:
+                s[0] += len(chars)
+                s[1] += sum(chars)
+                s[2] = max(s[2], max(chars))
         self._count_many(lines, prompts, answers)
 
     def count(self, n: int, rec: Rec) -> None:
