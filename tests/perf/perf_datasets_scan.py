@@ -103,8 +103,8 @@ def generate(path: str, size: int, seed: int = 7, style: str = "mixed") -> int:
     templates = []
     pool = _chat_pool(rng) if style in ("chat", "python") else _pool(rng)
     if style == "short":  # one short question and answer: ~130 bytes a record
-        pool = [{"messages": [{"role": "user", "content": _text(rng, 6)},
-                              {"role": "assistant", "content": _text(rng, 8)}]} for _ in range(500)]
+        pool = [{"messages": [{"role": "user", "content": _text(rng, 2)},
+                              {"role": "assistant", "content": _text(rng, 4)}]} for _ in range(500)]
     for rec in pool:
         user = next(m for m in rec["messages"] if m["role"] == "user")
         user["content"] = "@@TICKET@@" + user["content"]

@@ -35,6 +35,7 @@ import time
 from array import array
 from collections import Counter
 from dataclasses import replace
+from itertools import repeat
 from operator import add
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -296,6 +297,26 @@ class _Checks:
         self.over_lines = sorted(self.over_lines + [x + offset for x in other.over_lines])[:EXAMPLES]
 
 
+class _Run:
+    """Plain chat records decoded by ``Structure._feed_chat`` and not counted yet, in line order."""
+
+    __slots__ = ("lines", "raws", "prompts", "answers", "colons", "turns", "sizes")
+
+    def __init__(self) -> None:
+        self.lines: list[int] = []
+        self.raws: list[bytes] = []
+        self.prompts: list[str] = []
+        self.answers: list[str | None] = []
+        self.colons: list[int] = []  # a record's colons outside its prompt and answer texts
+        self.turns: list[int] = []  # messages
+        self.sizes: dict[str, list[int]] = {}  # role -> the characters of each of its messages
+
+    def clear(self) -> None:
+        """Empty the run in place (the hot loop holds the lists' ``append``)."""
+        for name in self.__slots__:
+            getattr(self, name).clear()
+
+
 class Structure:
     """Counters of the structure pass over one byte range (line numbers relative to it)."""
 
@@ -443,18 +464,17 @@ class Structure:
 
     def _feed_chat(self, lines: list, n: int) -> int:
         """``feed_lines`` for the chat formats: the hot path of the scan. A line of plain messages
-        (nearly every line of most files) is decoded and counted here from its Structs, with no
-        call per record or message; the prompt hashes and checks go in runs of ``RUN`` records.
-        Any other line goes through ``_feed_other`` in turn (issues stay in line order). ``n``:
-        the line before the first; returns the last line's number."""
+        (nearly every line of most files) is decoded here and counted from its Structs in runs of
+        ``RUN`` records (``_count_run``: the repeated-key check, hashes and checks in C over the
+        run); any other line goes through ``_feed_other`` after the run before it, so issues stay
+        in line order. ``n``: the line before the first; returns the last line's number."""
         wrapped = self.fmt == "openai-chat"
         keys = 1 if wrapped else 0  # the record's own keys: "messages"
         decode = self.decoders[0] if self.decoders else _refuse
-        turns, on_valid, warning = self.turns, self.on_valid, self.warning
-        run: list[int] = []
-        prompts: list[str] = []
-        answers: list[str | None] = []
-        sizes: dict[str, list[int]] = {}  # role -> the characters of its messages in the run
+        on_valid = self.on_valid
+        run = _Run()
+        add_line, add_raw, add_prompt, add_answer = run.lines.append, run.raws.append, run.prompts.append, run.answers.append
+        add_colons, add_turns, sizes = run.colons.append, run.turns.append, run.sizes
         for raw in lines:
             n += 1
             try:
@@ -462,9 +482,8 @@ class Structure:
             except DecodeError:
                 msgs = None
             if msgs is None:
-                if run:
-                    self._count_run(run, prompts, answers, sizes)
-                    run, prompts, answers, sizes = [], [], [], {}
+                if run.lines:
+                    self._count_run(run)
                 self._feed_other(n, raw)
                 continue
             if wrapped:
@@ -486,31 +505,31 @@ class Structure:
             else:
                 prompt = JOIN.join([t for m in (msgs if last < 0 else msgs[:last]) if (t := m.content)])
             answer = None if last < 0 else msgs[last].content
-            # a colon beyond the keys ("messages", role and content) is in a text, or a repeated key
-            extra = raw.count(b":") - keys - 2 * k
-            if extra and extra != sum([t.count(":") for m in msgs if ":" in (t := m.content)]):
-                self.duplicate_keys(n, raw)
-            if answer is None:
-                warning(n, *NO_REPLY)
-            turns[k] += 1
-            run.append(n)
-            prompts.append(prompt)
-            answers.append(answer)
+            colons = keys + 2 * k  # outside the prompt and answer: the keys, and texts after the answer
+            if 0 <= last < k - 1:
+                colons += sum([m.content.count(":") for m in msgs[last + 1:]])
+            add_line(n)
+            add_raw(raw)
+            add_prompt(prompt)
+            add_answer(answer)
+            add_colons(colons)
+            add_turns(k)
             if on_valid is not None:
                 on_valid(n, Rec([(m.role, len(m.content)) for m in msgs], k, prompt, answer))
-            if len(run) >= RUN:
-                self._count_run(run, prompts, answers, sizes)
-                run, prompts, answers, sizes = [], [], [], {}
-        if run:
-            self._count_run(run, prompts, answers, sizes)
+            if len(run.lines) >= RUN:
+                self._count_run(run)
+        if run.lines:
+            self._count_run(run)
         return n
 
-    def _count_run(self, lines: list[int], prompts: list[str], answers: list, sizes: dict[str, list[int]]) -> None:
-        """A run of plain chat records counted by ``_feed_chat``: its totals, roles, hashes and checks."""
+    def _count_run(self, run: "_Run") -> None:
+        """Count a run of plain chat records (``_feed_chat``), then empty it."""
+        lines, raws, prompts, answers = run.lines, run.raws, run.prompts, run.answers
         self.records += len(lines)
         self.valid += len(lines)
+        self.turns.update(run.turns)
         roles = self.roles
-        for role, chars in sizes.items():  # in the order the roles first appear, as record by record
+        for role, chars in run.sizes.items():  # in the order the roles first appear, as record by record
             s = roles.get(role)
             if s is None:
                 roles[role] = [len(chars), sum(chars), max(chars)]
@@ -518,7 +537,19 @@ class Structure:
                 s[0] += len(chars)
                 s[1] += sum(chars)
                 s[2] = max(s[2], max(chars))
+        # a line with more colons than its record's keys and texts hold may repeat a key (as
+        # ``records.colons``, counted here in C over the run)
+        texts = answers if None not in answers else [a or "" for a in answers]
+        held = list(map(add, run.colons, map(add, map(str.count, prompts, repeat(":")), map(str.count, texts, repeat(":")))))
+        found = list(map(bytes.count, raws, repeat(b":")))
+        if found != held or None in answers:  # the run's issues, line by line
+            for line, raw, f, h, answer in zip(lines, raws, found, held, answers):
+                if f != h:
+                    self.duplicate_keys(line, raw)
+                if answer is None:
+                    self.warning(line, *NO_REPLY)
         self._count_many(lines, prompts, answers)
+        run.clear()
 
     def count(self, n: int, rec: Rec) -> None:
         """Statistics of one valid record."""
