@@ -185,7 +185,8 @@ conversations = {
 
 
 def state(s: Structure) -> dict:
-    out = {k: v for k, v in vars(s).items() if k not in ("validate", "decoders", "read", "prompts", "ids", "checks")}
+    out = {k: v for k, v in vars(s).items()
+           if k not in ("validate", "decoders", "read", "compact", "prompts", "ids", "checks")}
     out["prompts"] = [list(s.prompts.bucket(i)) for i in range(64)]
     out["ids"] = [list(s.ids.bucket(i)) for i in range(64)] if s.ids is not None else None
     out["checks"] = vars(s.checks)

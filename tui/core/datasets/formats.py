@@ -2,6 +2,8 @@
 
 Each validator takes one parsed record, appends ``(kind, message)`` pairs to ``errs`` (the
 record is invalid) and ``warns``, and returns a ``Rec`` describing the valid record, or None.
+They see the lines the typed decoders of ``records`` refuse; ``records``' readers give the same
+``Rec`` and warnings for the others (the builders and messages below are shared).
 
 The prompt/answer pair of a record (used for token statistics and consumer checks):
 - openai-chat, message-list: the text of every message before the last assistant message

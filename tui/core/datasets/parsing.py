@@ -1,7 +1,9 @@
 """How one line (or one array element) becomes a value: tokdeck's parser policy.
 
-- orjson parses every record (fast, and strict: it rejects NaN/Infinity, lone surrogates,
-  invalid UTF-8 and trailing data, which are not JSON or break later when re-encoded).
+- A line its format's typed decoders accept (``records``, msgspec: they agree with orjson on
+  every point below) needs none of this. orjson parses every other record (fast, and strict: it
+  rejects NaN/Infinity, lone surrogates, invalid UTF-8 and trailing data, which are not JSON or
+  break later when re-encoded).
 - When orjson fails, Python's ``json`` re-reads that one line only to classify the problem and
   give a precise character column: ``invalid-json``, ``trailing-data``, ``non-finite-number``
   (NaN/Infinity: ``json`` accepts them, most parsers and servers do not), ``lone-surrogate``,

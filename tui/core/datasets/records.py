@@ -119,12 +119,13 @@ DECODERS: dict[str, tuple[Callable[[bytes], Any], ...]] = {
         "prompt": (Prompt,), "text": (Text,), "openai-batch": (Batch,),
     }.items()}
 
-_encode = msgspec.json.Encoder().encode
+#: a decoded record's compact encoding (no key twice, nothing absent written)
+encode = msgspec.json.Encoder().encode
 
 
 def colons(record: Any) -> int:
     """``:`` in the compact re-encoding of a decoded record (see the module docstring)."""
-    return _encode(record).count(b":")
+    return encode(record).count(b":")
 
 
 # ------------------------------------------------------------------ readers

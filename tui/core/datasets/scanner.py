@@ -36,7 +36,7 @@ from array import array
 from collections import Counter
 from dataclasses import replace
 from itertools import repeat
-from operator import add
+from operator import add, eq, ne
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from msgspec import DecodeError
@@ -49,7 +49,7 @@ from .model import (ERROR, WARNING, ConsumerChecks, DatasetStats, FormatGuess, L
                     ScanProgress, ScanReport, TokenReport, TokenStats, joint_of, summarize)
 from .parsing import BOM, JSONDecodeError, TooDeep, diagnose, duplicate_keys, maybe_duplicate_keys, parse, visible
 from .reader import ArrayError, array_elements, line_blocks, split_points
-from .records import DECODERS, READERS, colons
+from .records import DECODERS, READERS, colons, encode
 from .source import FileState, Replay, check_readable, is_stream, open_stream
 
 RUN = 256  # plain chat records whose prompt hashes and checks are counted together
@@ -300,11 +300,12 @@ class _Checks:
 class _Run:
     """Plain chat records decoded by ``Structure._feed_chat`` and not counted yet, in line order."""
 
-    __slots__ = ("lines", "raws", "prompts", "answers", "colons", "turns", "sizes")
+    __slots__ = ("lines", "raws", "records", "prompts", "answers", "colons", "turns", "sizes")
 
     def __init__(self) -> None:
         self.lines: list[int] = []
         self.raws: list[bytes] = []
+        self.records: list = []
         self.prompts: list[str] = []
         self.answers: list[str | None] = []
         self.colons: list[int] = []  # a record's colons outside its prompt and answer texts
@@ -339,6 +340,7 @@ class Structure:
         self.checks = _Checks(fmt, context_length) if estimate_checks else None
         #: called with (line, Rec) for each valid record (a stream's token pass)
         self.on_valid: Callable[[int, Rec], object] | None = None
+        self.compact = True  # the lines so far are their records' compact encodings (``_count_run``)
 
     def _format_functions(self) -> None:
         fmt = self.fmt
@@ -473,8 +475,9 @@ class Structure:
         decode = self.decoders[0] if self.decoders else _refuse
         on_valid = self.on_valid
         run = _Run()
-        add_line, add_raw, add_prompt, add_answer = run.lines.append, run.raws.append, run.prompts.append, run.answers.append
-        add_colons, add_turns, sizes = run.colons.append, run.turns.append, run.sizes
+        add_line, add_raw, add_record = run.lines.append, run.raws.append, run.records.append
+        add_prompt, add_answer, add_colons, add_turns = run.prompts.append, run.answers.append, run.colons.append, run.turns.append
+        sizes = run.sizes
         for raw in lines:
             n += 1
             try:
@@ -486,6 +489,7 @@ class Structure:
                     self._count_run(run)
                 self._feed_other(n, raw)
                 continue
+            add_record(msgs)
             if wrapped:
                 msgs = msgs.messages
             k = len(msgs)
@@ -537,15 +541,21 @@ class Structure:
                 s[0] += len(chars)
                 s[1] += sum(chars)
                 s[2] = max(s[2], max(chars))
-        # a line with more colons than its record's keys and texts hold may repeat a key (as
-        # ``records.colons``, counted here in C over the run)
-        texts = answers if None not in answers else [a or "" for a in answers]
-        held = list(map(add, run.colons, map(add, map(str.count, prompts, repeat(":")), map(str.count, texts, repeat(":")))))
-        found = list(map(bytes.count, raws, repeat(b":")))
-        if found != held or None in answers:  # the run's issues, line by line
-            for line, raw, f, h, answer in zip(lines, raws, found, held, answers):
-                if f != h:
-                    self.duplicate_keys(line, raw)
+        # Repeated keys. A line that is its record's compact encoding repeats none: in a file written
+        # compact, nearly every run is cleared so (a scan of each line in C, faster than the count
+        # below on long lines). Otherwise, a line with more colons than its record's keys and texts
+        # hold may repeat one (``records.colons``), counted in C over the run.
+        suspect: list[bool] | None = None
+        same = list(map(eq, map(encode, run.records), raws)) if self.compact else []
+        if not self.compact or not all(same):
+            self.compact = same.count(True) * 2 > len(same)  # a file not written compact stops trying
+            texts = answers if None not in answers else [a or "" for a in answers]
+            held = map(add, run.colons, map(add, map(str.count, prompts, repeat(":")), map(str.count, texts, repeat(":"))))
+            suspect = list(map(ne, map(bytes.count, raws, repeat(b":")), held))
+        if (suspect is not None and any(suspect)) or None in answers:  # the run's issues, line by line
+            for i, (line, answer) in enumerate(zip(lines, answers)):
+                if suspect is not None and suspect[i]:
+                    self.duplicate_keys(line, raws[i])
                 if answer is None:
                     self.warning(line, *NO_REPLY)
         self._count_many(lines, prompts, answers)
