@@ -14,12 +14,12 @@ Every typed value is one orjson reads the same (the two parsers agree on JSON, U
 surrogates; integers are held to the range orjson reads as integers), so a record is
 valid, with the same ``Rec`` and warnings, on either path (``test_datasets_typed`` checks it).
 
-Duplicate keys: the typed decoders, like orjson, keep the last value. ``colons`` is the number
-of ``:`` in a record's compact re-encoding, as ``parsing.maybe_duplicate_keys`` counts it: the
-keys the Struct holds (absent fields stay ``UNSET`` and are not written) plus the colons in its
-strings. A line with more colons than that is searched for repeated keys, as on the slow path.
-The schemas hold no floats, so a line is never shorter than its compact re-encoding and this
-count decides exactly what the slow path's length-then-count pre-check decides.
+Duplicate keys: the typed decoders, like orjson, keep the last value. A record's compact
+``encode`` writes the keys the Struct holds (absent fields stay ``UNSET`` and are not written)
+and its strings, with as many colons as orjson's re-encoding on the slow path: the same
+``parsing.maybe_duplicate_keys`` pre-check decides which lines are searched for repeated keys.
+The schemas hold no floats, so a line is never shorter than its compact encoding, and the two
+encoders' lengths never change a verdict.
 """
 
 from __future__ import annotations
@@ -121,11 +121,6 @@ DECODERS: dict[str, tuple[Callable[[bytes], Any], ...]] = {
 
 #: a decoded record's compact encoding (no key twice, nothing absent written)
 encode = msgspec.json.Encoder().encode
-
-
-def colons(record: Any) -> int:
-    """``:`` in the compact re-encoding of a decoded record (see the module docstring)."""
-    return encode(record).count(b":")
 
 
 # ------------------------------------------------------------------ readers

@@ -37,7 +37,7 @@ from collections import Counter
 from dataclasses import replace
 from itertools import repeat
 from operator import add, eq, ne
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence, cast
 
 from msgspec import DecodeError
 
@@ -49,7 +49,7 @@ from .model import (ERROR, WARNING, ConsumerChecks, DatasetStats, FormatGuess, L
                     ScanProgress, ScanReport, TokenReport, TokenStats, joint_of, summarize)
 from .parsing import BOM, JSONDecodeError, TooDeep, diagnose, duplicate_keys, maybe_duplicate_keys, parse, visible
 from .reader import ArrayError, array_elements, line_blocks, split_points
-from .records import DECODERS, READERS, colons, encode
+from .records import DECODERS, READERS, encode
 from .source import FileState, Replay, check_readable, is_stream, open_stream
 
 RUN = 256  # plain chat records whose prompt hashes and checks are counted together
@@ -450,7 +450,7 @@ class Structure:
             return
         rec, warns = got
         self.records += 1
-        if raw.count(b":") != colons(record):
+        if maybe_duplicate_keys(raw, encode(record)):
             self.duplicate_keys(n, raw)
         for kind, message in warns:
             self.warning(n, kind, message)
@@ -541,15 +541,15 @@ class Structure:
                 s[0] += len(chars)
                 s[1] += sum(chars)
                 s[2] = max(s[2], max(chars))
-        # Repeated keys. A line that is its record's compact encoding repeats none: in a file written
-        # compact, nearly every run is cleared so (a scan of each line in C, faster than the count
-        # below on long lines). Otherwise, a line with more colons than its record's keys and texts
-        # hold may repeat one (``records.colons``), counted in C over the run.
+        # Repeated keys: ``maybe_duplicate_keys`` over the run, in C. A line that is its record's
+        # compact encoding repeats none: in a file written compact, nearly every run is cleared so
+        # (faster than counting colons on long lines). Otherwise a line with more colons than its
+        # record's keys and texts hold (those of its compact encoding) may repeat one.
         suspect: list[bool] | None = None
         same = list(map(eq, map(encode, run.records), raws)) if self.compact else []
         if not self.compact or not all(same):
             self.compact = same.count(True) * 2 > len(same)  # a file not written compact stops trying
-            texts = answers if None not in answers else [a or "" for a in answers]
+            texts = [a or "" for a in answers] if None in answers else cast("list[str]", answers)
             held = map(add, run.colons, map(add, map(str.count, prompts, repeat(":")), map(str.count, texts, repeat(":"))))
             suspect = list(map(ne, map(bytes.count, raws, repeat(b":")), held))
         if (suspect is not None and any(suspect)) or None in answers:  # the run's issues, line by line
