@@ -43,7 +43,10 @@ ROLES: tuple[str, ...] = get_args(Role)
 
 class Strict(Struct, forbid_unknown_fields=True, gc=False):
     """The base of the model: an unknown field fails the decode (a record the model does not
-    describe exactly takes the slow, precise path); ``gc=False``: decoded JSON has no cycles."""
+    describe exactly takes the slow, precise path); ``gc=False``: decoded JSON has no cycles.
+    Fields are declared in the order the API and common writers put them, which is the order
+    ``msgspec.json.encode`` writes them (a line equal to its record's encoding is the cheap case;
+    ``kw_only`` where an optional field comes first)."""
 
 
 class Part(Strict, tag_field="type"):
@@ -107,10 +110,10 @@ class Function(Strict):
     arguments: str
 
 
-class ToolCall(Strict):
+class ToolCall(Strict, kw_only=True):
     id: str
-    function: Function
     type: Literal["function"] | UnsetType = UNSET
+    function: Function
 
 
 class Message(Strict):
@@ -118,12 +121,12 @@ class Message(Strict):
     (and ``weight``, of fine-tuning data). Which fields a role needs is not checked here."""
 
     role: Role
+    tool_call_id: str | UnsetType = UNSET
     content: str | list[ContentPart] | None | UnsetType = UNSET
     name: str | None | UnsetType = UNSET
-    tool_calls: list[ToolCall] | None | UnsetType = UNSET
-    tool_call_id: str | UnsetType = UNSET
-    function_call: Function | None | UnsetType = UNSET
     refusal: str | None | UnsetType = UNSET
+    tool_calls: list[ToolCall] | None | UnsetType = UNSET
+    function_call: Function | None | UnsetType = UNSET
     weight: Literal[0, 1] | UnsetType = UNSET
 
 

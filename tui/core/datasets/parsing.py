@@ -192,12 +192,13 @@ def _diagnose(raw: bytes) -> tuple[str, str, int | tuple | None]:
     return "invalid-json", reason, where
 
 
-def maybe_duplicate_keys(raw: bytes, encoded: bytes) -> bool:
+def maybe_duplicate_keys(raw: bytes, encoded: bytes, same_order: bool = True) -> bool:
     """The cheap pre-check: could a key have been dropped while parsing ``raw``? (``encoded``: the
-    compact re-encoding from ``parse``)."""
-    if len(encoded) == len(raw):
+    compact re-encoding from ``parse``; or, not ``same_order``, a typed record's, whose keys come
+    in its fields' order: then a line of the same length may differ only in its keys' order.)"""
+    if len(encoded) == len(raw) and same_order:
         return encoded != raw
-    return raw.count(b":") != encoded.count(b":")
+    return encoded != raw and raw.count(b":") != encoded.count(b":")
 
 
 def duplicate_keys(raw: bytes) -> list[str]:

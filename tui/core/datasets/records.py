@@ -17,9 +17,10 @@ valid, with the same ``Rec`` and warnings, on either path (``test_datasets_typed
 Duplicate keys: the typed decoders, like orjson, keep the last value. A record's compact
 ``encode`` writes the keys the Struct holds (absent fields stay ``UNSET`` and are not written)
 and its strings, with as many colons as orjson's re-encoding on the slow path: the same
-``parsing.maybe_duplicate_keys`` pre-check decides which lines are searched for repeated keys.
-The schemas hold no floats, so a line is never shorter than its compact encoding, and the two
-encoders' lengths never change a verdict.
+``parsing.maybe_duplicate_keys`` pre-check decides which lines are searched for repeated keys
+(on the colon counts alone: the Struct's field order may differ from the line's key order). The
+schemas hold no floats, so a line is never shorter than its compact encoding: a repeated key
+always makes it longer, and its verdict is the slow path's.
 """
 
 from __future__ import annotations
@@ -60,16 +61,16 @@ class Turn(Strict, rename={"from_": "from"}):
     value: str
 
 
-class ShareGPT(Strict):
+class ShareGPT(Strict, kw_only=True):
+    id: str | UnsetType = UNSET
     conversations: Annotated[list[Turn], NonEmpty]
     system: str | None | UnsetType = UNSET
-    id: str | UnsetType = UNSET
 
 
-class Alpaca(Strict):
+class Alpaca(Strict, kw_only=True):
     instruction: str
-    output: str
     input: str | None | UnsetType = UNSET
+    output: str
 
 
 TextOrMessages = str | list[Message]
@@ -96,9 +97,9 @@ class BatchBody(Strict):
     others (sampling parameters, tools...) takes the slow path."""
 
     model: str | UnsetType = UNSET
-    messages: Annotated[list[Message], NonEmpty] | UnsetType = UNSET
     max_tokens: Int | None | UnsetType = UNSET
     max_completion_tokens: Int | None | UnsetType = UNSET
+    messages: Annotated[list[Message], NonEmpty] | UnsetType = UNSET
     prompt: str | UnsetType = UNSET
     input: str | UnsetType = UNSET
 

@@ -52,7 +52,7 @@ from .reader import ArrayError, array_elements, line_blocks, split_points
 from .records import DECODERS, READERS, encode
 from .source import FileState, Replay, check_readable, is_stream, open_stream
 
-RUN = 256  # plain chat records whose prompt hashes and checks are counted together
+RUN_BYTES = 1 << 17  # plain chat lines counted together: few calls, and still in the CPU's cache
 PARALLEL_MIN_BYTES = 256 << 20  # below this, starting the workers costs more than it saves
 MAX_ISSUES = 1000
 EXAMPLES = 20
@@ -450,7 +450,7 @@ class Structure:
             return
         rec, warns = got
         self.records += 1
-        if maybe_duplicate_keys(raw, encode(record)):
+        if maybe_duplicate_keys(raw, encode(record), same_order=False):
             self.duplicate_keys(n, raw)
         for kind, message in warns:
             self.warning(n, kind, message)
@@ -478,6 +478,7 @@ class Structure:
         add_line, add_raw, add_record = run.lines.append, run.raws.append, run.records.append
         add_prompt, add_answer, add_colons, add_turns = run.prompts.append, run.answers.append, run.colons.append, run.turns.append
         sizes = run.sizes
+        held = 0  # bytes of the lines in the run
         for raw in lines:
             n += 1
             try:
@@ -487,6 +488,7 @@ class Structure:
             if msgs is None:
                 if run.lines:
                     self._count_run(run)
+                    held = 0
                 self._feed_other(n, raw)
                 continue
             add_record(msgs)
@@ -520,8 +522,10 @@ class Structure:
             add_turns(k)
             if on_valid is not None:
                 on_valid(n, Rec([(m.role, len(m.content)) for m in msgs], k, prompt, answer))
-            if len(run.lines) >= RUN:
+            held += len(raw)
+            if held >= RUN_BYTES:
                 self._count_run(run)
+                held = 0
         if run.lines:
             self._count_run(run)
         return n
