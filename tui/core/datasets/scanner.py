@@ -4,11 +4,13 @@
 ends with a ``ScanReport``. It checks ``cancel`` (an Event-like object with ``is_set()`` or a
 callable) between batches; a cancelled scan still ends with a report (``complete=False``).
 
-Structure pass: JSONL files of at least ``PARALLEL_MIN_BYTES`` (256 MB) are cut at newlines
-into one range per worker process (``workers``, default: 2 or the CPU count if smaller);
-orjson holds the GIL, so processes rather than threads. Each worker keeps its own counters and the first
-``max_issues`` problems with range-relative line numbers; the parent adds the line offsets and
-merges. Memory is bounded at any file size: chunked reads, counts per value (not lists) for the
+Structure pass: each line is decoded by its format's typed decoders (``records``) and counted
+from the Structs; only the lines they refuse go through orjson and the dict validators
+(``feed_slow``), which name each problem. Both give the same counts and issues. JSONL files of
+at least ``PARALLEL_MIN_BYTES`` (256 MB) are cut at newlines into one range per worker process
+(``workers``, default: 2 or the CPU count if smaller); the parsers hold the GIL, so processes
+rather than threads. Each worker keeps its own counters and the first ``max_issues`` problems
+with range-relative line numbers; the parent adds the line offsets and merges. Memory is bounded at any file size: chunked reads, counts per value (not lists) for the
 distributions, and the prompt hashes for duplicate detection spill to a temporary folder in 64
 buckets when there are more than ~2 M of them.
 
