@@ -262,3 +262,39 @@ def test_repeated_keys_on_typed_lines(write_lines, line, warned):
     assert report.valid == 1 and report.errors == ()
     assert [w.kind for w in report.warnings] == (["duplicate-key"] if warned else [])
 
+
+
+def _report(path: str, **kwargs) -> dict:
+    return {k: v for k, v in scan_file(path, **kwargs).to_dict().items() if k != "elapsed"}
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SAMPLE_DATA.glob("*.json*")) + ["hostile.jsonl", "typed.jsonl"])
+def test_whole_reports_are_the_slow_paths(name, monkeypatch):
+    """Every sample and golden file, JSON arrays included, end to end: the same report with the
+    typed decoders as with none (every line through orjson and the dict validators)."""
+    from pathlib import Path
+
+    import tui.core.datasets.scanner as scanner
+
+    path = SAMPLE_DATA / name if (SAMPLE_DATA / name).exists() else Path(__file__).parent / "golden" / name
+    typed = _report(str(path), context_length=64)
+    monkeypatch.setattr(scanner, "DECODERS", {})
+    assert _report(str(path), context_length=64) == typed
+
+
+def test_a_json_array_of_chat_records_counts_as_the_slow_path(tmp_path, monkeypatch):
+    import tui.core.datasets.scanner as scanner
+
+    records = [{"messages": [{"role": "user", "content": f"q{i}: why?"}, {"role": "assistant", "content": "because"}]}
+               for i in range(5)]
+    records.insert(2, {"messages": [{"role": "user", "content": "w?"},
+                                    {"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
+                                                                          "function": {"name": "f", "arguments": "x"}}]},
+                                    {"role": "tool", "tool_call_id": "d", "content": "r"}]})
+    path = tmp_path / "chat.json"
+    path.write_text(json.dumps(records, indent=2))
+    typed = _report(str(path))
+    assert typed["detected"]["container"] == "json-array" and typed["valid"] == 6
+    assert [w["kind"] for w in typed["warnings"]] == ["bad-arguments", "unmatched-tool-call"]
+    monkeypatch.setattr(scanner, "DECODERS", {})
+    assert _report(str(path)) == typed
