@@ -298,3 +298,37 @@ def test_a_json_array_of_chat_records_counts_as_the_slow_path(tmp_path, monkeypa
     assert [w["kind"] for w in typed["warnings"]] == ["bad-arguments", "unmatched-tool-call"]
     monkeypatch.setattr(scanner, "DECODERS", {})
     assert _report(str(path)) == typed
+
+
+def test_runs_of_long_lines_take_orjsons_path_with_the_same_report(tmp_path, monkeypatch):
+    """Lines of more than LONG_LINES bytes on average over a run of RUN_LINES skip the typed
+    decoders (orjson is the faster on long texts); the report is the slow path's all the same."""
+    import tui.core.datasets.scanner as scanner
+
+    def chat(i: int, size: int) -> str:
+        return CHAT % (f"q{i}: " + "why " * size, "because")
+
+    lines = [chat(i, 2) for i in range(scanner.RUN_LINES)]
+    lines += [chat(i, 1000) for i in range(scanner.RUN_LINES)]
+    lines[300] = lines[300].replace('"content"', '"content": "x", "content"', 1)  # a repeated key
+    lines[301] = '{"messages": [{"role": "user", "content": "%s"}]}' % ("why " * 1000)  # no reply
+    lines[302] = lines[303]  # a repeated prompt
+    lines += [chat(i, 2) for i in range(scanner.RUN_LINES, 2 * scanner.RUN_LINES)]
+    path = tmp_path / "long.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+
+    decoded: list[int] = []
+    decoders = dict(scanner.DECODERS)
+    plain = decoders["openai-chat"][0]
+
+    def counting(raw):
+        decoded.append(len(raw))
+        return plain(raw)
+
+    monkeypatch.setattr(scanner, "DECODERS", decoders | {"openai-chat": (counting, *decoders["openai-chat"][1:])})
+    typed = _report(str(path), context_length=64)
+    assert len(decoded) == 2 * scanner.RUN_LINES and max(decoded) < scanner.LONG_LINES
+    assert [w["kind"] for w in typed["warnings"]] == ["duplicate-key", "no-assistant-reply"]
+    assert typed["checks"]["duplicate_prompts"] == 1
+    monkeypatch.setattr(scanner, "DECODERS", {})
+    assert _report(str(path), context_length=64) == typed

@@ -31,6 +31,9 @@ class TooLong:
     def __init__(self, size: int):
         self.size = size
 
+    def __len__(self) -> int:
+        return self.size
+
 
 def line_blocks(src: str | Readable, start: int = 0, end: int | None = None, chunk: int | None = None,
                 max_line: int | None = None) -> Iterator[tuple[list, int]]:

@@ -6,7 +6,8 @@ callable) between batches; a cancelled scan still ends with a report (``complete
 
 Structure pass: each line is decoded by its format's typed decoders (``records``) and counted
 from the Structs; only the lines they refuse go through orjson and the dict validators
-(``feed_slow``), which name each problem. Both give the same counts and issues. JSONL files of
+(``feed_slow``), which name each problem. Both give the same counts and issues. Chat lines of
+more than ``LONG_LINES`` bytes on average over a run go straight to orjson (the faster on long texts). JSONL files of
 at least ``PARALLEL_MIN_BYTES`` (256 MB) are cut at newlines into one range per worker process
 (``workers``, default: 2 or the CPU count if smaller); the parsers hold the GIL, so processes
 rather than threads. Each worker keeps its own counters and the first ``max_issues`` problems
@@ -37,8 +38,8 @@ import time
 from array import array
 from collections import Counter
 from dataclasses import replace
-from itertools import repeat
-from operator import add, eq, ne
+from itertools import chain, compress, repeat
+from operator import add, attrgetter, eq, ne
 from typing import Any, Callable, Iterator, Mapping, Sequence, cast
 
 from msgspec import DecodeError
@@ -54,7 +55,11 @@ from .reader import ArrayError, array_elements, line_blocks, split_points
 from .records import DECODERS, READERS, encode
 from .source import FileState, Replay, check_readable, is_stream, open_stream
 
-RUN_BYTES = 1 << 17  # plain chat lines counted together: few calls, and still in the CPU's cache
+#: lines of more bytes than this on average (over RUN_LINES) take orjson's path: on long texts orjson
+#: parses and re-encodes (the repeated-key check) faster than msgspec (measured: 6.7 KB lines 1.1x
+#: slower typed; 0.7 KB lines 2x faster typed; even at about 4 KB)
+LONG_LINES = 2048
+RUN_LINES = 256  # plain chat lines counted together: few calls, and their bytes still in the CPU's cache
 PARALLEL_MIN_BYTES = 256 << 20  # below this, starting the workers costs more than it saves
 MAX_ISSUES = 1000
 EXAMPLES = 20
@@ -100,7 +105,7 @@ class HashLines:
         if n >= self.limit:
             self.spill()
 
-    def add_many(self, lines: list[int], texts: list[str]) -> None:
+    def add_many(self, lines: Sequence[int], texts: list[str]) -> None:
         """``add(prompt_hash(text), line)`` for each non-empty text (inlined: the scan's hot path)."""
         buckets = self.buckets
         added = 0
@@ -214,6 +219,22 @@ def _decode_any(decoders, raw: bytes):
     return None
 
 
+_MESSAGES, _ROLE, _CONTENT = attrgetter("messages"), attrgetter("role"), attrgetter("content")
+
+
+def _prompt_answer(msgs: list[PlainMessage]) -> tuple[str, str | None, int]:
+    """A plain conversation's prompt (the non-empty texts before its last assistant message,
+    joined; all of them without one), its answer (that message's text, or None) and the colons
+    of the texts after the answer."""
+    last = len(msgs) - 1
+    while last >= 0 and msgs[last].role != "assistant":
+        last -= 1
+    if last < 0:
+        return JOIN.join([t for m in msgs if (t := m.content)]), None, 0
+    return (JOIN.join([t for m in msgs[:last] if (t := m.content)]), msgs[last].content,
+            sum([m.content.count(":") for m in msgs[last + 1:]]))
+
+
 MAX_MESSAGE = 300  # characters of an issue's message: some quote the record (a role, a key, a URL)
 
 
@@ -259,7 +280,7 @@ class _Checks:
             if len(self.over_lines) < EXAMPLES:
                 self.over_lines.append(line)
 
-    def add_texts(self, lines: list[int], prompts: list[str], answers: list, declared: bool) -> None:
+    def add_texts(self, lines: Sequence[int], prompts: list[str], answers: list, declared: bool) -> None:
         """``add`` for records given by their texts, estimated (``answers``: texts or None, or when
         ``declared`` the declared output tokens). A batch that no check can catch, whatever its
         texts' characters, is cleared without estimating a single text (nearly every batch)."""
@@ -297,27 +318,6 @@ class _Checks:
         self.lines = sorted(self.lines + [x + offset for x in other.lines])[:EXAMPLES]
         self.over += other.over
         self.over_lines = sorted(self.over_lines + [x + offset for x in other.over_lines])[:EXAMPLES]
-
-
-class _Run:
-    """Plain chat records decoded by ``Structure._feed_chat`` and not counted yet, in line order."""
-
-    __slots__ = ("lines", "raws", "records", "prompts", "answers", "colons", "turns", "sizes")
-
-    def __init__(self) -> None:
-        self.lines: list[int] = []
-        self.raws: list[bytes] = []
-        self.records: list = []
-        self.prompts: list[str] = []
-        self.answers: list[str | None] = []
-        self.colons: list[int] = []  # a record's colons outside its prompt and answer texts
-        self.turns: list[int] = []  # messages
-        self.sizes: dict[str, list[int]] = {}  # role -> the characters of each of its messages
-
-    def clear(self) -> None:
-        """Empty the run in place (the hot loop holds the lists' ``append``)."""
-        for name in self.__slots__:
-            getattr(self, name).clear()
 
 
 class Structure:
@@ -385,7 +385,7 @@ class Structure:
                 self._count_read(n, raw, record, read)
         self.lines = n
 
-    def _feed_other(self, n: int, raw) -> None:
+    def _feed_other(self, n: int, raw, tried: int = 1) -> None:
         """Line ``n``, which the first typed decoder refused: an overlong or blank line, line 1
         with a BOM, a record of the format's other decoders, or one for the slow path."""
         if type(raw) is not bytes:  # TooLong
@@ -393,14 +393,16 @@ class Structure:
             self.invalid += 1
             self.error(n, "line-too-long", f"a line of {raw.size:,} bytes (over the limit; skipped)")
             return
-        tried = 1
         if n == 1 and self.at_file_start and raw.startswith(BOM):
             raw, tried = raw[3:], 0
         if not raw or raw.isspace():
             self.blank += 1
             self.warning(n, "blank-line", "a blank line")
             return
-        self.feed(n, raw, tried=tried)
+        if tried < len(self.decoders):
+            self.feed(n, raw, tried=tried)
+        else:
+            self.feed_slow(n, raw)
 
     def feed(self, n: int, raw: bytes, col0: int = 0, tried: int = 0) -> None:
         """One record starting on line ``n`` (``col0``: its column offset on that line; ``tried``:
@@ -468,104 +470,114 @@ class Structure:
 
     def _feed_chat(self, lines: list, n: int) -> int:
         """``feed_lines`` for the chat formats: the hot path of the scan. A line of plain messages
-        (nearly every line of most files) is decoded here and counted from its Structs in runs of
-        ``RUN`` records (``_count_run``: the repeated-key check, hashes and checks in C over the
-        run); any other line goes through ``_feed_other`` after the run before it, so issues stay
-        in line order. ``n``: the line before the first; returns the last line's number."""
-        wrapped = self.fmt == "openai-chat"
-        keys = 1 if wrapped else 0  # the record's own keys: "messages"
+        (nearly every line of most files) costs one decoder call here; the records of consecutive
+        such lines are counted together, ``RUN_LINES`` at most (``_count_plain``: statistics,
+        prompt hashes, checks and the repeated-key check over the run, mostly in C). Any other line
+        goes through ``_feed_other`` after the run before it, so issues stay in line order.
+        ``n``: the line before the first; returns the last line's number."""
         decode = self.decoders[0] if self.decoders else _refuse
-        on_valid = self.on_valid
-        run = _Run()
-        add_line, add_raw, add_record = run.lines.append, run.raws.append, run.records.append
-        add_prompt, add_answer, add_colons, add_turns = run.prompts.append, run.answers.append, run.colons.append, run.turns.append
-        sizes = run.sizes
-        held = 0  # bytes of the lines in the run
-        for raw in lines:
-            n += 1
-            try:
-                msgs = decode(raw) if type(raw) is bytes else None
-            except DecodeError:
-                msgs = None
-            if msgs is None:
-                if run.lines:
-                    self._count_run(run)
-                    held = 0
-                self._feed_other(n, raw)
+        for at in range(0, len(lines), RUN_LINES):
+            chunk = lines[at:at + RUN_LINES]
+            records: list = []
+            add = records.append
+            start = 0  # index in ``chunk`` of the run's first line
+            if sum(map(len, chunk)) > LONG_LINES * len(chunk):  # long lines: orjson's path is the faster
+                for i, raw in enumerate(chunk, n + at + 1):
+                    self._feed_other(i, raw, len(self.decoders))
                 continue
-            add_record(msgs)
-            if wrapped:
-                msgs = msgs.messages
-            k = len(msgs)
-            for m in msgs:
+            for i, raw in enumerate(chunk):
                 try:
-                    sizes[m.role].append(len(m.content))
-                except KeyError:
-                    sizes[m.role] = [len(m.content)]
-            last = k - 1
-            if msgs[last].role != "assistant":
-                last = next((i for i in range(k - 2, -1, -1) if msgs[i].role == "assistant"), -1)
-            # the prompt: the texts before the last assistant message, non-empty ones joined
-            if last == 1:
-                prompt = msgs[0].content
-            elif last == 2 and msgs[0].content and msgs[1].content:
-                prompt = f"{msgs[0].content}{JOIN}{msgs[1].content}"
-            else:
-                prompt = JOIN.join([t for m in (msgs if last < 0 else msgs[:last]) if (t := m.content)])
-            answer = None if last < 0 else msgs[last].content
-            colons = keys + 2 * k  # outside the prompt and answer: the keys, and texts after the answer
-            if 0 <= last < k - 1:
-                colons += sum([m.content.count(":") for m in msgs[last + 1:]])
-            add_line(n)
-            add_raw(raw)
-            add_prompt(prompt)
-            add_answer(answer)
-            add_colons(colons)
-            add_turns(k)
-            if on_valid is not None:
-                on_valid(n, Rec([(m.role, len(m.content)) for m in msgs], k, prompt, answer))
-            held += len(raw)
-            if held >= RUN_BYTES:
-                self._count_run(run)
-                held = 0
-        if run.lines:
-            self._count_run(run)
-        return n
+                    add(decode(raw))
+                    continue
+                except (DecodeError, TypeError):  # TypeError: a TooLong
+                    pass
+                if records:
+                    self._count_plain(records, chunk[start:i], n + at + start + 1)
+                    records = []
+                    add = records.append
+                self._feed_other(n + at + i + 1, raw)
+                start = i + 1
+            if records:
+                self._count_plain(records, chunk[start:], n + at + start + 1)
+        return n + len(lines)
 
-    def _count_run(self, run: "_Run") -> None:
-        """Count a run of plain chat records (``_feed_chat``), then empty it."""
-        lines, raws, prompts, answers = run.lines, run.raws, run.prompts, run.answers
-        self.records += len(lines)
-        self.valid += len(lines)
-        self.turns.update(run.turns)
-        roles = self.roles
-        for role, chars in run.sizes.items():  # in the order the roles first appear, as record by record
-            s = roles.get(role)
-            if s is None:
-                roles[role] = [len(chars), sum(chars), max(chars)]
+    def _count_plain(self, records: list, raws: list[bytes], first: int) -> None:
+        """Count a run of plain chat records decoded from ``raws`` (lines ``first`` on): each step
+        is a C call over the whole run (map, slices, Counter); Python per record only for
+        conversations of unusual shapes and for the rare issues."""
+        count = len(records)
+        lines = range(first, first + count)
+        msgss = list(map(_MESSAGES, records)) if self.fmt == "openai-chat" else records
+        turns = list(map(len, msgss))
+        self.records += count
+        self.valid += count
+        self.turns.update(turns)
+        flat = list(chain.from_iterable(msgss))
+        roles = list(map(_ROLE, flat))
+        contents: list[str] = list(map(_CONTENT, flat))
+        self._add_roles(roles, list(map(len, contents)))
+        k = turns[0]
+        trailing: list[int] | None = None  # colons of the texts after the answer, when some record has any
+        answers: list[str | None]
+        if turns.count(k) == count and roles[k - 1::k].count("assistant") == count:
+            # one shape, ending with the answer (nearly every run): the prompt's texts are columns of ``contents``
+            answers = list(contents[k - 1::k])
+            columns = [contents[j::k] for j in range(k - 1)]
+            if all(map(all, columns)):  # no empty text to leave out
+                prompts = columns[0] if k == 2 else list(map(JOIN.join, zip(*columns))) if k > 2 else [""] * count
             else:
-                s[0] += len(chars)
-                s[1] += sum(chars)
-                s[2] = max(s[2], max(chars))
-        # Repeated keys: ``maybe_duplicate_keys`` over the run, in C. A line that is its record's
-        # compact encoding repeats none: in a file written compact, nearly every run is cleared so
-        # (faster than counting colons on long lines). Otherwise a line with more colons than its
-        # record's keys and texts hold (those of its compact encoding) may repeat one.
+                prompts = [JOIN.join(filter(None, texts)) for texts in zip(*columns)] if k > 1 else [""] * count
+        else:
+            prompts, answers, trailing = [], [], []
+            for msgs in msgss:
+                prompt, answer, after = _prompt_answer(msgs)
+                prompts.append(prompt)
+                answers.append(answer)
+                trailing.append(after)
+        self._repeated_keys_and_replies(lines, raws, records, turns, prompts, answers, trailing)
+        if self.on_valid is not None:
+            for line, msgs, prompt, answer in zip(lines, msgss, prompts, answers):
+                self.on_valid(line, Rec([(m.role, len(m.content)) for m in msgs], len(msgs), prompt, answer))
+        self._count_many(lines, prompts, answers)
+
+    def _add_roles(self, roles: list[str], sizes: list[int]) -> None:
+        """Messages and characters per role (``sizes``: each message's), roles in the order they first appear."""
+        stats = self.roles
+        for role in dict.fromkeys(roles):
+            mine = list(compress(sizes, map(role.__eq__, roles)))
+            s = stats.get(role)
+            if s is None:
+                stats[role] = [len(mine), sum(mine), max(mine)]
+            else:
+                s[0] += len(mine)
+                s[1] += sum(mine)
+                s[2] = max(s[2], max(mine))
+
+    def _repeated_keys_and_replies(self, lines: range, raws: list[bytes], records: list, turns: list[int],
+                                   prompts: list[str], answers: list[str | None], trailing: list[int] | None) -> None:
+        """The warnings of a run of plain chat records, line by line: repeated keys, no reply.
+
+        Repeated keys: ``maybe_duplicate_keys`` over the run, in C. A line that is its record's
+        compact encoding repeats none: in a file written compact, nearly every run is cleared so
+        (faster than counting colons on long lines). Otherwise a line with more colons than its
+        record's keys and texts hold (those of its compact encoding) may repeat one."""
         suspect: list[bool] | None = None
-        same = list(map(eq, map(encode, run.records), raws)) if self.compact else []
+        same = list(map(eq, map(encode, records), raws)) if self.compact else []
         if not self.compact or not all(same):
             self.compact = same.count(True) * 2 > len(same)  # a file not written compact stops trying
+            keys = 1 if self.fmt == "openai-chat" else 0  # the record's own: "messages"
             texts = [a or "" for a in answers] if None in answers else cast("list[str]", answers)
-            held = map(add, run.colons, map(add, map(str.count, prompts, repeat(":")), map(str.count, texts, repeat(":"))))
+            held = map(add, map(add, map(str.count, prompts, repeat(":")), map(str.count, texts, repeat(":"))),
+                       map(add, map((2).__mul__, turns), repeat(keys)))
+            if trailing is not None:
+                held = map(add, held, trailing)
             suspect = list(map(ne, map(bytes.count, raws, repeat(b":")), held))
-        if (suspect is not None and any(suspect)) or None in answers:  # the run's issues, line by line
+        if (suspect is not None and any(suspect)) or None in answers:
             for i, (line, answer) in enumerate(zip(lines, answers)):
                 if suspect is not None and suspect[i]:
                     self.duplicate_keys(line, raws[i])
                 if answer is None:
                     self.warning(line, *NO_REPLY)
-        self._count_many(lines, prompts, answers)
-        run.clear()
 
     def count(self, n: int, rec: Rec) -> None:
         """Statistics of one valid record."""
@@ -585,16 +597,20 @@ class Structure:
                     s[2] = chars
         if turns is not None:
             self.turns[turns] += 1
+        if prompt:
+            self.prompts.add(hash(prompt.strip()), n)  # prompt_hash(), inlined
         if key is not None and self.ids is not None:
             self.ids.add(prompt_hash(key), n)
-        if self.fmt == "prompt":
-            if declared is not None:
-                self.declared[declared] += 1
-            self._count_many([n], [prompt], [declared])
-        else:
-            self._count_many([n], [prompt], [answer])
+        if self.fmt == "prompt" and declared is not None:
+            self.declared[declared] += 1
+        if self.checks is not None:  # one record: estimating costs less than clearing (``_Checks._clear``)
+            if self.fmt == "prompt":
+                answer_tokens = declared
+            else:
+                answer_tokens = None if answer is None else estimate_tokens(answer)
+            self.checks.add(n, estimate_tokens(prompt), answer_tokens)
 
-    def _count_many(self, lines: list[int], prompts: list[str], answers: list) -> None:
+    def _count_many(self, lines: Sequence[int], prompts: list[str], answers: list) -> None:
         """The prompt hashes and the estimated checks of valid records in line order; ``answers``:
         texts or None, or for the ``prompt`` format the declared output tokens."""
         self.prompts.add_many(lines, prompts)
