@@ -107,15 +107,15 @@ class HashLines:
 
     def add_many(self, lines: Sequence[int], texts: list[str]) -> None:
         """``add(prompt_hash(text), line)`` for each non-empty text (inlined: the scan's hot path)."""
+        if not all(texts):  # an empty prompt is no duplicate
+            keep = list(map(bool, texts))
+            lines, texts = list(compress(lines, keep)), list(compress(texts, keep))
         buckets = self.buckets
-        added = 0
-        for line, text, h in zip(lines, texts, map(hash, map(str.strip, texts))):
-            if text:
-                b = buckets[h & 63]
-                b.append(h)
-                b.append(line)
-                added += 1
-        n = self.n = self.n + added
+        for line, h in zip(lines, map(hash, map(str.strip, texts))):
+            b = buckets[h & 63]
+            b.append(h)
+            b.append(line)
+        n = self.n = self.n + len(texts)
         if n >= self.limit:
             self.spill()
 
@@ -515,7 +515,7 @@ class Structure:
         flat = list(chain.from_iterable(msgss))
         roles = list(map(_ROLE, flat))
         contents: list[str] = list(map(_CONTENT, flat))
-        self._add_roles(roles, list(map(len, contents)))
+        self._add_roles(roles, list(map(len, contents)), count)
         k = turns[0]
         trailing: list[int] | None = None  # colons of the texts after the answer, when some record has any
         answers: list[str | None]
@@ -540,11 +540,17 @@ class Structure:
                 self.on_valid(line, Rec([(m.role, len(m.content)) for m in msgs], len(msgs), prompt, answer))
         self._count_many(lines, prompts, answers)
 
-    def _add_roles(self, roles: list[str], sizes: list[int]) -> None:
-        """Messages and characters per role (``sizes``: each message's), roles in the order they first appear."""
+    def _add_roles(self, roles: list[str], sizes: list[int], count: int) -> None:
+        """Messages and characters per role (``sizes``: each message's) of ``count`` records, roles
+        in the order they first appear."""
         stats = self.roles
-        for role in dict.fromkeys(roles):
-            mine = list(compress(sizes, map(role.__eq__, roles)))
+        k = len(roles) // count if len(roles) % count == 0 else 0
+        if k and all(col.count(col[0]) == count for col in (roles[j::k] for j in range(k))):
+            # one role per position (system, user, assistant...): columns of ``sizes``, in the records' order
+            groups = [(roles[j], sizes[j::k]) for j in range(k)]
+        else:
+            groups = [(role, list(compress(sizes, map(role.__eq__, roles)))) for role in dict.fromkeys(roles)]
+        for role, mine in groups:
             s = stats.get(role)
             if s is None:
                 stats[role] = [len(mine), sum(mine), max(mine)]
