@@ -13,6 +13,8 @@ Generates openai-chat JSONL into /tmp, warms the page cache, then measures:
    time and from CPU time (the machine is shared: the CPU ratio is the steadier one). For
    reference, the bare loop of the scan's first step alone (msgspec's typed decode with the
    chat schemas), which bounds what the scan can reach;
+   With ``--compare REF`` (default ``main``), the one-process pass of that git revision's code
+   too, right after, on the same file (ratio of CPU times: no file may get slower);
 2. peak RSS of the whole process tree (sampled from /proc every 20 ms) for each file;
 3. the token pass on a slice of the file against the tokenizer's own batch call on the same
    texts (tiktoken ``encode_ordinary_batch`` with 2 threads, HF ``encode_batch``).
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -171,7 +174,7 @@ def _tree_rss_kb(pid: int) -> int:
 
 CHILD = """
 import sys, time
-sys.path.insert(0, {repo!r})
+sys.path.insert(0, {root!r})
 from tui.core.datasets import scan_file
 t = time.perf_counter()
 r = scan_file({path!r}, workers={workers}, tokenizers={toks!r})
@@ -179,11 +182,12 @@ print(time.perf_counter() - t, r.records, r.valid, r.invalid, r.checks.duplicate
 """
 
 
-def run_scan(path: str, workers: int, tokenizers=()) -> dict:
-    """Run a scan in a fresh process: wall time, CPU time of the process tree, counts, peak RSS."""
+def run_scan(path: str, workers: int, tokenizers=(), root: str = str(REPO)) -> dict:
+    """Run a scan in a fresh process (of the code under ``root``): wall time, CPU time of the
+    process tree, counts, peak RSS."""
     import resource
 
-    code = CHILD.format(repo=str(REPO), path=path, workers=workers, toks=list(tokenizers))
+    code = CHILD.format(root=root, path=path, workers=workers, toks=list(tokenizers))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     peak = 0
@@ -245,7 +249,15 @@ def token_bench(path: str, tid: str) -> dict:
             "ratio": native / ours, "how": how}
 
 
-def measure(path: str, lines: int) -> None:
+def export_ref(ref: str, into: str) -> str:
+    """The ``tui`` package of the git revision ``ref`` under a new folder of ``into``; that folder."""
+    root = tempfile.mkdtemp(prefix="tokdeck-perf-ref-", dir=into)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "tui"], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", root], input=archive, check=True)
+    return root
+
+
+def measure(path: str, lines: int, ref_root: str | None = None, ref: str = "") -> None:
     import json
 
     import msgspec
@@ -282,6 +294,13 @@ def measure(path: str, lines: int) -> None:
         print(f"structure pass, {workers} process{'es' if workers > 1 else '  '}: {r['seconds']:6.2f} s  "
               f"{mbs / r['seconds']:5.0f} MB/s wall, {mbs / r['cpu_s']:5.0f} MB/s per CPU-second = {ratios}; "
               f"peak RSS (whole process tree) {r['peak_rss_mb']:.0f} MB   (load average {load_average()})")
+        if workers == 1 and ref_root:  # the same pass by the code of ``ref``, right after
+            warm(path)
+            o = run_scan(path, 1, root=ref_root)
+            assert (o["records"], o["valid"], o["duplicates"]) == (r["records"], r["valid"], r["duplicates"]), o
+            print(f"structure pass, 1 process, {ref}'s code: {o['seconds']:6.2f} s  {mbs / o['cpu_s']:5.0f} MB/s per "
+                  f"CPU-second; this tree takes {r['cpu_s'] / o['cpu_s']:.2f}x its CPU time, "
+                  f"{r['seconds'] / o['seconds']:.2f}x its wall time   (load average {load_average()})")
 
 
 def token_run(path: str, args) -> None:
@@ -314,9 +333,12 @@ def main() -> int:
     ap.add_argument("--token-mb", type=float, default=8.0, help="size of the slice for the token pass (0: skip)")
     ap.add_argument("--tokenizers", nargs="+", default=["cl100k_base", "qwen3"])
     ap.add_argument("--dir", default=tempfile.gettempdir())
+    ap.add_argument("--compare", default="main", metavar="REF",
+                    help="also time the one-process pass of this git revision's code (empty: skip)")
     args = ap.parse_args()
 
     made: list[str] = []
+    ref_root = export_ref(args.compare, args.dir) if args.compare else None
     try:
         print(f"cores: {len(os.sched_getaffinity(0))}")
         runs = [("chat", args.chat, "ordinary three-message chat records"),
@@ -333,7 +355,7 @@ def main() -> int:
             size = os.path.getsize(path)
             print(f"\n== {size / 1e9:.2f} GB of {what}, {lines:,} lines of {size / lines:.0f} bytes "
                   f"(generated in {time.perf_counter() - t:.1f} s)")
-            measure(path, lines)
+            measure(path, lines, ref_root, args.compare)
             if args.token_mb and len(made) == 1:
                 token_run(path, args)
             os.unlink(path)
@@ -341,6 +363,8 @@ def main() -> int:
         for p in made:
             if os.path.exists(p):
                 os.unlink(p)
+        if ref_root:
+            shutil.rmtree(ref_root, ignore_errors=True)
     return 0
 
 
