@@ -175,7 +175,7 @@ def _chat(msgs: list[Message], where: str, warns: list) -> Rec | None:
 
 
 def read_chat(record: Chat) -> Read | None:
-    """(A ``PlainChat`` is counted by the scanner itself: ``Structure._count_chat``.)"""
+    """(A ``PlainChat`` is counted by the scanner itself: ``Structure._count_plain``.)"""
     warns: list = []
     rec = _chat(record.messages, "messages", warns)
     return None if rec is None else (rec, warns)

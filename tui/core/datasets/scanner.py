@@ -342,7 +342,7 @@ class Structure:
         self.checks = _Checks(fmt, context_length) if estimate_checks else None
         #: called with (line, Rec) for each valid record (a stream's token pass)
         self.on_valid: Callable[[int, Rec], object] | None = None
-        self.compact = True  # the lines so far are their records' compact encodings (``_count_run``)
+        self.compact = True  # the lines so far are their records' compact encodings (see _repeated_keys_and_replies)
 
     def _format_functions(self) -> None:
         fmt = self.fmt
