@@ -100,3 +100,27 @@ def test_export_to_sharegpt_uses_the_rule_for_system_and_turns():
     assert why is None
     assert out == {"system": "Be brief.\nUse SI.\nSecond.",
                    "conversations": [{"from": "human", "value": "Q\nmore"}, {"from": "gpt", "value": "No."}]}
+
+
+def test_the_rule_reads_the_structs_as_it_reads_the_dicts():
+    import msgspec
+
+    from tui.core.messages import Message, PlainMessage
+
+    structs = msgspec.json.decode(orjson.dumps(TOOL_CONVERSATION), type=list[Message])
+    assert [message_text(m) for m in structs] == [message_text(m) for m in TOOL_CONVERSATION]
+    assert messages_text(structs) == EXPECTED_PROMPT
+    plain = msgspec.json.decode(b'{"role": "user", "content": "Hi"}', type=PlainMessage)
+    assert message_text(plain) == "Hi" == content_text(plain.content)
+
+
+def test_the_structs_refuse_what_they_do_not_describe():
+    import msgspec
+
+    from tui.core.messages import Message
+
+    for raw in (b'{"role": "robot", "content": "x"}', b'{"role": "user", "content": "x", "extra": 1}',
+                b'{"role": "user", "content": [{"type": "video", "video": {}}]}', b'{"content": "x"}',
+                b'{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": {}}}]}'):
+        with pytest.raises(msgspec.ValidationError):
+            msgspec.json.decode(raw, type=Message)

@@ -1,7 +1,9 @@
-"""`tokdeck inspect`'s reports, byte for byte, on every sample file and on a file of hostile lines
-(golden/hostile.jsonl): the text report and --json, without and with a token pass. Only the
-elapsed time is masked. A change of any output shows here; rewrite the golden files on purpose
-with TOKDECK_UPDATE_GOLDEN=1.
+"""`tokdeck inspect`'s reports, byte for byte, on every sample file and on the files of golden/:
+hostile lines (hostile.jsonl), and the edges of the typed path (typed.jsonl: lines that decode
+typed but must warn, repeated keys in messages, escaped colons, tool calls, layouts; its report
+was made by the code from before the typed path). The text report and --json, without and with
+a token pass. Only the elapsed time is masked. A change of any output shows here; rewrite the
+golden files on purpose with TOKDECK_UPDATE_GOLDEN=1.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ import pytest
 from tokdeck_testing import REPO, SAMPLE_DATA
 
 GOLDEN = Path(__file__).parent / "golden"
-INPUTS = sorted(p.relative_to(REPO).as_posix() for p in SAMPLE_DATA.glob("*.json*")) + [
-    (GOLDEN / "hostile.jsonl").relative_to(REPO).as_posix()]
+INPUTS = sorted(p.relative_to(REPO).as_posix() for p in [*SAMPLE_DATA.glob("*.json*"), *GOLDEN.glob("*.jsonl")])
 RUNS = ([], ["--json"], ["-t", "estimate", "--context-length", "64", "--max-errors", "100"],
         ["-t", "estimate", "--context-length", "64", "--json"])
 

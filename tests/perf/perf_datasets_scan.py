@@ -1,18 +1,33 @@
 """Performance of the dataset scan (not collected by pytest: run it by hand).
 
-    python tests/perf/perf_datasets_scan.py                 # 1 GB and 2 GB files in /tmp
-    python tests/perf/perf_datasets_scan.py --sizes 0.3     # a quick run
+    python tests/perf/perf_datasets_scan.py                              # the goals: 0.3 GB files
+    python tests/perf/perf_datasets_scan.py --sizes 1 2                  # and realistic 1 and 2 GB files
+    python tests/perf/perf_datasets_scan.py --chat 0.06 --short-lines 0.03 --python-style 0 --token-mb 0  # quick
 
-Generates realistic openai-chat JSONL (mixed sizes: short questions to 20 KB documents, some
-multi-turn, some tool calls) into /tmp, warms the page cache, then measures:
+Generates openai-chat JSONL into /tmp, warms the page cache, then measures:
 
-1. the structure pass (parse + validate + statistics + duplicate hashes) in MB/s, with one and
-   two processes, against a raw loop of ``orjson.loads`` over the same lines (the baseline);
-2. peak RSS of the whole process tree (sampled from /proc every 20 ms) for each file size;
+1. the structure pass (typed decode + validation + statistics + duplicate hashes; what ``inspect``
+   does without ``-t``) with one and two processes, against bare loops over the same lines that
+   check nothing: ``json.loads`` and ``orjson.loads`` (each reads the file in 4 MB chunks and
+   splits it into lines, as the scan does). Ratios are baseline time / scan time, from wall
+   time and from CPU time (the machine is shared: the CPU ratio is the steadier one). For
+   reference, the bare loop of the scan's first step alone (msgspec's typed decode with the
+   chat schemas), which bounds what the scan can reach;
+   With ``--compare REF`` (default ``main``), the one-process pass of that git revision's code
+   too, right after, on the same file (ratio of CPU times: no file may get slower);
+2. peak RSS of the whole process tree (sampled from /proc every 20 ms) for each file;
 3. the token pass on a slice of the file against the tokenizer's own batch call on the same
    texts (tiktoken ``encode_ordinary_batch`` with 2 threads, HF ``encode_batch``).
 
-Every file it creates is deleted at the end.
+The files: ``--chat`` GB of ordinary three-message chat records (system, user, assistant; about
+700 bytes a line, compact JSON; some answers with line breaks, a few non-ASCII characters);
+``--python-style`` GB of the same records written by ``json.dumps`` defaults; ``--short-lines``
+GB of very short records (~130 bytes); ``--sizes`` realistic files (mixed sizes: short questions
+to 20 KB documents, some multi-turn, some tool calls). Every file it creates is deleted at the end.
+
+Goals (the typed-core issue): on the ordinary chat records, one process >= 3x the json.loads loop
+and >= 0.8x the orjson.loads loop, two processes >= 1 GB/s; on the short records >= 2x the
+json.loads loop; peak RSS < 300 MB at any size.
 """
 
 from __future__ import annotations
@@ -20,6 +35,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,6 +53,25 @@ WORDS = ("the server model token batch request latency cache queue throughput me
 
 def _text(rng: random.Random, n_words: int) -> str:
     return " ".join(rng.choices(WORDS, k=n_words)).capitalize() + "."
+
+
+SYSTEMS = ("You are a helpful assistant.", "You are the IT helpdesk assistant of a research lab. Answer briefly and precisely.",
+           "You answer questions about the cluster's queue, disks and network. Use plain words.",
+           "You are a concise assistant for engineers working on offline machines.")
+
+
+def _answer(rng: random.Random, n_words: int) -> str:
+    """An answer as chat models write them: a sentence, then a short list on separate lines."""
+    head = _text(rng, n_words // 2)
+    items = "\n".join(f"- {_text(rng, n_words // 8)}" for _ in range(3))
+    return f"{head}\n\n{items}" + (" Voilà — done." if rng.random() < 0.05 else "")
+
+
+def _chat_pool(rng: random.Random, n: int = 500) -> list[dict]:
+    """Ordinary three-message records (system, user, assistant), ~700 bytes as compact JSON."""
+    return [{"messages": [{"role": "system", "content": rng.choice(SYSTEMS)},
+                          {"role": "user", "content": _text(rng, rng.randint(20, 36))},
+                          {"role": "assistant", "content": _answer(rng, rng.randint(40, 64))}]} for _ in range(n)]
 
 
 def _pool(rng: random.Random, n: int = 1500) -> list[dict]:
@@ -59,26 +94,30 @@ def _pool(rng: random.Random, n: int = 1500) -> list[dict]:
     return out
 
 
-def generate(path: str, size: int, seed: int = 7, style: str = "compact") -> int:
+def generate(path: str, size: int, seed: int = 7, style: str = "mixed") -> int:
     """Write about ``size`` bytes of openai-chat lines; returns the number of lines.
 
-    ``style``: "compact" (orjson / separators=(",", ":")), "python" (json.dumps defaults:
-    ", " and ": ", which takes the slower duplicate-key pre-check path) or "short" (compact,
-    ~130-byte records: per-record costs and millions of prompt hashes).
+    ``style``: "mixed" (realistic sizes, compact), "chat" (ordinary three-message records,
+    compact: orjson / separators=(",", ":")), "python" (the same written by json.dumps
+    defaults: ", " and ": ", non-ASCII escaped) or "short" (compact, ~130-byte records:
+    per-record costs and millions of prompt hashes).
     """
     import json
 
     rng = random.Random(seed)
     templates = []
-    pool = _pool(rng)
+    pool = _chat_pool(rng) if style in ("chat", "python") else _pool(rng)
     if style == "short":  # one short question and answer: ~130 bytes a record
-        pool = [{"messages": [{"role": "user", "content": _text(rng, 6)},
-                              {"role": "assistant", "content": _text(rng, 8)}]} for _ in range(500)]
+        pool = [{"messages": [{"role": "user", "content": _text(rng, 2)},
+                              {"role": "assistant", "content": _text(rng, 4)}]} for _ in range(500)]
     for rec in pool:
         user = next(m for m in rec["messages"] if m["role"] == "user")
         user["content"] = "@@TICKET@@" + user["content"]
-        seps = (", ", ": ") if style == "python" else (",", ":")
-        templates.append(json.dumps(rec, separators=seps).encode().split(b"@@TICKET@@"))
+        if style == "python":
+            line = json.dumps(rec)
+        else:
+            line = json.dumps(rec, separators=(",", ":"), ensure_ascii=False)
+        templates.append(line.encode().split(b"@@TICKET@@"))
     written = lines = 0
     with open(path, "wb", buffering=1 << 22) as fh:
         while written < size:
@@ -96,11 +135,9 @@ def warm(path: str) -> None:
             pass
 
 
-def raw_orjson_loop(path: str) -> float:
-    """The baseline: read the file in 4 MB chunks, split lines, orjson.loads each; seconds."""
-    import orjson
-
-    t = time.perf_counter()
+def raw_loop(path: str, loads) -> tuple[float, float]:
+    """A baseline: read the file in 4 MB chunks, split lines, ``loads`` each; (wall, CPU) seconds."""
+    t, c = time.perf_counter(), time.process_time()
     tail = b""
     with open(path, "rb", buffering=0) as fh:
         while True:
@@ -110,10 +147,10 @@ def raw_orjson_loop(path: str) -> float:
             parts = (tail + block).split(b"\n")
             tail = parts.pop()
             for line in parts:
-                orjson.loads(line)
+                loads(line)
     if tail:
-        orjson.loads(tail)
-    return time.perf_counter() - t
+        loads(tail)
+    return time.perf_counter() - t, time.process_time() - c
 
 
 def _tree_rss_kb(pid: int) -> int:
@@ -137,7 +174,7 @@ def _tree_rss_kb(pid: int) -> int:
 
 CHILD = """
 import sys, time
-sys.path.insert(0, {repo!r})
+sys.path.insert(0, {root!r})
 from tui.core.datasets import scan_file
 t = time.perf_counter()
 r = scan_file({path!r}, workers={workers}, tokenizers={toks!r})
@@ -145,11 +182,12 @@ print(time.perf_counter() - t, r.records, r.valid, r.invalid, r.checks.duplicate
 """
 
 
-def run_scan(path: str, workers: int, tokenizers=()) -> dict:
-    """Run a scan in a fresh process: wall time, CPU time of the process tree, counts, peak RSS."""
+def run_scan(path: str, workers: int, tokenizers=(), root: str = str(REPO)) -> dict:
+    """Run a scan in a fresh process (of the code under ``root``): wall time, CPU time of the
+    process tree, counts, peak RSS."""
     import resource
 
-    code = CHILD.format(repo=str(REPO), path=path, workers=workers, toks=list(tokenizers))
+    code = CHILD.format(root=root, path=path, workers=workers, toks=list(tokenizers))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     peak = 0
@@ -211,70 +249,67 @@ def token_bench(path: str, tid: str) -> dict:
             "ratio": native / ours, "how": how}
 
 
-def measure(path: str, lines: int) -> None:
-    size = os.path.getsize(path)
-    mbs = size / 1e6
-    warm(path)
-    t_cpu = time.process_time()
-    base = raw_orjson_loop(path)
-    base_cpu = time.process_time() - t_cpu
-    print(f"baseline  raw orjson.loads loop, 1 process: {base:6.2f} s  {mbs / base:5.0f} MB/s wall, "
-          f"{mbs / base_cpu:5.0f} MB/s per CPU-second   (load average {load_average()})")
+def export_ref(ref: str, into: str) -> str:
+    """The ``tui`` package of the git revision ``ref`` under a new folder of ``into``; that folder."""
+    root = tempfile.mkdtemp(prefix="tokdeck-perf-ref-", dir=into)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "tui"], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", root], input=archive, check=True)
+    return root
+
+
+def measure(path: str, lines: int, ref_root: str | None = None, ref: str = "") -> None:
+    import json
+
+    import msgspec
+    import orjson
+
+    from tui.core.datasets.records import DECODERS
+
+    mbs = os.path.getsize(path) / 1e6
+    base = {}
+    for name, loads in (("json.loads", json.loads), ("orjson.loads", orjson.loads)):
+        warm(path)
+        wall, cpu = base[name] = raw_loop(path, loads)
+        print(f"baseline  bare {name:12s} loop, 1 process: {wall:6.2f} s  {mbs / wall:5.0f} MB/s wall, "
+              f"{mbs / cpu:5.0f} MB/s per CPU-second   (load average {load_average()})")
+    plain, full = DECODERS["openai-chat"]
+
+    def typed(line: bytes):
+        try:
+            return plain(line)
+        except msgspec.DecodeError:  # tool calls, parts...: the full schema
+            return full(line)
+
+    warm(path)  # the scan's own first step alone: what is left for everything else
+    wall, cpu = raw_loop(path, typed)
+    print(f"reference bare typed decode loop (msgspec, the scan's chat schemas): {wall:6.2f} s  {mbs / wall:5.0f} MB/s wall, "
+          f"{mbs / cpu:5.0f} MB/s per CPU-second = {base['json.loads'][1] / cpu:.2f}x / "
+          f"{base['orjson.loads'][1] / cpu:.2f}x CPU the json.loads / orjson.loads loops")
     for workers in (1, 2):
         warm(path)
         r = run_scan(path, workers)
         assert r["records"] == lines and r["valid"] == lines and r["duplicates"] == 0, r
+        ratios = ", ".join(f"{base[n][0] / r['seconds']:.2f}x wall / {base[n][1] / r['cpu_s']:.2f}x CPU the {n} loop"
+                           for n in base)
         print(f"structure pass, {workers} process{'es' if workers > 1 else '  '}: {r['seconds']:6.2f} s  "
-              f"{mbs / r['seconds']:5.0f} MB/s wall = {base / r['seconds']:.2f}x the baseline, "
-              f"{mbs / r['cpu_s']:5.0f} MB/s per CPU-second; peak RSS (whole process tree) {r['peak_rss_mb']:.0f} MB"
-              f"   (load average {load_average()})")
+              f"{mbs / r['seconds']:5.0f} MB/s wall, {mbs / r['cpu_s']:5.0f} MB/s per CPU-second = {ratios}; "
+              f"peak RSS (whole process tree) {r['peak_rss_mb']:.0f} MB   (load average {load_average()})")
+        if workers == 1 and ref_root:  # the same pass by the code of ``ref``, right after
+            warm(path)
+            o = run_scan(path, 1, root=ref_root)
+            assert (o["records"], o["valid"], o["duplicates"]) == (r["records"], r["valid"], r["duplicates"]), o
+            print(f"structure pass, 1 process, {ref}'s code: {o['seconds']:6.2f} s  {mbs / o['cpu_s']:5.0f} MB/s per "
+                  f"CPU-second; this tree takes {r['cpu_s'] / o['cpu_s']:.2f}x its CPU time, "
+                  f"{r['seconds'] / o['seconds']:.2f}x its wall time   (load average {load_average()})")
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", type=float, nargs="+", default=[1.0, 2.0], help="file sizes in GB")
-    ap.add_argument("--token-mb", type=float, default=8.0, help="size of the slice for the token pass")
-    ap.add_argument("--tokenizers", nargs="+", default=["cl100k_base", "qwen3"])
-    ap.add_argument("--python-style", type=float, default=0.5, metavar="GB",
-                    help="also a file of this size written by json.dumps (0: skip)")
-    ap.add_argument("--short-lines", type=float, default=0.5, metavar="GB",
-                    help="also a file of this size of ~130-byte records (0: skip)")
-    ap.add_argument("--dir", default=tempfile.gettempdir())
-    args = ap.parse_args()
-
-    made: list[str] = []
+def token_run(path: str, args) -> None:
+    slice_path = os.path.join(args.dir, "tokdeck-perf-slice.jsonl")
     try:
-        print(f"cores: {len(os.sched_getaffinity(0))}")
-        for gb in args.sizes:
-            path = os.path.join(args.dir, f"tokdeck-perf-{gb:g}GB.jsonl")
-            made.append(path)
-            t = time.perf_counter()
-            lines = generate(path, int(gb * 1e9))
-            size = os.path.getsize(path)
-            print(f"\n== {size / 1e9:.2f} GB, {lines:,} lines (generated in {time.perf_counter() - t:.1f} s)")
-            measure(path, lines)
-        path = made[0]
-        if args.python_style:
-            py_path = os.path.join(args.dir, "tokdeck-perf-python-style.jsonl")
-            made.append(py_path)
-            lines = generate(py_path, int(args.python_style * 1e9), style="python")
-            print(f"\n== {os.path.getsize(py_path) / 1e9:.2f} GB written by json.dumps (\", \" and \": \": the slower "
-                  "duplicate-key pre-check)")
-            measure(py_path, lines)
-            os.unlink(py_path)
-        if args.short_lines:
-            short_path = os.path.join(args.dir, "tokdeck-perf-short.jsonl")
-            made.append(short_path)
-            lines = generate(short_path, int(args.short_lines * 1e9), style="short")
-            print(f"\n== {os.path.getsize(short_path) / 1e9:.2f} GB of short records ({lines:,} lines)")
-            measure(short_path, lines)
-            os.unlink(short_path)
-        slice_path = os.path.join(args.dir, "tokdeck-perf-slice.jsonl")
-        made.append(slice_path)
         with open(path, "rb") as src, open(slice_path, "wb") as dst:
             data = src.read(int(args.token_mb * 1e6))
             dst.write(data[:data.rfind(b"\n") + 1])
-        print(f"\n== token pass on {os.path.getsize(slice_path) / 1e6:.1f} MB of the same lines")
+        print(f"\n== token pass on {os.path.getsize(slice_path) / 1e6:.1f} MB of the first file's lines")
         for tid in args.tokenizers:
             r = token_bench(slice_path, tid)
             native_rate = r["tokens"] / r["native_s"] / 1e6
@@ -282,9 +317,54 @@ def main() -> int:
                   f"token pass {r['token_pass_s']:.2f} s ({r['tokens'] / r['token_pass_s'] / 1e6:.2f} M tok/s) "
                   f"= {r['ratio']:.2f}x the native speed")
     finally:
+        if os.path.exists(slice_path):
+            os.unlink(slice_path)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--chat", type=float, default=0.3, metavar="GB",
+                    help="a file of this size of ordinary three-message chat records (0: skip)")
+    ap.add_argument("--python-style", type=float, default=0.3, metavar="GB",
+                    help="the same records written by json.dumps defaults (0: skip)")
+    ap.add_argument("--short-lines", type=float, default=0.3, metavar="GB",
+                    help="a file of this size of ~130-byte records (0: skip)")
+    ap.add_argument("--sizes", type=float, nargs="*", default=[], help="realistic files of mixed sizes, in GB")
+    ap.add_argument("--token-mb", type=float, default=8.0, help="size of the slice for the token pass (0: skip)")
+    ap.add_argument("--tokenizers", nargs="+", default=["cl100k_base", "qwen3"])
+    ap.add_argument("--dir", default=tempfile.gettempdir())
+    ap.add_argument("--compare", default="main", metavar="REF",
+                    help="also time the one-process pass of this git revision's code (empty: skip)")
+    args = ap.parse_args()
+
+    made: list[str] = []
+    ref_root = export_ref(args.compare, args.dir) if args.compare else None
+    try:
+        print(f"cores: {len(os.sched_getaffinity(0))}")
+        runs = [("chat", args.chat, "ordinary three-message chat records"),
+                ("python", args.python_style, "the same records written by json.dumps defaults"),
+                ("short", args.short_lines, "very short records")]
+        runs += [("mixed", gb, "realistic records of mixed sizes") for gb in args.sizes]
+        for style, gb, what in runs:
+            if not gb:
+                continue
+            path = os.path.join(args.dir, f"tokdeck-perf-{style}-{gb:g}GB.jsonl")
+            made.append(path)
+            t = time.perf_counter()
+            lines = generate(path, int(gb * 1e9), style=style)
+            size = os.path.getsize(path)
+            print(f"\n== {size / 1e9:.2f} GB of {what}, {lines:,} lines of {size / lines:.0f} bytes "
+                  f"(generated in {time.perf_counter() - t:.1f} s)")
+            measure(path, lines, ref_root, args.compare)
+            if args.token_mb and len(made) == 1:
+                token_run(path, args)
+            os.unlink(path)
+    finally:
         for p in made:
             if os.path.exists(p):
                 os.unlink(p)
+        if ref_root:
+            shutil.rmtree(ref_root, ignore_errors=True)
     return 0
 
 

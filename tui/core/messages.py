@@ -1,6 +1,11 @@
-"""One rule for the text of an OpenAI chat message, used by everything that turns messages into text.
+"""OpenAI chat messages: their typed model, and the one rule for their text.
 
-The rule is what OpenAI-compatible servers (vLLM, SGLang) apply before a chat template sees a
+The model (msgspec Structs, decoded and validated in C; unknown fields are refused, fields that
+were absent stay ``UNSET``): ``Message`` (any role; ``content`` a string, a list of content parts,
+null or absent), the content parts (tagged by ``type``), ``ToolCall`` and ``Function``, and
+``PlainMessage``, the common ``{role, content}`` message with a string content.
+
+The text rule is what OpenAI-compatible servers (vLLM, SGLang) apply before a chat template sees a
 message whose content is a list of parts:
 
 - ``content`` a string: that string; ``null`` or absent: "" (an assistant turn that only calls
@@ -15,18 +20,122 @@ message whose content is a list of parts:
 ``message_text`` adds an assistant's tool calls: each call's function name and its arguments
 (the JSON string as sent; an object is serialised), after the content, joined with ``"\\n"``;
 empty pieces are left out. A prompt made of several messages is their texts joined with
-``"\\n"`` (``messages_text``), empty ones left out.
+``"\\n"`` (``messages_text``), empty ones left out. Every function takes the decoded JSON (dicts
+and lists) or the Structs alike.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal, get_args
+
+from msgspec import UNSET, Struct, UnsetType
 
 #: part type -> the key that holds its text
-TEXT_PART_KEYS: dict[str, str] = {"text": "text", "input_text": "text", "output_text": "text", "refusal": "refusal"}
+TEXT_PART_KEYS: dict[Any, str] = {"text": "text", "input_text": "text", "output_text": "text", "refusal": "refusal"}
 #: parts of one content, and messages of one prompt, are joined with this
 JOIN = "\n"
+
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+#: every role of the Chat Completions API ("function" is deprecated)
+ROLES: tuple[str, ...] = get_args(Role)
+
+
+class Strict(Struct, forbid_unknown_fields=True, gc=False):
+    """The base of the model: an unknown field fails the decode (a record the model does not
+    describe exactly takes the slow, precise path); ``gc=False``: decoded JSON has no cycles.
+    Fields are declared in the order the API and common writers put them, which is the order
+    ``msgspec.json.encode`` writes them (a line equal to its record's encoding is the cheap case;
+    ``kw_only`` where an optional field comes first)."""
+
+
+class Part(Strict, tag_field="type"):
+    """A content part; its ``type`` picks the class (an unknown type fails the decode)."""
+
+
+class TextPart(Part, tag="text"):
+    text: str
+
+
+class InputTextPart(Part, tag="input_text"):
+    text: str
+
+
+class OutputTextPart(Part, tag="output_text"):
+    text: str
+
+
+class RefusalPart(Part, tag="refusal"):
+    refusal: str
+
+
+class ImageURL(Strict):
+    url: str
+    detail: str | UnsetType = UNSET
+
+
+class ImagePart(Part, tag="image_url"):
+    image_url: ImageURL
+
+
+class InputAudio(Strict):
+    data: str
+    format: str
+
+
+class AudioPart(Part, tag="input_audio"):
+    input_audio: InputAudio
+
+
+class FileData(Strict):
+    file_data: str | UnsetType = UNSET
+    file_id: str | UnsetType = UNSET
+    filename: str | UnsetType = UNSET
+
+
+class FilePart(Part, tag="file"):
+    file: FileData
+
+
+ContentPart = TextPart | InputTextPart | OutputTextPart | RefusalPart | ImagePart | AudioPart | FilePart
+#: Struct part class -> the field that holds its text (from TEXT_PART_KEYS: one rule)
+_STRUCT_TEXT_KEYS: dict[type, str] = {cls: TEXT_PART_KEYS[cls.__struct_config__.tag]
+                                      for cls in (TextPart, InputTextPart, OutputTextPart, RefusalPart)}
+
+
+class Function(Strict):
+    """A function call: its name and its arguments as JSON text (as the API sends them)."""
+
+    name: str
+    arguments: str
+
+
+class ToolCall(Strict, kw_only=True):
+    id: str
+    type: Literal["function"] | UnsetType = UNSET
+    function: Function
+
+
+class Message(Strict):
+    """A chat message of any role, with every field the Chat Completions API defines for one
+    (and ``weight``, of fine-tuning data). Which fields a role needs is not checked here."""
+
+    role: Role
+    tool_call_id: str | UnsetType = UNSET
+    content: str | list[ContentPart] | None | UnsetType = UNSET
+    name: str | None | UnsetType = UNSET
+    refusal: str | None | UnsetType = UNSET
+    tool_calls: list[ToolCall] | None | UnsetType = UNSET
+    function_call: Function | None | UnsetType = UNSET
+    weight: Literal[0, 1] | UnsetType = UNSET
+
+
+class PlainMessage(Strict):
+    """The common message, ``{role, content}`` with a string content and a role that needs
+    nothing else: once decoded, no rule is left to check."""
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str
 
 
 def part_text(part: Any) -> str | None:
@@ -34,7 +143,8 @@ def part_text(part: Any) -> str | None:
     if type(part) is str:
         return part
     if type(part) is not dict:
-        return None
+        key = _STRUCT_TEXT_KEYS.get(type(part))
+        return None if key is None else getattr(part, key)
     key = TEXT_PART_KEYS.get(part.get("type")) if type(part.get("type")) is str else None
     if key is None:
         return None
@@ -56,11 +166,16 @@ def tool_call_pieces(calls: Any) -> list[str]:
     if type(calls) is not list:
         return []
     out: list[str] = []
+    name: Any
+    args: Any
     for call in calls:
-        fn = call.get("function") if type(call) is dict else None
-        if type(fn) is not dict:
-            continue
-        name, args = fn.get("name"), fn.get("arguments")
+        if type(call) is ToolCall:
+            name, args = call.function.name, call.function.arguments
+        else:
+            fn = call.get("function") if type(call) is dict else None
+            if type(fn) is not dict:
+                continue
+            name, args = fn.get("name"), fn.get("arguments")
         if type(name) is str and name:
             out.append(name)
         if type(args) is not str and args is not None:
@@ -75,13 +190,19 @@ def tool_call_pieces(calls: Any) -> list[str]:
 
 def message_text(message: Any) -> str:
     """A message's content text, then its tool calls' names and arguments."""
-    if type(message) is not dict:
+    if type(message) is dict:
+        content, calls = message.get("content"), message.get("tool_calls")
+    elif type(message) is Message:
+        content, calls = message.content, message.tool_calls
+    elif type(message) is PlainMessage:
+        return message.content
+    else:
         return ""
-    text = content_text(message.get("content"))
-    calls = tool_call_pieces(message.get("tool_calls"))
-    if not calls:
+    text = content_text(content)
+    pieces = tool_call_pieces(calls)
+    if not pieces:
         return text
-    return JOIN.join([text, *calls] if text else calls)
+    return JOIN.join([text, *pieces] if text else pieces)
 
 
 def messages_text(messages: Iterable[Any]) -> str:

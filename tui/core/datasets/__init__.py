@@ -14,7 +14,8 @@ Public API (no Textual; every result is a frozen dataclass):
     index.read_line(12)                              # bytes of physical line 12 (os.pread)
     export(path, out, "openai-chat")                 # ExportResult(converted, skipped, ...)
 
-Formats: see ``formats.FORMATS`` and ``formats`` for the rules; the parser policy is in
+Formats: see ``formats.FORMATS`` and ``formats`` for the rules; each format's typed record (the
+fast path: decoded and validated in C) in ``records``; the parser policy of the other lines in
 ``parsing``; the two passes (structure, tokens) and their memory bounds in ``scanner``.
 """
 

@@ -68,7 +68,7 @@ def to_messages(fmt: str, obj) -> tuple[list | None, list | None, str | None]:
         msgs.append({"role": "assistant", "content": obj["output"]})
         return msgs, None, None
     if fmt == "prompt-completion":
-        msgs: list = []
+        msgs = []
         answer = obj["completion"] if "completion" in obj else obj["chosen"]
         for value, role in ((obj["prompt"], "user"), (answer, "assistant")):
             msgs += value if isinstance(value, list) else [{"role": role, "content": value}]

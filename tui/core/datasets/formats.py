@@ -2,6 +2,8 @@
 
 Each validator takes one parsed record, appends ``(kind, message)`` pairs to ``errs`` (the
 record is invalid) and ``warns``, and returns a ``Rec`` describing the valid record, or None.
+They see the lines the typed decoders of ``records`` refuse; ``records``' readers give the same
+``Rec`` and warnings for the others (the builders and messages below are shared).
 
 The prompt/answer pair of a record (used for token statistics and consumer checks):
 - openai-chat, message-list: the text of every message before the last assistant message
@@ -16,9 +18,9 @@ The prompt/answer pair of a record (used for token statistics and consumer check
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
-from ..messages import JOIN, TEXT_PART_KEYS, tool_call_pieces
+from ..messages import JOIN, ROLES, TEXT_PART_KEYS, tool_call_pieces
 from . import parsing
 
 FORMATS: tuple[str, ...] = ("openai-chat", "message-list", "sharegpt", "alpaca", "prompt-completion",
@@ -26,7 +28,7 @@ FORMATS: tuple[str, ...] = ("openai-chat", "message-list", "sharegpt", "alpaca",
 #: formats whose records have a prompt and an answer (vLLM's ShareGPT length filter applies)
 PAIRED: frozenset[str] = frozenset({"openai-chat", "message-list", "sharegpt", "alpaca", "prompt-completion"})
 
-CHAT_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+CHAT_ROLES = ROLES
 _CHAT_ROLES = frozenset(CHAT_ROLES)
 _PLAIN_ROLES = frozenset({"system", "developer", "user", "assistant"})  # valid as {role, content} alone
 SHAREGPT_HUMAN = frozenset({"human", "user"})
@@ -47,6 +49,49 @@ class Rec(NamedTuple):
     answer: str | None
     declared_output: int | None = None  # `output_tokens` of the prompt format
     key: str | None = None  # custom_id of openai-batch (must be unique)
+
+
+NO_REPLY = ("no-assistant-reply", "no assistant message: fine for benchmarking, wrong for fine-tuning")
+
+
+def bad_arguments(where: str) -> tuple[str, str]:
+    return "bad-arguments", f"{where}.function.arguments is not valid JSON"
+
+
+def unmatched_tool_call(where: str, tool_call_id: str) -> tuple[str, str]:
+    return "unmatched-tool-call", f'{where}.tool_call_id "{tool_call_id}" answers no earlier tool call'
+
+
+def chat_rec(fields: list, texts: list[str], last_assistant: int, warns: list) -> Rec:
+    """The Rec of a valid conversation (``texts``: one per message); no assistant message: a warning."""
+    if last_assistant < 0:
+        warns.append(NO_REPLY)
+        return Rec(fields, len(texts), JOIN.join(t for t in texts if t), None)
+    return Rec(fields, len(texts), JOIN.join(t for t in texts[:last_assistant] if t), texts[last_assistant])
+
+
+def sharegpt_order(tags: Sequence[str], warns: list) -> None:
+    """The turn-order warnings of a valid ShareGPT conversation."""
+    if not any(t in SHAREGPT_GPT for t in tags):
+        warns.append(("no-assistant-reply", "no gpt turn: fine for benchmarking, wrong for fine-tuning"))
+    else:
+        speakers = [t for t in tags if t in SHAREGPT_HUMAN or t in SHAREGPT_GPT]
+        if speakers and speakers[0] not in SHAREGPT_HUMAN:
+            warns.append(("turn-order", f'the first turn is from "{speakers[0]}", expected "human"'))
+        elif any((a in SHAREGPT_HUMAN) == (b in SHAREGPT_HUMAN) for a, b in zip(speakers, speakers[1:])):
+            warns.append(("turn-order", "human and gpt turns do not alternate"))
+
+
+def alpaca_rec(instruction: str, input: str, output: str) -> Rec:
+    fields = [("instruction", len(instruction)), ("output", len(output))]
+    if input:
+        fields.append(("input", len(input)))
+    return Rec(fields, None, f"{instruction}\n{input}" if input else instruction, output)
+
+
+def empty_text(text: str, what: str, warns: list) -> None:
+    if not text.strip():
+        warns.append(("empty-text", f"the {what} is empty"))
 
 
 def type_name(v) -> str:
@@ -144,7 +189,7 @@ def _tool_calls_text(calls, where: str, errs: list, warns: list, ids: set) -> st
             try:
                 parsing.loads(args)
             except parsing.JSONDecodeError:
-                warns.append(("bad-arguments", f"{w}.function.arguments is not valid JSON"))
+                warns.append(bad_arguments(w))
         elif args is None:
             errs.append(("missing-field", f'{w}.function has no "arguments"'))
         else:
@@ -208,7 +253,7 @@ def check_messages(msgs, where: str, errs: list, warns: list, fields: list) -> t
                     errs.append(("missing-field" if tid is None else "wrong-type",
                                  f'{w} (tool) needs "tool_call_id" as a string'))
                 elif tid not in call_ids:
-                    warns.append(("unmatched-tool-call", f'{w}.tool_call_id "{tid}" answers no earlier tool call'))
+                    warns.append(unmatched_tool_call(w, tid))
             elif role == "function" and type(m.get("name")) is not str:
                 errs.append(("missing-field", f'{w} (function) needs "name" as a string'))
         name = m.get("name")
@@ -231,10 +276,7 @@ def _chat_rec(msgs, where: str, errs: list, warns: list) -> Rec | None:
     texts, last = check_messages(msgs, where, errs, warns, fields)
     if errs:
         return None
-    if last < 0:
-        warns.append(("no-assistant-reply", "no assistant message: fine for benchmarking, wrong for fine-tuning"))
-        return Rec(fields, len(msgs), JOIN.join(t for t in texts if t), None)
-    return Rec(fields, len(msgs), JOIN.join(t for t in texts[:last] if t), texts[last])
+    return chat_rec(fields, texts, last, warns)
 
 
 def v_openai_chat(obj, errs: list, warns: list) -> Rec | None:
@@ -306,14 +348,7 @@ def v_sharegpt(obj, errs: list, warns: list) -> Rec | None:
         errs.append(("wrong-type", f'"system" is {type_name(system)}, expected a string'))
     if errs:
         return None
-    if not any(t in SHAREGPT_GPT for t in tags):
-        warns.append(("no-assistant-reply", "no gpt turn: fine for benchmarking, wrong for fine-tuning"))
-    else:
-        speakers = [t for t in tags if t in SHAREGPT_HUMAN or t in SHAREGPT_GPT]
-        if speakers and speakers[0] not in SHAREGPT_HUMAN:
-            warns.append(("turn-order", f'the first turn is from "{speakers[0]}", expected "human"'))
-        elif any((a in SHAREGPT_HUMAN) == (b in SHAREGPT_HUMAN) for a, b in zip(speakers, speakers[1:])):
-            warns.append(("turn-order", "human and gpt turns do not alternate"))
+    sharegpt_order(tags, warns)
     return Rec(fields, len(conv), values[0], values[1] if len(values) > 1 else None)
 
 
@@ -326,11 +361,7 @@ def v_alpaca(obj, errs: list, warns: list) -> Rec | None:
     inp = _field(obj, "input", "the record ", errs, optional=True)
     if errs:
         return None
-    inp = "" if inp is _MISSING else inp
-    fields = [("instruction", len(ins)), ("output", len(out))]
-    if inp:
-        fields.append(("input", len(inp)))
-    return Rec(fields, None, f"{ins}\n{inp}" if inp else ins, out)
+    return alpaca_rec(ins, "" if inp is _MISSING else inp, out)
 
 
 def _text_or_messages(obj: dict, key: str, errs: list, warns: list, fields: list) -> str | None:
@@ -357,7 +388,7 @@ def v_prompt_completion(obj, errs: list, warns: list) -> Rec | None:
     answer = _text_or_messages(obj, answer_key, errs, warns, fields)
     if answer_key == "chosen":
         _text_or_messages(obj, "rejected", errs, warns, fields)
-    if errs:
+    if errs or prompt is None:
         return None
     return Rec(fields, None, prompt, answer)
 
@@ -372,8 +403,7 @@ def v_prompt(obj, errs: list, warns: list) -> Rec | None:
         errs.append(("bad-value", f'"output_tokens" must be a whole number ≥ 1, not {orjson_repr(out)}'))
     if errs:
         return None
-    if not prompt.strip():
-        warns.append(("empty-text", "the prompt is empty"))
+    empty_text(prompt, "prompt", warns)
     return Rec([("prompt", len(prompt))], None, prompt, None, out)
 
 
@@ -384,8 +414,7 @@ def v_text(obj, errs: list, warns: list) -> Rec | None:
     text = _field(obj, "text", "the record ", errs)
     if errs:
         return None
-    if not text.strip():
-        warns.append(("empty-text", "the text is empty"))
+    empty_text(text, "text", warns)
     return Rec([("text", len(text))], None, text, None)
 
 
@@ -404,19 +433,18 @@ def v_openai_batch(obj, errs: list, warns: list) -> Rec | None:
     fields: list = []
     prompt = ""
     if url not in BATCH_URLS:
-        warns.append(("unknown-endpoint", f'"url" {url} is not a Batch API endpoint ({", ".join(BATCH_URLS)})'))
+        warns.append(unknown_endpoint(url))
     if url == "/v1/chat/completions":
         if type(body.get("model")) is not str:
             errs.append(("missing-field", 'body has no "model" string'))
         if "messages" not in body:
             errs.append(("missing-field", 'body has no "messages"'))
             return None
-        chat_warns: list = []  # a request has no reply by nature: drop that warning
+        chat_warns: list = []
         rec = _chat_rec(body["messages"], "body.messages", errs, chat_warns)
-        warns.extend(w for w in chat_warns if w[0] != "no-assistant-reply")
         if errs or rec is None:
             return None
-        fields, prompt = rec.fields, "\n".join(x for x in (rec.prompt, rec.answer) if x)
+        fields, prompt = batch_chat(rec, chat_warns, warns)
     else:
         key = {"/v1/completions": "prompt"}.get(url, "input")
         v = body.get(key)
@@ -427,6 +455,17 @@ def v_openai_batch(obj, errs: list, warns: list) -> Rec | None:
         return None
     mt = body.get("max_completion_tokens", body.get("max_tokens"))
     return Rec(fields, None, prompt, None, mt if type(mt) is int else None, cid)
+
+
+def unknown_endpoint(url: str) -> tuple[str, str]:
+    return "unknown-endpoint", f'"url" {url} is not a Batch API endpoint ({", ".join(BATCH_URLS)})'
+
+
+def batch_chat(rec: Rec, chat_warns: list, warns: list) -> tuple[list, str]:
+    """(fields, prompt) of a chat request: every message is prompt; a request has no reply by
+    nature, so that warning is dropped."""
+    warns.extend(w for w in chat_warns if w[0] != "no-assistant-reply")
+    return rec.fields, "\n".join(x for x in (rec.prompt, rec.answer) if x)
 
 
 def v_unknown(obj, errs: list, warns: list) -> Rec | None:

@@ -71,9 +71,10 @@ class LineIndex:
 
     @classmethod
     def build(cls, path: str) -> "LineIndex":
-        result = None
+        result: IndexProgress | LineIndex | None = None
         for result in cls.building(path):
             pass
+        assert isinstance(result, LineIndex)
         return result
 
     def __len__(self) -> int:

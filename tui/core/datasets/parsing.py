@@ -1,7 +1,9 @@
 """How one line (or one array element) becomes a value: tokdeck's parser policy.
 
-- orjson parses every record (fast, and strict: it rejects NaN/Infinity, lone surrogates,
-  invalid UTF-8 and trailing data, which are not JSON or break later when re-encoded).
+- A line its format's typed decoders accept (``records``, msgspec: they agree with orjson on
+  every point below) needs none of this. orjson parses every other record (fast, and strict: it
+  rejects NaN/Infinity, lone surrogates, invalid UTF-8 and trailing data, which are not JSON or
+  break later when re-encoded).
 - When orjson fails, Python's ``json`` re-reads that one line only to classify the problem and
   give a precise character column: ``invalid-json``, ``trailing-data``, ``non-finite-number``
   (NaN/Infinity: ``json`` accepts them, most parsers and servers do not), ``lone-surrogate``,
@@ -190,12 +192,13 @@ def _diagnose(raw: bytes) -> tuple[str, str, int | tuple | None]:
     return "invalid-json", reason, where
 
 
-def maybe_duplicate_keys(raw: bytes, encoded: bytes) -> bool:
+def maybe_duplicate_keys(raw: bytes, encoded: bytes, same_order: bool = True) -> bool:
     """The cheap pre-check: could a key have been dropped while parsing ``raw``? (``encoded``: the
-    compact re-encoding from ``parse``)."""
-    if len(encoded) == len(raw):
+    compact re-encoding from ``parse``; or, not ``same_order``, a typed record's, whose keys come
+    in its fields' order: then a line of the same length may differ only in its keys' order.)"""
+    if len(encoded) == len(raw) and same_order:
         return encoded != raw
-    return raw.count(b":") != encoded.count(b":")
+    return encoded != raw and raw.count(b":") != encoded.count(b":")
 
 
 def duplicate_keys(raw: bytes) -> list[str]:

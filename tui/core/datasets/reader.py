@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import os
 import re
-from typing import BinaryIO, Iterator
+from typing import Iterator, Protocol
 
 from .parsing import BOM
 
 CHUNK = 4 << 20
 MAX_LINE = 64 << 20
+
+
+class Readable(Protocol):
+    """What the readers need of a file or stream: ``read(n)``."""
+
+    def read(self, n: int, /) -> bytes: ...
 
 
 class TooLong:
@@ -25,8 +31,11 @@ class TooLong:
     def __init__(self, size: int):
         self.size = size
 
+    def __len__(self) -> int:
+        return self.size
 
-def line_blocks(src: str | BinaryIO, start: int = 0, end: int | None = None, chunk: int | None = None,
+
+def line_blocks(src: str | Readable, start: int = 0, end: int | None = None, chunk: int | None = None,
                 max_line: int | None = None) -> Iterator[tuple[list, int]]:
     """Yield (lines, bytes consumed) per chunk read: of the byte range [start, end) of the file
     ``src`` (a path), or of an open binary file or stream ``src`` up to its end.
@@ -120,7 +129,7 @@ class ArrayError(Exception):
         self.message = message
 
 
-def array_elements(src: str | BinaryIO, chunk: int | None = None,
+def array_elements(src: str | Readable, chunk: int | None = None,
                    max_element: int = MAX_LINE) -> Iterator[tuple[int, int, bytes, int]]:
     """Yield (line, column offset, raw element, bytes consumed so far) per element of a top-level
     JSON array (the column offset: characters before the element on its first line). ``src``: a
@@ -131,7 +140,11 @@ def array_elements(src: str | BinaryIO, chunk: int | None = None,
     by the caller, so an invalid element is reported on its own line and the scan goes on.
     """
     chunk = chunk or CHUNK
-    fh = open(src, "rb", buffering=0) if isinstance(src, str) else src
+    fh: Readable
+    if isinstance(src, str):
+        fh = opened = open(src, "rb", buffering=0)
+    else:
+        fh, opened = src, None
     try:
         buf = bytearray()
         base = 0  # file offset of buf[0]
@@ -249,5 +262,5 @@ def array_elements(src: str | BinaryIO, chunk: int | None = None,
                 counted -= pos
                 pos = 0
     finally:
-        if fh is not src:
-            fh.close()
+        if opened is not None:
+            opened.close()

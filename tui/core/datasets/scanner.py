@@ -4,11 +4,14 @@
 ends with a ``ScanReport``. It checks ``cancel`` (an Event-like object with ``is_set()`` or a
 callable) between batches; a cancelled scan still ends with a report (``complete=False``).
 
-Structure pass: JSONL files of at least ``PARALLEL_MIN_BYTES`` (256 MB) are cut at newlines
-into one range per worker process (``workers``, default: 2 or the CPU count if smaller);
-orjson holds the GIL, so processes rather than threads. Each worker keeps its own counters and the first
-``max_issues`` problems with range-relative line numbers; the parent adds the line offsets and
-merges. Memory is bounded at any file size: chunked reads, counts per value (not lists) for the
+Structure pass: each line is decoded by its format's typed decoders (``records``) and counted
+from the Structs; only the lines they refuse go through orjson and the dict validators
+(``feed_slow``), which name each problem. Both give the same counts and issues. Chat lines of
+more than ``LONG_LINES`` bytes on average over a run go straight to orjson (the faster on long texts). JSONL files of
+at least ``PARALLEL_MIN_BYTES`` (256 MB) are cut at newlines into one range per worker process
+(``workers``, default: 2 or the CPU count if smaller); the parsers hold the GIL, so processes
+rather than threads. Each worker keeps its own counters and the first ``max_issues`` problems
+with range-relative line numbers; the parent adds the line offsets and merges. Memory is bounded at any file size: chunked reads, counts per value (not lists) for the
 distributions, and the prompt hashes for duplicate detection spill to a temporary folder in 64
 buckets when there are more than ~2 M of them.
 
@@ -35,17 +38,28 @@ import time
 from array import array
 from collections import Counter
 from dataclasses import replace
-from typing import Any, Iterator, Sequence
+from itertools import chain, compress, repeat
+from operator import add, attrgetter, eq, ne
+from typing import Any, Callable, Iterator, Mapping, Sequence, cast
 
-from .detect import detect_format
-from .formats import PAIRED, VALIDATORS, Rec
+from msgspec import DecodeError
+
 from ..errors import TokdeckError
+from ..messages import JOIN, PlainMessage
+from .detect import detect_format
+from .formats import NO_REPLY, PAIRED, VALIDATORS, Rec
 from .model import (ERROR, WARNING, ConsumerChecks, DatasetStats, FormatGuess, LineIssue, RoleStats,
                     ScanProgress, ScanReport, TokenReport, TokenStats, joint_of, summarize)
 from .parsing import BOM, JSONDecodeError, TooDeep, diagnose, duplicate_keys, maybe_duplicate_keys, parse, visible
 from .reader import ArrayError, array_elements, line_blocks, split_points
+from .records import DECODERS, READERS, encode
 from .source import FileState, Replay, check_readable, is_stream, open_stream
 
+#: lines of more bytes than this on average (over RUN_LINES) take orjson's path: on long texts orjson
+#: parses and re-encodes (the repeated-key check) faster than msgspec (measured: 6.7 KB lines 1.1x
+#: slower typed; 0.7 KB lines 2x faster typed; even at about 4 KB)
+LONG_LINES = 2048
+RUN_LINES = 256  # plain chat lines counted together: few calls, and their bytes still in the CPU's cache
 PARALLEL_MIN_BYTES = 256 << 20  # below this, starting the workers costs more than it saves
 MAX_ISSUES = 1000
 EXAMPLES = 20
@@ -91,7 +105,22 @@ class HashLines:
         if n >= self.limit:
             self.spill()
 
+    def add_many(self, lines: Sequence[int], texts: list[str]) -> None:
+        """``add(prompt_hash(text), line)`` for each non-empty text (inlined: the scan's hot path)."""
+        if not all(texts):  # an empty prompt is no duplicate
+            keep = list(map(bool, texts))
+            lines, texts = list(compress(lines, keep)), list(compress(texts, keep))
+        buckets = self.buckets
+        for line, h in zip(lines, map(hash, map(str.strip, texts))):
+            b = buckets[h & 63]
+            b.append(h)
+            b.append(line)
+        n = self.n = self.n + len(texts)
+        if n >= self.limit:
+            self.spill()
+
     def _file(self, i: int) -> str:
+        assert self.spill_dir is not None  # spill() sets it first
         return os.path.join(self.spill_dir, f"{self.tag}-{i}.bin")
 
     def spill(self) -> None:
@@ -163,17 +192,47 @@ def find_repeats(sources: Sequence[tuple[HashLines, int]], keep: int = EXAMPLES)
 def estimate_tokens(text: str) -> int:
     """The ``estimate`` tokenizer's count; ASCII text takes a shortcut (same result)."""
     if text.isascii():
-        return int(len(text) / 4 + 0.5)
-    from ..tokenizers.registry import ESTIMATE_INFO
-    from ..tokenizers.base import EstimateTokenizer
-
+        return (len(text) + 2) >> 2  # int(len / 4 + 0.5), in integers
     global _ESTIMATOR
     if _ESTIMATOR is None:
+        from ..tokenizers.base import EstimateTokenizer
+        from ..tokenizers.registry import ESTIMATE_INFO
+
         _ESTIMATOR = EstimateTokenizer(ESTIMATE_INFO)
     return _ESTIMATOR.count(text)
 
 
-_ESTIMATOR = None
+_ESTIMATOR: Any = None
+
+
+def _refuse(raw: bytes):
+    raise DecodeError("no typed decoder for this format")
+
+
+def _decode_any(decoders, raw: bytes):
+    """The record as the first of ``decoders`` that accepts ``raw`` decodes it, or None."""
+    for decode in decoders:
+        try:
+            return decode(raw)
+        except DecodeError:
+            pass
+    return None
+
+
+_MESSAGES, _ROLE, _CONTENT = attrgetter("messages"), attrgetter("role"), attrgetter("content")
+
+
+def _prompt_answer(msgs: list[PlainMessage]) -> tuple[str, str | None, int]:
+    """A plain conversation's prompt (the non-empty texts before its last assistant message,
+    joined; all of them without one), its answer (that message's text, or None) and the colons
+    of the texts after the answer."""
+    last = len(msgs) - 1
+    while last >= 0 and msgs[last].role != "assistant":
+        last -= 1
+    if last < 0:
+        return JOIN.join([t for m in msgs if (t := m.content)]), None, 0
+    return (JOIN.join([t for m in msgs[:last] if (t := m.content)]), msgs[last].content,
+            sum([m.content.count(":") for m in msgs[last + 1:]]))
 
 
 MAX_MESSAGE = 300  # characters of an issue's message: some quote the record (a role, a key, a URL)
@@ -221,6 +280,38 @@ class _Checks:
             if len(self.over_lines) < EXAMPLES:
                 self.over_lines.append(line)
 
+    def add_texts(self, lines: Sequence[int], prompts: list[str], answers: list, declared: bool) -> None:
+        """``add`` for records given by their texts, estimated (``answers``: texts or None, or when
+        ``declared`` the declared output tokens). A batch that no check can catch, whatever its
+        texts' characters, is cleared without estimating a single text (nearly every batch)."""
+        if not self._clear(prompts, answers, declared):
+            for line, prompt, answer in zip(lines, prompts, answers):
+                self.add(line, estimate_tokens(prompt),
+                         answer if declared or answer is None else estimate_tokens(answer))
+
+    def _clear(self, prompts: list[str], answers: list, declared: bool) -> bool:
+        """Whether no record of the batch can be dropped or over the context. A text's estimate lies
+        between len/4 (no CJK) and len/1.5 (all CJK) tokens, rounded; it is len/4 for ASCII."""
+        if None in answers:
+            if self.paired:  # an answer missing: "fewer than 2 turns"
+                return False
+            answers, declared = [a or 0 for a in answers], True  # no answer: no tokens
+        plen = list(map(len, prompts))
+        ascii = all(map(str.isascii, prompts))
+        if declared:
+            per = 4 if ascii else 1.5
+            most = int(max(plen) / per + 0.5) + max(answers)
+            fewest_answer = min(answers)
+        else:
+            alen = list(map(len, answers))
+            per = 4 if ascii and all(map(str.isascii, answers)) else 1.5
+            most = int(max(map(add, plen, alen)) / per) + 1  # two roundings: at most one token more
+            fewest_answer = (min(alen) + 2) >> 2
+        if self.context_length and most > self.context_length:
+            return False
+        return not self.paired or ((min(plen) + 2) >> 2 >= VLLM_MIN and fewest_answer >= VLLM_MIN
+                                   and int(max(plen) / per + 0.5) <= VLLM_MAX_PROMPT and most <= VLLM_MAX_TOTAL)
+
     def merge(self, other: "_Checks", offset: int) -> None:
         self.reasons.update(other.reasons)
         self.dropped += other.dropped
@@ -235,7 +326,7 @@ class Structure:
     def __init__(self, fmt: str, at_file_start: bool = True, estimate_checks: bool = True,
                  context_length: int | None = None, max_issues: int = MAX_ISSUES):
         self.fmt = fmt
-        self.validate = VALIDATORS[fmt]
+        self._format_functions()
         self.at_file_start = at_file_start
         self.max_issues = max_issues
         self.lines = self.bytes = self.records = self.valid = self.invalid = self.blank = 0
@@ -249,40 +340,84 @@ class Structure:
         self.prompts = HashLines(tag="prompts")
         self.ids = HashLines(tag="ids") if fmt == "openai-batch" else None
         self.checks = _Checks(fmt, context_length) if estimate_checks else None
-        self.on_valid = None  # called with (line, Rec) for each valid record (a stream's token pass)
+        #: called with (line, Rec) for each valid record (a stream's token pass)
+        self.on_valid: Callable[[int, Rec], object] | None = None
+        self.compact = True  # the lines so far are their records' compact encodings (see _repeated_keys_and_replies)
+
+    def _format_functions(self) -> None:
+        fmt = self.fmt
+        self.validate = VALIDATORS[fmt]
+        self.decoders = DECODERS.get(fmt, ())
+        self.read = READERS.get(fmt)
 
     # ------------------------------------------------------------------ issues
-    def error(self, line: int, kind: str, message: str, column: int | None = None) -> None:
+    def error(self, line: int | None, kind: str, message: str, column: int | None = None) -> None:
         self.error_counts[kind] += 1
         if len(self.errors) < self.max_issues:
             self.errors.append((line, kind, issue_text(message), column))
 
-    def warning(self, line: int, kind: str, message: str, column: int | None = None) -> None:
+    def warning(self, line: int | None, kind: str, message: str, column: int | None = None) -> None:
         self.warning_counts[kind] += 1
         if len(self.warnings) < self.max_issues:
             self.warnings.append((line, kind, issue_text(message), column))
 
     # ----------------------------------------------------------------- feeding
     def feed_lines(self, lines: list) -> None:
-        feed = self.feed
-        for raw in lines:
-            self.lines += 1
-            n = self.lines
-            if type(raw) is not bytes:  # TooLong
-                self.records += 1
-                self.invalid += 1
-                self.error(n, "line-too-long", f"a line of {raw.size:,} bytes (over the limit; skipped)")
-                continue
-            if n == 1 and self.at_file_start and raw.startswith(BOM):
-                raw = raw[3:]
-            if not raw or raw.isspace():
-                self.blank += 1
-                self.warning(n, "blank-line", "a blank line")
-                continue
-            feed(n, raw)
+        """The next physical lines (without their newline; a ``TooLong`` for an overlong one).
 
-    def feed(self, n: int, raw: bytes, col0: int = 0) -> None:
-        """One record starting on line ``n`` (``col0``: its column offset on that line)."""
+        A line its format's typed decoders accept is counted from the Structs (``records``);
+        the others (and blank lines, overlong lines, line 1 with a BOM) take the slow path.
+        """
+        if self.fmt in ("openai-chat", "message-list"):
+            self.lines = self._feed_chat(lines, self.lines)
+            return
+        decode, read = self.decoders[0] if self.decoders else _refuse, self.read
+        n = self.lines
+        for raw in lines:
+            n += 1
+            try:
+                record = decode(raw) if type(raw) is bytes else None
+            except DecodeError:
+                record = None
+            if record is None:
+                self._feed_other(n, raw)
+            else:
+                self._count_read(n, raw, record, read)
+        self.lines = n
+
+    def _feed_other(self, n: int, raw, tried: int = 1) -> None:
+        """Line ``n``, which the first typed decoder refused: an overlong or blank line, line 1
+        with a BOM, a record of the format's other decoders, or one for the slow path."""
+        if type(raw) is not bytes:  # TooLong
+            self.records += 1
+            self.invalid += 1
+            self.error(n, "line-too-long", f"a line of {raw.size:,} bytes (over the limit; skipped)")
+            return
+        if n == 1 and self.at_file_start and raw.startswith(BOM):
+            raw, tried = raw[3:], 0
+        if not raw or raw.isspace():
+            self.blank += 1
+            self.warning(n, "blank-line", "a blank line")
+            return
+        if tried < len(self.decoders):
+            self.feed(n, raw, tried=tried)
+        else:
+            self.feed_slow(n, raw)
+
+    def feed(self, n: int, raw: bytes, col0: int = 0, tried: int = 0) -> None:
+        """One record starting on line ``n`` (``col0``: its column offset on that line; ``tried``:
+        the typed decoders that already refused it)."""
+        record = _decode_any(self.decoders[tried:], raw)
+        if record is None:
+            self.feed_slow(n, raw, col0)
+        elif self.fmt in ("openai-chat", "message-list"):
+            self._count_chat(n, raw, record)
+        else:
+            self._count_read(n, raw, record, self.read)
+
+    def feed_slow(self, n: int, raw: bytes, col0: int = 0) -> None:
+        """One record the typed decoders refused (or whose Structs break a rule): orjson, the
+        dict validators of ``formats``, and ``diagnose`` for why a line is not JSON."""
         self.records += 1
         try:
             obj, encoded = parse(raw)
@@ -294,9 +429,7 @@ class Structure:
             self.error(n + lines_in, kind, message, col)
             return
         if maybe_duplicate_keys(raw, encoded):
-            for key in duplicate_keys(raw):
-                self.warning(n, "duplicate-key",
-                             f'the key "{key}" appears twice in one object (the last value is used)')
+            self.duplicate_keys(n, raw)
         errs: list = []
         warns: list = []
         rec: Rec | None = self.validate(obj, errs, warns)
@@ -307,6 +440,153 @@ class Structure:
             for kind, message in errs:
                 self.error(n, kind, message)
             return
+        self.count(n, rec)
+
+    def duplicate_keys(self, n: int, raw: bytes) -> None:
+        for key in duplicate_keys(raw):
+            self.warning(n, "duplicate-key", f'the key "{key}" appears twice in one object (the last value is used)')
+
+    def _count_read(self, n: int, raw: bytes, record, read) -> None:
+        """One typed record, through its format's reader (``records``)."""
+        got = read(record)
+        if got is None:  # a rule the schema cannot express is broken: the slow path says which
+            self.feed_slow(n, raw)
+            return
+        rec, warns = got
+        self.records += 1
+        if maybe_duplicate_keys(raw, encode(record), same_order=False):
+            self.duplicate_keys(n, raw)
+        for kind, message in warns:
+            self.warning(n, kind, message)
+        self.count(n, rec)
+
+    def _count_chat(self, n: int, raw: bytes, record) -> None:
+        """One typed chat record, outside the hot loop (an element of a JSON array file)."""
+        msgs = record.messages if self.fmt == "openai-chat" else record
+        if type(msgs[0]) is PlainMessage:
+            self._feed_chat([raw], n - 1)  # decodes it again: a single record, off the hot path
+        else:
+            self._count_read(n, raw, record, self.read)
+
+    def _feed_chat(self, lines: list, n: int) -> int:
+        """``feed_lines`` for the chat formats: the hot path of the scan. A line of plain messages
+        (nearly every line of most files) costs one decoder call here; the records of consecutive
+        such lines are counted together, ``RUN_LINES`` at most (``_count_plain``: statistics,
+        prompt hashes, checks and the repeated-key check over the run, mostly in C). Any other line
+        goes through ``_feed_other`` after the run before it, so issues stay in line order.
+        ``n``: the line before the first; returns the last line's number."""
+        decode = self.decoders[0] if self.decoders else _refuse
+        for at in range(0, len(lines), RUN_LINES):
+            chunk = lines[at:at + RUN_LINES]
+            records: list = []
+            add = records.append
+            start = 0  # index in ``chunk`` of the run's first line
+            if sum(map(len, chunk)) > LONG_LINES * len(chunk):  # long lines: orjson's path is the faster
+                for i, raw in enumerate(chunk, n + at + 1):
+                    self._feed_other(i, raw, len(self.decoders))
+                continue
+            for i, raw in enumerate(chunk):
+                try:
+                    add(decode(raw))
+                    continue
+                except (DecodeError, TypeError):  # TypeError: a TooLong
+                    pass
+                if records:
+                    self._count_plain(records, chunk[start:i], n + at + start + 1)
+                    records = []
+                    add = records.append
+                self._feed_other(n + at + i + 1, raw)
+                start = i + 1
+            if records:
+                self._count_plain(records, chunk[start:], n + at + start + 1)
+        return n + len(lines)
+
+    def _count_plain(self, records: list, raws: list[bytes], first: int) -> None:
+        """Count a run of plain chat records decoded from ``raws`` (lines ``first`` on): each step
+        is a C call over the whole run (map, slices, Counter); Python per record only for
+        conversations of unusual shapes and for the rare issues."""
+        count = len(records)
+        lines = range(first, first + count)
+        msgss = list(map(_MESSAGES, records)) if self.fmt == "openai-chat" else records
+        turns = list(map(len, msgss))
+        self.records += count
+        self.valid += count
+        self.turns.update(turns)
+        flat = list(chain.from_iterable(msgss))
+        roles = list(map(_ROLE, flat))
+        contents: list[str] = list(map(_CONTENT, flat))
+        self._add_roles(roles, list(map(len, contents)), count)
+        k = turns[0]
+        trailing: list[int] | None = None  # colons of the texts after the answer, when some record has any
+        answers: list[str | None]
+        if turns.count(k) == count and roles[k - 1::k].count("assistant") == count:
+            # one shape, ending with the answer (nearly every run): the prompt's texts are columns of ``contents``
+            answers = list(contents[k - 1::k])
+            columns = [contents[j::k] for j in range(k - 1)]
+            if all(map(all, columns)):  # no empty text to leave out
+                prompts = columns[0] if k == 2 else list(map(JOIN.join, zip(*columns))) if k > 2 else [""] * count
+            else:
+                prompts = [JOIN.join(filter(None, texts)) for texts in zip(*columns)] if k > 1 else [""] * count
+        else:
+            prompts, answers, trailing = [], [], []
+            for msgs in msgss:
+                prompt, answer, after = _prompt_answer(msgs)
+                prompts.append(prompt)
+                answers.append(answer)
+                trailing.append(after)
+        self._repeated_keys_and_replies(lines, raws, records, turns, prompts, answers, trailing)
+        if self.on_valid is not None:
+            for line, msgs, prompt, answer in zip(lines, msgss, prompts, answers):
+                self.on_valid(line, Rec([(m.role, len(m.content)) for m in msgs], len(msgs), prompt, answer))
+        self._count_many(lines, prompts, answers)
+
+    def _add_roles(self, roles: list[str], sizes: list[int], count: int) -> None:
+        """Messages and characters per role (``sizes``: each message's) of ``count`` records, roles
+        in the order they first appear."""
+        stats = self.roles
+        k = len(roles) // count if len(roles) % count == 0 else 0
+        if k and all(col.count(col[0]) == count for col in (roles[j::k] for j in range(k))):
+            # one role per position (system, user, assistant...): columns of ``sizes``, in the records' order
+            groups = [(roles[j], sizes[j::k]) for j in range(k)]
+        else:
+            groups = [(role, list(compress(sizes, map(role.__eq__, roles)))) for role in dict.fromkeys(roles)]
+        for role, mine in groups:
+            s = stats.get(role)
+            if s is None:
+                stats[role] = [len(mine), sum(mine), max(mine)]
+            else:
+                s[0] += len(mine)
+                s[1] += sum(mine)
+                s[2] = max(s[2], max(mine))
+
+    def _repeated_keys_and_replies(self, lines: range, raws: list[bytes], records: list, turns: list[int],
+                                   prompts: list[str], answers: list[str | None], trailing: list[int] | None) -> None:
+        """The warnings of a run of plain chat records, line by line: repeated keys, no reply.
+
+        Repeated keys: ``maybe_duplicate_keys`` over the run, in C. A line that is its record's
+        compact encoding repeats none: in a file written compact, nearly every run is cleared so
+        (faster than counting colons on long lines). Otherwise a line with more colons than its
+        record's keys and texts hold (those of its compact encoding) may repeat one."""
+        suspect: list[bool] | None = None
+        same = list(map(eq, map(encode, records), raws)) if self.compact else []
+        if not self.compact or not all(same):
+            self.compact = same.count(True) * 2 > len(same)  # a file not written compact stops trying
+            keys = 1 if self.fmt == "openai-chat" else 0  # the record's own: "messages"
+            texts = [a or "" for a in answers] if None in answers else cast("list[str]", answers)
+            held = map(add, map(add, map(str.count, prompts, repeat(":")), map(str.count, texts, repeat(":"))),
+                       map(add, map((2).__mul__, turns), repeat(keys)))
+            if trailing is not None:
+                held = map(add, held, trailing)
+            suspect = list(map(ne, map(bytes.count, raws, repeat(b":")), held))
+        if (suspect is not None and any(suspect)) or None in answers:
+            for i, (line, answer) in enumerate(zip(lines, answers)):
+                if suspect is not None and suspect[i]:
+                    self.duplicate_keys(line, raws[i])
+                if answer is None:
+                    self.warning(line, *NO_REPLY)
+
+    def count(self, n: int, rec: Rec) -> None:
+        """Statistics of one valid record."""
         self.valid += 1
         if self.on_valid is not None:
             self.on_valid(n, rec)
@@ -327,21 +607,25 @@ class Structure:
             self.prompts.add(hash(prompt.strip()), n)  # prompt_hash(), inlined
         if key is not None and self.ids is not None:
             self.ids.add(prompt_hash(key), n)
-        checks = self.checks
-        if checks is not None:
-            if self.fmt == "prompt":
-                if declared is not None:
-                    self.declared[declared] += 1
-                answer = declared
-            elif answer is not None:
-                answer = int(len(answer) / 4 + 0.5) if answer.isascii() else estimate_tokens(answer)
-            checks.add(n, int(len(prompt) / 4 + 0.5) if prompt.isascii() else estimate_tokens(prompt), answer)
-        elif declared is not None and self.fmt == "prompt":
+        if self.fmt == "prompt" and declared is not None:
             self.declared[declared] += 1
+        if self.checks is not None:  # one record: estimating costs less than clearing (``_Checks._clear``)
+            if self.fmt == "prompt":
+                answer_tokens = declared
+            else:
+                answer_tokens = None if answer is None else estimate_tokens(answer)
+            self.checks.add(n, estimate_tokens(prompt), answer_tokens)
+
+    def _count_many(self, lines: Sequence[int], prompts: list[str], answers: list) -> None:
+        """The prompt hashes and the estimated checks of valid records in line order; ``answers``:
+        texts or None, or for the ``prompt`` format the declared output tokens."""
+        self.prompts.add_many(lines, prompts)
+        if self.checks is not None:
+            self.checks.add_texts(lines, prompts, answers, self.fmt == "prompt")
 
     def portable(self, spill_dir: str, tag: str) -> dict:
         """This state as plain data for another process (hash buckets spilled to ``spill_dir``)."""
-        d = {k: v for k, v in self.__dict__.items() if k not in ("validate", "prompts", "ids")}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("validate", "decoders", "read", "prompts", "ids")}
         d["prompts"] = self.prompts.portable(spill_dir, f"{tag}-prompts")
         d["ids"] = self.ids.portable(spill_dir, f"{tag}-ids") if self.ids is not None else None
         return d
@@ -350,7 +634,7 @@ class Structure:
     def from_portable(cls, d: dict) -> "Structure":
         s = cls.__new__(cls)
         s.__dict__.update(d)
-        s.validate = VALIDATORS[d["fmt"]]
+        s._format_functions()
         s.prompts = HashLines.from_portable(d["prompts"])
         s.ids = HashLines.from_portable(d["ids"]) if d["ids"] else None
         return s
@@ -627,7 +911,7 @@ class _TokenCounter:
     """Token statistics per tokenizer of valid records fed in file order (and the checks with
     ``tokenizers[0]``), counted in batches of about ``batch_chars`` characters."""
 
-    def __init__(self, fmt: str, tokenizers: Sequence, checks: _Checks | None, batch_chars: int = 4 << 20,
+    def __init__(self, fmt: str, tokenizers: Sequence, checks: _Checks, batch_chars: int = 4 << 20,
                  batch_records: int = 4096):
         self.tokenizers, self.checks = tokenizers, checks
         self.accs = {tok.id: _TokenAcc(tok.id, tok.info.exact) for tok in tokenizers}
@@ -677,12 +961,12 @@ class _TokenCounter:
             acc.prompt.update(pc)
             acc.answer.update(a for a in answers if a is not None)
             acc.joint.update((p.bit_length(), a.bit_length()) for p, a in zip(pc, answers) if a is not None)
-            if k == 0 and self.checks is not None:
+            if k == 0:
                 for line, p, a in zip(lines, pc, answers):
                     self.checks.add(line, p, a)
 
 
-def token_pass(path: str, guess: FormatGuess, tokenizers: Sequence, checks: _Checks | None, size: int,
+def token_pass(path: str, guess: FormatGuess, tokenizers: Sequence, checks: _Checks, size: int,
                cancel=None, time_budget: float = 0.25, batch_chars: int = 4 << 20, batch_records: int = 4096,
                t0: float | None = None):
     """Token statistics per tokenizer (and the checks with ``tokenizers[0]``) from a second read of
@@ -717,6 +1001,8 @@ def scan(path: str, format: str | None = None, tokenizers: Sequence = (), contex
     """
     t0 = time.monotonic()
     stream = is_stream(path)
+    src: str | Replay
+    before: FileState | None
     if stream:
         size, before, src = 0, None, Replay(open_stream(path))
     else:
@@ -730,7 +1016,8 @@ def scan(path: str, format: str | None = None, tokenizers: Sequence = (), contex
         if guess.container != "jsonl" or stream:
             workers = 1
         workers = max(1, min(workers, usable_cpus()))  # more processes than CPUs only compete for them
-        opts = {"estimate_checks": not toks, "context_length": context_length, "max_issues": max_issues}
+        opts: dict[str, Any] = {"estimate_checks": not toks, "context_length": context_length,
+                                "max_issues": max_issues}
         counter = None
         if workers > 1:
             results, spill_dir = yield from _structure_parallel(path, guess, size, workers, opts, cancel,
@@ -776,14 +1063,14 @@ def scan(path: str, format: str | None = None, tokenizers: Sequence = (), contex
 
         checks = _consumer_checks(st.checks or _Checks(guess.format, context_length), "estimate", True,
                                   context_length, dup_count, dup_examples)
-        tokens: dict = {}
+        tokens: Mapping[str, TokenStats] = {}
         if counter is not None and finished:
             counter.flush()
             answer_source = "output_tokens" if guess.format == "prompt" else "tokens"
             tokens = {tid: acc.result(answer_source) for tid, acc in counter.accs.items()}
             checks = _consumer_checks(counter.checks, toks[0].id, not toks[0].info.exact, context_length,
                                       dup_count, dup_examples)
-        elif (toks and finished and not stream and guess.format != "unknown"  # unknown: nothing to count
+        elif (toks and finished and before is not None and guess.format != "unknown"  # unknown: nothing to count
               and before.change_since(path) is None):  # changed: the report is incomplete anyway
             try:
                 for item in scan_tokens(path, toks, format=guess.format, context_length=context_length,
@@ -796,11 +1083,11 @@ def scan(path: str, format: str | None = None, tokenizers: Sequence = (), contex
                         yield replace(item, errors=sum(st.error_counts.values()),
                                       warnings=sum(st.warning_counts.values()))
             except TokdeckError:
-                if before.change_since(path) is None:
+                if before.change_since(path) is None:  # (not a stream: only a file is read twice)
                     raise
                 finished = False  # deleted or replaced just before the token pass: the report says how
     finally:
-        if stream:
+        if isinstance(src, Replay):
             src.raw.close()
         for d in spill_dirs:
             shutil.rmtree(d, ignore_errors=True)
@@ -863,7 +1150,7 @@ def scan_tokens(path: str, tokenizers: Sequence, format: str | None = None, cont
         done = int(size * min(1.0, item.records / expected_records)) if expected_records else 0
         yield replace(item, bytes_done=done)
     answer_source = "output_tokens" if guess.format == "prompt" else "tokens"
-    reason = before.change_since(path) or (None if finished else "cancelled")
+    reason = (before.change_since(path) if before is not None else None) or (None if finished else "cancelled")
     yield TokenReport(
         tokens={tid: acc.result(answer_source) for tid, acc in accs.items()},
         checks=_consumer_checks(checks, toks[0].id, not toks[0].info.exact, context_length),
@@ -877,7 +1164,7 @@ def resolve_tokenizers(tokenizers: Sequence, registry=None) -> list:
     from ..tokenizers import default_registry, resolve_tokenizer_id
 
     reg = registry or default_registry()
-    out = []
+    out: list = []
     for t in tokenizers:
         tok = reg.get(resolve_tokenizer_id(t, reg)) if isinstance(t, str) else t
         if all(tok.id != o.id for o in out):

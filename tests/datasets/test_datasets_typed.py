@@ -1,0 +1,334 @@
+"""The typed path (msgspec Structs, ``records``) against the slow path (orjson + the dict validators):
+on any line, the same verdict, the same errors and warnings in the same order, the same statistics.
+
+Lines are written by a small JSON writer that can repeat keys, space or not its separators,
+escape non-ASCII, colons and slashes: what real writers do, and what the duplicate-key count
+must see through.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tokdeck_testing import SAMPLE_DATA
+from tui.core.datasets import FORMATS, detect_format, scan_file
+from tui.core.datasets.records import DECODERS, ShareGPTTag
+from tui.core.datasets.formats import BATCH_URLS, SHAREGPT_TAGS
+from tui.core.datasets.scanner import Structure
+
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+class Obj(list):
+    """A JSON object as its (key, value) pairs in order: a key may repeat."""
+
+
+def dump(value, style: dict) -> str:
+    comma, colon = (", ", ": ") if style["spaced"] else (",", ":")
+    if isinstance(value, Obj):
+        return "{" + comma.join(dump(k, style) + colon + dump(v, style) for k, v in value) + "}"
+    if isinstance(value, list):
+        return "[" + comma.join(dump(v, style) for v in value) + "]"
+    if isinstance(value, str):
+        out = json.dumps(value, ensure_ascii=style["ascii"])
+        if style["colons"]:
+            out = out.replace(":", "\\u003a")
+        if style["slashes"]:
+            out = out.replace("/", "\\/")
+        return out
+    return json.dumps(value)
+
+
+styles = st.fixed_dictionaries({"spaced": st.booleans(), "ascii": st.booleans(), "colons": st.booleans(),
+                                "slashes": st.booleans()})
+texts = st.one_of(st.text(max_size=12), st.sampled_from(["", " ", "a: b", 'say ": this', "x\ny", "café", "😀 ok",
+                                                         "http://x/y", "{}", "Ticket 7: when?"]))
+
+
+def rarely(n: int):
+    """True about once in ``n`` draws (Hypothesis draws the bounds of a range more often than the rest)."""
+    return st.integers(0, n - 1).map(lambda i: i == n // 2)
+
+
+def record_strategies(hostile: bool) -> dict:
+    """format -> its records. Every record may warn (repeated keys, bad tool-call arguments, ids
+    that answer no call, empty texts, turn order...); ``hostile`` ones may also break a rule (a
+    wrong type, an unknown role, key or part, a missing field) once in a while."""
+
+    def mostly(good, bad):
+        return rarely(16).flatmap(lambda b: bad if b else good) if hostile else good
+
+    @st.composite
+    def obj(draw, required: list, optional: list):
+        pairs = [(k, draw(s)) for k, s in required]
+        pairs += [(k, draw(s)) for k, s in optional if draw(st.booleans())]
+        if draw(rarely(5)):
+            pairs = draw(st.permutations(pairs))
+        if pairs and draw(rarely(20)):  # a repeated key, with the same or another value
+            k, v = draw(st.sampled_from(pairs))
+            pairs.insert(draw(st.integers(0, len(pairs))), (k, draw(st.sampled_from([v, "", 0, None]))))
+        if hostile and draw(rarely(40)):
+            pairs.append(("meta", draw(texts)))
+        if hostile and pairs and draw(rarely(40)):
+            pairs.pop(draw(st.integers(0, len(pairs) - 1)))
+        return Obj(pairs)
+
+    text_part = obj([("type", st.sampled_from(["text", "input_text", "output_text"])), ("text", texts)], [])
+    part = mostly(st.one_of(text_part, text_part, obj([("type", st.just("refusal")), ("refusal", texts)], []),
+                            obj([("type", st.just("image_url")),
+                                 ("image_url", obj([("url", texts)], [("detail", st.just("low"))]))], [])),
+                  st.one_of(obj([("type", st.sampled_from(["video", "image", 3])), ("text", texts)], []), texts,
+                            st.integers(0, 2)))
+    arguments = st.sampled_from(['{"city": "Oslo"}', "{}", '{"a": [1, 2]}', "not json", "", "[1e400]"])
+    tool_call = obj([("id", st.sampled_from(["c1", "c2"])),
+                     ("function", obj([("name", st.sampled_from(["f", "g", ""])), ("arguments", arguments)], []))],
+                    [("type", mostly(st.just("function"), st.just("custom")))])
+    message = obj(
+        [("role", mostly(st.sampled_from(["system", "developer", "user", "assistant", "assistant", "tool", "function"]),
+                         st.sampled_from(["robot", 3])))],
+        [("content", mostly(st.one_of(texts, texts, st.lists(part, max_size=3)), st.one_of(st.none(), st.integers(0, 3)))),
+         ("name", mostly(texts, st.one_of(st.none(), st.just(3)))),
+         ("tool_calls", mostly(st.lists(tool_call, max_size=2), st.none())),
+         ("tool_call_id", mostly(st.sampled_from(["c1", "c2", "c9"]), st.none())),
+         ("weight", mostly(st.sampled_from([0, 1]), st.sampled_from([2, True]))), ("refusal", st.none()),
+         ("function_call", obj([("name", texts), ("arguments", arguments)], []))])
+    plain_message = obj([("role", st.sampled_from(["system", "user", "assistant", "assistant"])), ("content", texts)], [])
+    messages = mostly(st.one_of(st.lists(plain_message, min_size=1, max_size=4), st.lists(message, min_size=1, max_size=4),
+                                st.lists(st.one_of(message, plain_message), min_size=1, max_size=4)), st.just([]))
+    text_or_messages = mostly(st.one_of(texts, messages), st.one_of(st.none(), st.integers(0, 2)))
+    integers = mostly(st.sampled_from([1, 3, 250, 2**63 - 1]),
+                      st.sampled_from([0, -1, 2**63, 2**64 - 1, 2**64, 2**70, True, "12", None]))
+    turn = obj([("from", mostly(st.sampled_from(sorted(SHAREGPT_TAGS)), st.just("bot"))),
+                ("value", mostly(texts, st.none()))], [])
+    chat_url = st.sampled_from(("/v1/chat/completions",) * 3 + BATCH_URLS + ("/v1/x",))
+    return {
+        "openai-chat": obj([("messages", messages)], [("parallel_tool_calls", mostly(st.booleans(), st.just("yes")))]),
+        "message-list": messages,
+        "sharegpt": obj([("conversations", mostly(st.lists(turn, min_size=1, max_size=4), st.just([])))],
+                        [("system", mostly(texts, st.one_of(st.none(), st.just(1)))), ("id", texts)]),
+        "alpaca": obj([("instruction", texts), ("output", texts)],
+                      [("input", mostly(texts, st.one_of(st.none(), st.just(2))))]),
+        "prompt-completion": obj([("prompt", text_or_messages)],
+                                 [("completion", text_or_messages), ("chosen", text_or_messages),
+                                  ("rejected", text_or_messages)]),
+        "prompt": obj([("prompt", mostly(texts, st.none()))], [("output_tokens", integers)]),
+        "text": obj([("text", mostly(texts, st.integers(0, 2)))], []),
+        "openai-batch": obj([("custom_id", st.sampled_from(["a", "b", "c"])),
+                             ("method", mostly(st.just("POST"), st.just("GET"))), ("url", chat_url),
+                             ("body", obj([("model", texts), ("messages", messages)],
+                                          [("max_tokens", integers), ("max_completion_tokens", integers),
+                                           ("prompt", texts), ("input", texts),
+                                           ("temperature", mostly(st.nothing(), st.just(0.5)))]))], []),
+    }
+
+
+HOSTILE = record_strategies(hostile=True)
+VALID = record_strategies(hostile=False)
+
+
+@st.composite
+def files(draw, records: dict):
+    """(format, lines): mostly records of that format, some of others, a blank or broken line."""
+    fmt = draw(st.sampled_from(FORMATS))
+    own = records[fmt]
+    other = st.sampled_from(list(records.values())).flatmap(lambda s: s)
+    line = st.tuples(st.one_of(own, own, own, other), styles)
+    lines = [dump(r, style).encode() for r, style in draw(st.lists(line, min_size=1, max_size=6))]
+    lines += draw(st.lists(st.sampled_from([b"", b"  ", b"{", b"[1, 2]", b'{"messages": []}', b"\xff"]), max_size=2))
+    return fmt, draw(st.permutations(lines))
+
+
+@st.composite
+def tool_conversation(draw) -> list:
+    """Messages with tool calls, tool answers (to those calls or not) and every kind of content."""
+    part = st.sampled_from([Obj([("type", "text"), ("text", "t")]), Obj([("type", "refusal"), ("refusal", "r")]),
+                            Obj([("type", "image_url"), ("image_url", Obj([("url", "u")]))])])
+    content = st.one_of(texts, st.lists(part, max_size=3))
+    ids = st.sampled_from(["c1", "c2", "c3"])
+    msgs = [Obj([("role", draw(st.sampled_from(["system", "developer", "user"]))), ("content", draw(content))])]
+    for _ in range(draw(st.integers(1, 2))):
+        calls = [Obj([("id", draw(ids)), ("type", "function"),
+                      ("function", Obj([("name", draw(st.sampled_from(["f", ""]))),
+                                        ("arguments", draw(st.sampled_from(['{"a": 1}', "not json", "", "{}"])))]))])
+                 for _ in range(draw(st.integers(0, 2)))]
+        fields = [("role", "assistant")] + ([("content", draw(st.one_of(st.none(), content)))]
+                                            if draw(st.booleans()) else [])
+        if calls or draw(st.booleans()):
+            fields.append(("tool_calls", calls))
+        if draw(st.booleans()):
+            fields.append(("function_call", Obj([("name", "f"), ("arguments", "{}")])))
+        msgs.append(Obj(fields + ([("weight", draw(st.sampled_from([0, 1])))] if draw(st.booleans()) else [])))
+        for tid in draw(st.lists(ids, max_size=2)):
+            msgs.append(Obj([("role", "tool"), ("tool_call_id", tid), ("content", draw(content))]))
+        if draw(st.booleans()):
+            msgs.append(Obj([("role", "function"), ("name", draw(st.sampled_from(["f", None]))),
+                             ("content", draw(content))]))
+    return msgs
+
+
+conversations = {
+    "openai-chat": tool_conversation().map(lambda m: Obj([("messages", m)])),
+    "message-list": tool_conversation(),
+    "prompt-completion": st.tuples(tool_conversation(), tool_conversation(), st.booleans()).map(
+        lambda t: Obj([("prompt", t[0]), ("chosen" if t[2] else "completion", t[1])]
+                      + ([("rejected", t[0])] if t[2] else []))),
+    "openai-batch": st.tuples(tool_conversation(), st.sampled_from([None, 10, 2**63])).map(
+        lambda t: Obj([("custom_id", "a"), ("method", "POST"), ("url", "/v1/chat/completions"),
+                       ("body", Obj([("model", "m"), ("messages", t[0])]
+                                    + ([("max_completion_tokens", t[1])] if t[1] is not None else [])
+                                    + [("max_tokens", 5)]))])),
+}
+
+
+def state(s: Structure) -> dict:
+    out = {k: v for k, v in vars(s).items()
+           if k not in ("validate", "decoders", "read", "compact", "prompts", "ids", "checks")}
+    out["prompts"] = [list(s.prompts.bucket(i)) for i in range(64)]
+    out["ids"] = [list(s.ids.bucket(i)) for i in range(64)] if s.ids is not None else None
+    out["checks"] = vars(s.checks)
+    return out
+
+
+def both(fmt: str, lines: list[bytes], **kwargs) -> tuple[Structure, Structure]:
+    typed = Structure(fmt, **kwargs)
+    slow = Structure(fmt, **kwargs)
+    slow.decoders = ()  # every line by orjson and the dict validators
+    typed.feed_lines(list(lines))
+    slow.feed_lines(list(lines))
+    return typed, slow
+
+
+@SETTINGS
+@given(case=st.one_of(files(HOSTILE), files(VALID)), context_length=st.sampled_from([None, 3, 60]))
+def test_the_typed_path_counts_every_line_as_the_slow_path_does(case, context_length):
+    fmt, lines = case
+    typed, slow = both(fmt, lines, context_length=context_length)
+    assert state(typed) == state(slow)
+
+
+@SETTINGS
+@given(fmt=st.sampled_from(sorted(conversations)), data=st.data())
+def test_tool_conversations_warn_alike_on_both_paths(fmt, data):
+    lines = [dump(r, data.draw(styles)).encode() for r in data.draw(st.lists(conversations[fmt], min_size=1, max_size=4))]
+    typed, slow = both(fmt, lines)
+    assert state(typed) == state(slow)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SAMPLE_DATA.glob("*.jsonl") if p.name != "errors.jsonl"))
+def test_the_sample_records_take_the_typed_path(name):
+    """Every clean sample record decodes typed but those the schemas leave to the slow path on
+    purpose (records with ``tools``: their JSON schemas are free-form)."""
+    fmt = detect_format(str(SAMPLE_DATA / name)).format
+    lines = (SAMPLE_DATA / name).read_bytes().splitlines()
+    slow = [n for n, raw in enumerate(lines, 1) if not any(_decodes(d, raw) for d in DECODERS[fmt])]
+    assert slow == [n for n, raw in enumerate(lines, 1) if b'"tools"' in raw]
+
+
+def _decodes(decode, raw: bytes) -> bool:
+    try:
+        decode(raw)
+    except ValueError:
+        return False
+    return True
+
+
+def test_sharegpt_tags_are_the_validators():
+    from typing import get_args
+
+    assert set(get_args(ShareGPTTag)) == SHAREGPT_TAGS
+
+
+CHAT = '{"messages": [{"role": "user", "content": "%s"}, {"role": "assistant", "content": "%s"}]}'
+
+
+@pytest.mark.parametrize("line,warned", [
+    # a line the typed decoders accept whole, which must still warn
+    ('{"messages": [{"role": "user", "content": "a", "content": "b"}, {"role": "assistant", "content": "c"}]}', True),
+    ('{"messages": [{"role": "user", "role": "user", "content": "a"}, {"role": "assistant", "content": "c"}]}', True),
+    ('{"messages": [{"role": "user", "content": "a"}], "messages": [{"role": "user", "content": "a"}, '
+     '{"role": "assistant", "content": "c"}]}', True),
+    ('{"messages": [{"role": "user", "content": "t: 1", "content": "b"}, {"role": "assistant", "content": "c"}]}', True),
+    # colons in the texts, escaped or not, are no repeated key
+    (CHAT % ("t: 1 : 2", "k: v"), False),
+    (CHAT % ("a\\u003ab", "c\\u003A"), False),
+    (CHAT % ("say \\\": twice", "x"), False),
+])
+def test_repeated_keys_on_typed_lines(write_lines, line, warned):
+    report = scan_file(write_lines([line]))
+    assert report.valid == 1 and report.errors == ()
+    assert [w.kind for w in report.warnings] == (["duplicate-key"] if warned else [])
+
+
+
+def _report(path: str, **kwargs) -> dict:
+    return {k: v for k, v in scan_file(path, **kwargs).to_dict().items() if k != "elapsed"}
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SAMPLE_DATA.glob("*.json*")) + ["hostile.jsonl", "typed.jsonl"])
+def test_whole_reports_are_the_slow_paths(name, monkeypatch):
+    """Every sample and golden file, JSON arrays included, end to end: the same report with the
+    typed decoders as with none (every line through orjson and the dict validators)."""
+    from pathlib import Path
+
+    import tui.core.datasets.scanner as scanner
+
+    path = SAMPLE_DATA / name if (SAMPLE_DATA / name).exists() else Path(__file__).parent / "golden" / name
+    typed = _report(str(path), context_length=64)
+    monkeypatch.setattr(scanner, "DECODERS", {})
+    assert _report(str(path), context_length=64) == typed
+
+
+def test_a_json_array_of_chat_records_counts_as_the_slow_path(tmp_path, monkeypatch):
+    import tui.core.datasets.scanner as scanner
+
+    records = [{"messages": [{"role": "user", "content": f"q{i}: why?"}, {"role": "assistant", "content": "because"}]}
+               for i in range(5)]
+    records.insert(2, {"messages": [{"role": "user", "content": "w?"},
+                                    {"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
+                                                                          "function": {"name": "f", "arguments": "x"}}]},
+                                    {"role": "tool", "tool_call_id": "d", "content": "r"}]})
+    path = tmp_path / "chat.json"
+    path.write_text(json.dumps(records, indent=2))
+    typed = _report(str(path))
+    assert typed["detected"]["container"] == "json-array" and typed["valid"] == 6
+    assert [w["kind"] for w in typed["warnings"]] == ["bad-arguments", "unmatched-tool-call"]
+    monkeypatch.setattr(scanner, "DECODERS", {})
+    assert _report(str(path)) == typed
+
+
+def test_runs_of_long_lines_take_orjsons_path_with_the_same_report(tmp_path, monkeypatch):
+    """Lines of more than LONG_LINES bytes on average over a run of RUN_LINES skip the typed
+    decoders (orjson is the faster on long texts); the report is the slow path's all the same."""
+    import tui.core.datasets.scanner as scanner
+
+    def chat(i: int, size: int) -> str:
+        return CHAT % (f"q{i}: " + "why " * size, "because")
+
+    lines = [chat(i, 2) for i in range(scanner.RUN_LINES)]
+    lines += [chat(i, 1000) for i in range(scanner.RUN_LINES)]
+    lines[300] = lines[300].replace('"content"', '"content": "x", "content"', 1)  # a repeated key
+    lines[301] = '{"messages": [{"role": "user", "content": "%s"}]}' % ("why " * 1000)  # no reply
+    lines[302] = lines[303]  # a repeated prompt
+    lines += [chat(i, 2) for i in range(scanner.RUN_LINES, 2 * scanner.RUN_LINES)]
+    path = tmp_path / "long.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+
+    decoded: list[int] = []
+    decoders = dict(scanner.DECODERS)
+    plain = decoders["openai-chat"][0]
+
+    def counting(raw):
+        decoded.append(len(raw))
+        return plain(raw)
+
+    monkeypatch.setattr(scanner, "DECODERS", decoders | {"openai-chat": (counting, *decoders["openai-chat"][1:])})
+    typed = _report(str(path), context_length=64)
+    assert len(decoded) == 2 * scanner.RUN_LINES and max(decoded) < scanner.LONG_LINES
+    assert [w["kind"] for w in typed["warnings"]] == ["duplicate-key", "no-assistant-reply"]
+    assert typed["checks"]["duplicate_prompts"] == 1
+    monkeypatch.setattr(scanner, "DECODERS", {})
+    assert _report(str(path), context_length=64) == typed
