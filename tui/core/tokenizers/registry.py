@@ -144,6 +144,8 @@ class Registry:
         #: tiktoken rank tables by their file's sha256: tokenizers of one file share one
         #: (o200k_harmony uses o200k_base's; each Encoding keeps its table, so sharing saves ~20 MB)
         self._rank_tables: dict[str, dict[bytes, int]] = {}
+        #: False: every load reads and verifies its own file (``tokenizers doctor`` checks what is installed)
+        self.use_cache = True
         self._lock = threading.Lock()
         self._id_locks: dict[str, threading.Lock] = {}
 
@@ -229,9 +231,9 @@ class Registry:
         assert info.path is not None
         path = Path(info.path)
         ranks = None
-        if info.format == "tiktoken" and info.sha256:
+        if info.format == "tiktoken" and info.sha256 and self.use_cache:
             data, ranks = b"", self._rank_table(info, path)
-        elif info.sha256 and path.suffix == ".xz":
+        elif info.sha256 and path.suffix == ".xz" and self.use_cache:
             data = cached_data(self._cache_folder(), info.sha256, lambda: self._read(info, path))
         else:
             data = self._read(info, path)
