@@ -51,6 +51,31 @@ async def test_a_dead_counting_process_shows_on_the_rows_and_is_restarted():
         assert any("SIGKILL" in n.message for n in app._notifications)
 
 
+async def test_a_hung_counting_process_shows_on_the_rows_and_is_restarted(monkeypatch):
+    from tui.core.tokenizers import counting_client
+
+    monkeypatch.setattr(counting_client, "OVERDUE_S", 0.2)
+    monkeypatch.setattr(counting_client, "PING_DEADLINE_S", 0.5)
+    app = _app("hello world\n")
+    async with app.run_test(size=(110, 30)) as pilot:
+        await settle(pilot)
+        first = app.counting.pid
+        os.kill(first, signal.SIGSTOP)  # alive, never answering: only the watchdog can tell
+        await pilot.press(*"more ")
+        for _ in range(500):
+            if app.tokens.interrupted:
+                break
+            await pilot.pause(0.01)
+        notes = {tid: cells[4] for tid, cells in table_rows(app).items()}
+        assert all("stopped answering" in note and "restarting" in note for note in notes.values()), notes
+        await settle(pilot)
+        text = app.query_one("#editor", TextArea).text
+        rows = table_rows(app)
+        for tid in ("cl100k_base", "llama2", "estimate"):
+            assert rows[tid][0] == str(app.registry.get(tid).count(text)) and "restarting" not in rows[tid][4]
+        assert app.counting.pid != first and not _alive(first)
+
+
 async def test_quitting_the_dashboard_leaves_no_counting_process():
     app = _app("hello")
     async with app.run_test(size=(100, 30)) as pilot:

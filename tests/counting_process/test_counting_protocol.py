@@ -292,3 +292,33 @@ def test_an_edit_can_wait_for_its_first_counts(start_service, bundled):
     assert all(r.version == 2 and r.count.tokens == bundled.get(r.tokenizer_id).count("hello world\nmore")
                for r in rows)
     assert doc.wait_for_counts(3, 0.01) == []  # a version not sent: the wait ends with nothing
+
+
+def test_a_hung_process_is_found_by_a_ping_killed_and_restarted(start_service, bundled, monkeypatch):
+    from tui.core.tokenizers import counting_client
+
+    monkeypatch.setattr(counting_client, "OVERDUE_S", 0.2)
+    monkeypatch.setattr(counting_client, "PING_DEADLINE_S", 0.6)
+    monkeypatch.setattr(counting_client, "WATCH_INTERVAL_S", 0.05)
+    service, rec, doc = start_service()
+    ids = ["r50k_base", "estimate"]
+    doc.set_rows(ids)
+    doc.reset(1, "hello world\n")
+    wait_until(lambda: rec.counted(ids, 1), "the first counts")
+    doc.close()  # a request with no answer of its own: the process is pinged, answers, and lives
+    doc = service.open_document(rec)
+    doc.set_rows(ids)
+    doc.reset(2, "hello world\n")
+    wait_until(lambda: rec.counted(ids, 2), "the counts of a new document")
+    time.sleep(1.5)
+    assert not rec.of(ProcessStopped)
+    first = service.pid
+    os.kill(first, signal.SIGSTOP)  # alive, but it will never answer
+    doc.edit(3, "hello world\nagain", (12, 0))
+    wait_until(lambda: rec.of(ProcessStopped), "the hung process to be found", timeout=20)
+    stopped = rec.of(ProcessStopped)[0]
+    assert stopped.restarting and stopped.reason.startswith("the counting process stopped answering")
+    wait_until(lambda: rec.counted(ids, 3), "the counts from the new process")
+    assert service.pid != first and not alive(first)
+    for tid in ids:
+        assert rec.latest[tid].count.tokens == bundled.get(tid).count("hello world\nagain")

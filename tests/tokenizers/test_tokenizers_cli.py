@@ -135,6 +135,7 @@ def test_doctor_passes_on_a_clean_install(isolated_env):
     proc = run_cli("tokenizers", "doctor", env=_env(isolated_env))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("\nok ") + proc.stdout.startswith("ok ") == 13
+    assert not (isolated_env / ".cache" / "tokdeck").exists()  # it read the installed files, not a cache
 
 
 def test_add_then_count(isolated_env, raw_files):

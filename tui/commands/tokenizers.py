@@ -80,6 +80,7 @@ def run_doctor(args) -> int:
     from ..core.tokenizers import default_registry
 
     reg = default_registry()
+    reg.use_cache = False  # the installed files themselves are verified, not their cached copies
     failures = 0
     for info in reg.infos():
         t0 = time.perf_counter()

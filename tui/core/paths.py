@@ -29,8 +29,15 @@ def user_tokenizer_store(env: Mapping[str, str] | None = None) -> Path:
     return data_dir(env) / "tokenizers"
 
 
-def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Write via a temporary file and rename, so a crash never leaves a half-written file."""
+def cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """$XDG_CACHE_HOME/tokdeck: files tokdeck can make again (tokenizer files made ready to load)."""
+    return _xdg("XDG_CACHE_HOME", ".cache", env) / "tokdeck"
+
+
+def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None, sync: bool = True) -> None:
+    """Write via a temporary file and rename, so a crash never leaves a half-written file.
+    ``sync=False``: no fsync, for a cache (after a crash the file may be missing or damaged: its
+    reader validates it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
@@ -38,8 +45,9 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, path)

@@ -28,6 +28,10 @@ Faults: when the process dies (a crash, a kill, a protocol error), every open do
 ``ProcessStopped`` with the reason (exit status and the last line of its stderr), a new process
 starts, and each document's rows and whole text are sent again. A process that died while
 loading a tokenizer twice has that tokenizer blamed: it gets an error and is not loaded again.
+A process alive but unresponsive (stopped, deadlocked) is found by a watchdog: when the
+process has said nothing for OVERDUE_S since something was sent to it, it gets a ping; no
+answer within PING_DEADLINE_S (LOAD_DEADLINE_S while it loads a tokenizer: a big load holds the
+GIL there for seconds) and it is killed, which is then handled as a death.
 More than MAX_RESTARTS deaths within RESTART_WINDOW_S and the service gives up until ``start()``.
 Calls waiting for a dead process raise TokenizerError. Sends never block the caller: a
 sender thread writes (texts in pieces of ``wire.TEXT_PIECE`` characters); a reader thread
@@ -64,6 +68,13 @@ MAX_RESTARTS = 3
 RESTART_WINDOW_S = 60.0
 #: deaths while loading one tokenizer after which it is blamed and never loaded again
 LOAD_STRIKES = 2
+#: silence after a request before the process is pinged, and how long the ping may wait for its
+#: answer before the process counts as hung (while it loads a tokenizer: LOAD_DEADLINE_S; loading
+#: gemma3 holds the process's GIL 1.2 s on a quiet machine, 4 s at load average 6)
+OVERDUE_S = 1.0
+PING_DEADLINE_S = 5.0
+LOAD_DEADLINE_S = 30.0
+WATCH_INTERVAL_S = 0.25
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])  # the folder holding ``tui``
 
 
@@ -184,6 +195,11 @@ class _Child:
             os.close(from_parent)
         self.pid = self.proc.pid
         self.loading: str | None = None  # the tokenizer being loaded (a death is blamed on it)
+        self.sent_at = 0.0  # monotonic times of the last request sent and of the last frame read
+        self.heard_at = time.monotonic()
+        self.pinged_at: float | None = None  # a ping waiting for its answer since then
+        self.hung: str | None = None  # why the watchdog killed it
+        self.ended = threading.Event()  # its pipe closed: the watchdog stops
         os.set_blocking(self.to_child, False)  # a write from the caller's thread must never wait
         self._queue: SimpleQueue = SimpleQueue()
         self._writing = threading.Lock()  # held while frames go into the pipe (never by a caller waiting)
@@ -193,11 +209,13 @@ class _Child:
         threading.Thread(target=self._send_loop, name=f"counting-send-{self.pid}", daemon=True).start()
         threading.Thread(target=service._read_loop, args=(self,), name=f"counting-read-{self.pid}",
                          daemon=True).start()
+        threading.Thread(target=self._watch, name=f"counting-watch-{self.pid}", daemon=True).start()
 
     def send(self, item) -> None:
         """Never waits. A small message with nothing ahead of it is written at once (a keystroke's
         edit skips a thread hop, which cost milliseconds on a busy machine); the rest, and
         whatever the pipe does not take, goes through the sender thread, in order."""
+        self.sent_at = time.monotonic()
         small = not isinstance(item, _Text) or item.end - item.start <= wire.TEXT_PIECE
         if small and self._writing.acquire(blocking=False):
             try:
@@ -241,6 +259,23 @@ class _Child:
             with self._writing:
                 self._closed = True
                 os.close(fd)
+
+    def _watch(self) -> None:
+        """Ping the process when an answer is overdue; kill it when the ping gets none in time."""
+        pings = itertools.count(1)
+        while not self.ended.wait(WATCH_INTERVAL_S):
+            now = time.monotonic()
+            if self.pinged_at is None:
+                if self.heard_at < self.sent_at and now - self.sent_at > OVERDUE_S:
+                    self.pinged_at = now
+                    self.send(("ping", next(pings)))
+                continue
+            deadline = LOAD_DEADLINE_S if self.loading is not None else PING_DEADLINE_S
+            if now - self.pinged_at > deadline:
+                self.hung = (f"the counting process stopped answering (nothing for {now - self.heard_at:.0f} s, "
+                             f"a ping unanswered)")
+                self.kill()  # its reader sees the end of the pipe: handled as any death
+                return
 
     def kill(self) -> int:
         """Stop the process now and reap it; its exit status."""
@@ -380,7 +415,9 @@ class CountingService:
         reason = None
         try:
             while True:
-                for message in reader.read():
+                messages = reader.read()
+                child.heard_at, child.pinged_at = time.monotonic(), None
+                for message in messages:
                     self._dispatch(child, message)
         except EOFError:
             pass
@@ -388,8 +425,10 @@ class CountingService:
             reason = f"the counting process broke the protocol: {type(exc).__name__}: {exc}"
         finally:
             os.close(child.from_child)
+            child.ended.set()
         status = child.kill()
-        self._ended(child, reason or child.reason(status))
+        died = child.reason(status)
+        self._ended(child, reason or child.hung or died)
 
     def _dispatch(self, child: _Child, message) -> None:
         if not isinstance(message, tuple) or not message:
@@ -441,6 +480,8 @@ class CountingService:
         elif kind == "problem":
             _, text = message
             self._broadcast(ProcessProblem(str(text)))
+        elif kind == "pong":
+            pass  # what it proves (the process answers) was noted when its frame was read
         else:
             raise wire.ProtocolError(f"unknown message {kind!r}")
 

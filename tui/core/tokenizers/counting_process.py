@@ -18,6 +18,7 @@ Messages in, each a tuple (kind first; ``doc`` numbers a document, ``version`` i
   ("close", doc)
   ("load", ids)                                      load (for calls), count nothing
   ("call", request, tid, method, args)               a Tokenizer method (CALLS), for the other panes
+  ("ping", n)                                        are you there? (the client's liveness check)
 Messages out:
   ("ready", pid, PROTOCOL)
   ("loading", tid)                                   before each load (a crash is then blamed on it)
@@ -29,6 +30,7 @@ Messages out:
   ("reply", request, error, value)                   error: None or (exception type, message)
   ("resync", doc, version)                           an edit that does not fit the text: send it whole
   ("problem", text)                                  a bug here, reported; the process goes on
+  ("pong", n)                                        here
 
 Threads: the main thread reads messages (a burst at once), applies the edits and counts the
 incremental rows of a keystroke inline, the tiktoken family first, each result frame sent as
@@ -340,6 +342,9 @@ class Server:
         elif kind == "call":
             _, request, tid, method, args = message
             self._calls.submit(self._call, request, tid, method, args)
+        elif kind == "ping":
+            _, n = message
+            self.out.send(("pong", n))
         else:
             raise wire.ProtocolError(f"unknown message {kind!r}")
 

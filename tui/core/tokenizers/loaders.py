@@ -179,10 +179,10 @@ def check_special_tokens(specials: Mapping[str, int], origin: str) -> None:
             raise TokenizerError(f"{origin}: special token {text!r} has an invalid id {rank!r}")
 
 
-def build_tiktoken(info: TokenizerInfo, data: bytes, pattern: str, special_tokens: dict[str, int]) -> Tokenizer:
+def build_tiktoken(info: TokenizerInfo, ranks: dict[bytes, int], pattern: str,
+                   special_tokens: dict[str, int]) -> Tokenizer:
     import tiktoken
 
-    ranks = parse_rank_file(data, info.id)
     check_special_tokens(special_tokens, info.id)
     check_ranks(ranks, info.id, special_tokens.values())
     try:
@@ -314,14 +314,17 @@ def build_tekken(info: TokenizerInfo, data: bytes, default_specials: list[str]) 
 
 def build(info: TokenizerInfo, data: bytes, *, pattern: str | None = None,
           special_tokens: dict[str, int] | None = None, default_specials: list[str] | None = None,
-          verified: bool = False) -> Tokenizer:
+          verified: bool = False, ranks: dict[bytes, int] | None = None) -> Tokenizer:
     """The tokenizer from a file's bytes; TokenizerError (one line) if they are not a usable one.
-    ``verified``: the bytes matched a known sha256 (the JSON pre-check of tokenizer.json is skipped)."""
+    ``verified``: the bytes matched a known sha256 (the JSON pre-check of tokenizer.json is skipped).
+    ``ranks``: a tiktoken file's ranks parsed already (``data`` is then not read)."""
     with PanicGuard(info.id):
         if info.format == "tiktoken":
             if not isinstance(pattern, str):
                 raise TokenizerError(f"{info.id}: no pre-tokenizer pattern known for this tiktoken file")
-            return build_tiktoken(info, data, pattern, special_tokens or {})
+            if ranks is None:
+                ranks = parse_rank_file(data, info.id)
+            return build_tiktoken(info, ranks, pattern, special_tokens or {})
         if info.format == "hf":
             return build_hf(info, data, verified)
         if info.format == "tekken":

@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from ..errors import TokenizerError
-from ..paths import user_tokenizer_store
+from ..paths import cache_dir, user_tokenizer_store
 from .base import EstimateTokenizer, Tokenizer, TokenizerInfo, first_line
-from .loaders import FORMATS, build, find_tokenizer_file, read_tokenizer_file
+from .load_cache import cached_data, cached_ranks
+from .loaders import FORMATS, build, find_tokenizer_file, parse_rank_file, read_tokenizer_file
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 LICENSE_DIR = DATA_DIR / "licenses"
@@ -111,8 +112,8 @@ def tiktoken_cache_dir(env: Mapping[str, str] = os.environ) -> Path:
 
 
 #: the environment variables a Registry reads (where the user store and the caches are)
-REGISTRY_ENV = ("TOKDECK_TOKENIZER_PATH", "XDG_DATA_HOME", "HF_HUB_CACHE", "HF_HOME", "TIKTOKEN_CACHE_DIR",
-                "DATA_GYM_CACHE_DIR")
+REGISTRY_ENV = ("TOKDECK_TOKENIZER_PATH", "XDG_DATA_HOME", "XDG_CACHE_HOME", "HF_HUB_CACHE", "HF_HOME",
+                "TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR")
 
 
 def _sha256_file(path: Path) -> str:
@@ -140,6 +141,11 @@ class Registry:
         self._problems: list[str] = []
         self._loaded: dict[str, Tokenizer] = {}
         self._failed: dict[str, str] = {}
+        #: tiktoken rank tables by their file's sha256: tokenizers of one file share one
+        #: (o200k_harmony uses o200k_base's; each Encoding keeps its table, so sharing saves ~20 MB)
+        self._rank_tables: dict[str, dict[bytes, int]] = {}
+        #: False: every load reads and verifies its own file (``tokenizers doctor`` checks what is installed)
+        self.use_cache = True
         self._lock = threading.Lock()
         self._id_locks: dict[str, threading.Lock] = {}
 
@@ -224,13 +230,13 @@ class Registry:
             return EstimateTokenizer(info)
         assert info.path is not None
         path = Path(info.path)
-        raw = read_tokenizer_file(path)
-        data = lzma.decompress(raw) if path.suffix == ".xz" else raw
-        if info.sha256 and hashlib.sha256(data).hexdigest() != info.sha256:
-            raise TokenizerError(
-                f"{info.id}: sha256 mismatch for {path.name} (expected {info.sha256[:12]}…): "
-                "the file is corrupt or was changed"
-            )
+        ranks = None
+        if info.format == "tiktoken" and info.sha256 and self.use_cache:
+            data, ranks = b"", self._rank_table(info, path)
+        elif info.sha256 and path.suffix == ".xz" and self.use_cache:
+            data = cached_data(self._cache_folder(), info.sha256, lambda: self._read(info, path))
+        else:
+            data = self._read(info, path)
         entry = self._manifest_entry_for(info)
         return build(
             info,
@@ -239,7 +245,32 @@ class Registry:
             special_tokens=_special_tokens(entry) if entry else info.extra.get("special_tokens"),
             default_specials=(entry or {}).get("special_tokens_default"),
             verified=bool(info.sha256),
+            ranks=ranks,
         )
+
+    @staticmethod
+    def _read(info: TokenizerInfo, path: Path) -> bytes:
+        """The file's contents (decompressed), checked against its sha256 where one is known."""
+        raw = read_tokenizer_file(path)
+        data = lzma.decompress(raw) if path.suffix == ".xz" else raw
+        if info.sha256 and hashlib.sha256(data).hexdigest() != info.sha256:
+            raise TokenizerError(
+                f"{info.id}: sha256 mismatch for {path.name} (expected {info.sha256[:12]}…): "
+                "the file is corrupt or was changed"
+            )
+        return data
+
+    def _rank_table(self, info: TokenizerInfo, path: Path) -> dict[bytes, int]:
+        """The ranks of a tiktoken file of known sha256: once per registry, from the cache if it has them."""
+        assert info.sha256 is not None
+        ranks = self._rank_tables.get(info.sha256)
+        if ranks is None:
+            ranks = self._rank_tables[info.sha256] = cached_ranks(
+                self._cache_folder(), info.sha256, lambda: parse_rank_file(self._read(info, path), info.id))
+        return ranks
+
+    def _cache_folder(self) -> Path:
+        return cache_dir(self._env) / "tokenizers"
 
     def _manifest_entry_for(self, info: TokenizerInfo) -> dict | None:
         manifest = _manifest()
