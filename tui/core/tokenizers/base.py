@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import tokenizers
 
 SpecialPolicy = Literal["literal", "parse"]
-SPECIAL_POLICIES: tuple[str, ...] = ("literal", "parse")
+SPECIAL_POLICIES: tuple[SpecialPolicy, ...] = ("literal", "parse")
 
 SOURCES = ("bundled", "builtin", "hf-cache", "tiktoken-cache", "user")
 
