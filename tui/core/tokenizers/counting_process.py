@@ -55,9 +55,8 @@ from pathlib import Path
 
 from ..errors import TokenizerError
 from . import wire
-from .base import SPECIAL_POLICIES, SpecialPolicy, Tokenizer
+from .base import SPECIAL_POLICIES, SpecialPolicy, Tokenizer, first_line
 from .incremental import UNCHANGED, CountStats, EditLog, IncrementalCounter, window_bounds
-from .loaders import first_line
 from .pieces import token_pieces
 from .registry import Registry
 
