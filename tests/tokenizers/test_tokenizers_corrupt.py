@@ -21,7 +21,7 @@ from tokdeck_testing import run_cli
 from tui.core.errors import TokenizerError
 from tui.core.tokenizers import Registry, add_to_store, count_texts
 from tui.core.tokenizers.base import TokenizerInfo
-from tui.core.tokenizers.loaders import build
+from tui.core.tokenizers.loaders import build, parse_rank_file
 
 TEXT = "Counting offline: 你好 \x01 <|endoftext|>\n"
 
@@ -222,6 +222,15 @@ def _rank_file(tokens: list[bytes]) -> bytes:
 BYTES = [bytes((b,)) for b in range(256)]
 INFO = TokenizerInfo(id="prop", name="prop", format="tiktoken", source="user")
 PATTERN = r"""'s|'t| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+def test_a_token_listed_twice_is_named_by_its_line_past_blank_lines():
+    """Blank lines are skipped; the search for the repeated token once took the second blank line for it."""
+    first, second, third = (base64.b64encode(t) for t in (b"a", b"b", b"c"))
+    data = b"\n".join([first + b" 0", b"", second + b" 1", b"", third + b" 2", first + b" 3"])
+    with pytest.raises(TokenizerError) as err:
+        parse_rank_file(data, "ranks")
+    assert str(err.value) == "ranks: corrupt tiktoken rank file: the token of line 6 is listed twice"
 
 
 @st.composite

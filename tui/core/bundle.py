@@ -154,8 +154,8 @@ class Tools:
     python: str = sys.executable
     path: Path | None = None
 
-    def run(self, module: str, args: Sequence[str], *, isolated: bool = False,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    def run(self, module: str, args: Sequence[str | Path], *, isolated: bool = False,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """`python -m module args`, output captured. isolated: no pip configuration, no PIP_* settings."""
         full_env = dict(os.environ)
         if isolated:
@@ -226,7 +226,7 @@ def resolve(req: str, target: Target, tools: Tools, wheelhouse: Path | None = No
     """
     with tempfile.TemporaryDirectory(prefix="tokdeck-resolve-") as tmp:
         report = Path(tmp) / "report.json"
-        args = ["install", "--quiet", "--dry-run", "--ignore-installed", "--target", Path(tmp) / "target",
+        args: list[str | Path] = ["install", "--quiet", "--dry-run", "--ignore-installed", "--target", Path(tmp) / "target",
                 "--report", report, *target.pip_args()]
         if wheelhouse is not None:
             args += ["--no-index", "--find-links", wheelhouse]
@@ -243,7 +243,7 @@ def resolve(req: str, target: Target, tools: Tools, wheelhouse: Path | None = No
 def build_pex(req: str, wheelhouse: Path, targets: Sequence[Target], output: Path, script: str,
               tools: Tools, work: Path) -> None:
     """One executable file for all `targets` (one architecture), from the wheelhouse alone."""
-    args = ["--no-pypi", "--pre-resolved-dists", wheelhouse]
+    args: list[str | Path] = ["--no-pypi", "--pre-resolved-dists", wheelhouse]
     for target in targets:
         platform_file = work / f"platform-{target.arch}-{target.python}.json"
         platform_file.write_text(json.dumps(target.complete_platform()), encoding="utf-8")

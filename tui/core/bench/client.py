@@ -30,7 +30,6 @@ from ..messages import messages_text
 from .redact import clip, redact_url
 from .sse import DONE, ERROR, OUTPUT, RESPONSE, Chunk, SSEParser, StreamError, classify, read_payload
 
-BACKENDS = ("openai-chat", "openai")
 DEFAULT_ENDPOINTS = {"openai-chat": "/v1/chat/completions", "openai": "/v1/completions"}
 REDIRECTS = frozenset((301, 302, 303, 307, 308))
 #: the most bytes of a whole (non-streamed) answer read

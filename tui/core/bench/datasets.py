@@ -97,7 +97,7 @@ def load_custom(path: str | Path, tokenizer, num_prompts: int, seed: int = 0,
                 output_len: int | None = None, default_output_len: int = DEFAULT_CUSTOM_OUTPUT_LEN
                 ) -> list[BenchRequest]:
     """vLLM's ``custom`` JSONL (plus chat lines); ``output_len`` overrides every line's own."""
-    rows: list[tuple[str | None, tuple | None, int | None, str | None]] = []
+    rows: list[tuple[str | None, tuple[dict, ...] | None, int | None, str | None]] = []
     for lineno, obj in _jsonl(path, _read_bytes(path)):
         prompt = msgs = reply = None
         out_len = None
@@ -132,7 +132,7 @@ def load_custom(path: str | Path, tokenizer, num_prompts: int, seed: int = 0,
     if not rows:
         raise DatasetError(f"{path}: no prompts in the file")
     rows = _sample(rows, num_prompts, random.Random(seed))
-    texts = [p if p is not None else messages_text(m) for p, m, _, _ in rows]
+    texts = [_prompt_text(p, m) for p, m, _, _ in rows]
     counts = tokenizer.count_many(texts)
     replies = [r for *_, r in rows if r is not None and output_len is None]
     reply_counts = iter(tokenizer.count_many(replies)) if replies else iter(())
@@ -148,6 +148,14 @@ def load_custom(path: str | Path, tokenizer, num_prompts: int, seed: int = 0,
             olen = default_output_len
         out.append(BenchRequest(prompt=prompt, messages=msgs, output_len=olen, input_len=n))
     return out
+
+
+def _prompt_text(prompt: str | None, msgs: tuple[dict, ...] | None) -> str:
+    """A custom line's text to count: its prompt, or its messages' text."""
+    if prompt is not None:
+        return prompt
+    assert msgs is not None, "load_custom refuses a line with neither"
+    return messages_text(msgs)
 
 
 def _sharegpt_entries(path: str | Path, data: bytes) -> list[tuple[str, Any]]:

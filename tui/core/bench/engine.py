@@ -196,7 +196,8 @@ class BenchmarkRun:
         self.emit_records = emit_records
         self.result: BenchResult | None = None
         self._stop_requested = False
-        self._stop_ev: asyncio.Event | None = None
+        # no loop needed to make them: an asyncio.Event binds to the loop that first waits on it
+        self._stop_ev = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._emit: Callable[[Event], None] = lambda e: None
         self.store = RecordStore(keep_texts=spec.keep_texts, streamed=spec.stream)
@@ -220,8 +221,8 @@ class BenchmarkRun:
         self._recent_tpot: deque[float] = deque(maxlen=RECENT)
         self._recent_itl: deque[float] = deque(maxlen=RECENT * 8)
         self._pending_count: list[tuple[RequestRecord, str]] = []
-        self._count_wake: asyncio.Event | None = None
-        self._idle: asyncio.Event | None = None
+        self._count_wake = asyncio.Event()
+        self._idle = asyncio.Event()
         self._dispatch_done = False
         self._warmup = {"requests": 0, "failed": 0}
         self._stopped_by: str | None = None
@@ -238,8 +239,7 @@ class BenchmarkRun:
 
         Call from the run's own event loop (``BenchmarkThread.stop`` is the thread-safe form)."""
         self._stop_requested = True
-        if self._stop_ev is not None:
-            self._stop_ev.set()
+        self._stop_ev.set()
 
     @property
     def stopped(self) -> bool:
@@ -274,11 +274,6 @@ class BenchmarkRun:
     async def run(self, on_event: Callable[[Event], None] | None = None) -> BenchResult:
         """Run to the end (or until ``stop()``); returns the result (also in ``self.result``)."""
         self._loop = asyncio.get_running_loop()
-        self._stop_ev = asyncio.Event()
-        if self._stop_requested:
-            self._stop_ev.set()
-        self._count_wake = asyncio.Event()
-        self._idle = asyncio.Event()
         if on_event is not None:
             self._emit = on_event
         session = make_session(self.spec)
@@ -327,6 +322,7 @@ class BenchmarkRun:
             async with sem:
                 out = Outcome()
                 task = asyncio.current_task()
+                assert task is not None, "a coroutine run by create_task"
                 self._watched[task] = out
                 self._conns = max(self._conns, len(self._watched))
                 try:
@@ -341,7 +337,8 @@ class BenchmarkRun:
         tasks = [asyncio.create_task(one(i)) for i in range(n)]
         stopper = asyncio.create_task(self._stop_ev.wait())
         gathered = asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.wait({gathered, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        either: set[asyncio.Future[Any]] = {gathered, stopper}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
         await asyncio.gather(stopper, return_exceptions=True)
         if not gathered.done():
@@ -466,6 +463,7 @@ class BenchmarkRun:
             out.error = internal_error(exc)
         finally:
             task = asyncio.current_task()
+            assert task is not None, "a coroutine run by create_task"
             self._inflight.pop(task, None)
             self._watched.pop(task, None)
             if self._sem is not None:

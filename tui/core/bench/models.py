@@ -17,7 +17,8 @@ import orjson
 from ..endpoint import base_url_problem, shown_url
 from ..errors import TokdeckError
 from .client import REDIRECTS, redirect_reason
-from .engine import endpoint_url, redact_url, ssl_setting
+from .engine import endpoint_url, ssl_setting
+from .redact import redact_url
 
 MAX_BODY = 16 * 1024 * 1024
 #: the longest a whole answer may take beyond ``timeout``: a server sending a byte now and then

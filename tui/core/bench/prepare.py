@@ -158,7 +158,8 @@ def prepare(options: RunOptions, *, profile: Profile | None = None, registry: Re
 
     from ..errors import TokdeckError
     from ..tokenizers import default_registry
-    from .engine import BenchSpec, TokenCounter, redact_url
+    from .engine import BenchSpec, TokenCounter
+    from .redact import redact_url
 
     say = say or (lambda line: None)
     if profile is None and options.profile:

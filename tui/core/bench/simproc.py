@@ -261,15 +261,15 @@ def judge_lateness(result: "BenchResult", health: dict[str, Any], cfg: SimConfig
     spread = Lateness(*(float(late[k]) for k in keys))
     limit = lag_limit_ms(cfg.ttft_ms, cfg.itl_ms)
     behind = spread.p99 > limit
-    health = result.client_health
-    warning = health.warning
+    client = result.client_health
+    warning = client.warning
     if behind:
         note = (f"the simulator was late by {spread.p99:.1f} ms (p99 of its writes, max {spread.max:.1f} ms; "
                 f"limit {limit:.1f} ms): it did not keep its configured timings, so TTFT and ITL partly measure a "
                 "busy simulator; give it fewer concurrent streams or idle CPU cores, or run `tokdeck sim "
                 "--workers N` and pass --base-url")
         warning = f"{warning}; {note}" if warning else note
-    return replace(result, client_health=replace(health, simulator=SimulatorHealth(spread, limit, behind),
+    return replace(result, client_health=replace(client, simulator=SimulatorHealth(spread, limit, behind),
                                                  warning=warning))
 
 

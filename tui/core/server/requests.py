@@ -15,7 +15,7 @@ one-line message; the app turns it into ``{"error": {"message", "type"}}``.
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias, cast
+from typing import Any, TypeAlias
 
 import msgspec
 
@@ -162,7 +162,7 @@ def _specials(specials: object) -> SpecialPolicy:
         return "literal"
     if specials not in SPECIAL_POLICIES:
         raise invalid(f"specials must be one of {', '.join(repr(p) for p in SPECIAL_POLICIES)}")
-    return cast(SpecialPolicy, specials)
+    return specials
 
 
 def _count_request(model_name: object, model: object, tokenizer: object, specials: object,

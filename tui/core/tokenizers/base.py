@@ -26,6 +26,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Sequence
 
 from ..errors import TokenizerError
@@ -35,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import tokenizers
 
 SpecialPolicy = Literal["literal", "parse"]
-SPECIAL_POLICIES: tuple[str, ...] = ("literal", "parse")
+SPECIAL_POLICIES: tuple[SpecialPolicy, ...] = ("literal", "parse")
 
 SOURCES = ("bundled", "builtin", "hf-cache", "tiktoken-cache", "user")
 
@@ -73,10 +74,10 @@ class PanicGuard:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if exc is not None and is_panic(exc):
             raise TokenizerError(f"{self.tokenizer_id}: the tokenizer library failed: {first_line(exc)}") from None
-        return False
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,9 @@ class TiktokenTokenizer(Tokenizer):
         # Big batches: a few threads, each encoding a run of texts in a loop. (tiktoken's own batch
         # call hands every text to a thread pool on its own: ~60 us per text, twenty times the
         # encoding of a short one; 100,000 short texts took 6 s instead of 0.3.)
-        runs, run, chars = [], [], 0
+        runs: list[list[str]] = []
+        run: list[str] = []
+        chars = 0
         for text in texts:
             run.append(text)
             chars += len(text)

@@ -124,7 +124,8 @@ def _check_content(content: Any, where: str) -> None:
                 continue
             if not isinstance(part, dict):
                 raise ChatFormatError(f"{where}.content[{j}] must be a content part object or a string")
-            key = TEXT_PART_KEYS.get(part.get("type")) if isinstance(part.get("type"), str) else None
+            kind = part.get("type")
+            key = TEXT_PART_KEYS.get(kind) if isinstance(kind, str) else None
             if key is not None and not isinstance(part.get(key), str):
                 raise ChatFormatError(f"{where}.content[{j}].{key} must be a string")
         return

@@ -463,9 +463,9 @@ class CountingService:
                 doc._window(message)
         elif kind == "reply":
             _, request, error, value = message
-            waiter = self._calls.pop(request, None)
-            if waiter is not None:
-                waiter.resolve(value, None if error is None else _call_error(*error))
+            caller = self._calls.pop(request, None)
+            if caller is not None:
+                caller.resolve(value, None if error is None else _call_error(*error))
         elif kind == "resync":
             _, doc_id, _version = message
             with self._lock:
@@ -501,7 +501,8 @@ class CountingService:
             if blamed is not None:
                 self._strikes[blamed] += 1
                 if self._strikes[blamed] >= LOAD_STRIKES:
-                    newly_blamed = self._blamed[blamed] = f"{blamed}: {reason} while loading it, {LOAD_STRIKES} times"
+                    self._blamed[blamed] = f"{blamed}: {reason} while loading it, {LOAD_STRIKES} times"
+                    newly_blamed = TokenizerLoaded(blamed, self._blamed[blamed], 0.0)
             now = time.monotonic()
             self._deaths = [t for t in self._deaths if now - t < RESTART_WINDOW_S] + [now]
             restarting = len(self._deaths) <= MAX_RESTARTS
@@ -509,7 +510,7 @@ class CountingService:
                 self.stopped = reason
         self._broadcast(ProcessStopped(reason, restarting))
         if newly_blamed is not None:
-            self._broadcast(TokenizerLoaded(blamed, newly_blamed, 0.0))
+            self._broadcast(newly_blamed)
         if restarting:
             with self._lock:
                 if self._child is None and not self._closed:

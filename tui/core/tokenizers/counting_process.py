@@ -57,9 +57,8 @@ from pathlib import Path
 
 from ..errors import TokenizerError
 from . import wire
-from .base import SPECIAL_POLICIES, Tokenizer
+from .base import SPECIAL_POLICIES, SpecialPolicy, Tokenizer, first_line
 from .incremental import UNCHANGED, CountStats, EditLog, IncrementalCounter, window_bounds
-from .loaders import first_line
 from .pieces import token_pieces
 from .registry import Registry
 
@@ -137,7 +136,7 @@ class Document:
         self.lock = threading.Lock()
         self.text = ""
         self.version = 0
-        self.specials = "literal"
+        self.specials: SpecialPolicy = "literal"
         self.edits = EditLog()
         self.rows: tuple[str, ...] = ()
         self.counters: dict[str, IncrementalCounter] = {}
@@ -333,9 +332,9 @@ class Server:
             self._calls.submit(self._window, doc_id, request, version, tid, text, specials, cursor, max_chars, limit)
         elif kind == "close":
             _, doc_id = message
-            doc = self.docs.pop(doc_id, None)
-            if doc is not None:
-                doc.close()
+            closed = self.docs.pop(doc_id, None)
+            if closed is not None:
+                closed.close()
         elif kind == "load":
             _, ids = message
             self.load(ids)
@@ -355,12 +354,12 @@ class Server:
         return doc
 
     @staticmethod
-    def _check_policy(policy) -> None:
+    def _check_policy(policy: object) -> None:
         if policy not in SPECIAL_POLICIES:
             raise wire.ProtocolError(f"unknown special-token policy {policy!r}")
 
     @staticmethod
-    def _set_specials(doc: Document, policy: str) -> None:
+    def _set_specials(doc: Document, policy: SpecialPolicy) -> None:
         """(under doc.lock) every counter starts over with the new policy"""
         if policy != doc.specials:
             doc.specials = policy
@@ -423,6 +422,7 @@ class Server:
                 meta = {"format": tok.info.format, "cut_rule": tok.cut_rule, "has_vocab": tok.has_vocab,
                         "vocab_size": tok.vocab_size, "exact": tok.info.exact}
             else:
+                assert error is not None, "both excepts that leave tok None set error"
                 self.failed[tid] = error
             self.out.send(("loaded", tid, error, seconds, meta))
             if tok is not None:
@@ -444,6 +444,7 @@ class Server:
 
     # ------------------------------------------------------------------ calls
     def _call(self, request: int, tid: str, method: str, args: tuple) -> None:
+        reply: tuple[object, ...]
         try:
             if method not in CALLS:
                 raise wire.ProtocolError(f"unknown call {method!r}")
@@ -456,9 +457,11 @@ class Server:
             reply = ("reply", request, (type(exc).__name__, first_line(exc)), None)
         self.out.send(reply)
 
-    def _window(self, doc_id: int, request: int, version: int, tid: str, text: str, specials: str, cursor: int,
-                max_chars: int, limit: int) -> None:
-        start, end, pieces, total, error = 0, 0, None, 0, None
+    def _window(self, doc_id: int, request: int, version: int, tid: str, text: str, specials: SpecialPolicy,
+                cursor: int, max_chars: int, limit: int) -> None:
+        start, end, total = 0, 0, 0
+        pieces: list[tuple[int, str, str]] | None = None
+        error: str | None = None
         try:
             tok = self._tokenizer(tid)
             if not tok.has_vocab:

@@ -75,8 +75,6 @@ PATTERN_RULES: dict[str, str] = {
     _TEKKEN: "o200k",
 }
 
-CUT_RULES = ("cl100k", "o200k", "r50k", "r50k+crlf")
-
 
 def cut_rule_for_pattern(pattern: str) -> str | None:
     """The rule for a tiktoken-style pattern, or None when no rule is proven for it."""

@@ -26,7 +26,7 @@ import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from .base import SpecialPolicy, Tokenizer
 from .cuts import context_radius, cut_positions, cuts_between
@@ -201,6 +201,7 @@ class IncrementalCounter:
 
     # ------------------------------------------------------------------ blocks
     def _cuts(self, text: str, lo: int, hi: int) -> list[int]:
+        assert self.rule is not None, "only a tokenizer with a cut rule is counted in blocks (count() checks)"
         return cuts_between(text, self.rule, lo, hi, self._atomic, self._lstrip)
 
     def _cut_at_or_before(self, text: str, x: int) -> int:
@@ -271,9 +272,9 @@ class IncrementalCounter:
                 return None
             # one block (the usual keystroke): a plain call, no batch machinery (tiktoken's batch
             # call starts a thread pool each time)
-            counts = ([self.tokenizer.count(batch[0], self.specials)] if len(batch) == 1
-                      else self.tokenizer.count_many(batch, self.specials))
-            self._counts.update(zip(batch, counts))
+            batch_counts = ([self.tokenizer.count(batch[0], self.specials)] if len(batch) == 1
+                            else self.tokenizer.count_many(batch, self.specials))
+            self._counts.update(zip(batch, batch_counts))
             encoded_chars += sum(map(len, batch))
         removed = Counter(old_blocks)
         if any(self._refs.get(blk, 0) < k for blk, k in removed.items()):
@@ -300,7 +301,7 @@ class IncrementalCounter:
         return self._total
 
 
-def _batches(blocks: Sequence[str], max_chars: int):
+def _batches(blocks: Sequence[str], max_chars: int) -> Iterator[list[str]]:
     batch: list[str] = []
     size = 0
     for blk in blocks:

@@ -135,7 +135,9 @@ def parse_rank_file(data: bytes, origin: str) -> dict[bytes, int]:
     if len(ranks) != entries:  # a token listed twice: find it for the message
         seen: set[bytes] = set()
         for n, line in enumerate(data.splitlines(), 1):
-            token = b64(line.split()[0], strict_mode=True) if line else None
+            if not line:  # skipped above too; not a token
+                continue
+            token = b64(line.split()[0], strict_mode=True)
             if token in seen:
                 raise TokenizerError(f"{origin}: corrupt tiktoken rank file: the token of line {n} is listed twice")
             seen.add(token)
@@ -150,8 +152,10 @@ def check_ranks(ranks: Mapping[bytes, int], origin: str, special_ids: Iterable[i
     taken = set(ranks.values())
     if len(taken) != len(ranks):
         seen: set[int] = set()
-        dup = next(r for r in ranks.values() if r in seen or seen.add(r))
-        raise TokenizerError(f"{origin}: corrupt tiktoken vocabulary: rank {dup} is given to two tokens")
+        for rank in ranks.values():
+            if rank in seen:
+                raise TokenizerError(f"{origin}: corrupt tiktoken vocabulary: rank {rank} is given to two tokens")
+            seen.add(rank)
     if b"" in ranks:
         raise TokenizerError(f"{origin}: corrupt tiktoken vocabulary: an empty token (rank {ranks[b'']})")
     lowest, highest = min(taken), max(taken)

@@ -29,10 +29,9 @@ from ..errors import TokenizerError
 from ..paths import cache_dir, user_tokenizer_store
 from .base import EstimateTokenizer, Tokenizer, TokenizerInfo, first_line
 from .load_cache import cached_data, cached_ranks
-from .loaders import FORMATS, build, find_tokenizer_file, parse_rank_file, read_tokenizer_file
+from .loaders import DEFAULT_TIKTOKEN_PATTERN_ID, FORMATS, build, find_tokenizer_file, parse_rank_file, read_tokenizer_file
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
-LICENSE_DIR = DATA_DIR / "licenses"
 STORE_META = "tokdeck.json"
 
 # tiktoken names cached downloads by the sha1 of their URL.
@@ -359,8 +358,8 @@ class Registry:
                 extra["base"] = base
                 note = f"same ranks as bundled {base}"
             else:
-                extra["pattern"] = _manifest()["cl100k_base"]["pattern"]
-                note = "pre-tokenizer pattern assumed: cl100k_base's"
+                extra["pattern"] = _manifest()[DEFAULT_TIKTOKEN_PATTERN_ID]["pattern"]
+                note = f"pre-tokenizer pattern assumed: {DEFAULT_TIKTOKEN_PATTERN_ID}'s"
         return TokenizerInfo(id=tid, name=kw.pop("name", tid), format=fmt, source=source, path=str(file),
                              note=note, extra=extra, **kw)
 
