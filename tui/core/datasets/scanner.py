@@ -40,7 +40,7 @@ from collections import Counter
 from dataclasses import replace
 from itertools import chain, compress, repeat
 from operator import add, attrgetter, eq, ne
-from typing import Any, Callable, Iterator, Mapping, Sequence, cast
+from typing import IO, Any, Callable, Iterator, Mapping, Sequence, cast
 
 from msgspec import DecodeError
 
@@ -706,7 +706,8 @@ def _structure_parallel(path, guess, size, workers, opts, cancel, time_budget, t
     env["PYTHONPATH"] = os.pathsep.join(x for x in (root, env.get("PYTHONPATH")) if x)
     env["PYTHONHASHSEED"] = str(random.randint(1, 2**32 - 1))  # one salt for every worker: see prompt_hash
     ranges = [(cuts[i], cuts[i + 1]) for i in range(workers) if cuts[i + 1] > cuts[i]]
-    procs = []
+    procs: list[subprocess.Popen[bytes]] = []
+    pipes: dict[int, IO[bytes]] = {}
     sel = selectors.DefaultSelector()
     try:
         for wid, (start, end) in enumerate(ranges):
@@ -717,8 +718,10 @@ def _structure_parallel(path, guess, size, workers, opts, cancel, time_budget, t
                                     stderr=err, stdin=subprocess.DEVNULL, env=env)
             err.close()
             procs.append(proc)
+            assert proc.stdout is not None, "stdout=PIPE"
+            pipes[wid] = proc.stdout
             sel.register(proc.stdout, selectors.EVENT_READ, wid)
-        progress = {wid: (0, 0, 0, 0) for wid in range(len(procs))}
+        progress: dict[int, tuple[int, ...]] = {wid: (0, 0, 0, 0) for wid in range(len(procs))}
         finished: dict[int, bool] = {}
         open_pipes = len(procs)
         flagged = False
@@ -728,7 +731,7 @@ def _structure_parallel(path, guess, size, workers, opts, cancel, time_budget, t
                 flagged = True
             for key, _ in sel.select(timeout=time_budget):
                 wid = key.data
-                line = key.fileobj.readline()
+                line = pipes[wid].readline()
                 if not line:
                     sel.unregister(key.fileobj)
                     open_pipes -= 1
@@ -758,7 +761,8 @@ def _structure_parallel(path, guess, size, workers, opts, cancel, time_budget, t
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-            proc.stdout.close()
+        for pipe in pipes.values():
+            pipe.close()
     return results, spill_dir
 
 
