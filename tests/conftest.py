@@ -7,9 +7,11 @@ The bundled tokenizers are shared across tests (loading them is the slow part).
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from tokdeck_testing import install_netguard
+from tokdeck_testing import NETGUARD_DIR, install_netguard
 
 install_netguard()
 
@@ -29,6 +31,8 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.delenv("DATA_GYM_CACHE_DIR", raising=False)
     for var in ("TOKDECK_CONFIG", "TOKDECK_TOKENIZER_PATH", "OPENAI_API_KEY", "TOKDECK_DEBUG"):
         monkeypatch.delenv(var, raising=False)
+    # processes tokdeck starts itself (the built-in simulator) inherit the network guard
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(NETGUARD_DIR), os.environ.get("PYTHONPATH")])))
     from tui.core.tokenizers.registry import reset_default_registry
 
     reset_default_registry()
