@@ -61,6 +61,21 @@ class _Progress:
             sys.stderr.flush()
 
 
+def _with_note(progress, workers, say):
+    """``progress``, saying once first where the requests go out from (the workers are up by then)."""
+    from ..core.bench.workers import workers_note
+
+    said = []
+
+    def on_event(ev) -> None:
+        if not said:
+            said.append(True)
+            say(f"sending from {workers_note(workers)}")
+        progress(ev)
+
+    return on_event
+
+
 #: what stops a run like Ctrl-C: a cancelled CI job (SIGTERM), a closed SSH session (SIGHUP)
 STOP_SIGNALS = {"SIGINT": "Ctrl-C", "SIGTERM": "SIGTERM", "SIGHUP": "SIGHUP"}
 
@@ -75,9 +90,31 @@ def run(args) -> int:
     from ..core.bench.prepare import prepare, save_csv, save_result
     from ..core.errors import TokdeckError
 
-    prep = prepare(args, say=lambda line: print(f"tokdeck bench: {line}", file=sys.stderr, flush=True))
+    def say(line: str) -> None:
+        print(f"tokdeck bench: {line}", file=sys.stderr, flush=True)
+
+    workers = None
+    if args.ray_address is not None:
+        from ..core.bench.ray_backend import RayWorkers
+
+        workers = RayWorkers(args.ray_address, args.workers, args.ray_resource)
+    elif args.workers > 1:
+        from ..core.bench.workers import LocalWorkers
+
+        workers = LocalWorkers(args.workers).start()  # their start-up overlaps the preparation
     try:
-        run_ = BenchmarkRun(prep.spec, prep.requests, prep.counter, emit_records=False)
+        prep = prepare(args, say=say)
+    except BaseException:
+        if workers is not None:
+            workers.close_now()
+        raise
+    try:
+        if workers is None:
+            run_ = BenchmarkRun(prep.spec, prep.requests, prep.counter, emit_records=False)
+        else:
+            from ..core.bench.workers import WorkersRun
+
+            run_ = WorkersRun(prep.spec, prep.requests, prep.counter, workers, emit_records=False)
         progress = _Progress(not args.disable_tqdm, len(prep.requests))
 
         async def main():
@@ -94,7 +131,7 @@ def run(args) -> int:
             for sig in signals:
                 loop.add_signal_handler(sig, on_stop, sig.name)
             try:
-                return await run_.run(progress)
+                return await run_.run(progress if workers is None else _with_note(progress, workers, say))
             finally:
                 for sig in signals:
                     try:
@@ -105,6 +142,8 @@ def run(args) -> int:
         result = asyncio.run(main())
         progress.close()
     finally:
+        if workers is not None:  # the run ended them; this is for a failure before it started
+            workers.close_now()
         if prep.sim is not None:
             prep.sim.stop()
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..endpoint import (api_key_problem, base_url_problem, env_name_problem, has_credentials, header_name_problem,
                         header_value_problem, shown_url)
+from .schedule import MAX_WORKERS
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
@@ -43,6 +44,7 @@ _positive_int = _number(int, lambda v: v >= 1, "at least 1")
 _requests = _number(int, lambda v: 1 <= v <= MAX_REQUESTS, f"between 1 and {MAX_REQUESTS:,}")
 _concurrency = _number(int, lambda v: 1 <= v <= MAX_CONCURRENCY, f"between 1 and {MAX_CONCURRENCY:,}")
 _warmups = _number(int, lambda v: 0 <= v <= MAX_WARMUPS, f"between 0 and {MAX_WARMUPS:,}")
+_workers = _number(int, lambda v: 1 <= v <= MAX_WORKERS, f"between 1 and {MAX_WORKERS}")
 _prompt_len = _number(int, lambda v: 1 <= v <= MAX_PROMPT_TOKENS, f"between 1 and {MAX_PROMPT_TOKENS:,}")
 _prefix_len = _number(int, lambda v: 0 <= v <= MAX_PROMPT_TOKENS, f"between 0 and {MAX_PROMPT_TOKENS:,}")
 _positive_float = _number(float, lambda v: v > 0, "a finite number > 0")
@@ -125,6 +127,14 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     lo.add_argument("--duration", type=_positive_float, metavar="S",
                     help="stop sending new requests after S seconds (those in flight finish)")
     lo.add_argument("--seed", type=int, default=0, help="seed for sampling and arrivals (default 0)")
+    lo.add_argument("--workers", type=_workers, default=1, metavar="N",
+                    help="send from N worker processes, each with its own event loop, for more streams than one "
+                         "loop times honestly (default 1: this process); with --ray-address, N Ray actors")
+    lo.add_argument("--ray-address", metavar="ADDR",
+                    help="run the workers as Ray actors on this existing cluster: HOST:PORT of its head, or auto "
+                         "(needs pip install 'tokdeck[ray]')")
+    lo.add_argument("--ray-resource", metavar="NAME",
+                    help="with --ray-address: only on the nodes that carry this Ray resource")
 
     r = p.add_argument_group("request")
     r.add_argument("--ignore-eos", action="store_true", help="send ignore_eos (vLLM extension)")
@@ -161,10 +171,15 @@ def validate(args) -> None:
             raise TokdeckError("--ramp-up-start-rps must not exceed --ramp-up-end-rps")
     elif args.ramp_up_start_rps is not None or args.ramp_up_end_rps is not None:
         raise TokdeckError("--ramp-up-start-rps/--ramp-up-end-rps need --ramp-up-strategy")
+    if args.ray_resource is not None and args.ray_address is None:
+        raise TokdeckError("--ray-resource needs --ray-address")
+    if args.max_concurrency is not None and args.workers > args.max_concurrency:
+        raise TokdeckError(f"--workers {args.workers} needs --max-concurrency of at least {args.workers}: the "
+                           f"workers share the {args.max_concurrency} slot(s), one at least each")
     if args.save_detailed and not args.save_result:
         args.save_result = True
     for dest in ("profile", "base_url", "endpoint", "model", "tokenizer", "api_key_env", "ca_bundle", "dataset_path",
-                 "result_dir", "result_filename", "label", "csv"):
+                 "result_dir", "result_filename", "label", "csv", "ray_address", "ray_resource"):
         value = getattr(args, dest, None)
         if value is not None and not value.strip():  # `--model "$MODEL"` with MODEL unset: say so, no default
             raise TokdeckError(f"--{dest.replace('_', '-')} must not be empty")
