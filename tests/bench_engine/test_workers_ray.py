@@ -98,6 +98,27 @@ async def test_a_clock_skew_of_seconds_on_a_worker_leaves_the_timeline_unchanged
     assert result.duration == pytest.approx(planned[-1] - run.clock_origin + recs[-1].e2el, abs=0.15)
 
 
+async def test_a_ray_actor_killed_mid_run_fails_what_it_held_and_the_run_goes_on(cluster, counter):
+    import ray
+
+    from tui.core.bench.results import RunSnapshot
+
+    n = 40
+    with ThreadedSimulator(SimConfig(ttft_ms=20.0, itl_ms=40.0, output_tokens=20)) as url:
+        actors = workers(cluster, 2)
+        run = WorkersRun(BenchSpec(base_url=url, model="m", request_rate=25.0), prompts(n), counter, actors)
+        killed = []
+        async for event in run.events():
+            if isinstance(event, RunSnapshot) and event.elapsed > 0.5 and event.in_flight and not killed:
+                killed.append(actors.actors[0])
+                ray.kill(actors.actors[0])
+    result = run.result
+    reasons = list(result.error_reasons)
+    assert len(reasons) == 1 and reasons[0].startswith("worker 1 (Ray actor on node ") and " died: " in reasons[0]
+    assert [r.index for r in result.records()] == list(range(n)) and not result.internal_errors
+    assert result.setup["dispatched"] == result.completed + result.failed == n
+
+
 async def test_a_resource_no_node_has_is_a_one_line_error(cluster, counter):
     with pytest.raises(TokdeckError, match=r"^--ray-resource gpu-box: no live node of the Ray cluster has it "
                                            r"\(resources there: CPU, node1, node2\)$"):

@@ -14,7 +14,7 @@ import pytest
 from engine_helpers import chat_chunk, sse
 from tui.core.bench.arrivals import arrival_times
 from tui.core.bench.client import BenchRequest
-from tui.core.bench.engine import BenchmarkRun, BenchSpec, TokenCounter
+from tui.core.bench.engine import BenchmarkRun, BenchmarkThread, BenchSpec, TokenCounter
 from tui.core.bench.results import RequestRecord, RunSnapshot
 from tui.core.bench.sim import SimConfig, ThreadedSimulator
 from tui.core.bench.workers import LocalWorkers, WorkersRun
@@ -172,6 +172,31 @@ async def test_stop_cancels_every_workers_requests_and_keeps_a_partial_result(co
     assert result.partial and result.cancelled == 6 and result.completed == 0 and not result.internal_errors
     assert result.setup["dispatched"] == 6 and result.setup["stopped_by"] == "stop"
     assert all(gone(pid) for pid in pool.pids)
+
+
+def test_a_benchmark_thread_drives_a_run_with_workers_as_a_ui_would(counter):
+    """The Bench pane's way: the run on its own thread and loop, events through a queue, a stop
+    from the UI's thread."""
+    import queue
+
+    pool = LocalWorkers(2)
+    with sim(ttft_ms=20.0, itl_ms=100.0, output_tokens=30) as url:
+        thread = BenchmarkThread.of(WorkersRun(BenchSpec(base_url=url, model="m", max_concurrency=4), prompts(12, 30),
+                                               counter, pool)).start()
+        seen = []
+        while True:
+            item = thread.queue.get(timeout=60)
+            seen.append(item)
+            if isinstance(item, RunSnapshot) and item.in_flight == 4 and not thread.run.stopped:
+                thread.stop()
+            if not isinstance(item, (RequestRecord, RunSnapshot)):
+                break
+        result = thread.join(timeout=60)
+    assert result is seen[-1] and result.partial and result.cancelled == 4 and not result.internal_errors
+    assert any(isinstance(e, RunSnapshot) and e.done for e in seen)
+    assert all(gone(pid) for pid in pool.pids)
+    with pytest.raises(queue.Empty):
+        thread.queue.get_nowait()
 
 
 async def test_duration_ends_the_dealing_for_every_worker(counter):

@@ -814,7 +814,17 @@ class BenchmarkThread:
 
     def __init__(self, spec: BenchSpec, requests: Sequence[BenchRequest], counter: TokenCounter | None = None,
                  *, emit_records: bool = True, max_queue: int = 100_000) -> None:
-        self.run = BenchmarkRun(spec, requests, counter, emit_records=emit_records)
+        self._attach(BenchmarkRun(spec, requests, counter, emit_records=emit_records), max_queue)
+
+    @classmethod
+    def of(cls, run: BenchmarkRun, *, max_queue: int = 100_000) -> "BenchmarkThread":
+        """A thread for a run made elsewhere, e.g. a ``workers.WorkersRun`` (the same events come out)."""
+        thread = cls.__new__(cls)
+        thread._attach(run, max_queue)
+        return thread
+
+    def _attach(self, run: BenchmarkRun, max_queue: int) -> None:
+        self.run = run
         self.queue: _queue.Queue = _queue.Queue()
         self.max_queue = max_queue
         self.dropped = 0

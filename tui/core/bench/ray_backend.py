@@ -151,7 +151,7 @@ class RayWorkers:
         self.address, self.count, self.resource = address, count, resource
         self.clock_skews = tuple(clock_skews) + (0.0,) * (count - len(clock_skews))
         self.nodes: list[str] = []  # the node id of each actor, once open
-        self._actors: list[Any] = []
+        self.actors: list[Any] = []  # their handles, once open
         self._connected = False  # we called ray.init (and so call ray.shutdown)
 
     async def open(self) -> list[WorkerChannel]:
@@ -162,19 +162,19 @@ class RayWorkers:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         actor_class = ray.remote(WorkerActor)
-        self._actors = [actor_class.options(
+        self.actors = [actor_class.options(
             num_cpus=0, max_concurrency=1000, name=None,
             scheduling_strategy=NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=False),
         ).remote(self.clock_skews[i]) for i in range(self.count)]
         try:
-            self.nodes = await asyncio.wait_for(asyncio.gather(*(a.node.remote() for a in self._actors)),
+            self.nodes = await asyncio.wait_for(asyncio.gather(*(a.node.remote() for a in self.actors)),
                                                 ACTOR_START_TIMEOUT_S)
         except asyncio.TimeoutError:
             raise TokdeckError(f"the Ray actors did not start within {ACTOR_START_TIMEOUT_S:g} s") from None
         except ray.exceptions.RayError as exc:
             raise TokdeckError(f"a Ray actor could not start: {_first_line(exc)} (tokdeck must be installed, the "
                                "same version, on every node that runs workers)") from None
-        return [_ActorChannel(a, f"Ray actor on node {node[:8]}") for a, node in zip(self._actors, self.nodes)]
+        return [_ActorChannel(a, f"Ray actor on node {node[:8]}") for a, node in zip(self.actors, self.nodes)]
 
     def _connect(self, ray) -> None:
         if ray.is_initialized():  # this process is a Ray driver already: use its connection
@@ -212,22 +212,22 @@ class RayWorkers:
                 samples.append((before, theirs, perf_counter()))
             return clock_offset(samples)
 
-        return list(await asyncio.gather(*(offset(a) for a in self._actors)))
+        return list(await asyncio.gather(*(offset(a) for a in self.actors)))
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.close_now)
 
     def close_now(self) -> None:
         """End the actors and disconnect (the cluster itself goes on)."""
-        if not self._actors and not self._connected:
+        if not self.actors and not self._connected:
             return
         ray = self._ray
-        for actor in self._actors:
+        for actor in self.actors:
             try:
                 ray.kill(actor)
             except Exception:  # noqa: BLE001 - gone already
                 pass
-        self._actors = []
+        self.actors = []
         if self._connected:
             ray.shutdown()
             self._connected = False

@@ -666,6 +666,8 @@ class WorkersRun(BenchmarkRun):
         _, rows, dispatched, in_flight, chunks_per_s, lag_ms, samples = message
         dealer = self._dealer
         assert dealer is not None
+        if w in self._lost:  # given up on (it did not stop in time): its requests are failed already
+            return
         for row in rows:
             rec = RequestRecord.from_row(row)
             if not dealer.finished(w, rec.index):
