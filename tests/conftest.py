@@ -14,6 +14,8 @@ import pytest
 from tokdeck_testing import NETGUARD_DIR, install_netguard
 
 install_netguard()
+# subprocesses the code under test starts itself (the counting process) get the guard too
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NETGUARD_DIR), os.environ.get("PYTHONPATH")]))
 
 
 @pytest.fixture(autouse=True)
@@ -46,3 +48,14 @@ def bundled():
     from tui.core.tokenizers import Registry
 
     return Registry(discover=False, env={})
+
+
+@pytest.fixture(scope="session")
+def counting(bundled):
+    """One counting process for the session's dashboards on the bundled registry (so each
+    tokenizer loads once); killed and reaped at the end of the session, whatever happened."""
+    from tui.core.tokenizers.counting_client import CountingService
+
+    service = CountingService(bundled)
+    yield service
+    service.close()

@@ -6,12 +6,13 @@ import pytest
 
 
 @pytest.fixture
-def make(bundled):
-    """make(text=..., **kw) -> the app on the session's bundled registry."""
+def make(bundled, counting):
+    """make(text=..., **kw) -> the app on the session's bundled registry and counting process."""
     from tui.app.app import make_app
 
     def build(text: str = "", **kwargs):
-        kwargs.setdefault("registry", bundled)
+        if kwargs.setdefault("registry", bundled) is bundled:
+            kwargs.setdefault("counting", counting)
         return make_app(text=text, **kwargs)
 
     return build

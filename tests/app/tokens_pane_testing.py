@@ -31,3 +31,16 @@ def table_rows(app) -> dict[str, list[str]]:
         cells = table.get_row_at(r)
         rows[cells[0]] = cells[1:]
     return rows
+
+
+async def token_view_shown(pilot, tokenizer_id: str, timeout: float = 30.0) -> None:
+    """Wait until the token view shows ``tokenizer_id``'s tokens (they come from the counting process)."""
+    from tui.app.widgets.token_view import TokenView
+
+    view = pilot.app.query_one("#token-view", TokenView)
+    deadline = time.monotonic() + timeout
+    while not pilot.app.tokens.view_settled() or view.pieces is None or view.pieces.tokenizer_id != tokenizer_id:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the token view did not show {tokenizer_id}")
+        await pilot.pause(0.02)
+    await pilot.pause()

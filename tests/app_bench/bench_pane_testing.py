@@ -10,13 +10,13 @@ from pathlib import Path
 FAST_SIM = dict(ttft_ms=15.0, itl_ms=4.0)
 
 
-def run_args(*argv: str) -> argparse.Namespace:
-    """`tokdeck ui`'s parsed flags, as the CLI hands them to make_app."""
-    from tui.core.bench.prepare import add_run_arguments
+def run_options(*argv: str):
+    """`tokdeck ui`'s run flags, as the CLI hands them to make_app."""
+    from tui.core.bench.options import add_run_arguments, from_namespace
 
     p = argparse.ArgumentParser()
     add_run_arguments(p)
-    return p.parse_args(list(argv))
+    return from_namespace(p.parse_args(list(argv)))
 
 
 async def wait_for(pilot, cond, timeout: float = 30.0, what: str = "condition") -> None:
@@ -81,8 +81,7 @@ def fixed_result(n: int = 150, slow: float = 1.0, label: str = "fixed"):
              "burstiness": 1.0, "max_concurrency": 8, "base_url": "http://127.0.0.1:8000",
              "endpoint": "/v1/chat/completions", "dataset_name": "random", "seed": 0, "stream": True,
              "dispatched": n, "stopped_by": None}
-    return BenchResult(setup=setup, summary=compute_summary(store, end, metrics, percentiles, goodput),
-                       percentile_metrics=metrics, percentiles=percentiles, goodput=goodput,
+    return BenchResult(setup=setup, summary=compute_summary(store, end, metrics, percentiles, goodput), goodput=goodput,
                        token_sources=store.source_counts(), client_health=client_health([0.0004] * 200, store, 0.31),
                        error_reasons={"HTTP 503: server overloaded": sum(1 for i in range(n) if i % 37 == 5)},
                        partial=False, cancelled=0, warmup={"requests": 0, "failed": 0}, store=store)

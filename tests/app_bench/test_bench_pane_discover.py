@@ -102,3 +102,21 @@ async def test_a_control_character_in_the_key_variable_is_one_clear_line(make_be
     monkeypatch.setenv("EP_KEY", "sk-abc\n")
     status, _ = await _discover(make_bench, "http://127.0.0.1:9", api_key_env="EP_KEY")
     assert status == "the API key from $EP_KEY contains a control character (U+000A (a newline)): remove it"
+
+
+async def test_a_profiles_key_variable_that_is_unset_is_said_as_a_run_would(make_bench, monkeypatch):
+    """F7 looks the key up as a run does: it used to ask without a key (and get the server's 401)."""
+    asked = []
+
+    async def answer(request):
+        asked.append(request.headers.get("Authorization"))
+        return web.json_response({"data": [{"id": "m"}]})
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-not-for-this-profile")
+    runner, url = await _serve(answer)
+    try:
+        status, options = await _discover(make_bench, url, api_key_env="EP_MISSING")
+    finally:
+        await runner.cleanup()
+    assert status == "--api-key-env: environment variable EP_MISSING is not set or empty"
+    assert asked == [] and options == []

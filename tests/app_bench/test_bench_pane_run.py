@@ -7,7 +7,7 @@ import os
 
 from textual.widgets import DataTable, Input, ProgressBar, Select, Static, TabbedContent
 
-from bench_pane_testing import cell, ready, run_args, vllm_result, wait_for, write_json
+from bench_pane_testing import cell, ready, run_options, vllm_result, wait_for, write_json
 from tui.app.messages import SendToBench
 from tui.core.bench.metrics import METRICS
 
@@ -28,6 +28,8 @@ async def test_start_shows_live_rows_then_the_exact_result(make_bench):
         await pilot.press("f5")
         await wait_for(pilot, lambda: pane.thread is not None or pane.session, what="the run to start")
         assert not pane.session, "the run ended before the test saw it going on"
+        (sim_pid,) = pane.sim.pids  # the simulator runs in a process of its own
+        assert sim_pid != os.getpid()
         table = app.query_one("#bench-stats", DataTable)
         # live: rows filled while the run goes on
         await wait_for(pilot, lambda: pane.thread is None or (cell(table, 0, 2) not in ("", "-")
@@ -37,6 +39,8 @@ async def test_start_shows_live_rows_then_the_exact_result(make_bench):
         await wait_for(pilot, lambda: pane.session, what="the run to finish")
         run = pane.session[0]
         assert not run.result.partial and run.result.completed == 60 and run.result.failed == 0
+        assert run.result.client_health.simulator.late_ms.writes == 60 * 16  # its /health, at the end
+        await wait_for(pilot, lambda: not os.path.exists(f"/proc/{sim_pid}"), what="the simulator to stop")
         for row, m in enumerate(METRICS):
             st = run.data.stats[m]
             assert cell(table, row, 0) == m.upper()
@@ -150,13 +154,13 @@ async def test_open_saved_and_vllm_files_then_compare_with_deltas(make_bench, tm
         assert pane.query_one("#bench-charts")._runs and len(pane.query_one("#bench-charts")._runs) == 2
 
 
-async def test_send_to_bench_fills_the_dataset_and_shows_the_pane(make_bench, tmp_path):
+async def test_send_to_bench_fills_the_dataset_and_shows_the_pane(make_bench, counting, tmp_path):
     from tui.app.app import make_app
     from tui.core.config import Config
 
     data = tmp_path / "chats.jsonl"
     data.write_text('{"conversations": [{"from": "human", "value": "hi there"}, {"from": "gpt", "value": "hello"}]}\n')
-    app = make_app("tokens", registry=make_bench().registry, config=Config())
+    app = make_app("tokens", registry=make_bench().registry, config=Config(), counting=counting)
     async with app.run_test(size=(100, 30)) as pilot:
         app.tokens.post_message(SendToBench(data, "sharegpt"))
         await wait_for(pilot, lambda: app.query_one("#bench-dataset-path", Input).value == str(data),
@@ -175,7 +179,7 @@ async def test_broken_config_is_shown_never_a_crash(bundled, tmp_path, monkeypat
     cfg = tmp_path / "config.toml"
     cfg.write_text('[[profiles]]\nname = "gpu"\nbase_url = "http://x"\nbackend = "grpc"\n')
     monkeypatch.setenv("TOKDECK_CONFIG", str(cfg))
-    app = make_app("bench", registry=bundled, bench_args=run_args("--num-prompts", "4"))
+    app = make_app("bench", registry=bundled, bench_options=run_options("--num-prompts", "4"))
     async with app.run_test(size=(100, 30)) as pilot:
         problem = _text(app, "#bench-config-problem")
         assert problem == f"{cfg}:4: profiles.backend must be openai-chat or openai, not 'grpc'"
@@ -261,6 +265,29 @@ async def test_client_bottleneck_warning_is_visible(make_bench, tmp_path):
         health = app.query_one("#bench-health", Static)
         assert str(health.render()).startswith("the client was the bottleneck") and health.has_class("-warn")
         assert _text(app, "#bench-errors").startswith("errors: 4× HTTP 503: server overloaded")
+
+
+async def test_a_result_file_with_values_of_the_wrong_type_opens_as_far_as_it_can(make_bench, tmp_path):
+    """Values of the wrong type are unknown, never a crash of the pane (they used to be)."""
+    path = write_json(tmp_path / "odd.json", {
+        "completed": "lots", "failed": 2, "request_throughput": 2.0, "model_id": 5, "num_prompts": "ten",
+        "client_health": [1, 2], "error_reasons": {"HTTP 500": "many", "HTTP 503": 3}, "internal_errors": "boom",
+        "partial": "no", "mean_ttft_ms": "fast", "p99_ttft_ms": 12.0})
+    app = make_bench()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        app.bench.open_path(path)
+        await wait_for(pilot, lambda: app.bench.shown, what="the opened file")
+        assert _text(app, "#bench-title") == "odd · odd.json · ? · tokdeck result"
+        assert _text(app, "#bench-throughput").startswith("0 done · 2 failed · 2.00 req/s · - out tok/s")
+        assert _text(app, "#bench-health") == "client health: not recorded (vLLM result)"
+        assert app.bench.shown[0].error_reasons == {"HTTP 503": 3}
+        assert _text(app, "#bench-errors").startswith("no per-request data in this file")
+        table = app.query_one("#bench-stats", DataTable)
+        assert [cell(table, 0, c) for c in range(5)] == ["TTFT", "-", "-", "-", "12.00"]
+        history = app.query_one("#bench-history", DataTable)
+        await wait_for(pilot, lambda: history.row_count == 1, what="the history row")
+        assert cell(history, 0, 3) == "0"
 
 
 async def test_profile_flag_selects_it_models_use_openai_api_key_and_csv_is_written(make_bench, tmp_path,

@@ -216,3 +216,16 @@ def test_a_served_model_name_cannot_shape_the_result_file_name(tmp_path):
     assert proc.returncode == 0, proc.stderr
     (saved,) = (tmp_path / "res").iterdir()
     assert saved.name.startswith("openai-chat-infqps-evil_name-") and saved.suffix == ".json"
+
+
+def test_a_seed_no_result_file_can_hold_is_refused_before_the_run(tmp_path):
+    # it used to run, then fail to save (JSON numbers hold 64 bits): exit 70 and the result lost
+    results = tmp_path / "results"
+    line = one_error_line(run_cli("bench", "--seed", str(1 << 64), *QUICK, "--save-result", "--result-dir",
+                                  str(results), timeout=60))
+    assert "argument --seed: must be between -9,223,372,036,854,775,808 and 9,223,372,036,854,775,807" in line
+    proc = run_cli("bench", "--seed", str(-(1 << 63)), *QUICK, "--save-result", "--result-dir", str(results),
+                   timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    (saved,) = results.iterdir()
+    assert json.loads(saved.read_text())["seed"] == -(1 << 63)

@@ -39,9 +39,10 @@ def free_port() -> int:
 def test_without_base_url_runs_the_builtin_simulator_and_says_so():
     proc = run_cli("bench", *SMALL)
     assert proc.returncode == 0, proc.stderr
-    assert "built-in simulator" in proc.stderr
+    assert "built-in simulator" in proc.stderr and "its own process" in proc.stderr
     out = proc.stdout
     assert "============ Serving Benchmark Result ============" in out
+    assert "Simulator lateness p50/p99/max (ms):" in out  # read from its /health at the end
     assert "Successful requests:                     12" in out
     assert "Mean TTFT (ms):" in out and "P99 ITL (ms):" in out and "Token counts: input tokens from usage (12)" in out
 
@@ -69,6 +70,14 @@ def test_failed_requests_still_exit_zero_with_reasons_and_files(sim, tmp_path):
     assert sum(1 for e in d["errors"] if e) == 12 - ok
     assert d["partial"] is False
     assert len(csv_path.read_text().splitlines()) == 13
+
+
+def test_every_goodput_flag_counts(tmp_path):
+    proc = run_cli("bench", *SMALL, "--goodput", "ttft:5000", "--goodput", "e2el:10000 tpot:1000", "--save-result",
+                   "--result-dir", str(tmp_path / "res"))
+    assert proc.returncode == 0, proc.stderr
+    (saved,) = (tmp_path / "res").iterdir()
+    assert json.loads(saved.read_text())["goodput_slos_ms"] == {"ttft": 5000.0, "e2el": 10000.0, "tpot": 1000.0}
 
 
 def test_unreachable_endpoint_is_one_line_and_nonzero():

@@ -36,7 +36,7 @@ def accounted(result, n: int) -> None:
     assert result.internal_errors == ()
     assert sum(result.error_reasons.values()) == result.failed
     assert all(result.error_reasons)
-    assert result.summary["total_output_tokens"] >= 0 and result.summary["output_throughput"] >= 0
+    assert result.summary.total_output_tokens >= 0 and result.summary.output_throughput >= 0
     orjson.dumps(result.to_vllm_json(detailed=True))  # raises on what JSON cannot hold (lone surrogates)
     result.to_csv()
     format_summary(result)
@@ -163,8 +163,8 @@ async def test_usage_that_cannot_be_true_is_ignored_for_local_counts_and_said(sc
     accounted(result, 4)
     assert result.completed == 4
     s = result.summary
-    assert s["total_output_tokens"] == 4 * cl100k.count("Hello there")
-    assert s["total_input_tokens"] == 4 * cl100k.count("Say hello")
+    assert s.total_output_tokens == 4 * cl100k.count("Hello there")
+    assert s.total_input_tokens == 4 * cl100k.count("Say hello")
     label = "tokenizer:cl100k_base (invalid usage ignored)"
     assert result.token_sources == {"input": {label: 4}, "output": {label: 4}}
     assert result.usage_ignored == {why: 4}
@@ -182,7 +182,7 @@ async def test_believable_usage_is_still_used(scripted):
     result = await bench(scripted.url, 2)
     accounted(result, 2)
     assert result.token_sources == {"input": {"usage": 2}, "output": {"usage": 2}} and result.usage_ignored == {}
-    assert (result.summary["total_input_tokens"], result.summary["total_output_tokens"]) == (14, 2)
+    assert (result.summary.total_input_tokens, result.summary.total_output_tokens) == (14, 2)
 
 
 # ---------------------------------------------------------------------- streams that were cut off

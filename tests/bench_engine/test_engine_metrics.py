@@ -9,6 +9,7 @@ import statistics
 
 import pytest
 
+from tui.core.bench.engine import client_health
 from tui.core.bench.metrics import parse_goodput, parse_metric_names, parse_percentiles
 from tui.core.bench.results import BenchResult, RecordStore, RequestRecord, compute_summary
 
@@ -53,12 +54,12 @@ def test_counts_throughputs_and_token_totals():
     s = compute_summary(store_of(RECORDS), DURATION)
     total_in = sum(r.input_tokens for r in OK)
     total_out = sum(r.output_tokens for r in OK)
-    assert (s["completed"], s["failed"]) == (5, 1)
-    assert (s["total_input_tokens"], s["total_output_tokens"]) == (total_in, total_out)
-    assert s["request_throughput"] == pytest.approx(5 / DURATION)
-    assert s["output_throughput"] == pytest.approx(total_out / DURATION)
-    assert s["total_token_throughput"] == pytest.approx((total_in + total_out) / DURATION)
-    assert s["request_goodput"] is None
+    assert (s.completed, s.failed) == (5, 1)
+    assert (s.total_input_tokens, s.total_output_tokens) == (total_in, total_out)
+    assert s.request_throughput == pytest.approx(5 / DURATION)
+    assert s.output_throughput == pytest.approx(total_out / DURATION)
+    assert s.total_token_throughput == pytest.approx((total_in + total_out) / DURATION)
+    assert s.request_goodput is None
 
 
 def test_latency_statistics_match_vllm_definitions():
@@ -70,11 +71,12 @@ def test_latency_statistics_match_vllm_definitions():
     itls = [g for r in OK for g in r.itls]
     assert len(tpots) == 4  # the one-token request is left out
     for name, values in (("ttft", ttfts), ("tpot", tpots), ("itl", itls), ("e2el", e2els)):
-        assert s[f"mean_{name}_ms"] == pytest.approx(statistics.fmean(values) * 1000)
-        assert s[f"median_{name}_ms"] == pytest.approx(statistics.median(values) * 1000)
-        assert s[f"std_{name}_ms"] == pytest.approx(statistics.pstdev(values) * 1000)
-        for p, key in ((90.0, "p90"), (99.0, "p99"), (99.9, "p99.9"), (50.0, "p50")):
-            assert s[f"{key}_{name}_ms"] == pytest.approx(pct(values, p) * 1000), (name, key)
+        m = s.metric(name)
+        assert m.mean == pytest.approx(statistics.fmean(values) * 1000)
+        assert m.median == pytest.approx(statistics.median(values) * 1000)
+        assert m.std == pytest.approx(statistics.pstdev(values) * 1000)
+        for p in (90.0, 99.0, 99.9, 50.0):
+            assert m.percentile(p) == pytest.approx(pct(values, p) * 1000), (name, p)
 
 
 def test_goodput_uses_every_given_slo_and_tpot_zero_for_single_tokens():
@@ -87,9 +89,9 @@ def test_goodput_uses_every_given_slo_and_tpot_zero_for_single_tokens():
         if r.ttft * 1000 <= 140 and tpot * 1000 <= 40:
             good += 1
     assert good == 3  # records 0, 2 (one token: TPOT 0) and 5
-    assert s["request_goodput"] == pytest.approx(good / DURATION)
+    assert s.request_goodput == pytest.approx(good / DURATION)
     s2 = compute_summary(store_of(RECORDS), DURATION, goodput=parse_goodput(["e2el:200"]))
-    assert s2["request_goodput"] == pytest.approx(
+    assert s2.request_goodput == pytest.approx(
         sum(1 for r in OK if (r.ttft + sum(r.itls)) * 1000 <= 200) / DURATION)
 
 
@@ -97,7 +99,7 @@ def test_peak_concurrency_and_peak_output_chunks_per_second():
     s = compute_summary(store_of(RECORDS), DURATION)
     spans = [(r.start_time, r.start_time + r.ttft + sum(r.itls)) for r in OK]
     peak = max(sum(1 for a, b in spans if a <= t < b) for t, _ in spans)
-    assert s["max_concurrent_requests"] == peak
+    assert s.max_concurrent_requests == peak
     t0 = min(a for a, _ in spans)
     buckets = {}
     for r in OK:
@@ -108,13 +110,13 @@ def test_peak_concurrency_and_peak_output_chunks_per_second():
             times.append(t)
         for t in times:
             buckets[int(t - t0)] = buckets.get(int(t - t0), 0) + 1
-    assert s["max_output_tokens_per_s"] == max(buckets.values())
+    assert s.max_output_tokens_per_s == max(buckets.values())
 
 
 def test_no_successful_request_gives_zeros_not_errors():
     s = compute_summary(store_of([RECORDS[4]]), 1.0, ("ttft", "e2el"), (99.0,))
-    assert s["completed"] == 0 and s["failed"] == 1
-    assert s["mean_ttft_ms"] == 0.0 and s["p99_e2el_ms"] == 0.0 and s["request_throughput"] == 0.0
+    assert s.completed == 0 and s.failed == 1
+    assert s.metric("ttft").mean == 0.0 and s.metric("e2el").percentile(99.0) == 0.0 and s.request_throughput == 0.0
 
 
 def test_option_parsers():
@@ -136,8 +138,8 @@ def make_result(keep_texts=False, records=RECORDS, pm=("ttft", "tpot", "itl"), p
     return BenchResult(
         setup={"date": "20260101-000000", "backend": "openai-chat", "model_id": "m", "tokenizer_id": "t",
                "num_prompts": len(records), "request_rate": "inf", "burstiness": 1.0, "max_concurrency": None},
-        summary=compute_summary(st, DURATION, pm, ps), percentile_metrics=pm, percentiles=ps, goodput=None,
-        token_sources=st.source_counts(), client_health={}, error_reasons={"HTTP 500: boom": 1}, partial=False,
+        summary=compute_summary(st, DURATION, pm, ps), goodput=None, token_sources=st.source_counts(),
+        client_health=client_health([], st, 0.0), error_reasons={"HTTP 500: boom": 1}, partial=False,
         cancelled=0, warmup={}, store=st)
 
 
@@ -192,5 +194,5 @@ def test_100k_requests_stay_compact():
     assert used <= 100_000 * 100 + 4 * 2_000_000  # ~85 bytes a request + 4 per ITL
     assert st.errors == {} and st.sources == ["usage"]  # labels stored once, indexed per request
     s = compute_summary(st, 100.0, ("itl",), (50.0,))
-    assert s["completed"] == 100_000
-    assert s["mean_itl_ms"] == pytest.approx(statistics.fmean(itls) * 1000, rel=1e-6)
+    assert s.completed == 100_000
+    assert s.metric("itl").mean == pytest.approx(statistics.fmean(itls) * 1000, rel=1e-6)

@@ -1,8 +1,11 @@
 """Properties of the stream parser, the chunk classifier and the request client, on generated input.
 
-- The SSE parser gives the same events whatever the split of the byte stream.
+- The SSE parser gives the same events whatever the split of the byte stream (its split of whole
+  events at C speed included: it agrees with a parse byte by byte).
 - ``classify`` never raises and never passes a wrong type on; chunks of the right shape give
-  exactly their text (an oracle written here), any other value is an accurate error.
+  exactly their text (an oracle written here), any other value is an accurate error. Its typed
+  (msgspec) decode gives exactly what the precise orjson path gives, for any payload: numbers
+  too large for a double and invalid UTF-8 in fields it does not read included.
 - The client, against an aiohttp server on loopback serving generated streams, agrees with a
   fold of ``classify`` over the events (its fast path included), and every request ends ok or
   with a one-line reason; whole runs keep ``dispatched == completed + failed``.
@@ -23,7 +26,8 @@ from hypothesis import strategies as st
 from tui.core.bench.client import BenchRequest, Outcome, build_body, send_plain, send_streaming
 from tui.core.bench.engine import BenchSpec, run_benchmark
 from tui.core.bench.report import format_summary
-from tui.core.bench.sse import (DONE, EMPTY, ERROR, MAX_USAGE_TOKENS, OUTPUT, RESPONSE, SSEParser, classify)
+from tui.core.bench.sse import (CHUNK, DONE, EMPTY, ERROR, MAX_USAGE_TOKENS, OUTPUT, RESPONSE, SSEParser, classify,
+                                read_payload, read_precisely)
 
 MANY = settings(max_examples=400, deadline=None, database=None)
 SERVED = settings(max_examples=60, deadline=None, database=None,
@@ -205,6 +209,29 @@ def test_the_parser_takes_any_bytes(parts):
     parser.close()
 
 
+#: lines of an event stream as servers write them, and as they should not: data with and without
+#: the space, line ends inside a data line, comments, other fields, blank lines
+stream_lines = st.lists(st.one_of(
+    st.binary(max_size=24).map(lambda b: b"data: " + b), st.binary(max_size=8).map(lambda b: b"data:" + b),
+    text.map(lambda t: b"data: " + json.dumps(content_chunk(t)).encode()),
+    st.sampled_from([b"", b"", b": keep-alive", b"event: message", b"id: 3", b"data: [DONE]"])), max_size=12)
+
+
+@MANY
+@given(stream_lines, st.lists(st.sampled_from([b"\n", b"\n", b"\r\n", b"\r"]), min_size=12, max_size=12),
+       st.lists(st.integers(0, 400), max_size=8))
+def test_reads_of_whole_events_give_what_a_parse_byte_by_byte_gives(lines, eols, cuts):
+    stream = b"".join(line + eol for line, eol in zip(lines, eols))
+    one_by_one = SSEParser()
+    expected = [event for i in range(len(stream)) for event in one_by_one.feed(stream[i:i + 1])]
+    expected += one_by_one.close()
+    parser = SSEParser()
+    got = []
+    for piece in pieces(stream, sorted(c for c in cuts if c <= len(stream))):
+        got += parser.feed(piece)
+    assert got + parser.close() == expected
+
+
 # ---------------------------------------------------------------------- the classifier
 @MANY
 @given(right_chunks)
@@ -249,6 +276,61 @@ def test_usage_is_believed_only_as_whole_numbers_in_range(usage):
         v = usage.get(key)
         if got is not None:
             assert got == v and type(v) is int and 0 <= v <= MAX_USAGE_TOKENS
+
+
+#: stands for a raw literal in a dumped chunk (JSON text that json.dumps cannot write)
+RAW = "\x00raw\x00"
+#: number literals, some too large for a double (orjson refuses them), and strings of invalid UTF-8
+raw_literals = st.one_of(
+    st.sampled_from([b"1e400", b"-1E+400", b"9e308", b"1" + b"0" * 400, b"1.5e-400", b"1.7976931348623157e308",
+                     b"123456789012345678901234567890", b"-0", b'"\xff\xfe"', b'"\xed\xa0\x80"', b'"ok"']),
+    st.integers(-2**70, 2**70).map(lambda n: str(n).encode()))
+#: keys servers add that the benchmark does not read, by where they go
+EXTRA_KEYS = {"chunk": ["id", "object", "created", "model", "system_fingerprint", "service_tier", "obfuscation"],
+              "choice": ["index", "logprobs", "stop_reason", "matched_stop"], "delta": ["role", "refusal"],
+              "usage": ["total_tokens"], "call": ["index", "id", "type"], "function": ["name"]}
+
+
+def objects(chunk) -> list[tuple[str, dict]]:
+    """(kind, object) of every object of a chunk the typed decode declares."""
+    found = [("chunk", chunk)] if isinstance(chunk, dict) else []
+    for kind, node in found:  # grows while walked
+        children: list[tuple[str, object]] = []
+        if kind == "chunk":
+            choices = node.get("choices")
+            children = [("choice", c) for c in choices] if isinstance(choices, list) else []
+            children.append(("usage", node.get("usage")))
+        elif kind == "choice":
+            children = [("delta", node.get("delta")), ("delta", node.get("message"))]
+        elif kind == "delta" and isinstance(node.get("tool_calls"), list):
+            children = [("call", c) for c in node["tool_calls"]]
+        elif kind == "call":
+            children = [("function", node.get("function"))]
+        found += [(k, v) for k, v in children if isinstance(v, dict)]
+    return found
+
+
+@st.composite
+def payloads(draw):
+    """A chunk of any shape with extra keys where servers put them (now and then an undeclared
+    one), some holding a raw literal: a number too large for a double, invalid UTF-8."""
+    chunk = draw(st.one_of(right_chunks, any_chunks, hostile_chunks()))
+    for kind, node in objects(chunk):
+        for _ in range(draw(st.integers(0, 2))):
+            key = draw(st.sampled_from(EXTRA_KEYS[kind]) | st.just("unknown"))
+            node[key] = draw(st.just(RAW) | scalars | anything)
+    data = json.dumps(chunk).encode()
+    raw = json.dumps(RAW).encode()
+    while raw in data:
+        data = data.replace(raw, draw(raw_literals), 1)
+    return data
+
+
+@MANY
+@given(st.one_of(payloads(), st.binary(max_size=80)))
+def test_the_typed_decode_gives_exactly_what_the_precise_path_gives(payload):
+    for label in (CHUNK, RESPONSE):
+        assert read_payload(payload, label) == read_precisely(payload, label)
 
 
 # ---------------------------------------------------------------------- the client, over loopback
@@ -368,7 +450,7 @@ async def test_every_request_of_a_run_is_completed_or_failed(per_prompt, cases, 
     assert result.setup["dispatched"] == len(cases) == result.completed + result.failed
     assert result.internal_errors == ()
     assert sum(result.error_reasons.values()) == result.failed
-    assert result.summary["total_output_tokens"] >= 0 and result.summary["total_input_tokens"] >= 0
+    assert result.summary.total_output_tokens >= 0 and result.summary.total_input_tokens >= 0
     orjson.dumps(result.to_vllm_json(detailed=True))
     result.to_csv()
     format_summary(result)

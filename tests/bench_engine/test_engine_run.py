@@ -43,11 +43,11 @@ async def test_max_concurrency_is_respected_on_the_server(cl100k):
     assert result.completed == 24 and result.failed == 0
     spans = [(r.arrival, r.arrival + r.e2e_s) for r in recs]
     assert peak_overlap(spans) == 4  # reached, never exceeded
-    assert result.summary["max_concurrent_requests"] <= 4
+    assert result.summary.max_concurrent_requests <= 4
     # 20 of the 24 had to wait for a slot, and that wait is recorded as queue time, not schedule lag
     queued = [r for r in result.records() if r.queue_time > 0]
     assert len(queued) >= 20 - 4
-    assert result.client_health["client_queue_time_ms"]["max"] > 0
+    assert result.client_health.client_queue_time_ms.max > 0
 
 
 async def test_token_counts_equal_the_servers_with_and_without_usage(cl100k):
@@ -58,8 +58,8 @@ async def test_token_counts_equal_the_servers_with_and_without_usage(cl100k):
             result = await run_benchmark(BenchSpec(base_url=srv.url, model="tokdeck-sim"), reqs, TokenCounter(cl100k))
             truth = list(srv.records)
         assert result.completed == 6
-        assert result.summary["total_output_tokens"] == sum(r.completion_tokens for r in truth) == sum(3 + i for i in range(6))
-        assert result.summary["total_input_tokens"] == sum(r.prompt_tokens for r in truth)
+        assert result.summary.total_output_tokens == sum(r.completion_tokens for r in truth) == sum(3 + i for i in range(6))
+        assert result.summary.total_input_tokens == sum(r.prompt_tokens for r in truth)
         out_src = result.token_sources["output"]
         in_src = result.token_sources["input"]
         if usage == "none":
@@ -105,7 +105,7 @@ async def test_completions_backend_and_non_streaming(cl100k):
     assert paths == {"/v1/completions", "/v1/chat/completions"}
     for rec in r2.records():
         assert rec.itls == () and rec.ttft == rec.e2el and rec.tpot is None  # no TPOT without streaming
-    assert r2.summary["mean_tpot_ms"] == 0.0 and r2.summary["mean_ttft_ms"] > 0
+    assert r2.summary.metric("tpot").mean == 0.0 and r2.summary.metric("ttft").mean > 0
 
 
 async def test_faults_fail_requests_with_reasons_and_the_run_goes_on(cl100k):
@@ -205,7 +205,7 @@ async def test_stop_before_the_run_gives_an_empty_partial_result(cl100k):
         result = await run.run()
         sent = len(srv.records)
     assert result.partial and result.completed == 0 and result.setup["dispatched"] == 0 and sent == 0
-    assert result.summary["mean_ttft_ms"] == 0.0
+    assert result.summary.metric("ttft").mean == 0.0
 
 
 async def test_requests_due_together_send_one_at_a_time(cl100k):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
+import msgspec
 import pytest
 
-from tui.core.bench.sse import DONE, EMPTY, ERROR, OUTPUT, RESPONSE, SSEParser, classify
+from tui.core.bench import sse as sse_module
+from tui.core.bench.sse import DONE, EMPTY, ERROR, OUTPUT, RESPONSE, Chunk, SSEParser, classify, read_payload
 
 
 def feed_all(parts: list[bytes]) -> list[bytes]:
@@ -36,6 +40,17 @@ def test_every_split_point_gives_the_same_events(cut):
 def test_several_events_in_one_read():
     data = b'data: {"a":1}\n\ndata: {"a":2}\n\ndata: {"a":3}\n\n'
     assert SSEParser().feed(data) == [b'{"a":1}', b'{"a":2}', b'{"a":3}']
+
+
+def test_whole_events_after_the_first_read_are_split_the_same_way():
+    p = SSEParser()
+    assert p.feed(b": hello\n\n") == []
+    assert p.feed(b'data: {"a":1}\n\n') == [b'{"a":1}']
+    assert p.feed(b'data: {"a":1}\n\ndata:  2\r\n\r\ndata: [DONE]\n\n') == [b'{"a":1}', b" 2", b"[DONE]"]
+    # a line end inside a data line ends it there, whatever the read holds
+    assert p.feed(b'data: {"a":\r1}\n\n') == [b'{"a":']
+    assert p.feed(b"data: x\ndata: y\n\n") == [b"x\ny"]
+    assert p.feed(b"data: x\n") == [] and p.feed(b"data: y\n\n") == [b"x\ny"]
 
 
 def test_comments_and_other_fields_are_ignored():
@@ -144,3 +159,53 @@ def test_a_byte_order_mark_opening_the_stream_is_ignored(cut):
 def test_an_event_stream_answering_a_plain_request_says_so():
     c = classify(b'data: {"choices": []}\n\ndata: [DONE]\n\n', RESPONSE)
     assert c.kind == ERROR and c.error.startswith('malformed response: an event stream although "stream" was false: ')
+
+
+#: a chunk holding every field the typed decode declares, read or not
+FULL_CHUNK = {
+    "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1767225600, "model": "m",
+    "system_fingerprint": "fp", "service_tier": "default", "obfuscation": "xYz",
+    "choices": [{"index": 0, "delta": {
+        "role": "assistant", "refusal": None, "reasoning_content": "b", "reasoning": None, "content": "a",
+        "tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        "logprobs": None, "finish_reason": None, "stop_reason": None, "matched_stop": None}],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}, "error": None}
+
+
+def leaves(node, path=()):
+    """The path of every value of a JSON tree that is not an object or array."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else None
+    if items is None:
+        yield path
+        return
+    for key, value in items:
+        yield from leaves(value, (*path, key))
+
+
+def with_raw(chunk: dict, path: tuple, literal: bytes) -> bytes:
+    """The chunk as JSON with the value at ``path`` replaced by a raw literal."""
+    copy = json.loads(json.dumps(chunk))
+    node = copy
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = "\x00raw\x00"
+    return json.dumps(copy).encode().replace(b'"\\u0000raw\\u0000"', literal)
+
+
+def test_the_fields_servers_send_are_all_declared_to_the_typed_decode():
+    full = json.dumps(FULL_CHUNK).encode()
+    other = full.replace(b'"model"', b'"other"')
+    # which path reads a payload shows only in its speed: ask the typed decode itself
+    sse_module._decode(full)
+    with pytest.raises(msgspec.ValidationError, match="unknown field"):
+        sse_module._decode(other)
+    assert classify(full) == classify(other) == Chunk(OUTPUT, "ba{}", 1, 2)
+    assert read_payload(json.dumps(dict(FULL_CHUNK, usage=None)).encode()) == "ba{}"  # no Chunk built
+
+
+@pytest.mark.parametrize("literal", [b"1e400", b"-1E+400", b"1" + b"0" * 400, b'"\xff"', b'"\xed\xa0\x80"'],
+                         ids=["1e400", "-1E+400", "10^400", "invalid UTF-8", "UTF-8 surrogate"])
+def test_a_value_json_cannot_hold_fails_the_chunk_in_any_field_read_or_not(literal):
+    for path in leaves(FULL_CHUNK):
+        c = classify(with_raw(FULL_CHUNK, path, literal))
+        assert c.kind == ERROR and c.error.startswith("malformed stream chunk: not JSON: "), path

@@ -72,7 +72,7 @@ async def test_actors_land_on_the_nodes_asked_for_and_their_records_merge(cluste
     assert pinned.nodes == [cluster.node_ids["node2"]] * 2
     assert sorted(spread.nodes) == sorted(cluster.node_ids.values())
     assert [r.index for r in result.records()] == list(range(40)) and result.completed == 40
-    assert not result.internal_errors and result.summary["total_output_tokens"] == 400
+    assert not result.internal_errors and result.summary.total_output_tokens == 400
     assert result.setup["workers"] == 2 and result.setup["worker_transport"] == "ray"
 
 

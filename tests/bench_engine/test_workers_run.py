@@ -73,12 +73,13 @@ async def test_two_workers_send_the_single_schedule_and_agree_with_one_process(c
         assert max(abs(r.start_time - r.schedule_lag - r.queue_time - times[r.index]) for r in recs) < 0.002
     assert two.setup["workers"] == 2 and two.setup["dispatched"] == n and two.warmup == one.warmup
     s1, s2 = one.summary, two.summary
-    assert (s2["total_input_tokens"], s2["total_output_tokens"]) == (s1["total_input_tokens"], s1["total_output_tokens"])
-    assert s2["mean_ttft_ms"] == pytest.approx(s1["mean_ttft_ms"], abs=max(10.0, 0.25 * s1["mean_ttft_ms"]))
-    assert s2["mean_tpot_ms"] == pytest.approx(s1["mean_tpot_ms"], abs=1.5)
-    assert s2["duration"] == pytest.approx(s1["duration"], rel=0.25)
+    assert (s2.total_input_tokens, s2.total_output_tokens) == (s1.total_input_tokens, s1.total_output_tokens)
+    ttft1 = s1.metric("ttft").mean
+    assert s2.metric("ttft").mean == pytest.approx(ttft1, abs=max(10.0, 0.25 * ttft1))
+    assert s2.metric("tpot").mean == pytest.approx(s1.metric("tpot").mean, abs=1.5)
+    assert s2.duration == pytest.approx(s1.duration, rel=0.25)
     if spec.max_concurrency:
-        assert s2["max_concurrent_requests"] <= spec.max_concurrency
+        assert s2.max_concurrent_requests <= spec.max_concurrency
     # the same event stream as one process: every record, live snapshots, the last one done
     assert sorted(e.index for e in events if isinstance(e, RequestRecord)) == list(range(n))
     snaps = [e for e in events if isinstance(e, RunSnapshot)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -75,3 +76,64 @@ def test_non_loopback_host_warns():
 
     assert is_loopback_host("127.0.0.1") and is_loopback_host("::1") and is_loopback_host("localhost")
     assert not is_loopback_host("0.0.0.0") and not is_loopback_host("10.1.2.3") and not is_loopback_host("")
+
+
+def test_cli_workers_serve_on_one_port_and_stop_together():
+    proc, url, head = _start("--workers", "2", "--ttft-ms", "1", "--itl-ms", "0", "--output-tokens", "2")
+    try:
+        m = re.search(r"workers: 2 processes on port \d+ \(pids (\d+), (\d+)\)", head)
+        assert m, head
+        pids = {int(m.group(1)), int(m.group(2))}
+        seen = set()
+        for _ in range(200):
+            with urllib.request.urlopen(url + "/health", timeout=10) as r:
+                seen.add(json.loads(r.read())["pid"])
+            if len(seen) == 2:
+                break
+        assert seen == pids
+        for _ in range(6):
+            req = urllib.request.Request(url + "/v1/completions", data=json.dumps({"prompt": "hi"}).encode(),
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                r.read()
+    finally:
+        code, out, err = _stop(proc, signal.SIGINT)
+    assert code == 0 and "Traceback" not in err, err
+    assert "stopped after 6 request(s) (ok 6); writes late by" in out  # every worker's requests
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        raise AssertionError(f"worker {pid} is still running")
+
+
+def test_cli_capacity_flags():
+    proc, _, head = _start("--max-concurrency", "3", "--itl-growth", "0.25")  # the old name of --max-batch
+    code, _, err = _stop(proc, signal.SIGTERM)
+    assert code == 0, err
+    assert "capacity: max batch 3, ITL growth 0.25 per request in the batch" in head
+    proc = run_cli("sim", "--workers", "2", "--max-batch", "4")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("tokdeck: error: simulator: the capacity model (--max-batch, --itl-growth) is "
+                                   "one server's batch: use it with --workers 1")
+    for flag, value in (("--itl-growth", "-1"), ("--itl-growth", "nan"), ("--workers", "0"), ("--workers", "65"),
+                        ("--max-batch", "0")):
+        proc = run_cli("sim", flag, value)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, (flag, value, proc.stderr)
+        assert proc.stderr.count("\n") == 1 and flag in proc.stderr
+
+
+def test_cli_workers_refuse_a_port_another_group_holds():
+    """SO_REUSEPORT would let a second `tokdeck sim --workers` join the first one's port and share its
+    connections: refused like any port in use."""
+    import socket
+
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        proc = run_cli("sim", "--workers", "2", "--port", str(port), timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"tokdeck: error: cannot listen on 127.0.0.1:{port}: address already in use"

@@ -53,8 +53,8 @@ async def _drain(http, srv):
         return parse_sse(await r.read())
 
 
-async def test_max_concurrency_queues_on_the_server(start_sim, http):
-    srv = await start_sim(ttft_ms=40, itl_ms=1, output_tokens=2, max_concurrency=2)
+async def test_max_batch_queues_on_the_server(start_sim, http):
+    srv = await start_sim(ttft_ms=40, itl_ms=1, output_tokens=2, max_batch=2)
     results = await asyncio.gather(*(_drain(http, srv) for _ in range(6)))
     assert all(done for _, done in results)
     recs = sorted(srv.records, key=lambda r: r.ttft_s)

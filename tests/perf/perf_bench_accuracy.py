@@ -110,8 +110,8 @@ async def run_tokdeck(url: str, conc: int, n: int, counter, workers: int = 1) ->
     t0 = run.clock_origin
     rows = [(t0 + x.start_time, x.ttft, x.tpot, x.e2el, x.output_tokens) for x in r.records()
             if x.ok and x.tpot is not None]
-    SCHED_LAG[:] = [r.client_health["schedule_lag_ms"]["p99"] / 1e3]
-    return rows, r.failed, r.client_health["event_loop_lag_ms"]["p99"] / 1e3
+    SCHED_LAG[:] = [r.client_health.schedule_lag_ms.p99 / 1e3]
+    return rows, r.failed, r.client_health.event_loop_lag_ms.p99 / 1e3
 
 
 async def run_minimal(url: str, conc: int, n: int) -> tuple[list, int, float]:

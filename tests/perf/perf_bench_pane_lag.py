@@ -69,19 +69,22 @@ def flags(args):
 def summary(result):
     s = result.summary
     chunks = sum(result.store.chunks)
-    return (chunks / s["duration"] if s["duration"] else 0.0, result.client_health["event_loop_lag_ms"]["p99"],
-            s["median_ttft_ms"] if "median_ttft_ms" in s else None, s["duration"])
+    ttft = s.metric("ttft")
+    return (chunks / s.duration if s.duration else 0.0, result.client_health.event_loop_lag_ms.p99,
+            ttft.median if ttft else None, s.duration)
 
 
 async def baseline(args, registry):
-    from tui.core.bench.prepare import add_run_arguments, prepare
     from tui.core.bench.engine import BenchmarkThread
+    from tui.core.bench.options import add_run_arguments, from_namespace
+    from tui.core.bench.prepare import prepare
     from tui.core.bench.results import BenchResult
     from tui.core.bench.sim import SimConfig
 
     p = argparse.ArgumentParser()
     add_run_arguments(p)
-    prep = await asyncio.to_thread(prepare, p.parse_args(flags(args)), registry=registry, sim_config=SimConfig(**SIM))
+    prep = await asyncio.to_thread(prepare, from_namespace(p.parse_args(flags(args))), registry=registry,
+                                   sim_config=SimConfig(**SIM))
     ticker = Ticker()
     ticker.start()
     try:
@@ -112,7 +115,7 @@ async def dashboard(args, registry):
     from tui.core.config import Config
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app_bench"))
-    from bench_pane_testing import run_args
+    from bench_pane_testing import run_options
 
     from textual_plotext import PlotextPlot
 
@@ -145,7 +148,7 @@ async def dashboard(args, registry):
 
     BenchPane._tick, BenchCharts.redraw, PlotextPlot.render = timed_tick, timed_redraw, timed_render
     BenchPane.action_show_view = timed_show_view
-    app = make_app("bench", registry=registry, config=Config(), bench_args=run_args(*flags(args)),
+    app = make_app("bench", registry=registry, config=Config(), bench_options=run_options(*flags(args)),
                    sim_config=SimConfig(**SIM))
     async with app.run_test(size=(120, 36)) as pilot:
         while not app.tokens.settled():  # start-up loading finished (the pane would wait for it too)

@@ -55,11 +55,11 @@ def report(r, truth: list[dict], srv: dict, cpu: float, wall: float) -> None:
     s_ttft = statistics.fmean(t["ttft_s"] for t in truth) * 1e3
     s_tpot = statistics.fmean((t["e2e_s"] - t["ttft_s"]) / (t["completion_tokens"] - 1) for t in truth) * 1e3
     print(f"    completed {r.completed}, failed {r.failed} {dict(r.error_reasons) or ''}; server ok {len(truth)}; "
-          f"peak concurrent requests {s['max_concurrent_requests']}; duration {r.duration:.2f} s; "
+          f"peak concurrent requests {s.max_concurrent_requests}; duration {r.duration:.2f} s; "
           f"CPU of this process {cpu:.2f} s of {wall:.2f} s")
-    print(f"    mean TTFT {s['mean_ttft_ms']:.1f} ms (server {s_ttft:.1f}), mean TPOT {s['mean_tpot_ms']:.2f} ms "
-          f"(server {s_tpot:.2f}); schedule lag p99 {h['schedule_lag_ms']['p99']:.0f} ms; "
-          f"loop lag p99 client {h['event_loop_lag_ms']['p99']:.1f} ms, server {srv['loop_lag_p99_ms']:.1f} ms; "
+    print(f"    mean TTFT {s.metric('ttft').mean:.1f} ms (server {s_ttft:.1f}), mean TPOT "
+          f"{s.metric('tpot').mean:.2f} ms (server {s_tpot:.2f}); schedule lag p99 {h.schedule_lag_ms.p99:.0f} ms; "
+          f"loop lag p99 client {h.event_loop_lag_ms.p99:.1f} ms, server {srv['loop_lag_p99_ms']:.1f} ms; "
           f"server CPU {srv['cpu_s']:.2f} s")
 
 

@@ -1,9 +1,11 @@
 """Load test of `tokdeck serve`: requests/s and p50/p99 latency for short texts, 64 concurrent clients.
 
-    /work/.venv-dev/bin/python tests/perf/perf_serve_load.py [--duration 10] [--clients 64] [--rounds 2]
+    python tests/perf/perf_serve_load.py [--duration 10] [--clients 64] [--rounds 2]
 
-Each target runs in its own process; this process is the load generator (64 aiohttp clients,
-keep-alive, one request in flight each, for --duration seconds per target):
+Each target runs in its own process; this process is the load generator: 64 keep-alive
+connections, one request in flight each, for --duration seconds per target. They send
+pre-built HTTP requests over plain asyncio streams: ~45 us of client CPU per request, where an
+aiohttp client took ~160 us, more than the server, so requests/s measured the client. Targets:
   baseline  - a minimal aiohttp app answering {"token_count": len(text)} (no tokenizer, no
               resolution, no thread pool): the framework's own ceiling on this machine;
   tokdeck   - `tokdeck serve`, POST /calculate with model_name gpt-4o (o200k_base) and with
@@ -11,14 +13,16 @@ keep-alive, one request in flight each, for --duration seconds per target):
 The ratio tokdeck/baseline shows what tokenization, model resolution, validation and the
 thread pool cost. On a 2-core machine the load generator competes with the server for CPU,
 so absolute figures are lower than a remote client would see, and other load on the machine
-moves requests/s between rounds; the server's CPU time per request (from /proc, all threads)
-is the steadier figure.
+moves requests/s between rounds; the server's CPU time per request (from /proc, all threads;
+the share of its event-loop thread beside it) is the steadier figure. The machine's load
+average is printed before and after the run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import re
@@ -64,10 +68,16 @@ SENTENCES = [
 ]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc), all its threads included."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU time of a process (Linux /proc), all its threads included, or of one of
+    its threads (``thread=pid``: the main thread, which runs the event loop)."""
+    stat = f"/proc/{pid}/task/{thread}/stat" if thread is not None else f"/proc/{pid}/stat"
+    fields = Path(stat).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def start(cmd: list[str]) -> tuple[subprocess.Popen, str]:
@@ -84,33 +94,51 @@ def start(cmd: list[str]) -> tuple[subprocess.Popen, str]:
     raise SystemExit(f"server did not start: {cmd}")
 
 
-async def load(url: str, model: str, clients: int, duration: float) -> dict:
-    import aiohttp
+def _requests(host: str, model: str) -> list[bytes]:
+    """Every short text the clients send, as whole HTTP requests (built once: the client's own
+    cost per request stays small)."""
+    out = []
+    for sentence in SENTENCES:
+        for times in (1, 2, 3):
+            body = json.dumps({"text": sentence * times, "model_name": model}).encode()
+            out.append(b"POST /calculate HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                       b"Content-Length: %d\r\n\r\n%s" % (host.encode(), len(body), body))
+    return out
 
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
+    """Send one request on a keep-alive connection and read its whole response; its status."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+    await reader.readexactly(int(length.group(1)) if length else 0)
+    return int(head[9:12])
+
+
+async def load(url: str, model: str, clients: int, duration: float) -> dict:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    requests = _requests(host, model)
     rng = random.Random(1)
     latencies: list[float] = []
     errors = 0
-    connector = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        # warm-up: load the tokenizer, open connections
-        await asyncio.gather(*(session.post(f"{url}/calculate", json={"text": "warm", "model_name": model})
-                               for _ in range(clients)))
-        stop_at = time.perf_counter() + duration
+    connections = [await asyncio.open_connection(host, int(port)) for _ in range(clients)]
+    # warm-up: every connection once
+    await asyncio.gather(*(_exchange(r, w, requests[0]) for r, w in connections))
+    stop_at = time.perf_counter() + duration
 
-        async def client() -> None:
-            nonlocal errors
-            while time.perf_counter() < stop_at:
-                body = {"text": rng.choice(SENTENCES) * rng.randint(1, 3), "model_name": model}
-                t0 = time.perf_counter()
-                async with session.post(f"{url}/calculate", json=body) as resp:
-                    await resp.read()
-                    if resp.status != 200:
-                        errors += 1
-                latencies.append(time.perf_counter() - t0)
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal errors
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            if await _exchange(reader, writer, rng.choice(requests)) != 200:
+                errors += 1
+            latencies.append(time.perf_counter() - t0)
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(clients)))
-        elapsed = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(r, w) for r, w in connections))
+    elapsed = time.perf_counter() - t0
+    for _, writer in connections:
+        writer.close()
     latencies.sort()
     return {
         "requests": len(latencies), "errors": errors, "rps": len(latencies) / elapsed,
@@ -131,6 +159,7 @@ def main() -> int:
                                                      "--preload", "gpt-4o"], "gpt-4o"),
                ("tokdeck serve, Qwen/Qwen3-8B (qwen3)", [sys.executable, "-m", "tui.cli", "serve", "--port", "0",
                                                        "--preload", "qwen3"], "Qwen/Qwen3-8B")]
+    print(f"load average before: {loadavg()} ({os.cpu_count()} CPUs)", flush=True)
     servers = []
     try:
         for name, cmd, model in targets:
@@ -139,18 +168,21 @@ def main() -> int:
         runs: dict[str, list[dict]] = {name: [] for name, _, _ in targets}
         for round_ in range(1, args.rounds + 1):  # interleaved, so background load hits every target alike
             for proc, name, url, model in servers:
-                cpu0 = cpu_seconds(proc.pid)
+                cpu0, loop0 = cpu_seconds(proc.pid), cpu_seconds(proc.pid, proc.pid)
                 r = asyncio.run(load(url, model, args.clients, args.duration))
-                r["cpu_us"] = 1e6 * (cpu_seconds(proc.pid) - cpu0) / (r["requests"] + args.clients)  # + warm-up
+                served = r["requests"] + args.clients  # + warm-up
+                r["cpu_us"] = 1e6 * (cpu_seconds(proc.pid) - cpu0) / served
+                r["loop_us"] = 1e6 * (cpu_seconds(proc.pid, proc.pid) - loop0) / served
                 runs[name].append(r)
                 print(f"round {round_}  {name:38s} {r['rps']:7.0f} req/s  p50 {r['p50_ms']:6.1f} ms  "
-                      f"p99 {r['p99_ms']:6.1f} ms  server CPU {r['cpu_us']:5.0f} us/request  "
-                      f"({r['requests']} requests, {r['errors']} errors)", flush=True)
+                      f"p99 {r['p99_ms']:6.1f} ms  server CPU {r['cpu_us']:5.0f} us/request "
+                      f"(loop thread {r['loop_us']:3.0f})  ({r['requests']} requests, {r['errors']} errors)", flush=True)
     finally:
         for proc, *_ in servers:
             proc.terminate()
             proc.wait(timeout=30)
-    print(f"\nmedian of {args.rounds} rounds, {args.clients} clients, {args.duration:g} s each:")
+    print(f"\nload average after: {loadavg()}")
+    print(f"median of {args.rounds} rounds, {args.clients} clients, {args.duration:g} s each:")
     medians = {name: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50_ms", "p99_ms", "cpu_us")}
                for name, rs in runs.items()}
     base = medians[targets[0][0]]

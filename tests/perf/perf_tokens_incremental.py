@@ -2,24 +2,36 @@
 
 Run: /work/.venv-dev/bin/python tests/perf/perf_tokens_incremental.py [--keys N] [--mb SIZE]
 
-What it measures (the app runs headless under Textual's Pilot, same event loop and threads as
-in a terminal; only the terminal output itself is not written):
-- first paint: from creating the app to the first screen refresh with the 1 MB text loaded
-  (tokenizers still loading in the background); also from the process start, imports included;
-- cold settle: until every row shows the full count of the 1 MB document;
-- keystroke-to-updated-count: a key press typed at a random place in the document (Pilot
-  ``press``: key event -> TextArea edit -> Changed -> counting -> table cell), until the table
-  cells of all tiktoken-family rows (r50k, p50k, cl100k, o200k, o200k_harmony, mistral-tekken)
-  show the count of the new text; median and 90th percentile over N keystrokes;
-- the same for every incremental row (the HF ones with a proven cut rule too);
+The app runs headless under Textual's Pilot (same event loop and threads as in a terminal; only
+the terminal output itself is not written), with its own counting process, twice:
+
+Run 1, a cold start left alone:
+- first paint: from creating the app to the first screen refresh with the text loaded (the
+  counting process starts right after); also from the process start, imports included;
+- cold settle: from the first paint until every row shows the exact count of the document
+  (every tokenizer loaded in the counting process and the whole text counted).
+
+Run 2, from start to quit, with a ticker on the event loop all along:
+- cold start while typing: a key every 0.1-0.25 s while the tokenizers load, then until settled;
+- keystroke -> counts: a key typed at a random place in the document (Pilot ``press``: key
+  event -> TextArea edit -> Changed -> the edit sent to the counting process -> counts back ->
+  table cell), until the cells of all tiktoken-family rows (r50k, p50k, cl100k, o200k,
+  o200k_harmony, mistral-tekken) show the count of the new text; median and 90th percentile;
+  the same for every incremental row (the HF ones with a proven cut rule too) and, after the
+  typing stops, for the rows counted whole;
+- a paste of SIZE MB (one terminal paste event) into the document, until every row is exact;
+- quitting (the counting process killed and reaped).
 - event-loop lag: a ticker task asks to wake every 5 ms; the longest overshoot is the longest
-  time the UI thread was blocked, measured during the cold count and while the whole-count
-  rows (llama2, estimate) catch up after typing. On a shared machine part of an overshoot is
-  the OS running other processes: the kernel's run-queue wait of the UI thread
-  (/proc/thread-self/schedstat) is subtracted to give the block this process caused itself
-  (the GIL held by another thread, or the UI thread's own work);
-- baseline: one full tiktoken o200k encode of the document (what a naive re-count per
-  keystroke costs for that row alone), measured in the same run.
+  time the UI thread was blocked, per phase and from start to quit. On a shared machine part
+  of an overshoot is the OS running other processes: the kernel's run-queue wait of the UI
+  thread (/proc/thread-self/schedstat) is subtracted to give the block this process caused
+  itself (the GIL held by another thread, or the UI thread's own work).
+
+Also: the counting process's RSS (VmRSS, and its peak VmHWM) with every tokenizer loaded and
+the document counted, next to the UI process's; the round trip of a one-character count
+through the process (the floor under every keystroke's counts); and, in the same run, one full
+tiktoken o200k encode of the document in this process (what a naive re-count per keystroke
+would cost for that row alone). /proc/loadavg is printed before and after: the machine is shared.
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ import asyncio
 import random
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -72,14 +85,33 @@ def run_queue_wait() -> float:
         return 0.0
 
 
+def loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as fh:
+            return " ".join(fh.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def rss_mb(pid: int | str = "self") -> tuple[float, float]:
+    """(VmRSS, VmHWM) of a process in MB."""
+    values = {}
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, kb = line.split()[:2]
+                values[key] = int(kb) / 1024
+    return values["VmRSS:"], values["VmHWM:"]
+
+
 class Ticker:
     """Wakes every ``interval`` seconds on the event loop and records how late each wake-up was,
-    and how much of that the OS kept the thread waiting for a CPU."""
+    and how much of that the OS kept the thread waiting for a CPU, by phase."""
 
     def __init__(self, interval: float = 0.005):
         self.interval = interval
-        self.lags: list[float] = []
-        self.own: list[float] = []
+        self.phase = "start"
+        self.lags: dict[str, list[tuple[float, float]]] = {}
         self._task: asyncio.Task | None = None
 
     async def _run(self) -> None:
@@ -87,18 +119,20 @@ class Ticker:
             t, q = time.perf_counter(), run_queue_wait()
             await asyncio.sleep(self.interval)
             lag = time.perf_counter() - t - self.interval
-            self.lags.append(lag)
-            self.own.append(max(0.0, lag - (run_queue_wait() - q)))
+            self.lags.setdefault(self.phase, []).append((lag, max(0.0, lag - (run_queue_wait() - q))))
 
-    def start(self) -> None:
-        self.lags, self.own = [], []
+    def start(self, phase: str) -> None:
+        self.phase = phase
         self._task = asyncio.get_running_loop().create_task(self._run())
 
-    def stop(self) -> tuple[float, float]:
-        """(longest overshoot, longest overshoot less the OS run-queue wait)"""
+    def stop(self) -> None:
         if self._task:
             self._task.cancel()
-        return max(self.lags, default=0.0), max(self.own, default=0.0)
+
+    def worst(self, *phases: str) -> tuple[float, float]:
+        """(longest overshoot, longest overshoot less the OS run-queue wait) over ``phases`` (all: none given)"""
+        samples = [s for p, ss in self.lags.items() if not phases or p in phases for s in ss]
+        return max((s[0] for s in samples), default=0.0), max((s[1] for s in samples), default=0.0)
 
 
 async def wait_until(condition, what: str, interval: float = 0.01, timeout: float = 180.0) -> None:
@@ -110,52 +144,105 @@ async def wait_until(condition, what: str, interval: float = 0.01, timeout: floa
         await asyncio.sleep(interval)
 
 
-async def main(keys: int, size_mb: float) -> None:
-    from textual.widgets import TextArea
+def ms(x: float) -> str:
+    return f"{x * 1000:.1f} ms"
 
+
+def quantiles(xs: list[float]) -> str:
+    if len(xs) < 2:
+        return f"{ms(xs[0])}" if xs else "-"
+    return f"median {ms(statistics.median(xs))}, p90 {ms(statistics.quantiles(xs, n=10)[-1])}, max {ms(max(xs))}"
+
+
+async def random_place(pilot, editor, rng: random.Random) -> None:
+    """The cursor to a random place in the document (and the screen redrawn there)."""
+    row = rng.randrange(editor.document.line_count)
+    editor.move_cursor((row, rng.randint(0, len(editor.document.get_line(row)))))
+    await pilot.pause()
+
+
+async def random_key(pilot, rng: random.Random) -> None:
+    await pilot.press(rng.choice(["x", "space", "enter", "a", "comma"]))
+
+
+def shown(pane, text: str) -> tuple[str, dict[str, int]]:
+    """The text and every row's count, all of the current version (checked after the run, off the UI)."""
+    assert pane.settled()
+    return text, {tid: row.count.tokens for tid, row in pane.counts.items() if row.version == pane.generation}
+
+
+def check_exact(reg, snapshots: list[tuple[str, dict[str, int]]], ids) -> None:
+    for text, counts in snapshots:
+        assert set(counts) >= set(ids), set(ids) - set(counts)
+        for tid in ids:
+            assert counts[tid] == reg.get(tid).count(text), tid
+
+
+async def cold_run(text: str) -> dict:
     from tui.app.app import make_app
-    from tui.app.tokens import WHOLE_DEBOUNCE_S
     from tui.core.config import Config
-    from tui.core.tokenizers import Registry, bundled_ids
+    from tui.core.tokenizers import Registry
 
     imported = time.perf_counter() - STARTED
-
-    text = document(int(size_mb * 1_000_000))
-    reg = Registry(discover=False, env={})
     t0 = time.perf_counter()
-    app = make_app(text=text, registry=reg, config=Config())
-    async with app.run_test(size=(120, 40)) as pilot:
+    app = make_app(text=text, registry=Registry(discover=False, env={}), config=Config())
+    async with app.run_test(size=(120, 40)):
         pane = app.tokens
         await wait_until(lambda: pane.painted_at is not None, "the first paint", 0.001)
         # note: Pilot's run_test adds its own start-up; `tokdeck ui` on a terminal is measured the same way
-        first_paint = pane.painted_at - t0
-        from_start = pane.painted_at - STARTED
         ticker = Ticker()
-        ticker.start()
+        ticker.start("cold")
         await wait_until(pane.settled, "the cold counts")
-        cold = time.perf_counter() - t0
-        cold_lag, cold_own = ticker.stop()
-        assert set(pane.counts) >= set(bundled_ids()), pane.errors
-        editor = app.query_one("#editor", TextArea)
-        shown = editor.text  # TextArea makes a document's newlines uniform (CRLF here): count what it holds
-        for tid in bundled_ids():
-            assert pane.counts[tid].count.tokens == reg.get(tid).count(shown), tid
+        settled = time.perf_counter()
+        ticker.stop()
+        return {"imported": imported, "first_paint": pane.painted_at - t0, "from_start": pane.painted_at - STARTED,
+                "cold": settled - pane.painted_at, "block": ticker.worst(), "errors": dict(pane.errors)}
 
+
+async def full_run(text: str, keys: int, paste_mb: float) -> dict:
+    from textual import events
+    from textual.widgets import TextArea
+
+    from tui.app.app import make_app
+    from tui.core.config import Config
+    from tui.core.tokenizers import Registry, bundled_ids
+    from tui.core.tokenizers.counting_process import counted_whole
+
+    reg = Registry(discover=False, env={})  # the reference counts, loaded in this process after the run
+    app = make_app(text=text, registry=Registry(discover=False, env={}), config=Config())
+    out: dict = {}
+    ticker = Ticker()
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.tokens
+        editor = app.query_one("#editor", TextArea)
         editor.cursor_blink = False
         rng = random.Random(1)
+        await wait_until(lambda: pane.painted_at is not None, "the first paint", 0.001)
+        ticker.start("cold typing")
+        typed = 0
+        while pane.counts.keys() < set(pane._wanted_ids()) or typed < 10:  # type while the tokenizers load
+            await random_place(pilot, editor, rng)
+            await random_key(pilot, rng)
+            typed += 1
+            await asyncio.sleep(rng.uniform(0.1, 0.25))
+        await wait_until(pane.settled, "the counts after typing during the cold start")
+        out["cold_typed"] = (typed, time.perf_counter() - pane.painted_at)
+        pid = app.counting.pid
+        out["rss"], out["ui_rss"] = rss_mb(pid), rss_mb()
+        # TextArea makes a document's newlines uniform (CRLF here): what is counted is what it holds
+        snapshots = [shown(pane, editor.text)]
+        ids = bundled_ids() + ["estimate"]
+
         # rows counted incrementally on this document (a rule, and cut points in the text)
-        incremental = [tid for tid, c in pane.counters.items() if pane._lane(c) != "whole"]
-        whole = sorted(set(pane.counters) - set(incremental))
-        fast_lat, incr_lat, count_lat = [], [], []
-        ticker.start()
+        incremental = [tid for tid in ids if not counted_whole(pane.counts[tid].stats, len(editor.text))]
+        whole = sorted(set(ids) - set(incremental))
+        fast_lat, incr_lat, count_lat, whole_lat = [], [], [], []
+        ticker.phase = "typing"
         for _ in range(keys):
-            row = rng.randrange(editor.document.line_count)
-            editor.move_cursor((row, rng.randint(0, len(editor.document.get_line(row)))))
-            await pilot.pause()
-            key = rng.choice(["x", "space", "enter", "a", "comma"])
+            await random_place(pilot, editor, rng)
             generation = pane.generation
             t = time.perf_counter()
-            await pilot.press(key)  # returns once the app is idle again; the timestamps below are the pane's own
+            await random_key(pilot, rng)  # returns once the app is idle again; the timestamps are the pane's own
             await wait_until(lambda: pane.generation > generation and all(
                 pane.updated_at.get(tid, (None,))[0] == pane.generation for tid in incremental), "a keystroke's counts",
                 0.0005)
@@ -164,38 +251,104 @@ async def main(keys: int, size_mb: float) -> None:
             count_lat.append(fast_done - pane.changed_at)
             incr_lat.append(max(pane.updated_at[tid][1] for tid in incremental) - t)
             await asyncio.sleep(rng.uniform(0.05, 0.15))  # typing speed: 7-20 keys a second
+        ticker.phase = "catching up"
         await wait_until(pane.settled, "the whole-count rows")
-        typing_lag, typing_own = ticker.stop()
-        final = editor.text
-        for tid in bundled_ids():
-            assert pane.counts[tid].count.tokens == reg.get(tid).count(final), tid
+        whole_lat.append(max(pane.updated_at[tid][1] for tid in whole) - pane.changed_at)
+        snapshots.append(shown(pane, editor.text))
+        out.update(fast=fast_lat, incr=incr_lat, count=count_lat, whole=whole, whole_after_typing=whole_lat,
+                   incremental=incremental)
+
+        # a paste of paste_mb MB, one terminal paste event
+        ticker.phase = "paste"
+        paste = document(int(paste_mb * 1_000_000), seed=2)
+        generation = pane.generation
+        t = time.perf_counter()
+        editor.post_message(events.Paste(paste))
+        await wait_until(lambda: pane.generation > generation, "the paste", 0.001)
+        edited = time.perf_counter()
+        await wait_until(pane.settled, "the counts of the pasted text")
+        out["paste"] = (edited - t, time.perf_counter() - t, len(editor.text))
+        snapshots.append(shown(pane, editor.text))
+
+        # the floor under every keystroke: a one-character count through the process and back
+        trips = []
+
+        def round_trips():
+            for _ in range(50):
+                t = time.perf_counter()
+                app.counting.call("estimate", "count_many", ["x"], "literal")
+                trips.append(time.perf_counter() - t)
+
+        ticker.phase = "idle"
+        worker = threading.Thread(target=round_trips)
+        worker.start()
+        await wait_until(lambda: not worker.is_alive(), "the round trips")
+        out["trip"] = trips
+        ticker.phase = "quit"
+        await pilot.press("ctrl+q")
+    ticker.stop()
+    out["quit_reaped"] = not Path(f"/proc/{pid}").exists()
+    out["ticker"] = ticker
+    check_exact(reg, snapshots, ids)
 
     enc = reg.get("o200k_base")
     t = time.perf_counter()
     enc.count(text)
-    baseline = time.perf_counter() - t
+    out["baseline"] = time.perf_counter() - t
+    return out
 
-    def ms(x: float) -> str:
-        return f"{x * 1000:.1f} ms"
 
-    q = statistics.quantiles
-    print(f"document: {len(text):,} chars, {len(text.encode()):,} bytes, {len(bundled_ids())} bundled tokenizers + estimate")
-    print(f"first paint: {ms(first_paint)}   (goal < 1 s); from the process start, {ms(imported)} of imports "
-          f"included: {ms(from_start)}")
-    print(f"cold: all rows counted the full document after {cold:.2f} s; longest UI block meanwhile {ms(cold_lag)} "
-          f"({ms(cold_own)} less the OS run-queue wait)")
-    print(f"keystroke -> tiktoken-family rows updated: median {ms(statistics.median(fast_lat))}, "
-          f"p90 {ms(q(fast_lat, n=10)[-1])}, max {ms(max(fast_lat))} over {keys} keys   (goal median < 50 ms)")
-    print(f"  of which counting (TextArea.Changed reaching the pane -> tiktoken-family rows updated): "
-          f"median {ms(statistics.median(count_lat))}, p90 {ms(q(count_lat, n=10)[-1])}; the rest is "
-          f"Textual's own key handling and TextArea edit")
-    print(f"rows counted whole on this document (after a {WHOLE_DEBOUNCE_S}s pause in typing): {', '.join(whole)}")
-    print(f"keystroke -> every incremental row ({len(incremental)}) updated: median {ms(statistics.median(incr_lat))}, "
-          f"p90 {ms(q(incr_lat, n=10)[-1])}")
-    print(f"longest UI-thread block while typing and while whole-count rows caught up: {ms(typing_lag)}   "
-          f"(goal < 100 ms); less the OS run-queue wait: {ms(typing_own)}")
-    print(f"baseline: one full o200k encode of the document {ms(baseline)}; "
-          f"median keystroke-to-count is {statistics.median(fast_lat) / baseline:.2f}x of it")
+async def main(keys: int, size_mb: float) -> None:
+    from tui.core.tokenizers import bundled_ids
+    from tui.core.tokenizers.counting_process import WHOLE_DEBOUNCE_S
+
+    load_before = loadavg()
+    text = document(int(size_mb * 1_000_000))
+    cold = await cold_run(text)
+    run = await full_run(text, keys, size_mb)
+    ticker = run["ticker"]
+
+    print(f"document: {len(text):,} chars, {len(text.encode()):,} bytes, {len(bundled_ids())} bundled tokenizers "
+          f"+ estimate; load average before {load_before}, after {loadavg()} (2 cores)")
+    print(f"first paint: {ms(cold['first_paint'])}   (goal < 0.5 s); from the process start, {ms(cold['imported'])} "
+          f"of imports included: {ms(cold['from_start'])}")
+    print(f"cold start, left alone: every row exact {cold['cold']:.2f} s after the first paint (goal < 3 s); longest "
+          f"UI block meanwhile {ms(cold['block'][0])} ({ms(cold['block'][1])} less the OS run-queue wait)"
+          + (f"; errors {cold['errors']}" if cold["errors"] else ""))
+    typed, settled = run["cold_typed"]
+    cold_block = ticker.worst("cold typing")
+    print(f"cold start with {typed} keys typed while loading: every row exact {settled:.2f} s after the first paint; "
+          f"longest UI block {ms(cold_block[0])} ({ms(cold_block[1])} less the run-queue wait)   (goal < 50 ms)")
+    rss, hwm = run["rss"]
+    ui_rss, ui_hwm = run["ui_rss"]
+    print(f"counting process with every tokenizer loaded and the document counted: RSS {rss:.0f} MB "
+          f"(peak {hwm:.0f} MB); the UI process meanwhile: RSS {ui_rss:.0f} MB (peak {ui_hwm:.0f} MB)")
+    print(f"round trip of a one-character count through the process: {quantiles(run['trip'])}")
+    print(f"keystroke -> tiktoken-family rows updated: {quantiles(run['fast'])} over {keys} keys   (goal median "
+          f"<= 10 ms)")
+    print(f"  of which TextArea.Changed reaching the pane -> tiktoken-family rows updated: "
+          f"{quantiles(run['count'])}; the rest is Textual's own key handling and TextArea edit")
+    print(f"keystroke -> every incremental row ({len(run['incremental'])}) updated: {quantiles(run['incr'])}   "
+          f"(goal median <= 50 ms)")
+    print(f"rows counted whole on this document (after a {WHOLE_DEBOUNCE_S}s pause in typing): "
+          f"{', '.join(run['whole'])}: exact {ms(run['whole_after_typing'][0])} after the last key")
+    typing_block = ticker.worst("typing", "catching up")
+    print(f"longest UI block while typing and while the whole-count rows caught up: {ms(typing_block[0])} "
+          f"({ms(typing_block[1])} less the run-queue wait)   (goal < 50 ms)")
+    edited, exact, length = run["paste"]
+    paste_block = ticker.worst("paste")
+    print(f"paste of {size_mb:g} MB: in the editor after {ms(edited)}, every row exact after {exact:.2f} s "
+          f"(document now {length:,} chars); longest UI block {ms(paste_block[0])} ({ms(paste_block[1])} less the "
+          f"run-queue wait)   (goal < 50 ms)")
+    everything = ticker.worst()
+    print(f"longest UI block from the first paint to quit: {ms(everything[0])} ({ms(everything[1])} less the "
+          f"run-queue wait)   (goal < 50 ms); counting process gone after quit: {run['quit_reaped']}")
+    by_phase = ", ".join(f"{p} {ms(max(s[0] for s in ss))}/{ms(max(s[1] for s in ss))}" for p, ss in
+                         ticker.lags.items() if ss)
+    print(f"  by phase (longest / less the run-queue wait): {by_phase}")
+    baseline = run["baseline"]
+    print(f"baseline: one full o200k encode of the document in this process {ms(baseline)}; the median keystroke "
+          f"-> tiktoken-family rows is {statistics.median(run['fast']) / baseline:.2f}x of it")
 
 
 if __name__ == "__main__":

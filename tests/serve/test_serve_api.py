@@ -364,3 +364,56 @@ def _tekken_with_pattern(pattern: str) -> bytes:
     doc["special_tokens"][1]["token_str"] = "<s>"
     doc["config"]["pattern"] = pattern
     return json.dumps(doc).encode()
+
+
+async def _raw_post(client, head: bytes, body: bytes, pause: float) -> tuple[int, dict]:
+    """POST with ``Connection: close``: all in one write, or the body's start, ``pause`` s, the rest."""
+    url = client.make_url("/")
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    request = b"POST /calculate HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + head + b"\r\n"
+    if pause:
+        writer.write(request + body[:10])
+        await writer.drain()
+        await asyncio.sleep(pause)
+        writer.write(body[10:])
+    else:
+        writer.write(request + body)
+    got = await reader.read()
+    writer.close()
+    head_part, _, payload = got.partition(b"\r\n\r\n")
+    return int(head_part.split()[1]), json.loads(payload)
+
+
+@pytest.mark.parametrize("pause", [0, 0.3], ids=["whole-with-the-headers", "arriving-in-pieces"])
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+async def test_a_body_is_held_to_the_limit_however_it_arrives(serve_client, pause, framing):
+    """A body that came whole with its headers is taken in one read; one still arriving is read
+    chunk by chunk: both give the same answer, and both hold the limit."""
+    client = await serve_client(max_body_bytes=1000)
+    for text, status in (("x" * 900, 200), ("x" * 1100, 413)):
+        body = json.dumps({"text": text, "tokenizer": "cl100k_base"}).encode()
+        if framing == "chunked":
+            head, body = b"Transfer-Encoding: chunked\r\n", b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+        else:
+            head = b"Content-Length: %d\r\n" % len(body)
+        got_status, got = await _raw_post(client, head, body, pause)
+        assert got_status == status, got
+        assert got.get("char_count") == 900 if status == 200 else got["error"]["type"] == "payload_too_large"
+
+
+async def test_wrong_methods_unknown_paths_and_the_token_are_answered_in_json(serve_client):
+    client = await serve_client(auth_token="s3cret")
+    token = {"Authorization": "Bearer s3cret"}
+    for method, path, headers, status, type_, message, allow in [
+        ("GET", "/calculate", token, 405, "method_not_allowed", "Method Not Allowed: GET /calculate", "POST"),
+        ("DELETE", "/models", token, 405, "method_not_allowed", "Method Not Allowed: DELETE /models", "GET,HEAD"),
+        ("POST", "/health", {}, 405, "method_not_allowed", "Method Not Allowed: POST /health", "GET,HEAD"),
+        ("GET", "/nowhere", token, 404, "not_found", "Not Found: GET /nowhere", None),
+        ("GET", "/nowhere", {}, 401, "unauthorized", "missing or wrong bearer token", None),
+        ("GET", "/calculate", {}, 401, "unauthorized", "missing or wrong bearer token", None),
+    ]:
+        resp = await client.request(method, path, headers=headers)
+        assert (resp.status, await resp.json()) == (status, {"error": {"message": message, "type": type_}})
+        assert resp.headers.get("Allow") == allow and resp.content_type == "application/json"
+    assert (await client.head("/health")).status == 200
+    assert (await client.head("/models", headers=token)).status == 200

@@ -76,17 +76,6 @@ def test_a_profile_takes_one_key_source(tmp_path):
         load_config(path)
 
 
-def test_profile_api_key_stored_then_named_variable_then_openai_api_key():
-    from tui.core.config import Profile, profile_api_key
-
-    env = {"OPENAI_API_KEY": "sk-openai", "GW_KEY": "sk-gw"}
-    assert profile_api_key(Profile(name="s", base_url="http://h", api_key="sk-stored"), env) == "sk-stored"
-    assert profile_api_key(Profile(name="e", base_url="http://h", api_key_env="GW_KEY"), env) == "sk-gw"
-    assert profile_api_key(Profile(name="e", base_url="http://h", api_key_env="UNSET"), env) is None
-    assert profile_api_key(Profile(name="d", base_url="http://h"), env) == "sk-openai"
-    assert profile_api_key(Profile(name="d", base_url="http://h"), {}) is None
-
-
 def test_a_stored_key_in_a_file_others_can_read_is_warned_about(tmp_path):
     path = tmp_path / "config.toml"
     path.write_text('[[profiles]]\nname = "a"\nbase_url = "http://h"\napi_key = "sk-secret-77"\n')

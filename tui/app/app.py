@@ -16,9 +16,11 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
+from ..core.bench.options import RunOptions
 from ..core.config import Config, load_config
 from ..core.errors import ConfigError
 from ..core.tokenizers import Registry, default_registry
+from ..core.tokenizers.counting_client import CountingService, RemoteRegistry
 from .bench import BenchPane
 from .data import DataPane
 from .messages import SendToBench
@@ -74,8 +76,8 @@ class TokdeckApp(App):
 
     def __init__(self, *, pane: str = "tokens", text: str = "", source: str | None = None,
                  data_path: Path | None = None, registry: Registry | None = None,
-                 config: Config | None = None, bench_args=None, bench_start: bool = False,
-                 sim_config=None):
+                 config: Config | None = None, bench_options: RunOptions | None = None, bench_start: bool = False,
+                 sim_config=None, counting: CountingService | None = None):
         super().__init__()
         if pane not in PANES:
             raise ValueError(f"pane must be one of {', '.join(PANES)}")
@@ -91,18 +93,23 @@ class TokdeckApp(App):
         # the process-wide registry reads the config's aliases and paths: with a broken config,
         # one without them (the dashboard still opens and says what is wrong)
         self.registry = registry or (Registry() if self.config_problem else default_registry())
+        # every count of the dashboard runs in one counting process, started when first needed
+        # (a service passed in is shared, e.g. by tests, and its owner closes it)
+        self._owns_counting = counting is None
+        self.counting = counting or CountingService(self.registry)
+        self.counting_registry: RemoteRegistry = self.counting.remote_registry()
         self.data_path = data_path
         self._text, self._source = text, source
-        self._bench = {"run_args": bench_args, "start": bench_start, "sim_config": sim_config}
+        self._bench = {"run_options": bench_options, "start": bench_start, "sim_config": sim_config}
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="≡")
         with TabbedContent(initial=self.initial_pane, id="panes"):
             with TabPane("Tokens", id="tokens"):
-                yield TokensPane(self.registry, self.config, text=self._text, source=self._source,
+                yield TokensPane(self.registry, self.counting, self.config, text=self._text, source=self._source,
                                  config_problem=self.config_problem)
             with TabPane("Bench", id="bench"):
-                yield BenchPane(self.config, registry=self.registry, config_problem=self.config_problem,
+                yield BenchPane(self.config, registry=self.counting_registry, config_problem=self.config_problem,
                                 **self._bench)
             with TabPane("Data", id="data"):
                 yield DataPane(self.data_path)
@@ -129,6 +136,10 @@ class TokdeckApp(App):
 
     def on_mount(self) -> None:
         self.call_after_refresh(self.action_show_pane, self.initial_pane)
+
+    def on_unmount(self) -> None:
+        if self._owns_counting:
+            self.counting.close()  # the counting process is killed and reaped: none is left behind
 
     def on_send_to_bench(self, message: SendToBench) -> None:
         """The Data pane hands a dataset to the Bench pane."""
@@ -170,11 +181,14 @@ class TokdeckApp(App):
 
 
 def make_app(pane: str = "tokens", *, text: str = "", source: str | None = None, data_path: Path | None = None,
-             registry: Registry | None = None, config: Config | None = None, bench_args=None,
-             bench_start: bool = False, sim_config=None) -> TokdeckApp:
+             registry: Registry | None = None, config: Config | None = None,
+             bench_options: RunOptions | None = None, bench_start: bool = False, sim_config=None,
+             counting: CountingService | None = None) -> TokdeckApp:
     """The dashboard, opened on ``pane`` with ``text`` in the Tokens editor.
 
-    ``bench_args``: `tokdeck bench`'s parsed run flags for the Bench pane's form; ``bench_start``
-    starts that run at once; ``sim_config``: the built-in simulator's behaviour (tests)."""
+    ``bench_options``: `tokdeck ui`'s run flags for the Bench pane's form; ``bench_start``
+    starts that run at once; ``sim_config``: the built-in simulator's behaviour (tests); ``counting``: a
+    counting service to share (tests; by default the app starts its own and closes it on exit)."""
     return TokdeckApp(pane=pane, text=text, source=source, data_path=data_path, registry=registry, config=config,
-                      bench_args=bench_args, bench_start=bench_start, sim_config=sim_config)
+                      bench_options=bench_options, bench_start=bench_start, sim_config=sim_config,
+                      counting=counting)

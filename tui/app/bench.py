@@ -13,13 +13,13 @@ when the data changed.
 
 from __future__ import annotations
 
-import argparse
 import math
 import queue as _queue
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -33,9 +33,12 @@ from ..core.bench import prepare as bench_prep
 from ..core.bench.history import RunData, compare, from_result, list_result_files, load_result_file
 from ..core.bench.live import LiveRun, series_curves
 from ..core.bench.metrics import METRICS
+from ..core.bench.options import (FILE_DATASETS, FORM_ROWS, PROFILE_OPTIONS, OptionSpec, RunOptions, as_text,
+                                  parse_headers)
 from ..core.bench.results import BenchResult
-from ..core.config import COMMAND_LINE_PROFILE, SIMULATOR_PROFILE, Config, Profile, profile_api_key
-from ..core.endpoint import shown_url
+from ..core.bench.workers import WorkerBackend, make_run, worker_backend
+from ..core.config import COMMAND_LINE_PROFILE, SIMULATOR_PROFILE, Config, Profile
+from ..core.endpoint import resolve_api_key, shown_url
 from ..core.errors import TokdeckError
 from ..core.paths import data_dir
 from .widgets.bench_charts import BenchCharts
@@ -43,8 +46,9 @@ from .widgets.bench_charts import BenchCharts
 DRAIN_EVERY_S = 0.25
 CHART_EVERY_S = 0.5
 DRAIN_MAX = 50_000  # items taken from the engine's queue per tick (the rest waits for the next)
-#: a run waits (up to this long) for other panes' background threads, such as tokenizers loading at
-#: start-up: they hold the GIL for up to a second or more, which would delay the engine's timestamps
+#: a run waits (up to this long) for other panes' background threads, such as a Data pane scan: they
+#: hold the GIL in long stretches, which would delay the engine's timestamps (tokenizers load and
+#: count in the counting process, which holds no GIL of this one)
 QUIET_WAIT_S = 30.0
 #: the GIL switch interval while a run goes on (Python's default is 5 ms). The simulator and the
 #: engine keep their threads busy; with 5 ms every wake-up of the UI thread could wait that long
@@ -54,7 +58,6 @@ RUN_SWITCH_INTERVAL_S = 0.001
 CHARTS_PER_TICK = 2  # plot builds per drain tick: each plot is rebuilt at most every 0.5 s
 DISCOVER_TIMEOUT_S = 10.0  # "Discover models" gives up after this long without data
 MAX_MODELS_LISTED = 1000  # a Select of more options would take seconds to build
-DATASET_NAMES = ("random", "custom", "sharegpt", "sonnet")
 VIEWS = ("setup", "run", "history")
 STAT_COLUMNS = ("metric", "mean", "p50", "p90", "p99")
 COUNT_ROWS = ("completed", "failed")
@@ -71,14 +74,7 @@ Profiles come from the config ({path}):
   headers = {{ "X-Team" = "ml" }}
   # backend = "openai" for /v1/completions; insecure, ca_bundle, timeout_s
 
-"simulator" runs the built-in simulated server in-process: no set-up at all."""
-
-
-def run_parser() -> argparse.ArgumentParser:
-    """`tokdeck bench`'s run flags (their types and defaults check the form's values)."""
-    p = argparse.ArgumentParser(add_help=False)
-    bench_prep.add_run_arguments(p)
-    return p
+"simulator" runs the built-in simulated server (a process of its own): no set-up at all."""
 
 
 def _fmt(v: float | None, digits: int = 1) -> str:
@@ -88,13 +84,15 @@ def _fmt(v: float | None, digits: int = 1) -> str:
 
 
 def _key_source(profile: Profile) -> str:
-    """Where the API key comes from, never the key itself."""
-    import os
-
-    if profile.api_key:
+    """Where the API key of a run to ``profile`` comes from, never the key itself."""
+    key = resolve_api_key(profile.api_key_env, profile.api_key)
+    if key.variable is None:
         return "key: stored in the config (••••••)"
-    var = profile.api_key_env or "OPENAI_API_KEY"  # the fallback of tokdeck bench
-    return f"key: ${var} ({'set' if os.environ.get(var) else 'not set'})"
+    return f"key: {key.source} ({'set' if key.value else 'not set'})"
+
+
+def _field_id(spec: OptionSpec) -> str:
+    return "bench-" + spec.flag[2:]
 
 
 @dataclass
@@ -104,7 +102,7 @@ class SessionRun:
     number: int
     result: BenchResult
     data: RunData
-    args: argparse.Namespace
+    options: RunOptions
     saved_to: Path | None = None
 
 
@@ -160,9 +158,10 @@ class BenchPane(Container):
     ]
 
     class Prepared(Message):
-        def __init__(self, prepared, args, error: str | None) -> None:
+        def __init__(self, outcome: bench_prep.Prepared | str, workers: WorkerBackend | None = None) -> None:
             super().__init__()
-            self.prepared, self.args, self.error = prepared, args, error
+            self.outcome = outcome  # the run ready to start, or why it cannot
+            self.workers = workers  # its worker processes (or Ray actors), started; None: the run's own thread
 
     class Finished(Message):
         def __init__(self, run: SessionRun) -> None:
@@ -175,30 +174,29 @@ class BenchPane(Container):
             self.runs, self.folder, self.error = runs, folder, error
 
     def __init__(self, config: Config, *, registry=None, config_problem: str | None = None,
-                 run_args: argparse.Namespace | None = None, start: bool = False, sim_config=None,
+                 run_options: RunOptions | None = None, start: bool = False, sim_config=None,
                  result_dir: Path | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.config = config
         self.registry = registry
         self.config_problem = config_problem
-        self.parser = run_parser()
-        self.args = run_args if run_args is not None else self.parser.parse_args([])
+        self.options = run_options if run_options is not None else RunOptions()  # the command line's
         self.start_at_mount = start
         self.sim_config = sim_config
-        self.result_dir = Path(result_dir or self.args.result_dir or data_dir() / "results")
+        self.result_dir = Path(result_dir or self.options.result_dir or data_dir() / "results")
         self.profiles: dict[str, Profile | None] = {SIMULATOR_PROFILE: None}
-        if self.args.base_url:
-            a = self.args
+        o = self.options
+        if o.base_url:
             self.profiles[COMMAND_LINE_PROFILE] = Profile(
-                name=COMMAND_LINE_PROFILE, base_url=a.base_url, backend=a.backend, model=a.model,
-                api_key_env=a.api_key_env, headers=dict(bench_prep.parse_headers(a.header)), insecure=a.insecure,
-                ca_bundle=a.ca_bundle)
+                name=COMMAND_LINE_PROFILE, base_url=o.base_url, backend=o.backend, model=o.model,
+                api_key_env=o.api_key_env, headers=dict(parse_headers(o.header)), insecure=o.insecure,
+                ca_bundle=o.ca_bundle)
         for p in config.profiles:
             self.profiles[p.name] = p
         self.thread = None  # the BenchmarkThread of the run going on
         self.sim = None
         self.live: LiveRun | None = None
-        self.run_args: argparse.Namespace | None = None
+        self.run_options: RunOptions | None = None  # those of the run going on
         self.preparing = False
         self._cancel_launch = False
         self.session: list[SessionRun] = []
@@ -215,44 +213,17 @@ class BenchPane(Container):
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
-        a = self.args
         with ContentSwitcher(initial="setup", id="bench-views"):
             with VerticalScroll(id="setup"):
                 yield Static(self.config_problem or "", id="bench-config-problem", markup=False,
                              classes="" if self.config_problem else "-ok")
-                initial = (a.profile if getattr(a, "profile", None) in self.profiles
-                           else COMMAND_LINE_PROFILE if a.base_url else SIMULATOR_PROFILE)
-                with Horizontal(classes="form-row"):
-                    yield Label("Profile")
-                    yield Select([(n, n) for n in self.profiles], value=initial, allow_blank=False,
-                                 id="bench-profile", compact=True)
-                yield Static("", id="bench-profile-info", markup=False)
-                with Horizontal(classes="form-row"):
-                    yield Label("Model")
-                    yield Select([], prompt="the server's first model", id="bench-model", compact=True)
-                with Horizontal(classes="form-row"):
-                    yield Label("Tokenizer")
-                    yield Input(a.tokenizer or "", placeholder="empty: resolved from the model name (local counts)",
-                                id="bench-tokenizer", compact=True)
-                with Horizontal(classes="form-row"):
-                    yield Label("Dataset")
-                    yield Select([(n, n) for n in DATASET_NAMES], value=a.dataset_name, allow_blank=False,
-                                 id="bench-dataset-name", compact=True)
-                    yield Input(a.dataset_path or "", placeholder="JSONL file (custom, sharegpt)",
-                                id="bench-dataset-path", compact=True)
-                for label, field_id, value, hint in (
-                        ("Prompts", "num-prompts", a.num_prompts, "number of requests"),
-                        ("Request rate", "request-rate", a.request_rate, "requests/s, or inf"),
-                        ("Burstiness", "burstiness", a.burstiness, "1 = Poisson"),
-                        ("Max concurrency", "max-concurrency", a.max_concurrency, "empty: no limit"),
-                        ("Output length", "output-len", a.output_len, "empty: the dataset's"),
-                        ("Goodput SLOs", "goodput", " ".join(a.goodput or ()), "e.g. ttft:500 tpot:50"),
-                        ("Seed", "seed", a.seed, "")):
+                for row in FORM_ROWS:
                     with Horizontal(classes="form-row"):
-                        yield Label(label)
-                        text = "" if value is None else ("inf" if value == math.inf else f"{value:g}"
-                                                         if isinstance(value, float) else str(value))
-                        yield Input(text, placeholder=hint, id=f"bench-{field_id}", compact=True)
+                        yield Label(row[0].label or "")
+                        for spec in row:
+                            yield self._form_field(spec)
+                    if row[0].name == "profile":
+                        yield Static("", id="bench-profile-info", markup=False)
                 with Horizontal(id="bench-buttons"):
                     yield Button("Start F5", id="bench-start", variant="primary", compact=True)
                     yield Button("Stop F6", id="bench-stop", compact=True)
@@ -276,13 +247,28 @@ class BenchPane(Container):
                              id="bench-history-help", markup=False)
         yield Static("", id="bench-status", markup=False)
 
+    def _form_field(self, spec: OptionSpec) -> Select | Input:
+        """The form's field of a run option, showing the command line's value: a Select when the
+        option has choices (the profiles, the server's models, the spec's), else an Input."""
+        o = self.options
+        if spec.choices is None:
+            return Input(as_text(getattr(o, spec.name)), placeholder=spec.hint, id=_field_id(spec), compact=True)
+        if spec.name == "profile":
+            choices: tuple[str, ...] = tuple(self.profiles)
+            value = (o.profile if o.profile in self.profiles
+                     else COMMAND_LINE_PROFILE if o.base_url else SIMULATOR_PROFILE)
+        else:
+            choices, value = spec.choices, getattr(o, spec.name)  # models: F7 fills them
+        return Select([(c, c) for c in choices], value=value if value in choices else Select.NULL,
+                      allow_blank=bool(spec.hint), prompt=spec.hint or "Select", id=_field_id(spec), compact=True)
+
     def on_mount(self) -> None:
         table = self.query_one("#bench-history", HistoryTable)
         for col in HISTORY_COLUMNS:
             table.add_column(col, key=col)
         self._profile_changed()
-        if self.args.model:
-            self._set_models([self.args.model], select=self.args.model)
+        if self.options.model:
+            self._set_models([self.options.model], select=self.options.model)
         self._timer = self.set_interval(DRAIN_EVERY_S, self._tick, pause=True)
         self._scan_folder(self.result_dir, quiet=True)
         if self.config_problem:
@@ -330,50 +316,30 @@ class BenchPane(Container):
         self.action_show_view("setup")
         self._say(f"dataset from the Data pane: {path} ({dataset_format or 'format unknown'})")
 
-    def form_args(self) -> tuple[argparse.Namespace, str | None]:
-        """The run's arguments from the form (over the command line's); TokdeckError names the field."""
-        a = argparse.Namespace(**vars(self.args))
-        a.profile = None  # the form's profile is applied here, not looked up again by prepare()
+    def form_options(self) -> tuple[RunOptions, Profile | None]:
+        """The run's options: the command line's with the form's values, and the config profile
+        selected (None: the simulator, or the command line's endpoint). ValueError names the field."""
+        values: dict[str, Any] = {}
+        for row in FORM_ROWS:
+            for spec in row:
+                if spec.name == "profile":
+                    continue
+                field = self.query_one(f"#{_field_id(spec)}")
+                if isinstance(field, Select):
+                    values[spec.name] = field.value if isinstance(field.value, str) else None
+                elif isinstance(field, Input):
+                    values[spec.name] = spec.from_text(field.value)
+        if values["dataset_name"] not in FILE_DATASETS:
+            values["dataset_path"] = None  # a path left in the box does not go with random or sonnet
+        options = replace(self.options, **values, profile=None, given=self.options.given | frozenset(values))
         profile = self.profiles.get(self.query_one("#bench-profile", Select).value)
-        api_key = None
         if profile is None:
-            a.base_url = None
-        else:
-            a.base_url, a.backend = profile.base_url, profile.backend
-            a.api_key_env = profile.api_key_env or (self.args.api_key_env if profile.name == COMMAND_LINE_PROFILE
-                                                    else None)
-            api_key = profile.api_key
-            if profile.name != COMMAND_LINE_PROFILE:
-                a.header = [f"{k}={v}" for k, v in profile.headers.items()]
-                a.insecure, a.ca_bundle, a.timeout = profile.insecure, profile.ca_bundle, profile.timeout_s
-        model = self.query_one("#bench-model", Select).value
-        a.model = model if isinstance(model, str) else None
-        a.tokenizer = self.query_one("#bench-tokenizer", Input).value.strip() or None
-        a.dataset_name = self.query_one("#bench-dataset-name", Select).value
-        path = self.query_one("#bench-dataset-path", Input).value.strip()
-        a.dataset_path = path or None
-        if a.dataset_name in ("random", "sonnet"):
-            a.dataset_path = None
-        for flag, field_id, optional in (("--num-prompts", "num-prompts", False),
-                                         ("--request-rate", "request-rate", False),
-                                         ("--burstiness", "burstiness", False),
-                                         ("--max-concurrency", "max-concurrency", True),
-                                         ("--output-len", "output-len", True), ("--seed", "seed", False)):
-            text = self.query_one(f"#bench-{field_id}", Input).value.strip()
-            dest = flag[2:].replace("-", "_")
-            if not text:
-                if not optional:
-                    raise TokdeckError(f"{flag[2:].replace('-', ' ')}: a value is needed")
-                setattr(a, dest, None)
-                continue
-            action = self.parser._option_string_actions[flag]
-            try:
-                setattr(a, dest, action.type(text))
-            except (argparse.ArgumentTypeError, ValueError) as exc:
-                raise TokdeckError(f"{flag[2:].replace('-', ' ')}: {exc}") from None
-        goodput = self.query_one("#bench-goodput", Input).value.split()
-        a.goodput = goodput or None
-        return a, api_key
+            return replace(options, base_url=None), None
+        if profile.name == COMMAND_LINE_PROFILE:
+            return options, None
+        # the endpoint is the profile's whole: the command line's key variable, headers or TLS
+        # settings were meant for another one
+        return replace(options.without(PROFILE_OPTIONS), profile=profile.name), profile
 
     # ------------------------------------------------------------------ run
     def action_start(self) -> None:
@@ -381,67 +347,65 @@ class BenchPane(Container):
             self.notify("a run is going on: F6 stops it", severity="warning")
             return
         try:
-            args, api_key = self.form_args()
-        except TokdeckError as exc:
+            options, profile = self.form_options()
+        except ValueError as exc:
             self.notify(str(exc), title="cannot start", severity="error")
             self._say(str(exc))
             return
         self.preparing = True
         self._say("preparing: checking the endpoint, loading the tokenizer, making the prompts…")
-        self._prepare(args, api_key)
+        self._prepare(options, profile)
 
     @work(thread=True, exit_on_error=False, group="bench-prepare")
-    def _prepare(self, args: argparse.Namespace, api_key: str | None) -> None:
-        lines: list[str] = []
+    def _prepare(self, options: RunOptions, profile: Profile | None) -> None:
+        workers = None
         try:
-            prep = bench_prep.prepare(args, registry=self.registry, api_key=api_key, sim_config=self.sim_config,
-                                     say=lines.append)
-        except TokdeckError as exc:
-            self.post_message(self.Prepared(None, args, str(exc)))
-            return
+            workers = worker_backend(options)  # local ones start while the run is prepared
+            prep = bench_prep.prepare(options, profile=profile, registry=self.registry, sim_config=self.sim_config)
         except Exception as exc:  # noqa: BLE001 - shown in the pane, never a crash
-            self.post_message(self.Prepared(None, args, f"{type(exc).__name__}: {exc}"))
+            if workers is not None:
+                workers.close_now()
+            self.post_message(self.Prepared(str(exc) if isinstance(exc, TokdeckError)
+                                            else f"{type(exc).__name__}: {exc}"))
             return
-        prep.lines = lines
-        self.post_message(self.Prepared(prep, args, None))
+        self.post_message(self.Prepared(prep, workers))
 
     @on(Prepared)
     def _prepared(self, message: Prepared) -> None:
-        if message.error:
+        if isinstance(message.outcome, str):
             self.preparing = False
-            self.notify(message.error, title="cannot start the run", severity="error", timeout=10)
-            self._say(message.error)
+            self.notify(message.outcome, title="cannot start the run", severity="error", timeout=10)
+            self._say(message.outcome)
             return
-        self._launch(message.prepared, message.args, time.monotonic())
+        self._launch(message.outcome, message.workers, time.monotonic())
 
     def _others_busy(self) -> bool:
         return any(w.is_running and not (w.group or "").startswith("bench") for w in self.app.workers)
 
-    def _launch(self, prep, args: argparse.Namespace, since: float) -> None:
+    def _launch(self, prep: bench_prep.Prepared, workers: WorkerBackend | None, since: float) -> None:
         from ..core.bench.engine import BenchmarkThread
 
         if self._cancel_launch:
             self._cancel_launch = self.preparing = False
-            if prep.sim is not None:
-                prep.sim.stop()
+            self._discard(prep, workers)
             self._say("the run was cancelled before it started")
             return
         if self._others_busy() and time.monotonic() - since < QUIET_WAIT_S:
-            self._say("waiting for background loading (tokenizers) to finish, so it does not distort the timings…")
-            self.set_timer(0.2, lambda: self._launch(prep, args, since))
+            self._say("waiting for background work (another pane's) to finish, so it does not distort the timings…")
+            self.set_timer(0.2, lambda: self._launch(prep, workers, since))
             return
         self.preparing = False
         self.sim = prep.sim
-        self.run_args = args
+        self.run_options = prep.options
         if self._switch_interval is None:
             self._switch_interval = sys.getswitchinterval()
             sys.setswitchinterval(RUN_SWITCH_INTERVAL_S)
         self.live = LiveRun(len(prep.requests))
-        self.thread = BenchmarkThread(prep.spec, prep.requests, prep.counter).start()
+        self.thread = BenchmarkThread.of(make_run(prep, workers)).start()
         self._drawn_version = -1
         self.shown = []
         self._set_text("#bench-title", 
-            f"Run {len(self.session) + 1}: {prep.lines[-1] if prep.lines else ''}")
+            f"Run {len(self.session) + 1}: {prep.description}")
         progress = self.query_one("#bench-progress", ProgressBar)
         progress.update(total=len(prep.requests), progress=0)
         self._stats_table("stats")
@@ -518,35 +482,46 @@ class BenchPane(Container):
         if self._switch_interval is not None:
             sys.setswitchinterval(self._switch_interval)
             self._switch_interval = None
-        if self.sim is not None:
-            self._stop_sim(self.sim)  # joins its thread: not on the UI thread
-            self.sim = None
+        sim, self.sim = self.sim, None
         if isinstance(end, BaseException):
+            if sim is not None:
+                self._stop_sim(sim)  # waits for its process: not on the UI thread
             msg = str(end) if isinstance(end, TokdeckError) else f"{type(end).__name__}: {end}"
             self.notify(msg, title="the run failed", severity="error", timeout=10)
             self._say(f"the run failed: {msg}")
             return
         if bt.dropped:
             self._say(f"{bt.dropped:,} records were not drawn (the view fell behind); the result is complete")
-        self._finish(end, self.run_args)
+        self._finish(end, self.run_options, sim)
 
     @work(thread=True, exit_on_error=False, group="bench-sim-stop")
     def _stop_sim(self, sim) -> None:
         sim.stop()
 
+    @work(thread=True, exit_on_error=False, group="bench-sim-stop")
+    def _discard(self, prep: bench_prep.Prepared, workers: WorkerBackend | None) -> None:
+        """A prepared run that will not start: its workers and simulator end (they wait for processes)."""
+        if workers is not None:
+            workers.close_now()
+        if prep.sim is not None:
+            prep.sim.stop()
+
     @work(thread=True, exit_on_error=False, group="bench-finish")
-    def _finish(self, result: BenchResult, args: argparse.Namespace) -> None:
+    def _finish(self, result: BenchResult, options: RunOptions, sim=None) -> None:
+        if sim is not None:  # its lateness goes into the result's client health, then it stops
+            result = sim.with_lateness(result)
+            sim.stop()
         number = len(self.session) + 1
         name = f"run {number}" + (" (partial)" if result.partial else "")
-        run = SessionRun(number, result, from_result(result, name), args)  # exact statistics: off the UI
-        if args.save_result:
+        run = SessionRun(number, result, from_result(result, name), options)  # exact statistics: off the UI
+        if options.saves_result:
             try:
-                run.saved_to = bench_prep.save_result(args, result)
+                run.saved_to = bench_prep.save_result(options, result)
             except TokdeckError as exc:
                 self.app.call_from_thread(self.notify, str(exc), title="cannot save", severity="error")
-        if getattr(args, "csv", None):  # --csv from the command line, as `tokdeck bench` writes it
+        if options.csv:  # --csv from the command line, as `tokdeck bench` writes it
             try:
-                bench_prep.save_csv(args.csv, result)
+                bench_prep.save_csv(options.csv, result)
             except TokdeckError as exc:
                 self.app.call_from_thread(self.notify, str(exc), title="cannot save the CSV", severity="error")
         self.post_message(self.Finished(run))
@@ -559,11 +534,10 @@ class BenchPane(Container):
             self.files[str(run.saved_to)] = run.data
         self._add_history_row(f"session-{run.number}", run.data, "this session")
         self.show_runs([run.data])
-        s = run.data.data
+        r = run.result
         where = f"; saved to {run.saved_to}" if run.saved_to else "; ctrl+s saves it"
-        state = "stopped: partial result" if run.result.partial else "finished"
-        self._say(f"run {run.number} {state}: {s['completed']:,} done, {s['failed']:,} failed in "
-                  f"{s['duration']:.1f} s{where}")
+        state = "stopped: partial result" if r.partial else "finished"
+        self._say(f"run {run.number} {state}: {r.completed:,} done, {r.failed:,} failed in {r.duration:.1f} s{where}")
         for problem in run.result.internal_errors:  # e.g. requests neither completed nor failed
             self.notify(problem, title="internal error: the figures are incomplete", severity="error", timeout=30)
             self._say(f"run {run.number}: INTERNAL ERROR: {problem}")
@@ -622,27 +596,25 @@ class BenchPane(Container):
         progress = self.query_one("#bench-progress", ProgressBar)
         if len(runs) == 1:
             r = runs[0]
-            d = r.data
-            self._set_text("#bench-title", 
-                f"{r.name} · {Path(r.source).name} · {d.get('model_id') or '?'} · {r.kind} result"
-                + (" · PARTIAL (stopped)" if r.partial else ""))
-            total = d.get("num_prompts") or (d.get("completed", 0) + d.get("failed", 0)) or 1
-            progress.update(total=total, progress=(d.get("completed") or 0) + (d.get("failed") or 0))
-            self._set_text("#bench-throughput", 
-                f"{d.get('completed', 0):,} done · {d.get('failed') or 0:,} failed · "
-                f"{_fmt(r.value('request_throughput'), 2)} req/s · {_fmt(r.value('output_throughput'), 0)} out tok/s"
-                f" · total {_fmt(r.value('total_token_throughput'), 0)} tok/s · goodput "
-                f"{_fmt(r.value('request_goodput'), 2)} req/s · {_fmt(r.value('duration'), 1)} s")
-            health = d.get("client_health") or {}
-            warning = health.get("warning")
-            lag = (health.get("event_loop_lag_ms") or {}).get("p99")
-            text = warning or (f"client: event-loop lag p99 {_fmt(lag, 2)} ms (bottleneck above "
-                               f"{_fmt(health.get('lag_limit_ms'), 1)} ms), CPU {_fmt(health.get('client_cpu_percent'), 0)} %"
+            done, failed = r.summary.completed or 0, r.summary.failed or 0
+            self._set_text("#bench-title",
+                           f"{r.name} · {Path(r.source).name} · {r.model_id or '?'} · {r.kind} result"
+                           + (" · PARTIAL (stopped)" if r.partial else ""))
+            progress.update(total=r.num_prompts or (done + failed) or 1, progress=done + failed)
+            self._set_text("#bench-throughput",
+                           f"{done:,} done · {failed:,} failed · {_fmt(r.value('request_throughput'), 2)} req/s · "
+                           f"{_fmt(r.value('output_throughput'), 0)} out tok/s · total "
+                           f"{_fmt(r.value('total_token_throughput'), 0)} tok/s · goodput "
+                           f"{_fmt(r.value('request_goodput'), 2)} req/s · {_fmt(r.value('duration'), 1)} s")
+            health = r.client_health
+            warning = health.warning if health else None
+            text = warning or (f"client: event-loop lag p99 {_fmt(health.event_loop_lag_ms.p99, 2)} ms (bottleneck "
+                               f"above {_fmt(health.lag_limit_ms, 1)} ms), CPU {_fmt(health.client_cpu_percent, 0)} %"
                                if health else "client health: not recorded (vLLM result)")
             self._set_text("#bench-health", text)
             self.query_one("#bench-health", Static).set_class(bool(warning), "-warn")
             self._fill_stats(r.stats)
-            self._draw_errors(d.get("error_reasons") or {}, [], tuple(d.get("internal_errors") or ()))
+            self._draw_errors(r.error_reasons, [], r.internal_errors)
             if r.series is None:
                 self._set_text("#bench-errors", 
                     "no per-request data in this file (saved without details): charts are empty")
@@ -689,11 +661,10 @@ class BenchPane(Container):
 
     @work(thread=True, exit_on_error=False, group="bench-save")
     def _save(self, run: SessionRun) -> None:
-        args = argparse.Namespace(**vars(run.args))
-        args.save_detailed = True  # per-request arrays: an opened file draws its charts again
-        args.result_dir = args.result_dir or str(self.result_dir)
+        # per-request arrays: an opened file draws its charts again
+        options = replace(run.options, save_detailed=True, result_dir=run.options.result_dir or str(self.result_dir))
         try:
-            path = bench_prep.save_result(args, run.result)
+            path = bench_prep.save_result(options, run.result)
         except TokdeckError as exc:
             self.app.call_from_thread(self.notify, str(exc), title="cannot save", severity="error")
             return
@@ -713,10 +684,9 @@ class BenchPane(Container):
         if data is None:
             cells = ["", path.name if path else key, origin, "", "", "", "", "not opened"]
         else:
-            d = data.data
             ttft = data.stats.get("ttft")
             cells = ["✓" if key in self.selected else "", data.name, origin,
-                     f"{d.get('completed', 0):,}", _fmt(data.value("request_throughput"), 2),
+                     f"{data.summary.completed or 0:,}", _fmt(data.value("request_throughput"), 2),
                      _fmt(data.value("output_throughput"), 0), _fmt(ttft.p99 if ttft else None, 1),
                      self._note(key, data)]
         if key in table.rows:
@@ -850,11 +820,9 @@ class BenchPane(Container):
 
         from ..core.bench.models import list_models
 
-        # the key as a run would send it (OPENAI_API_KEY the fallback), checked the same way
-        source = "the profile's stored key" if profile.api_key else f"${profile.api_key_env or 'OPENAI_API_KEY'}"
-        try:
-            headers = bench_prep.auth_headers(profile.base_url, profile.headers.items(), profile_api_key(profile),
-                                              source)
+        try:  # the key as a run would send it, checked the same way
+            headers = bench_prep.auth_headers(profile.base_url, tuple(profile.headers.items()),
+                                              resolve_api_key(profile.api_key_env, profile.api_key))
             models = asyncio.run(list_models(profile.base_url, headers, min(profile.timeout_s, DISCOVER_TIMEOUT_S),
                                              profile.insecure, profile.ca_bundle))
         except Exception as exc:  # noqa: BLE001 - every failure is told: the status must never stay "asking…"

@@ -379,7 +379,7 @@ class DataPane(Container):
                 cancel: threading.Event) -> None:
         try:
             for item in scan_tokens(path, list(tokenizers), format=format, cancel=cancel, time_budget=0.1,
-                                    registry=self.app.registry, expected_records=expected):
+                                    registry=self.app.counting_registry, expected_records=expected):
                 self.post_message(self.Scanned(gen, item))
         except TokdeckError as exc:
             self.post_message(self.Scanned(gen, None, str(exc)))
@@ -682,7 +682,7 @@ class DataPane(Container):
     def _export(self, path: str, format: str, out: Path, tokenizer: str | None) -> None:
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            export(path, str(out), "prompt", format=format, tokenizer=tokenizer, registry=self.app.registry)
+            export(path, str(out), "prompt", format=format, tokenizer=tokenizer, registry=self.app.counting_registry)
         except (TokdeckError, OSError) as exc:
             self.post_message(self.Exported(None, str(exc)))
             return

@@ -1,16 +1,13 @@
 """The Tokens pane: an editor, live counts from every enabled tokenizer, the token view and a budget.
 
-Tokenizers load once the pane is first shown, in a background worker, cheapest first and
-each in a pause in typing; each row says "loading…" until its own is ready.
-
-Every row counts through an ``IncrementalCounter``, told what each edit changed by an
-``EditLog`` fed from the editor (no comparing of megabyte texts). A keystroke in a big
-document re-encodes a block or two, so the tiktoken-family rows (no lock, ~0.1 ms each) are
-counted right in the edit handler and redrawn with the edit itself. Everything else runs in
-three thread workers ("lanes", latest edit wins): tiktoken-family rows for edits too big to
-count inline, the other incremental (HF) rows, and the rows counted whole, which wait for a
-pause in typing on big documents. Lane results come back as messages carrying core
-dataclasses and are drawn in one batch per FLUSH_INTERVAL_S.
+The counting happens in the counting process (``tui.core.tokenizers.counting_client``), which
+the pane starts when it is first shown: the UI process never loads a tokenizer or encodes a
+text (loading one holds the GIL for up to a second, a whole-text count for hundreds of
+milliseconds, and both stopped the screen). The pane sends each edit as the editor's edit span
+(only the changed text travels) and draws the counts that come back, each with the version of
+the document it belongs to: a row whose newest count is of an older version shows ``…``.
+Results are drawn in one batch per FLUSH_INTERVAL_S. The token view's pieces come from the
+process too. If it dies, the rows say so until the restarted process has counted them again.
 """
 
 from __future__ import annotations
@@ -18,8 +15,6 @@ from __future__ import annotations
 import gc
 import sys
 import time
-from functools import partial
-from dataclasses import dataclass
 from pathlib import Path
 
 from textual import on, work
@@ -29,63 +24,41 @@ from textual.containers import Container
 from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import ContentSwitcher, Static, TextArea
-from textual.worker import Worker, WorkerState, get_current_worker
 
 from ..core.config import Config, replace_section, save_config
 from ..core.errors import TokdeckError, TokenizerError
-from ..core.tokenizers import Registry, TokenCount, resolve_model
+from ..core.tokenizers import Registry, resolve_model
 from ..core.tokenizers.context import Budget, context_window, parse_overrides
-from ..core.tokenizers.incremental import UNCHANGED, CountStats, EditLog, IncrementalCounter, window_bounds
-from ..core.tokenizers.pieces import TokenPieces, token_pieces
+from ..core.tokenizers.counting_client import (CountingService, DocumentCounts, Event, ProcessProblem,
+                                               ProcessStopped, RowCount, RowCounts, TokenizerLoaded, TokenWindow)
 from .screens import BudgetChoice, BudgetScreen, OpenFileScreen, TokenizerPickerScreen
 from .widgets import BudgetBar, Editor, TokenView
 from .widgets.counts_table import Column, CountsTable
 
-#: whole-count rows wait this long after the last edit on documents larger than WHOLE_DEBOUNCE_CHARS
-WHOLE_DEBOUNCE_S = 0.3
-WHOLE_DEBOUNCE_CHARS = 100_000
 #: the token view tokenizes at most this many characters around the cursor and shows this many tokens
 VIEW_CHARS = 20_000
-#: the table is redrawn at most this often while lane results stream in (a row costs ~0.1 ms)
+#: the table is redrawn at most this often while results stream in (a row costs ~0.1 ms)
 FLUSH_INTERVAL_S = 0.02
-#: loading a tokenizer stops the UI for up to a second (its tokenizer.json or rank table is
-#: parsed in Rust holding the GIL): each load waits for this long a pause in typing
-LOAD_WHEN_IDLE_S = 0.5
-#: the edit handler counts a tiktoken-family row itself when that needs at most this many
-#: characters encoded (a keystroke: one block, tens of microseconds), within this time in all
-INLINE_CHARS = 8_000
-INLINE_BUDGET_S = 0.008
+#: an edit waits at most this long for the counts the counting process makes as soon as it
+#: arrives (a keystroke's incremental rows: back within a millisecond or two), so that they are
+#: drawn with the edit itself; arriving later, they would wait for the editor's own redraw of the
+#: edit (10-30 ms on a megabyte)
+EDIT_WAIT_S = 0.004
 SOFT_WRAP_CHARS = 200_000
-#: the interpreter's thread switch interval while the pane runs: count workers wait for the GIL
-#: up to this long each time the UI thread is busy drawing (Python's default is 5 ms)
+#: the interpreter's thread switch interval while the pane runs: the counting client's reader
+#: thread waits for the GIL up to this long each time the UI thread is busy drawing, before it
+#: can hand a result over (Python's default is 5 ms)
 SWITCH_INTERVAL_S = 0.001
 #: a full garbage collection this often while the pane is shown. Textual leaves every line it
 #: draws in a reference cycle (a Strip caches its own division), ~2,000 objects a keystroke here;
 #: left to the automatic full collections they are freed tens of thousands at a time, 50-120 ms
 #: with the UI stopped. Collected every half second: a few milliseconds each time.
 GC_INTERVAL_S = 0.5
-LANES = ("tiktoken", "incremental", "whole")
 VIEW_TOKENS = 4_000
 COLUMNS = (("tokenizer", "tokenizer"), ("tokens", "tokens"), ("cpt", "chars/tok"), ("delta", "Δ ref"),
            ("pct", "Δ %"), ("note", "note"))
 NUMERIC = {"tokens", "cpt", "delta", "pct"}
 WIDTHS = {"tokens": 9, "cpt": 9, "delta": 8, "pct": 7, "note": 26}
-
-
-@dataclass(frozen=True)
-class Loaded:
-    tokenizer_id: str
-    error: str | None
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Counted:
-    tokenizer_id: str
-    generation: int
-    count: TokenCount
-    stats: CountStats | None
-    seconds: float
 
 
 def _utf8_len(text: str) -> int:
@@ -109,31 +82,18 @@ class TokensPane(Container):
         Binding("f8", "choose_budget", "Budget", id="tokens.choose-budget"),
     ]
 
-    class TokenizerLoaded(Message):
-        def __init__(self, result: Loaded):
-            super().__init__()
-            self.result = result
+    class Counting(Message):
+        """An event of the counting process (posted from the client's reader thread)."""
 
-    class CountReady(Message):
-        def __init__(self, result: Counted):
+        def __init__(self, event: Event):
             super().__init__()
-            self.result = result
+            self.event = event
 
-    class LaneDone(Message):
-        def __init__(self, lane: str):
-            super().__init__()
-            self.lane = lane
-
-    class PiecesReady(Message):
-        def __init__(self, pieces: TokenPieces | None, caption: str):
-            super().__init__()
-            self.pieces = pieces
-            self.caption = caption
-
-    def __init__(self, registry: Registry, config: Config, *, text: str = "", source: str | None = None,
-                 config_problem: str | None = None, **kwargs):
+    def __init__(self, registry: Registry, counting: CountingService, config: Config, *, text: str = "",
+                 source: str | None = None, config_problem: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.registry = registry
+        self.counting = counting
         self.config = config
         self.config_problem = config_problem
         tokens = config.tokens
@@ -147,22 +107,21 @@ class TokensPane(Container):
         self.text = text
         self._bytes = 0
         self._lines = 0
-        self.edits = EditLog()  # one version per edit; counters learn from it what changed
-        self.generation = 0  # the version the pane shows (an edit, or a policy switch)
+        self.doc: DocumentCounts | None = None  # this document in the counting process, once shown
+        self.generation = 0  # the version the pane shows: one per edit or policy switch
         self._started = False
         self.show_ids = False
         self.show_whitespace = False
-        self.counters: dict[str, IncrementalCounter] = {}
+        self.loaded: set[str] = set()  # rows whose tokenizer the counting process has loaded
         self.errors: dict[str, str] = {}
-        self.counts: dict[str, Counted] = {}
-        self._requested: set[str] = set()
-        self._counting: set[str] = set()
-        self._recount: set[str] = set()
+        self.counts: dict[str, RowCount] = {}
+        self.interrupted: dict[str, str] = {}  # rows not yet counted again since the process stopped: why
         self._flush_pending = False
         self._flushed_at = 0.0
-        self._whole_timer: Timer | None = None
         self._gc_timer: Timer | None = None
         self._view_timer: Timer | None = None
+        self._window_request = 0  # the token view's latest request to the counting process
+        self._window_shown = 0  # the request whose answer the token view shows
         self._budget_tokenizer: str | None = None
         self._budget_problem: str | None = None
         self._overrides: dict[str, int] = {}
@@ -188,7 +147,8 @@ class TokensPane(Container):
         editor = self.query_one("#editor", Editor)
         self._note_normalised(self.text, editor.text)
         self.text = editor.text  # what is counted is what the editor holds
-        self.generation = self.edits.record(editor.take_span())
+        editor.take_span()
+        self.generation += 1
         self._measure(self.text, None)
         self._rebuild_rows()
         self._update_info()
@@ -197,7 +157,7 @@ class TokensPane(Container):
 
     def on_show(self) -> None:
         """The pane opens: the editor (or the table under the token view) takes focus unless
-        something in the pane has it; the first time, tokenizers start loading."""
+        something in the pane has it; the first time, the counting starts."""
         focused = self.screen.focused
         if focused is None or self not in focused.ancestors:
             self.query_one("#counts" if self._view_visible() else "#editor").focus()
@@ -217,11 +177,20 @@ class TokensPane(Container):
         if self._gc_timer is not None:
             self._gc_timer.pause()
 
+    def on_unmount(self) -> None:
+        if self.doc is not None:
+            self.doc.close()
+
     def _after_first_paint(self) -> None:
-        # loading holds the GIL for a while (tokenizer.json and tiktoken ranks are parsed in
-        # Rust without releasing it): start it once the first frame is on screen
+        # the process starts once the first frame is on screen; the whole text goes to it in
+        # pieces from the client's sender thread
         self.painted_at = time.perf_counter()
-        self._load(self._wanted_ids())
+        self.doc = self.counting.open_document(lambda event: self.post_message(self.Counting(event)))
+        self.doc.set_rows(self._wanted_ids())
+        self.doc.reset(self.generation, self.text, self.specials)
+        # the widgets and the document's lines live as long as the app: keep them out of every
+        # full collection, so the half-second ones (GC_INTERVAL_S) see only what is new
+        gc.freeze()
 
     def _wanted_ids(self) -> list[str]:
         ids = list(self.enabled)
@@ -237,80 +206,19 @@ class TokensPane(Container):
         self._shown: dict[tuple[str, str], str] = {}
         self._flush()
 
-    # ------------------------------------------------------------------ loading
-    @work(thread=True, exit_on_error=False, group="load", description="load tokenizers")
-    def _load(self, ids: list[str]) -> None:
-        """Load tokenizers one at a time, cheap formats first, each in a pause in typing; report
-        each as it is ready. (Two at a time finished no sooner: the parsing that takes the time
-        holds the GIL, and two such holds in a row stopped the UI for up to 2 s instead of 1.3.)"""
-        worker = get_current_worker()
-        todo = [tid for tid in ids if tid not in self._requested]
-        self._requested.update(todo)
-
-        def weight(tid: str) -> tuple[int, int]:  # cheap formats first, then small files first
-            try:
-                info = self.registry.info(tid)
-                size = Path(info.path).stat().st_size if info.path else 0
-            except (TokenizerError, OSError):
-                return 0, 0
-            return {"estimate": 0, "tiktoken": 1, "tekken": 2}.get(info.format, 3), size
-
-        def one(tid: str) -> Loaded:
-            while (self.changed_at is not None and time.perf_counter() - self.changed_at < LOAD_WHEN_IDLE_S
-                   and not worker.is_cancelled):
-                time.sleep(0.05)
-            started = time.perf_counter()
-            try:
-                self.registry.get(tid)
-                return Loaded(tid, None, time.perf_counter() - started)
-            except TokenizerError as exc:
-                return Loaded(tid, str(exc), time.perf_counter() - started)
-            except Exception as exc:  # a broken user file must only break its own row
-                return Loaded(tid, f"{tid}: {type(exc).__name__}: {exc}", time.perf_counter() - started)
-
-        for tid in sorted(todo, key=weight):
-            if worker.is_cancelled:
-                return
-            self.post_message(self.TokenizerLoaded(one(tid)))
-
-    @on(TokenizerLoaded)
-    def _loaded(self, message: TokenizerLoaded) -> None:
-        result = message.result
-        if result.tokenizer_id not in self._wanted_ids():
-            return  # disabled while it was loading
-        if result.error:
-            self.errors[result.tokenizer_id] = result.error
-        else:
-            tok = self.registry.get(result.tokenizer_id)
-            self.counters[result.tokenizer_id] = IncrementalCounter(tok, self.specials)
-            self._schedule(result.tokenizer_id)
-        self._request_flush()
-        if result.tokenizer_id == self.selected_id() and self._view_visible():
-            self._request_pieces()
-        if all(tid in self.counters or tid in self.errors for tid in self._wanted_ids()):
-            # The loaded tokenizers and the document's structures live as long as the app:
-            # keep them out of every full collection (walking them all took ~0.1 s with the UI
-            # stopped), so the half-second ones (GC_INTERVAL_S) see only what is new.
-            gc.freeze()
-
     # ------------------------------------------------------------------ counting
     @on(TextArea.Changed, "#editor")
     def _edited(self, event: TextArea.Changed) -> None:
         editor = self.query_one("#editor", Editor)
         old, self.text = self.text, editor.text
         span = editor.take_span()
-        self.generation = self.edits.record(span)
+        self.generation += 1
         self.changed_at = time.perf_counter()
         self._measure(old, span)
         self._update_info()
-        self._count_inline()
-        big = len(self.text) > WHOLE_DEBOUNCE_CHARS
-        for lane in LANES if not big else LANES[:2]:
-            self._schedule_lane(lane)
-        if big:
-            if self._whole_timer is not None:
-                self._whole_timer.stop()
-            self._whole_timer = self.set_timer(WHOLE_DEBOUNCE_S, self._schedule_whole)
+        if self.doc is not None:
+            self.doc.edit(self.generation, self.text, span)
+            self._store(self.doc.wait_for_counts(self.generation, EDIT_WAIT_S))
         self._flush()
         if self._view_visible():
             self._request_pieces()
@@ -326,150 +234,85 @@ class TokensPane(Container):
             self._bytes += _utf8_len(text[p:len(text) - s]) - _utf8_len(old[p:len(old) - s])
         self._lines = self.query_one("#editor", Editor).document.line_count if text else 0
 
-    def _schedule_whole(self) -> None:
-        self._schedule_lane("whole")
-
-    def _lane(self, counter: IncrementalCounter) -> str:
-        stats = counter.stats
-        # no cut rule, or a document with (almost) no cut points for it: counting is a full
-        # encode either way, so it waits for a pause in typing with the whole-count rows
-        if not counter.incremental or (stats is not None and stats.blocks < 4 and len(self.text) > WHOLE_DEBOUNCE_CHARS):
-            return "whole"
-        return "tiktoken" if counter.tokenizer.info.format in ("tiktoken", "tekken") else "incremental"
-
-    def _count_inline(self) -> None:
-        """Count the tiktoken-family rows here and now when the edit is small.
-
-        Their encoders take no lock and release the GIL, and a keystroke costs each about a
-        tenth of a millisecond: cheaper than handing it to a thread and back. Rows busy in a
-        lane, edits needing more than INLINE_CHARS encoded, and rows past INLINE_BUDGET_S are
-        left to the lane.
-        """
-        started = time.perf_counter()
-        for counter in list(self.counters.values()):
-            if self._lane(counter) != "tiktoken" or counter.version is None:
-                continue
-            if time.perf_counter() - started > INLINE_BUDGET_S:
-                break
-            self._store(self._count_one(counter, self.text, self.generation, INLINE_CHARS))
-
-    def _count_one(self, counter: IncrementalCounter, text: str, generation: int, max_chars: int | None = None,
-                   cancelled=None) -> Counted | None:
-        """One row's count of version ``generation`` (None: not counted, see IncrementalCounter.count)."""
-        started = time.perf_counter()
-        tid = counter.tokenizer.id
-        try:
-            if max_chars is not None:  # inline: never wait for a lane that has this row
-                n = counter.count(text, version=generation, edits=self.edits, max_chars=max_chars, wait=False)
+    @on(Counting)
+    def _counting_event(self, message: Counting) -> None:
+        event = message.event
+        wanted = set(self._wanted_ids())
+        if isinstance(event, RowCounts):
+            self._store(event.rows)
+            self._request_flush()
+        elif isinstance(event, TokenizerLoaded):
+            tid = event.tokenizer_id
+            if tid not in wanted:
+                return
+            if event.error:
+                self.errors[tid] = event.error
+                self.interrupted.pop(tid, None)
             else:
-                n = counter.count(text, cancelled, version=generation, edits=self.edits)
-        except Exception as exc:  # a tokenizer failing on some text fails its row, not the app
-            count = TokenCount(tid, None, len(text), counter.tokenizer.info.exact,
-                               error=f"{tid}: {type(exc).__name__}: {exc}")
-        else:
-            if n is None:
-                return None
-            count = TokenCount(tid, n, len(text), counter.tokenizer.info.exact)
-        return Counted(tid, generation, count, counter.stats, time.perf_counter() - started)
+                self.loaded.add(tid)
+            self._request_flush()
+            if tid == self.selected_id() and self._view_visible():
+                self._request_pieces(now=True)
+        elif isinstance(event, TokenWindow):
+            self._show_window(event)
+        elif isinstance(event, ProcessStopped):
+            self.loaded.clear()
+            self.errors.clear()  # the new process reports its own
+            self.interrupted.clear()
+            for tid in wanted:
+                if event.restarting:
+                    self.interrupted[tid] = f"{event.reason}; restarting"
+                else:
+                    self.errors[tid] = f"{event.reason}; choosing tokenizers (F5) starts it again"
+            self.notify(event.reason + ("; restarting it" if event.restarting else ""), title="counting process",
+                        severity="warning" if event.restarting else "error", timeout=8)
+            self._flush()
+        elif isinstance(event, ProcessProblem):
+            self.notify(event.message, title="counting process", severity="error", timeout=10)
 
-    def _schedule(self, tid: str) -> None:
-        self._schedule_lane(self._lane(self.counters[tid]))
-
-    def _schedule_lane(self, lane: str) -> None:
-        """Count a lane's rows now, or as soon as its running count finishes (latest edit wins).
-
-        Three lanes, one thread each: tiktoken-family rows (edits too big to count inline), the
-        other incremental rows, and the rows counted whole. Few threads keep the GIL hand-offs
-        few; separate lanes keep a slow row from holding up a fast one.
-        """
-        if lane in self._counting:
-            self._recount.add(lane)
-            return
-        generation = self.generation
-        counters = [c for c in self.counters.values() if self._lane(c) == lane and
-                    not (c.tokenizer.id in self.counts and self.counts[c.tokenizer.id].generation == generation)]
-        if not counters:
-            return
-        self._counting.add(lane)
-        # an explicit description: Textual would otherwise repr() the callable, document included
-        self.run_worker(partial(self._count_lane, lane, counters, self.text, generation), thread=True,
-                        exclusive=True, exit_on_error=False, group=f"count-{lane}", name=f"count {lane}",
-                        description=f"count {lane} (edit {generation})")
-
-    def _count_lane(self, lane: str, counters: list[IncrementalCounter], text: str, generation: int) -> None:
-        worker = get_current_worker()
-
-        def stale() -> bool:  # a newer edit or the app closing: stop, the next run resumes from the cache
-            return worker.is_cancelled or self.generation != generation
-
-        for counter in counters:
-            if stale():
-                break
-            result = self._count_one(counter, text, generation, cancelled=stale)
-            if result is not None:
-                self.post_message(self.CountReady(result))
-        self.post_message(self.LaneDone(lane))
-
-    @on(CountReady)
-    def _counted(self, message: CountReady) -> None:
-        self._store(message.result)
-        self._request_flush()
-
-    def _store(self, result: Counted | None) -> None:
-        if result is None:
-            return  # stopped for a newer edit, or left to a lane
-        tid = result.tokenizer_id
-        if tid not in self.counters:
-            return  # disabled meanwhile
-        previous = self.counts.get(tid)
-        if result.count.error:
-            self.errors[tid] = result.count.error
-        elif previous is None or result.generation >= previous.generation:
-            self.counts[tid] = result
-            self.errors.pop(tid, None)
-
-    @on(LaneDone)
-    def _lane_done(self, message: LaneDone) -> None:
-        self._counting.discard(message.lane)
-        if message.lane in self._recount:
-            self._recount.discard(message.lane)
-            self._schedule_lane(message.lane)
+    def _store(self, rows) -> None:
+        wanted = set(self._wanted_ids())
+        for row in rows:
+            tid = row.tokenizer_id
+            if tid not in wanted:
+                continue  # disabled meanwhile
+            self.interrupted.pop(tid, None)
+            self.loaded.add(tid)
+            if row.count.error:
+                self.errors[tid] = row.count.error
+            else:
+                self.counts[tid] = row  # never older than the row's last: the client drops those
+                self.errors.pop(tid, None)
 
     def settled(self) -> bool:
-        """True when every loaded row has counted the current text (for tests and the perf script)."""
-        if len(self.counters) + len(self.errors) < len(set(self._wanted_ids())):
-            return False
-        return all(tid in self.errors or (tid in self.counts and self.counts[tid].generation == self.generation)
-                   for tid in self.counters)
-
-    @on(Worker.StateChanged)
-    def _worker_failed(self, event: Worker.StateChanged) -> None:
-        """A bug in a background task: say so (the rows it owned keep their last values)."""
-        if event.state == WorkerState.ERROR:
-            error = event.worker.error
-            self.notify(f"{event.worker.name}: {type(error).__name__}: {error}", title="background task failed",
-                        severity="error", timeout=10)
-            if event.worker.group.startswith("count-"):
-                self._counting.discard(event.worker.group.removeprefix("count-"))
+        """True when every row has counted the current text or has an error (tests, perf script)."""
+        return not self.interrupted and all(
+            tid in self.errors or (tid in self.counts and self.counts[tid].version == self.generation)
+            for tid in self._wanted_ids())
 
     # ------------------------------------------------------------------ drawing
     def _request_flush(self) -> None:
-        """Redraw the table once for any number of results: now if idle, else after FLUSH_INTERVAL_S."""
+        """Redraw the table once for any number of results: now if idle, else FLUSH_INTERVAL_S
+        after the last redraw for results (an edit's own redraw does not delay its first results)."""
         if self._flush_pending:
             return
         self._flush_pending = True
         wait = FLUSH_INTERVAL_S - (time.perf_counter() - self._flushed_at)
         if wait <= 0.001:
-            self.call_later(self._flush)
+            self.call_later(self._flush_results)
         else:
-            self.set_timer(wait, self._flush)
+            self.set_timer(wait, self._flush_results)
+
+    def _flush_results(self) -> None:
+        self._flush_pending = False
+        self._flushed_at = time.perf_counter()
+        self._flush()
 
     def _flush(self) -> None:
-        self._flush_pending = False
-        now = self._flushed_at = time.perf_counter()
+        now = time.perf_counter()
         table = self.query_one("#counts", CountsTable)
         ref = self.counts.get(self.reference)
-        ref_n = ref.count.tokens if ref and ref.generation == self.generation else None
+        ref_n = ref.count.tokens if ref and ref.version == self.generation else None
         for tid in self.enabled:
             values = self._row(tid, ref_n)
             for (key, _), value in zip(COLUMNS[1:], values):
@@ -477,7 +320,7 @@ class TokensPane(Container):
                     self._shown[(tid, key)] = value
                     table.update_cell(tid, key, value)
             result = self.counts.get(tid)
-            if result is not None and result.generation == self.generation \
+            if result is not None and result.version == self.generation \
                     and self.updated_at.get(tid, (None,))[0] != self.generation:
                 self.updated_at[tid] = (self.generation, now)
         self._update_budget()
@@ -485,13 +328,11 @@ class TokensPane(Container):
     def _row(self, tid: str, ref_n: int | None) -> tuple[str, str, str, str, str]:
         if tid in self.errors:
             return "error", "", "", "", self.errors[tid]
-        if tid not in self.counters:
-            return "loading…", "", "", "", ""
         result = self.counts.get(tid)
         if result is None:
-            return "counting…", "", "", "", ""
+            return "counting…" if tid in self.loaded else "loading…", "", "", "", self.interrupted.get(tid, "")
         n = result.count.tokens
-        stale = result.generation != self.generation
+        stale = result.version != self.generation
         tokens = f"{n:,}" + ("…" if stale else "")
         cpt = f"{result.count.chars_per_token:.2f}" if result.count.chars_per_token else "-"
         delta = pct = ""
@@ -505,6 +346,8 @@ class TokensPane(Container):
             notes.append("estimate: Δ is its error")
         elif self.registry.info(tid).approximate:
             notes.append("approximate")
+        if tid in self.interrupted:
+            notes.append(self.interrupted[tid])
         return tokens, cpt, delta, pct, ", ".join(notes)
 
     def _update_info(self) -> None:
@@ -576,39 +419,40 @@ class TokensPane(Container):
 
     def _compute_pieces(self) -> None:
         tid = self.selected_id()
-        editor = self.query_one("#editor", Editor)
-        self._pieces_worker(tid, self.text, editor.cursor_offset())
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="pieces", description="token view")
-    def _pieces_worker(self, tid: str | None, text: str, cursor: int) -> None:
+        view = self.query_one("#token-view", TokenView)
+        view.set_options(show_ids=self.show_ids, show_whitespace=self.show_whitespace)
         if tid is None:
-            self.post_message(self.PiecesReady(None, "no tokenizer selected"))
+            view.show(None, "no tokenizer selected")
+        elif tid in self.errors:
+            view.show(None, f"{tid}: {self.errors[tid]}")
+        elif tid not in self.loaded or self.doc is None:
+            view.show(None, f"{tid}: loading…")
+        else:
+            cursor = self.query_one("#editor", Editor).cursor_offset()
+            self._window_request = self.doc.request_window(self.generation, tid, cursor, VIEW_CHARS, VIEW_TOKENS)
+
+    def view_settled(self) -> bool:
+        """True when the token view shows the answer to its latest request (tests)."""
+        return self._window_shown == self._window_request
+
+    def _show_window(self, window: TokenWindow) -> None:
+        if window.request != self._window_request:
+            return  # a newer request is on its way
+        self._window_shown = window.request
+        view = self.query_one("#token-view", TokenView)
+        view.set_options(show_ids=self.show_ids, show_whitespace=self.show_whitespace)
+        tid, pieces = window.tokenizer_id, window.pieces
+        if pieces is None:
+            view.show(None, f"{tid}: {window.error}" if not window.error.startswith(tid) else window.error)
             return
-        counter = self.counters.get(tid)
-        if counter is None:
-            reason = self.errors.get(tid, "loading…")
-            self.post_message(self.PiecesReady(None, f"{tid}: {reason}"))
-            return
-        tok = counter.tokenizer
-        if not tok.has_vocab:
-            self.post_message(self.PiecesReady(None, f"{tid} is a character estimate: it has no tokens to show"))
-            return
-        start, end = window_bounds(text, tok.cut_rule, cursor, VIEW_CHARS)
-        pieces = token_pieces(tok, text[start:end], self.specials, VIEW_TOKENS)
         caption = f"{tid}: {pieces.total:,} tokens"
-        if (start, end) != (0, len(text)):
-            caption += f" in characters {start:,}–{end:,} around the cursor (of {len(text):,})"
+        if (window.start, window.end) != (0, window.length):
+            caption += f" in characters {window.start:,}–{window.end:,} around the cursor (of {window.length:,})"
         if pieces.truncated:
             caption += f"; showing the first {len(pieces.pieces):,}"
         caption += f"  ·  F2 ids {'on' if self.show_ids else 'off'} · F3 whitespace " \
                    f"{'on' if self.show_whitespace else 'off'} · ctrl+t back to the editor"
-        self.post_message(self.PiecesReady(pieces, caption))
-
-    @on(PiecesReady)
-    def _pieces_ready(self, message: PiecesReady) -> None:
-        view = self.query_one("#token-view", TokenView)
-        view.set_options(show_ids=self.show_ids, show_whitespace=self.show_whitespace)
-        view.show(message.pieces, message.caption)
+        view.show(pieces, caption)
 
     # ------------------------------------------------------------------ actions
     def action_toggle_view(self) -> None:
@@ -642,13 +486,12 @@ class TokensPane(Container):
 
     def set_specials(self, policy: str) -> None:
         self.specials = policy
-        self.counters = {tid: IncrementalCounter(c.tokenizer, policy) for tid, c in self.counters.items()}
         self.counts.clear()
-        self.generation = self.edits.record(UNCHANGED)
+        self.generation += 1
+        if self.doc is not None:
+            self.doc.set_specials(self.generation, policy)
         self._save(specials=policy)
         self._update_info()
-        for lane in LANES:
-            self._schedule_lane(lane)
         self._flush()
         self.notify(f"special tokens: {policy}", timeout=2)
 
@@ -681,12 +524,19 @@ class TokensPane(Container):
         self.enabled = tuple(ids)
         self._save(enabled=self.enabled)
         wanted = set(self._wanted_ids())
-        for table in (self.counters, self.counts, self.errors):
+        for table in (self.counts, self.errors, self.interrupted):
             for tid in [t for t in table if t not in wanted]:
                 del table[tid]
-        self._requested &= wanted
         self._rebuild_rows()
-        self._load(self._wanted_ids())
+        self._send_rows()
+
+    def _send_rows(self) -> None:
+        if self.doc is not None:
+            if self.counting.stopped is not None:  # it gave up restarting: a user's choice tries again
+                self.errors.clear()
+                self.counting.start()
+                self._flush()
+            self.doc.set_rows(self._wanted_ids())
 
     def action_choose_budget(self) -> None:
         def chosen(choice: BudgetChoice | None) -> None:
@@ -699,7 +549,7 @@ class TokensPane(Container):
         self.budget_model, self.reserved_output = model, reserved
         self._save(budget_model=model, reserved_output=reserved)
         self._resolve_budget()
-        self._load(self._wanted_ids())
+        self._send_rows()
 
     def action_open_file(self) -> None:
         screen = OpenFileScreen()

@@ -1,25 +1,8 @@
-"""Small helpers shared by command modules (argparse-level only; no heavy imports)."""
+"""Small helpers shared by command modules (no heavy imports)."""
 
 from __future__ import annotations
 
-import argparse
 import sys
-
-
-def number(cast, lo: float, hi: float | None = None, what: str = "a number"):
-    """An argparse type: ``cast(text)`` within [lo, hi], with one-line messages."""
-
-    def parse(text: str):
-        try:
-            value = cast(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        if not lo <= value <= (float("inf") if hi is None else hi) or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"must be {what} >= {lo:g}" if hi is None
-                                             else f"must be {what} between {lo:g} and {hi:g}")
-        return value
-
-    return parse
 
 
 def read_text_arg(path: str | None) -> str:

@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Send prompts to an OpenAI-compatible endpoint at a chosen load and report vLLM's "
                     "serving metrics (flags named as `vllm bench serve` names them). Without --base-url "
                     "it runs against the built-in simulator.")
-    from ..core.bench.prepare import add_run_arguments
+    from ..core.bench.options import add_run_arguments
 
     add_run_arguments(p)
     p.set_defaults(run=run)
@@ -85,37 +85,27 @@ def run(args) -> int:
     import signal
     import sys
 
-    from ..core.bench.engine import BenchmarkRun
-    from ..core.bench.report import format_summary
+    from ..core.bench.options import from_namespace
     from ..core.bench.prepare import prepare, save_csv, save_result
+    from ..core.bench.report import format_summary
+    from ..core.bench.workers import make_run, worker_backend
     from ..core.errors import TokdeckError
 
     def say(line: str) -> None:
         print(f"tokdeck bench: {line}", file=sys.stderr, flush=True)
 
-    workers = None
-    if args.ray_address is not None:
-        from ..core.bench.ray_backend import RayWorkers
-
-        workers = RayWorkers(args.ray_address, args.workers, args.ray_resource)
-    elif args.workers > 1:
-        from ..core.bench.workers import LocalWorkers
-
-        workers = LocalWorkers(args.workers).start()  # their start-up overlaps the preparation
+    options = from_namespace(args)
+    workers = worker_backend(options)  # local ones start now: their start-up overlaps the preparation
     try:
-        prep = prepare(args, say=say)
+        prep = prepare(options, say=say)
     except BaseException:
         if workers is not None:
             workers.close_now()
         raise
+    options = prep.options
     try:
-        if workers is None:
-            run_ = BenchmarkRun(prep.spec, prep.requests, prep.counter, emit_records=False)
-        else:
-            from ..core.bench.workers import WorkersRun
-
-            run_ = WorkersRun(prep.spec, prep.requests, prep.counter, workers, emit_records=False)
-        progress = _Progress(not args.disable_tqdm, len(prep.requests))
+        run_ = make_run(prep, workers, emit_records=False)
+        progress = _Progress(not options.disable_tqdm, len(prep.requests))
 
         async def main():
             loop = asyncio.get_running_loop()
@@ -141,6 +131,8 @@ def run(args) -> int:
 
         result = asyncio.run(main())
         progress.close()
+        if prep.sim is not None:  # did the simulator keep its timings? (it says so in its /health)
+            result = prep.sim.with_lateness(result)
     finally:
         if workers is not None:  # the run ended them; this is for a failure before it started
             workers.close_now()
@@ -149,21 +141,21 @@ def run(args) -> int:
 
     # the files first: after SIGHUP the terminal may be gone, and printing would fail
     saved, failures = [], []
-    if args.save_result:
+    if options.saves_result:
         try:
-            saved.append(f"result saved to {save_result(args, result)}")
+            saved.append(f"result saved to {save_result(options, result)}")
         except TokdeckError as exc:
             failures.append(exc)
-    if args.csv:
+    if options.csv:
         try:
-            save_csv(args.csv, result)
-            saved.append(f"per-request CSV saved to {args.csv}")
+            save_csv(options.csv, result)
+            saved.append(f"per-request CSV saved to {options.csv}")
         except TokdeckError as exc:
             failures.append(exc)
     print(format_summary(result))
-    if prep.sim is not None and result.client_health.get("client_bottleneck"):
-        print("tokdeck bench: note: the built-in simulator runs in this process and competes with the client "
-              "for the CPU; for cleaner figures run `tokdeck sim` in another terminal and pass --base-url URL "
+    if prep.sim is not None and result.client_health.client_bottleneck:
+        print("tokdeck bench: note: the built-in simulator runs on this machine and competes with the client "
+              "for its CPU cores; for cleaner figures run `tokdeck sim` on another machine and pass --base-url URL "
               "--tokenizer cl100k_base",
               file=sys.stderr)
     for line in saved:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..core.numbers import NumberRule, argparse_type
+
 ORDER = 30
 
 FORMAT_NAMES = ("openai-chat", "message-list", "sharegpt", "alpaca", "prompt-completion", "prompt", "text",
@@ -14,17 +16,7 @@ PROGRESS_MIN_BYTES = 16 << 20
 
 def _at_least(lo: int):
     """An argparse type: a whole number >= lo."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < lo:
-            raise argparse.ArgumentTypeError(f"must be at least {lo}")
-        return value
-
-    return parse
+    return argparse_type(NumberRule(int, lo=lo).parse)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

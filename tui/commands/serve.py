@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import number
+from ..core.numbers import PORT, NumberRule, argparse_type
 
 ORDER = 40
 
@@ -13,16 +13,7 @@ TOKEN_ENV = "TOKDECK_SERVE_TOKEN"
 
 #: the smallest body limit that makes sense: a request with a short text is already ~100 bytes
 MIN_BODY_MB = 1 / 1024
-
-
-def _body_mb(value: str) -> float:
-    try:
-        f = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not MIN_BODY_MB <= f < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number of MB, at least 1 KB ({MIN_BODY_MB:.5f}), not {value!r}")
-    return f
+_body_mb = NumberRule(float, lo=MIN_BODY_MB, need=f"a finite number of MB, at least 1 KB ({MIN_BODY_MB:.5f})")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,19 +23,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                     f"With a token (--auth-token or ${TOKEN_ENV}) every endpoint but /health needs "
                     "'Authorization: Bearer TOKEN'.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it)")
-    p.add_argument("--port", type=number(int, 0, 65535, "a port number (0: any free port)"),
+    p.add_argument("--port", type=argparse_type(PORT.parse),
                    default=8080, help="TCP port (default 8080; 0 picks a free one)")
     p.add_argument("--auth-token", metavar="TOKEN", default=None,
                    help=f"require this bearer token (prefer ${TOKEN_ENV}: arguments are visible in ps)")
-    p.add_argument("--max-body-mb", type=_body_mb, default=10.0, metavar="MB",
+    p.add_argument("--max-body-mb", type=argparse_type(_body_mb.parse), default=10.0, metavar="MB",
                    help="largest request body accepted, in MB (default 10; at least 1 KB); bigger gets 413, "
                         "however it is sent (Content-Length, chunked, compressed)")
-    p.add_argument("--idle-timeout", type=number(float, 0.1, 3600, "a number of seconds"), default=30.0,
+    p.add_argument("--idle-timeout", type=argparse_type(NumberRule(float, lo=0.1, hi=3600, need="a number of seconds in [0.1, 3600]").parse),
+                   default=30.0,
                    metavar="S", help="drop a request whose headers or body stop arriving for S seconds "
                                      "(default 30); a stalled body gets 408")
     p.add_argument("--preload", nargs="+", action="extend", default=[], metavar="ID",
                    help="tokenizer ids or model names to load before listening")
-    p.add_argument("--workers", type=number(int, 1, 1024, "a whole number"), default=4, metavar="N",
+    p.add_argument("--workers", type=argparse_type(NumberRule(int, lo=1, hi=1024).parse), default=4, metavar="N",
                    help="threads per counting pool: one for short texts, one for long texts, chats "
                         "and batches (default 4 each)")
     p.add_argument("--access-log", action="store_true", help="log one line per request on stderr")

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import number as _number
+from ..core.numbers import PORT, NumberRule, argparse_type
 
 ORDER = 45
+MAX_WORKERS = 64  # tui.core.bench.simproc.MAX_WORKERS (not imported: --help stays light)
 
-_rate = _number(float, 0, 1)
-_ms = _number(float, 0, what="a number of milliseconds")
-_positive = _number(int, 1, what="a whole number")
-_count = _number(int, 0, what="a whole number")
-_port = _number(int, 0, 65535, what="a port number (0: any free port)")
+_rate = argparse_type(NumberRule(float, lo=0, hi=1).parse)
+_ms = argparse_type(NumberRule(float, lo=0).parse)
+_positive = argparse_type(NumberRule(int, lo=1).parse)
+_count = argparse_type(NumberRule(int, lo=0).parse)
+_port = argparse_type(PORT.parse)
+_growth = argparse_type(NumberRule(float, lo=0).parse)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sim", help="run a simulated OpenAI-compatible streaming server",
-        description="Serve /v1/chat/completions, /v1/completions, /v1/models and /health with "
-                    "configurable timing, output lengths and faults, for demos, tests and gateway "
+        description="Serve /v1/chat/completions, /v1/completions, /v1/models, /health and /metrics with "
+                    "configurable timing, capacity, output lengths and faults, for demos, tests and gateway "
                     "checks. Text and usage come from a bundled tokenizer, so token counts are exact. "
                     "Runs until Ctrl-C.")
     g = p.add_argument_group("server")
@@ -31,8 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="bundled tokenizer for text and usage counts (default cl100k_base)")
     g.add_argument("--api-key-env", metavar="VAR",
                    help="require `Authorization: Bearer $VAR` on /v1 (the key is read from the environment)")
-    g.add_argument("--max-concurrency", type=_positive, metavar="N",
-                   help="requests beyond N wait in a server-side queue (adds to their TTFT)")
+    g.add_argument("--workers", type=argparse_type(NumberRule(int, lo=1, hi=MAX_WORKERS).parse), default=1, metavar="N",
+                   help=f"serve from N processes on one port (SO_REUSEPORT; at most {MAX_WORKERS}), so the "
+                        "simulator keeps up with more streams (default 1)")
     g.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the random draws (default 0)")
     t = p.add_argument_group("timing and output")
     t.add_argument("--ttft-ms", type=_ms, default=150.0, metavar="MS", help="time to first token (default 150)")
@@ -56,6 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "final: always in the finish chunk; none: never")
     t.add_argument("--no-done", action="store_true", help="end streams without `data: [DONE]`")
     t.add_argument("--no-role-chunk", action="store_true", help="no role-only first chunk (chat)")
+    c = p.add_argument_group("capacity (one worker)")
+    c.add_argument("--max-batch", "--max-concurrency", dest="max_batch", type=_positive, metavar="N",
+                   help="serve at most N requests at once; later ones wait in a first-in-first-out queue, which "
+                        "adds to their TTFT (default: no limit; --max-concurrency is its old name)")
+    c.add_argument("--itl-growth", type=_growth, default=0.0, metavar="G",
+                   help="each gap between chunks is ITL * (1 + G * (requests in the batch - 1)) (default 0)")
     f = p.add_argument_group("faults (fractions of requests, 0-1, adding up to at most 1)")
     f.add_argument("--error-rate", type=_rate, default=0.0, metavar="R", help="answered with an HTTP error")
     f.add_argument("--error-status", type=int, default=500, metavar="STATUS", help="status of those errors (default 500)")
@@ -68,16 +77,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def config_from_args(args):
     """The SimConfig the command line asks for (raises TokdeckError for bad combinations)."""
-    import os
-
     from ..core.bench.sim import SimConfig
-    from ..core.errors import TokdeckError
+    from ..core.endpoint import resolve_api_key
 
-    api_key = None
-    if args.api_key_env:
-        api_key = os.environ.get(args.api_key_env)
-        if not api_key:
-            raise TokdeckError(f"--api-key-env: environment variable {args.api_key_env} is not set or empty")
+    api_key = resolve_api_key(args.api_key_env).required() if args.api_key_env else None
     return SimConfig(
         model=args.model, tokenizer=args.tokenizer, ttft_ms=args.ttft_ms, ttft_jitter_ms=args.ttft_jitter_ms,
         itl_ms=args.itl_ms, itl_jitter_ms=args.itl_jitter_ms, jitter=args.jitter,
@@ -87,7 +90,7 @@ def config_from_args(args):
         role_chunk=not args.no_role_chunk, reasoning_tokens=args.reasoning_tokens, error_rate=args.error_rate,
         error_status=args.error_status, cut_rate=args.cut_rate, malformed_rate=args.malformed_rate,
         midstream_error_rate=args.midstream_error_rate, slow_headers_ms=args.slow_headers_ms,
-        max_concurrency=args.max_concurrency, seed=args.seed, strict_model=args.strict_model,
+        max_batch=args.max_batch, itl_growth=args.itl_growth, seed=args.seed, strict_model=args.strict_model,
         api_key=api_key, max_records=10_000,
     ).validate()
 
@@ -97,37 +100,49 @@ def run(args) -> int:
     import signal
     import sys
 
-    from ..core.bench.sim import is_loopback_host, start_simulator
+    from ..core.bench.sim import is_loopback_host
+    from ..core.bench.simproc import check_workers, serving
 
     cfg = config_from_args(args)
+    check_workers(cfg, args.workers)
     if not is_loopback_host(args.host):
         print(f"tokdeck: warning: binding {args.host}: the simulator is reachable from other machines",
               file=sys.stderr)
 
-    async def serve() -> None:
-        server = await start_simulator(cfg, args.host, args.port)
+    async def serve():
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        jitter = f" ({cfg.jitter} jitter)" if cfg.ttft_jitter_ms or cfg.itl_jitter_ms else ""
-        out = cfg.output_tokens if cfg.output_tokens is not None else "max_tokens (else 64)"
-        out = f"{out}, at most {cfg.max_output_tokens}"
-        print(f"tokdeck sim: serving {server.url}/v1  (model {cfg.model}, tokenizer {server.tokenizer_id}"
-              f"{', API key required' if cfg.api_key else ''})", flush=True)
-        print(f"  timing: TTFT {cfg.ttft_ms:g}±{cfg.ttft_jitter_ms:g} ms, ITL {cfg.itl_ms:g}±{cfg.itl_jitter_ms:g} ms"
-              f"{jitter}, output {out}, {cfg.tokens_per_chunk} token(s)/chunk, usage {cfg.usage}, "
-              f"[DONE] {'on' if cfg.send_done else 'off'}, role chunk {'on' if cfg.role_chunk else 'off'}"
-              f"{f', max concurrency {cfg.max_concurrency}' if cfg.max_concurrency else ''}", flush=True)
-        print(f"  faults: {cfg.describe_faults()}", flush=True)
-        print("  Ctrl-C stops.", flush=True)
-        try:
+        async with serving(cfg, args.host, args.port, args.workers) as group:
+            server = group.server
+            await server.ready()
+            jitter = f" ({cfg.jitter} jitter)" if cfg.ttft_jitter_ms or cfg.itl_jitter_ms else ""
+            out = cfg.output_tokens if cfg.output_tokens is not None else "max_tokens (else 64)"
+            out = f"{out}, at most {cfg.max_output_tokens}"
+            print(f"tokdeck sim: serving {server.url}/v1  (model {cfg.model}, tokenizer {server.tokenizer_id}"
+                  f"{', API key required' if cfg.api_key else ''})", flush=True)
+            print(f"  timing: TTFT {cfg.ttft_ms:g}±{cfg.ttft_jitter_ms:g} ms, ITL {cfg.itl_ms:g}±{cfg.itl_jitter_ms:g} ms"
+                  f"{jitter}, output {out}, {cfg.tokens_per_chunk} token(s)/chunk, usage {cfg.usage}, "
+                  f"[DONE] {'on' if cfg.send_done else 'off'}, role chunk {'on' if cfg.role_chunk else 'off'}",
+                  flush=True)
+            if cfg.max_batch or cfg.itl_growth:
+                print(f"  capacity: max batch {cfg.max_batch or 'unlimited'}, ITL growth {cfg.itl_growth:g} "
+                      "per request in the batch", flush=True)
+            if args.workers > 1:
+                print(f"  workers: {args.workers} processes on port {server.port} (pids "
+                      f"{', '.join(map(str, group.pids))})", flush=True)
+            print(f"  faults: {cfg.describe_faults()}", flush=True)
+            print("  /health: lateness and batch; /metrics: Prometheus. Ctrl-C stops.", flush=True)
             await stop.wait()
-        finally:
-            await server.close()
-            total = sum(server.counts.values())
-            detail = ", ".join(f"{k} {v}" for k, v in sorted(server.counts.items()))
-            print(f"tokdeck sim: stopped after {total} request(s){f' ({detail})' if total else ''}", flush=True)
+        totals = group.totals
+        total = sum(totals.outcomes.values())
+        detail = ", ".join(f"{k} {v}" for k, v in sorted(totals.outcomes.items()))
+        late = totals.late_ms
+        lateness = (f"; writes late by p50 {late['p50']:g} / p99 {late['p99']:g} / max {late['max']:g} ms"
+                    if late["writes"] else "")
+        print(f"tokdeck sim: stopped after {total} request(s){f' ({detail})' if total else ''}{lateness}",
+              flush=True)
 
     asyncio.run(serve())
     return 0

@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the pane to open (default: tokens, or data for a dataset FILE)")
     p.add_argument("--start", action="store_true",
                    help="open the Bench pane with the run flags below and start the run at once")
-    from ..core.bench.prepare import add_run_arguments
+    from ..core.bench.options import add_run_arguments
 
     add_run_arguments(p)  # the Bench pane's form starts from `tokdeck bench`'s flags
     p.set_defaults(run=run)
@@ -44,18 +44,19 @@ def run(args) -> int:
             if file == "-":
                 raise TokdeckError("the dashboard reads its input from the terminal: give a FILE, not -")
             text, source = read_text_arg(file), file
-    from ..core.bench.prepare import validate
+    from ..core.bench.options import from_namespace, validate
 
-    validate(args)  # a bad run flag is a one-line error before the UI opens
-    if getattr(args, "profile", None):
+    options = from_namespace(args)
+    validate(options)  # a bad run flag is a one-line error before the UI opens
+    if options.profile:
         from ..core.config import load_config
 
-        load_config().profile(args.profile)  # an unknown profile: a one-line error naming the known ones
+        load_config().profile(options.profile)  # an unknown profile: a one-line error naming the known ones
     if getattr(args, "start", False):
         pane = "bench"
     from ..app.app import make_app  # Textual loads only now: `tokdeck --help` stays instant
 
-    app = make_app(pane or "tokens", text=text, source=source, data_path=data_path, bench_args=args,
+    app = make_app(pane or "tokens", text=text, source=source, data_path=data_path, bench_options=options,
                    bench_start=getattr(args, "start", False))
     app.run()
     return app.return_code or 0

@@ -15,8 +15,6 @@ non-empty and free of control characters; ``metadata={"check": f}`` adds a field
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
 import re
 import tomllib
 import types
@@ -25,8 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .endpoint import base_url_problem, control_character, env_name_problem, header_name_problem, header_value_problem
+from .endpoint import (BACKENDS, base_url_problem, control_character, env_name_problem, header_name_problem,
+                       header_value_problem)
 from .errors import ConfigError
+from .numbers import NumberRule
 from .paths import atomic_write_text, config_path
 
 
@@ -107,7 +107,7 @@ class Profile:
 
     name: str = field(default="", metadata={"check": _profile_name})
     base_url: str = field(default="", metadata={"check": base_url_problem})
-    backend: str = field(default="openai-chat", metadata={"check": _one_of("openai-chat", "openai")})
+    backend: str = field(default="openai-chat", metadata={"check": _one_of(*BACKENDS)})
     model: str | None = None
     #: the API key is read from this environment variable at run time ...
     api_key_env: str | None = field(default=None, metadata={"check": env_name_problem})
@@ -117,15 +117,6 @@ class Profile:
     insecure: bool = False  # skip TLS verification
     ca_bundle: str | None = None
     timeout_s: float = field(default=600.0, metadata={"above": 0})
-
-
-def profile_api_key(profile: Profile, env: typing.Mapping[str, str] | None = None) -> str | None:
-    """The key a request to ``profile`` sends: the stored one, else the named environment variable,
-    else ``OPENAI_API_KEY`` (as `tokdeck bench` falls back); None when there is none."""
-    env = os.environ if env is None else env
-    if profile.api_key:
-        return profile.api_key
-    return env.get(profile.api_key_env or "OPENAI_API_KEY") or None
 
 
 @dataclass(frozen=True)
@@ -209,9 +200,10 @@ def _value_problem(value: Any, metadata: typing.Mapping[str, Any]) -> str | None
     """What is wrong with a converted value (numbers: finite, >= 0 or > ``above``), or None."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         above = metadata.get("above")
-        if not math.isfinite(value) or value < 0 or (above is not None and value <= above):
-            bound = f"> {above:g}" if above is not None else ">= 0"
-            return f"must be {'a finite number ' if isinstance(value, float) else ''}{bound}, not {value!r}"
+        rule = NumberRule(type(value), lo=0 if above is None else above, lo_open=above is not None)
+        problem = rule.problem(value)
+        if problem:
+            return f"{problem}, not {value!r}"
     check = metadata.get("check")
     return check(value) if check is not None and value is not None else None
 
@@ -230,6 +222,7 @@ def section_from_table(cls: type, table: Any, name: str, path: Path, text: str, 
                 f"{_where(path, text, key, start)}: unknown key {key!r} in [{name}] "
                 f"(known: {', '.join(sorted(fields))})"
             )
+        problem: str | None
         try:
             kwargs[key] = _check(value, hints[key])
         except TypeError as exc:
@@ -287,7 +280,7 @@ def _profiles(tables: Any, path: Path, text: str) -> tuple[Profile, ...]:
         raise ConfigError(f"{_where_section(path, text, 'profiles')}: profiles must be [[profiles]] tables")
     headers = [m.start() for m in re.finditer(r"^[ \t]*\[\[[ \t]*profiles[ \t]*\]\]", text, re.M)]
     aligned = len(headers) == len(tables)  # one [[profiles]] header per table; else inline tables
-    out = []
+    out: list[Profile] = []
     for i, table in enumerate(tables):
         start = headers[i] if aligned else 0
         where = f"{path}:{text.count(chr(10), 0, start) + 1}" if aligned else _where_section(path, text, "profiles")

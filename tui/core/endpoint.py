@@ -1,15 +1,22 @@
-"""What an endpoint's base URL, HTTP headers and API key may be: one rule for the flags, the
-config's profiles and the Bench pane.
+"""What an endpoint's base URL, HTTP headers and API key may be, and which key a request sends:
+one rule for the flags, the config's profiles and the Bench pane.
 
-Each function returns why a value is refused, as words that follow its name ("--base-url must
-start with http:// or https://", "profiles.base_url must ..."), or None when it is fine. They
-never repeat a credential: a URL is shown without its ``user:password@`` part.
+Each ``*_problem`` function returns why a value is refused, as words that follow its name
+("--base-url must start with http:// or https://", "profiles.base_url must ..."), or None when it
+is fine. They never repeat a credential: a URL is shown without its ``user:password@`` part.
+:func:`resolve_api_key` is the one lookup of the key (a run, F7 and the pane's profile line).
 """
 
 from __future__ import annotations
 
+import os
 import re
+from dataclasses import dataclass, field
+from typing import Mapping
 from urllib.parse import urlsplit
+
+#: the APIs a benchmark speaks: openai-chat (POST /v1/chat/completions), openai (POST /v1/completions)
+BACKENDS = ("openai-chat", "openai")
 
 #: RFC 9110 token characters: what a header name may be made of
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -86,3 +93,39 @@ def api_key_problem(key: str) -> str | None:
     """Why ``key`` cannot go into an ``Authorization`` header (never repeating it), or None."""
     bad = control_character(key)
     return f"contains a control character ({bad}): remove it" if bad else None
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """The API key requests send, and where it comes from (shown; the key itself never is)."""
+
+    #: the environment variable it is read from; None: stored in a config profile
+    variable: str | None
+    value: str | None = field(default=None, repr=False)
+    #: the variable was named (--api-key-env, a profile's api_key_env): it must be set
+    named: bool = False
+
+    @property
+    def source(self) -> str:
+        return f"${self.variable}" if self.variable else "the profile's stored key"
+
+    def required(self) -> str | None:
+        """The key (None: no key, requests go without one); TokdeckError when a named variable is
+        unset or empty."""
+        from .errors import TokdeckError
+
+        if self.named and self.value is None:
+            raise TokdeckError(f"--api-key-env: environment variable {self.variable} is not set or empty")
+        return self.value
+
+
+def resolve_api_key(variable: str | None, stored: str | None = None,
+                    environ: Mapping[str, str] | None = None) -> ApiKey:
+    """The key of a request: from the named environment variable, else the profile's stored key,
+    else ``$OPENAI_API_KEY`` (unset there: no key)."""
+    environ = os.environ if environ is None else environ
+    if variable:
+        return ApiKey(variable, environ.get(variable) or None, named=True)
+    if stored:
+        return ApiKey(None, stored)
+    return ApiKey("OPENAI_API_KEY", environ.get("OPENAI_API_KEY") or None)

@@ -28,7 +28,7 @@ import orjson
 
 from ..messages import messages_text
 from .redact import clip, redact_url
-from .sse import DONE, ERROR, OUTPUT, RESPONSE, SSEParser, StreamError, classify
+from .sse import DONE, ERROR, OUTPUT, RESPONSE, Chunk, SSEParser, StreamError, classify, read_payload
 
 BACKENDS = ("openai-chat", "openai")
 DEFAULT_ENDPOINTS = {"openai-chat": "/v1/chat/completions", "openai": "/v1/completions"}
@@ -85,19 +85,16 @@ def build_body(backend: str, model: str, req: BenchRequest, *, stream: bool = Tr
 class Outcome:
     """What one request produced (mutable while streaming; the engine turns it into a record)."""
 
-    __slots__ = ("st", "ttft", "last", "itls", "pieces", "prompt_tokens", "completion_tokens", "error",
-                 "chunks", "done", "finished", "bad_usage", "last_read", "timed_out")
+    __slots__ = ("st", "times", "pieces", "prompt_tokens", "completion_tokens", "error", "done", "finished",
+                 "bad_usage", "last_read", "timed_out")
 
     def __init__(self) -> None:
         self.st = 0.0
-        self.ttft = 0.0  # seconds after st; 0 until the first output chunk
-        self.last = 0.0  # absolute time of the last output chunk
-        self.itls: list[float] = []
+        self.times: list[float] = []  # when each output chunk arrived (absolute): TTFT, ITLs, E2EL
         self.pieces: list[str] = []
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
         self.error = ""
-        self.chunks = 0
         self.done = False  # [DONE] came
         self.finished = False  # a finish_reason came
         self.bad_usage: str | None = None  # why the server's usage cannot be believed
@@ -105,12 +102,27 @@ class Outcome:
         self.timed_out = False
 
     @property
+    def chunks(self) -> int:
+        return len(self.times)
+
+    @property
     def ok(self) -> bool:
-        return not self.error and self.chunks > 0
+        return not self.error and bool(self.times)
+
+    @property
+    def ttft(self) -> float:
+        """Seconds from ``st`` to the first output chunk (0 before it)."""
+        return self.times[0] - self.st if self.times else 0.0
 
     @property
     def e2el(self) -> float:
-        return self.last - self.st if self.chunks else 0.0
+        return self.times[-1] - self.st if self.times else 0.0
+
+    @property
+    def itls(self) -> list[float]:
+        """One gap per output chunk after the first."""
+        times = self.times
+        return [b - a for a, b in zip(times, times[1:])]
 
     @property
     def text(self) -> str:
@@ -185,7 +197,7 @@ def describe_exception(exc: BaseException, read_timeout: float | None = None) ->
     return internal_error(exc)
 
 
-def _apply(out: Outcome, c, t: float) -> bool:
+def _apply(out: Outcome, c: Chunk, t: float) -> bool:
     """Fold one classified chunk into the outcome; False when the stream must stop."""
     if out.done:  # nothing after [DONE] counts; the rest is read only to reuse the connection
         return True
@@ -202,12 +214,7 @@ def _apply(out: Outcome, c, t: float) -> bool:
     if c.finished:
         out.finished = True
     if kind == OUTPUT:
-        if out.chunks:
-            out.itls.append(t - out.last)
-        else:
-            out.ttft = t - out.st
-        out.last = t
-        out.chunks += 1
+        out.times.append(t)
         out.pieces.append(c.text)
     elif kind == DONE:
         out.done = True
@@ -248,14 +255,15 @@ async def send_streaming(session: aiohttp.ClientSession, url: str, body: bytes, 
                 return out
             readany = resp.content.readany
             feed = parser.feed
-            loads = orjson.loads
-            itls, pieces = out.itls, out.pieces
+            times, pieces = out.times, out.pieces
             while True:
                 data = await readany()
                 t = perf_counter()  # before any parsing: every event completed by this read arrived now
                 out.last_read = t
                 if not data:
                     break
+                if out.done:  # nothing after [DONE] counts; the rest is read only to reuse the connection
+                    continue
                 payloads = feed(data)
                 if not events:
                     if not payloads:
@@ -263,44 +271,15 @@ async def send_streaming(session: aiohttp.ClientSession, url: str, body: bytes, 
                         continue
                     events = len(payloads)
                 for payload in payloads:
-                    # fast path for the common chunk shapes: a dict with one choice, no usage,
-                    # error or finish_reason, whose delta (or completions text) has only content;
-                    # anything else, of any type, goes through classify()
-                    if out.done or payload == b"[DONE]":
-                        out.done = True
-                        continue
-                    try:
-                        obj = loads(payload)
-                        choices = obj["choices"]
-                        if "error" in obj or "usage" in obj or choices.__class__ is not list or len(choices) != 1:
-                            raise KeyError
-                        c0 = choices[0]
-                        if c0.__class__ is not dict or c0.get("finish_reason") is not None:
-                            raise KeyError
-                        delta = c0.get("delta")
-                        if delta is None:  # completions: {"text": ...}
-                            text = c0["text"]
-                            if not text and "message" in c0:
-                                raise KeyError
-                        elif (delta.__class__ is not dict or "text" in c0 or "reasoning_content" in delta
-                              or "reasoning" in delta or "tool_calls" in delta):
-                            raise KeyError
-                        else:
-                            text = delta.get("content")
-                        if text is not None and text.__class__ is not str:
-                            raise KeyError
-                    except (KeyError, TypeError, AttributeError, orjson.JSONDecodeError):
-                        if not _apply(out, classify(payload), t):
-                            return out
-                        continue
-                    if text:
-                        if out.chunks:
-                            itls.append(t - out.last)
-                        else:
-                            out.ttft = t - out.st
-                        out.last = t
-                        out.chunks += 1
-                        pieces.append(text)
+                    read = read_payload(payload)
+                    if isinstance(read, str):  # the common chunk: output (or nothing) and nothing else
+                        if read:
+                            times.append(t)
+                            pieces.append(read)
+                    elif not _apply(out, read, t):
+                        return out
+                    elif out.done:
+                        break
             if not out.done:
                 t = perf_counter()
                 payloads = parser.close()
@@ -320,7 +299,8 @@ async def send_streaming(session: aiohttp.ClientSession, url: str, body: bytes, 
 
 
 async def _read_body(resp: aiohttp.ClientResponse) -> bytes:
-    parts, size = [], 0
+    parts: list[bytes] = []
+    size = 0
     while True:
         data = await resp.content.readany()
         if not data:

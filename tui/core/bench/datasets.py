@@ -36,7 +36,6 @@ from ..paths import read_file_bytes
 from ..messages import message_text, messages_text
 from .client import BenchRequest
 
-DATASETS = ("random", "custom", "sharegpt", "sonnet")
 SONNET_PATH = Path(__file__).resolve().parent / "data" / "sonnets.txt"
 SONNET_BASE_PROMPT = "Pick as many lines as you can from these poem lines:\n"
 DEFAULT_CUSTOM_OUTPUT_LEN = 256

@@ -55,7 +55,8 @@ from .client import (DEFAULT_ENDPOINTS, BenchRequest, Outcome, build_body, inter
                      send_streaming)
 from .metrics import DEFAULT_PERCENTILE_METRICS, DEFAULT_PERCENTILES, percentile, summarize
 from .redact import Redactor, clip, redact_url, url_password
-from .results import BenchResult, RecordStore, RequestRecord, RunSnapshot, compute_summary, error_reason
+from .results import (BenchResult, ClientHealth, RecordStore, RequestRecord, RunSnapshot, Spread, compute_summary,
+                      error_reason)
 
 #: the event-loop lag above which the client, not the server, limited the run: the p99 lag
 #: exceeds the larger of 1 ms and the smaller of 5 % of the median TTFT and 25 % of the median
@@ -314,6 +315,7 @@ class BenchmarkRun:
             gc.unfreeze()
             await asyncio.gather(watchdog, return_exceptions=True)
             await session.close()
+        assert self.result is not None  # _run_main sets it, or raised
         return self.result
 
     def _note_crashes(self, outcomes: Sequence[Any], names: Sequence[str]) -> None:
@@ -723,8 +725,7 @@ class BenchmarkRun:
         setup["dispatched"] = self._dispatched
         setup["stopped_by"] = "stop" if partial else self._stopped_by
         return BenchResult(
-            setup=setup, summary=summary, percentile_metrics=tuple(spec.percentile_metrics),
-            percentiles=tuple(spec.percentiles), goodput=dict(spec.goodput) if spec.goodput else None,
+            setup=setup, summary=summary, goodput=dict(spec.goodput) if spec.goodput else None,
             token_sources=store.source_counts(), client_health=health,
             error_reasons=dict(reasons.most_common()), partial=partial, cancelled=self._cancelled,
             warmup=dict(self._warmup), store=store, usage_ignored=dict(self._usage_ignored.most_common()),
@@ -751,35 +752,29 @@ def lag_limit_ms(median_ttft_ms: float, median_itl_ms: float) -> float:
     return max(LAG_FLOOR_MS, min(shares)) if shares else LAG_FLOOR_MS
 
 
-def client_health(loop_lag: Sequence[float], store: RecordStore, cpu_share: float) -> dict[str, Any]:
+def client_health(loop_lag: Sequence[float], store: RecordStore, cpu_share: float) -> ClientHealth:
     """Event-loop lag, schedule lag and client queue time (mean/p99/max, ms) and the verdict."""
-    def stats(values) -> dict[str, float]:
+    def spread(values: Sequence[float]) -> Spread:
         s = summarize(values, (99.0,))
-        return {"mean": s["mean"], "p99": s["percentiles"][0][1], "max": s["max"]}
+        return Spread(s.mean, s.at(99.0), s.max)
 
     rows = store.ok_rows()
-    ttft_med = summarize([store.ttft[r] for r in rows], ())["median"]
+    ttft_med = summarize([store.ttft[r] for r in rows], ()).median
     itls: list[float] = []
     for r in rows[-2000:]:
         itls.extend(store.itls(r))
-    itl_med = summarize(itls, ())["median"]
-    loop = stats(loop_lag)
+    itl_med = summarize(itls, ()).median
+    loop = spread(loop_lag)
     limit = lag_limit_ms(ttft_med, itl_med)
-    bottleneck = loop["p99"] > limit
+    bottleneck = loop.p99 > limit
     warning = None
     if bottleneck:
-        warning = (f"the client was the bottleneck: its event loop ran up to {loop['p99']:.1f} ms late "
+        warning = (f"the client was the bottleneck: its event loop ran up to {loop.p99:.1f} ms late "
                    f"(p99; limit {limit:.1f} ms), which inflates TTFT and ITL; use fewer concurrent "
                    "requests or run tokdeck on another machine")
-    return {
-        "event_loop_lag_ms": loop,
-        "schedule_lag_ms": stats(store.lag),
-        "client_queue_time_ms": stats(store.queue),
-        "client_cpu_percent": round(cpu_share * 100.0, 1),
-        "lag_limit_ms": limit,
-        "client_bottleneck": bottleneck,
-        "warning": warning,
-    }
+    return ClientHealth(event_loop_lag_ms=loop, schedule_lag_ms=spread(store.lag),
+                        client_queue_time_ms=spread(store.queue), client_cpu_percent=round(cpu_share * 100.0, 1),
+                        lag_limit_ms=limit, client_bottleneck=bottleneck, warning=warning)
 
 
 async def run_benchmark(spec: BenchSpec, requests: Sequence[BenchRequest], counter: TokenCounter | None = None,

@@ -1,7 +1,8 @@
 """Runs to look back at: session results and saved result files, opened and compared.
 
-- ``RunData``: one finished run as the dashboard shows it: a name, where it came from, the flat
-  result dict (vLLM's keys), per-request series when known, statistics per metric.
+- ``RunData``: one finished run as the dashboard shows it: a name, where it came from, its
+  summary and client health (the dataclasses of a result), per-request series when known,
+  statistics per metric.
 - ``from_result(result, name)``: a run of this session (exact statistics from its records).
 - ``load_result_file(path)``: tokdeck's JSON or ``vllm bench serve --save-result`` JSON
   (including vLLM's old ``"request_goodput:"`` key). Per-request series come from the detailed
@@ -13,6 +14,7 @@
 
 from __future__ import annotations
 
+import math
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +25,9 @@ import orjson
 from ..errors import TokdeckError
 from ..paths import read_file_bytes
 from .metrics import METRICS, summarize, tpot_of
+from .results import BenchResult, ClientHealth, Summary
 
 STAT_PERCENTILES = (50.0, 90.0, 99.0)
-#: vLLM before 0.6 wrote this key with a stray colon
-OLD_KEYS = {"request_goodput:": "request_goodput"}
 
 
 @dataclass(frozen=True)
@@ -58,21 +59,21 @@ class RunSeries:
 class RunData:
     name: str
     source: str  # "session" or the file path
-    data: dict[str, Any] = field(repr=False)  # the flat result (vLLM keys + tokdeck's)
+    summary: Summary = field(repr=False)
     stats: dict[str, MetricStats | None] = field(repr=False)
     series: RunSeries | None = field(default=None, repr=False)
+    kind: str = "tokdeck"  # whose result: "tokdeck" or "vllm" (no client health)
+    model_id: str | None = None
+    num_prompts: int | None = None
+    partial: bool = False
+    client_health: ClientHealth | None = None
+    error_reasons: dict[str, int] = field(default_factory=dict, repr=False)
+    internal_errors: tuple[str, ...] = ()
 
-    @property
-    def partial(self) -> bool:
-        return bool(self.data.get("partial"))
-
-    @property
-    def kind(self) -> str:
-        return "tokdeck" if "client_health" in self.data else "vllm"
-
-    def value(self, key: str) -> float | None:
-        v = self.data.get(key)
-        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    def value(self, figure: str) -> float | None:
+        """A figure of the summary (``request_throughput``, ...), None when unknown or not finite."""
+        v = getattr(self.summary, figure)
+        return float(v) if v is not None and math.isfinite(v) else None
 
 
 # ---------------------------------------------------------------------- building
@@ -80,19 +81,16 @@ def _stats_of(values: Sequence[float]) -> MetricStats | None:
     if not values:
         return None
     s = summarize(values, STAT_PERCENTILES)
-    p = dict(s["percentiles"])
-    return MetricStats(s["mean"], p[50.0], p[90.0], p[99.0], s["count"])
+    return MetricStats(s.mean, s.at(50.0), s.at(90.0), s.at(99.0), s.count)
 
 
-def _stats_from_keys(data: dict[str, Any], metric: str) -> MetricStats | None:
-    def get(key: str) -> float | None:
-        v = data.get(key)
-        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-    mean = get(f"mean_{metric}_ms")
-    p50 = get(f"p50_{metric}_ms")
-    p50 = p50 if p50 is not None else get(f"median_{metric}_ms")
-    p90, p99 = get(f"p90_{metric}_ms"), get(f"p99_{metric}_ms")
+def _stats_from_summary(summary: Summary, metric: str) -> MetricStats | None:
+    m = summary.metric(metric)
+    if m is None:
+        return None
+    p50 = m.percentile(50.0)
+    p50 = p50 if p50 is not None else m.median
+    mean, p90, p99 = m.mean, m.percentile(90.0), m.percentile(99.0)
     if mean is None and p50 is None and p90 is None and p99 is None:
         return None
     return MetricStats(mean, p50, p90, p99)
@@ -108,16 +106,18 @@ def _series_stats(series: RunSeries, itls: Sequence[float] | None) -> dict[str, 
             "itl": _stats_of(itls) if itls is not None else None}
 
 
-def from_result(result, name: str) -> RunData:
-    """A run of this session: the flat result (as it would be saved) and exact statistics."""
+def from_result(result: BenchResult, name: str) -> RunData:
+    """A run of this session, with exact statistics from its records."""
     store = result.store
     order = store.order()
     series = RunSeries(ok=array("b", (store.ok[r] for r in order)), ttft=array("d", (store.ttft[r] for r in order)),
                        e2el=array("d", (store.e2el[r] for r in order)),
                        output_tokens=array("q", (store.out_tok[r] for r in order)),
                        start=array("d", (store.start[r] for r in order)))
-    return RunData(name=name, source="session", data=result.to_vllm_json(detailed=False),
-                   stats=_series_stats(series, store.itl), series=series)
+    return RunData(name=name, source="session", summary=result.summary, stats=_series_stats(series, store.itl),
+                   series=series, model_id=result.setup["model_id"], num_prompts=result.setup["num_prompts"],
+                   partial=result.partial, client_health=result.client_health,
+                   error_reasons=dict(result.error_reasons), internal_errors=result.internal_errors)
 
 
 def _number_list(data: dict, key: str, n: int | None) -> list[float] | None:
@@ -135,8 +135,8 @@ def _number_list(data: dict, key: str, n: int | None) -> list[float] | None:
 
 
 def run_from_dict(data: dict[str, Any], name: str, source: str) -> RunData:
-    """A RunData from a result dict (tokdeck's or vLLM's keys)."""
-    data = {OLD_KEYS.get(k, k): v for k, v in data.items()}
+    """A RunData from a result's JSON (tokdeck's or vLLM's keys); what is not of its type is unknown."""
+    summary = Summary.from_json(data)
     ttfts = _number_list(data, "ttfts", None)
     series = None
     itls: list[float] | None = None
@@ -167,10 +167,20 @@ def run_from_dict(data: dict[str, Any], name: str, source: str) -> RunData:
         stats = _series_stats(series, itls)
         for m in METRICS:  # ITL without per-request arrays: the file's own numbers
             if stats[m] is None:
-                stats[m] = _stats_from_keys(data, m)
+                stats[m] = _stats_from_summary(summary, m)
     else:
-        stats = {m: _stats_from_keys(data, m) for m in METRICS}
-    return RunData(name=name, source=source, data=data, stats=stats, series=series)
+        stats = {m: _stats_from_summary(summary, m) for m in METRICS}
+    model_id, num_prompts = data.get("model_id"), data.get("num_prompts")
+    reasons, internal = data.get("error_reasons"), data.get("internal_errors")
+    return RunData(
+        name=name, source=source, summary=summary, stats=stats, series=series,
+        kind="tokdeck" if "client_health" in data else "vllm",
+        model_id=model_id if isinstance(model_id, str) else None,
+        num_prompts=num_prompts if isinstance(num_prompts, int) and not isinstance(num_prompts, bool) else None,
+        partial=data.get("partial") is True, client_health=ClientHealth.from_json(data.get("client_health")),
+        error_reasons={k: v for k, v in reasons.items() if isinstance(v, int) and not isinstance(v, bool)}
+        if isinstance(reasons, dict) else {},
+        internal_errors=tuple(e for e in internal if isinstance(e, str)) if isinstance(internal, list) else ())
 
 
 def load_result_file(path: str | Path) -> RunData:

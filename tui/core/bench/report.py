@@ -21,8 +21,8 @@ def format_summary(result: BenchResult) -> str:
     s = result.summary
     setup = result.setup
     out = ["{s:{c}^{n}}".format(s=" Serving Benchmark Result ", n=50, c="=")]
-    out.append(_line("Successful requests:", s["completed"]))
-    out.append(_line("Failed requests:", s["failed"]))
+    out.append(_line("Successful requests:", s.completed))
+    out.append(_line("Failed requests:", s.failed))
     if setup.get("max_concurrency") is not None:
         out.append(_line("Maximum request concurrency:", setup["max_concurrency"]))
     if setup.get("ramp_up_strategy"):
@@ -30,31 +30,32 @@ def format_summary(result: BenchResult) -> str:
                                            f"{setup['ramp_up_end_rps']:g}"))
     elif setup.get("request_rate") != "inf":
         out.append(_line("Request rate configured (RPS):", float(setup["request_rate"]), ".2f"))
-    out.append(_line("Benchmark duration (s):", s["duration"], ".2f"))
-    out.append(_line("Total input tokens:", s["total_input_tokens"]))
-    out.append(_line("Total generated tokens:", s["total_output_tokens"]))
-    out.append(_line("Request throughput (req/s):", s["request_throughput"], ".2f"))
-    if s["request_goodput"] is not None:
-        out.append(_line("Request goodput (req/s):", s["request_goodput"], ".2f"))
-    out.append(_line("Output token throughput (tok/s):", s["output_throughput"], ".2f"))
-    out.append(_line("Peak output token throughput (tok/s):", s["max_output_tokens_per_s"], ".2f"))
-    out.append(_line("Peak concurrent requests:", float(s["max_concurrent_requests"]), ".2f"))
-    out.append(_line("Total token throughput (tok/s):", s["total_token_throughput"], ".2f"))
-    for m in result.percentile_metrics:
-        name, header = _HEADERS[m]
+    out.append(_line("Benchmark duration (s):", s.duration, ".2f"))
+    out.append(_line("Total input tokens:", s.total_input_tokens))
+    out.append(_line("Total generated tokens:", s.total_output_tokens))
+    out.append(_line("Request throughput (req/s):", s.request_throughput, ".2f"))
+    if s.request_goodput is not None:
+        out.append(_line("Request goodput (req/s):", s.request_goodput, ".2f"))
+    out.append(_line("Output token throughput (tok/s):", s.output_throughput, ".2f"))
+    out.append(_line("Peak output token throughput (tok/s):", s.max_output_tokens_per_s, ".2f"))
+    out.append(_line("Peak concurrent requests:", float(s.max_concurrent_requests or 0), ".2f"))
+    out.append(_line("Total token throughput (tok/s):", s.total_token_throughput, ".2f"))
+    for m in s.metrics:
+        name, header = _HEADERS[m.metric]
         out.append("{s:{c}^{n}}".format(s=header, n=50, c="-"))
-        out.append(_line(f"Mean {name} (ms):", s[f"mean_{m}_ms"], ".2f"))
-        out.append(_line(f"Median {name} (ms):", s[f"median_{m}_ms"], ".2f"))
-        for p in result.percentiles:
-            w = percentile_word(p)
-            out.append(_line(f"P{w} {name} (ms):", s[f"p{w}_{m}_ms"], ".2f"))
+        out.append(_line(f"Mean {name} (ms):", m.mean, ".2f"))
+        out.append(_line(f"Median {name} (ms):", m.median, ".2f"))
+        for p, value in m.percentiles:
+            out.append(_line(f"P{percentile_word(p)} {name} (ms):", value, ".2f"))
     h = result.client_health
     out.append("{s:{c}^{n}}".format(s="Client Health (tokdeck)", n=50, c="-"))
-    for key, label in (("event_loop_lag_ms", "Event-loop lag"), ("schedule_lag_ms", "Schedule lag"),
-                       ("client_queue_time_ms", "Client queue time")):
-        v = h[key]
-        out.append(_line(f"{label} mean/p99/max (ms):", f"{v['mean']:.2f} / {v['p99']:.2f} / {v['max']:.2f}"))
-    out.append(_line("Client CPU (% of one core):", h["client_cpu_percent"], ".1f"))
+    for v, label in ((h.event_loop_lag_ms, "Event-loop lag"), (h.schedule_lag_ms, "Schedule lag"),
+                     (h.client_queue_time_ms, "Client queue time")):
+        out.append(_line(f"{label} mean/p99/max (ms):", f"{v.mean:.2f} / {v.p99:.2f} / {v.max:.2f}"))
+    out.append(_line("Client CPU (% of one core):", h.client_cpu_percent, ".1f"))
+    if h.simulator is not None:  # the built-in simulator's own lateness (its /health)
+        late = h.simulator.late_ms
+        out.append(_line("Simulator lateness p50/p99/max (ms):", f"{late.p50:.2f} / {late.p99:.2f} / {late.max:.2f}"))
     out.append("=" * 50)
     # what the figures rest on
     notes = []
@@ -82,8 +83,8 @@ def format_summary(result: BenchResult) -> str:
             out.append(f"  {n:>6}  {reason}")
         if len(result.error_reasons) > 10:
             out.append(f"  ... and {len(result.error_reasons) - 10} other reason(s)")
-    if h.get("warning"):
-        out.append(f"WARNING: {h['warning']}")
+    if h.warning:
+        out.append(f"WARNING: {h.warning}")
     for problem in result.internal_errors:
         out.append(f"INTERNAL ERROR: {problem}")
     return "\n".join(out)

@@ -13,11 +13,12 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from array import array
-from dataclasses import dataclass, field
-from typing import Any, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Iterator, Sequence
 
-from .metrics import (DEFAULT_PERCENTILE_METRICS, DEFAULT_PERCENTILES, is_good, peak_concurrency,
+from .metrics import (DEFAULT_PERCENTILE_METRICS, DEFAULT_PERCENTILES, METRICS, is_good, peak_concurrency,
                       peak_output_tokens_per_s, percentile_word, summarize, tpot_of)
 
 OK, FAILED = 1, 0
@@ -196,9 +197,89 @@ class RecordStore:
         return out
 
 
+def _number(value: Any) -> float | None:
+    """A JSON number as a float (null, NaN written as null, and anything else: None)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _count(value: Any) -> int | None:
+    number = _number(value)
+    return int(number) if number is not None and number.is_integer() else None
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    """One metric's statistics in ms: vLLM's ``mean_/median_/std_/pNN_{metric}_ms`` keys (None
+    where a saved result does not say)."""
+
+    metric: str  # ttft, tpot, itl or e2el
+    mean: float | None
+    median: float | None
+    std: float | None
+    percentiles: tuple[tuple[float, float | None], ...]  # (p, value)
+
+    def percentile(self, p: float) -> float | None:
+        return dict(self.percentiles).get(p)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """vLLM's result numbers. A run fills every one (``request_goodput`` only with SLOs); a saved
+    result read back has None where the file does not say (older vLLM files have no ``failed``)."""
+
+    duration: float | None
+    completed: int | None
+    failed: int | None
+    total_input_tokens: int | None
+    total_output_tokens: int | None
+    request_throughput: float | None
+    request_goodput: float | None
+    output_throughput: float | None
+    total_token_throughput: float | None
+    max_output_tokens_per_s: float | None
+    max_concurrent_requests: int | None
+    metrics: tuple[MetricSummary, ...] = ()  # the --percentile-metrics, in their order
+
+    def metric(self, name: str) -> MetricSummary | None:
+        return next((m for m in self.metrics if m.metric == name), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """vLLM's keys: the figures, then per metric mean, median, std and each percentile."""
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "metrics"}
+        for m in self.metrics:
+            out[f"mean_{m.metric}_ms"] = m.mean
+            out[f"median_{m.metric}_ms"] = m.median
+            out[f"std_{m.metric}_ms"] = m.std
+            for p, v in m.percentiles:
+                out[f"p{percentile_word(p)}_{m.metric}_ms"] = v
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Summary:
+        """The summary of a saved result, tokdeck's or vLLM's (its old ``"request_goodput:"`` key too)."""
+        goodput = data["request_goodput"] if "request_goodput" in data else data.get("request_goodput:")  # vLLM < 0.6
+        metrics = []
+        for m in METRICS:
+            pattern = re.compile(rf"p(\d+(?:\.\d+)?)_{m}_ms")
+            percentiles = tuple((float(found.group(1)), _number(v)) for k, v in data.items()
+                                if (found := pattern.fullmatch(k)))
+            if percentiles or any(f"{s}_{m}_ms" in data for s in ("mean", "median", "std")):
+                metrics.append(MetricSummary(m, _number(data.get(f"mean_{m}_ms")), _number(data.get(f"median_{m}_ms")),
+                                             _number(data.get(f"std_{m}_ms")), percentiles))
+        return cls(
+            duration=_number(data.get("duration")), completed=_count(data.get("completed")),
+            failed=_count(data.get("failed")), total_input_tokens=_count(data.get("total_input_tokens")),
+            total_output_tokens=_count(data.get("total_output_tokens")),
+            request_throughput=_number(data.get("request_throughput")), request_goodput=_number(goodput),
+            output_throughput=_number(data.get("output_throughput")),
+            total_token_throughput=_number(data.get("total_token_throughput")),
+            max_output_tokens_per_s=_number(data.get("max_output_tokens_per_s")),
+            max_concurrent_requests=_count(data.get("max_concurrent_requests")), metrics=tuple(metrics))
+
+
 def compute_summary(store: RecordStore, duration: float, percentile_metrics=DEFAULT_PERCENTILE_METRICS,
-                    percentiles=DEFAULT_PERCENTILES, goodput: dict[str, float] | None = None) -> dict[str, Any]:
-    """vLLM's result numbers (keys as ``vllm bench serve`` writes them) from the store."""
+                    percentiles=DEFAULT_PERCENTILES, goodput: dict[str, float] | None = None) -> Summary:
+    """vLLM's result numbers from the store."""
     rows = store.ok_rows()
     dur = duration if duration > 0 else float("nan")
     ttfts = [store.ttft[r] for r in rows]
@@ -213,28 +294,103 @@ def compute_summary(store: RecordStore, duration: float, percentile_metrics=DEFA
     if goodput:
         good = sum(1 for a, b, n in zip(ttfts, e2els, outs) if is_good(a, b, n, goodput))
     starts = [store.start[r] for r in rows]
-    out: dict[str, Any] = {
-        "duration": duration,
-        "completed": len(rows),
-        "failed": len(store) - len(rows),
-        "total_input_tokens": total_in,
-        "total_output_tokens": total_out,
-        "request_throughput": len(rows) / dur if rows else 0.0,
-        "request_goodput": (good / dur if rows else 0.0) if good is not None else None,
-        "output_throughput": total_out / dur if rows else 0.0,
-        "total_token_throughput": (total_in + total_out) / dur if rows else 0.0,
-        "max_output_tokens_per_s": peak_output_tokens_per_s(starts, ttfts, e2els, lambda i: store.itls(rows[i])),
-        "max_concurrent_requests": peak_concurrency(starts, e2els),
-    }
-    values = {"ttft": ttfts, "tpot": tpots, "itl": itls, "e2el": e2els}
+    values: dict[str, Sequence[float]] = {"ttft": ttfts, "tpot": tpots, "itl": itls, "e2el": e2els}
+    metrics = []
     for m in percentile_metrics:
         s = summarize(values[m], percentiles)
-        out[f"mean_{m}_ms"] = s["mean"]
-        out[f"median_{m}_ms"] = s["median"]
-        out[f"std_{m}_ms"] = s["std"]
-        for p, v in s["percentiles"]:
-            out[f"p{percentile_word(p)}_{m}_ms"] = v
-    return out
+        metrics.append(MetricSummary(m, s.mean, s.median, s.std, percentiles=s.percentiles))
+    return Summary(
+        duration=duration,
+        completed=len(rows),
+        failed=len(store) - len(rows),
+        total_input_tokens=total_in,
+        total_output_tokens=total_out,
+        request_throughput=len(rows) / dur if rows else 0.0,
+        request_goodput=(good / dur if rows else 0.0) if good is not None else None,
+        output_throughput=total_out / dur if rows else 0.0,
+        total_token_throughput=(total_in + total_out) / dur if rows else 0.0,
+        max_output_tokens_per_s=peak_output_tokens_per_s(starts, ttfts, e2els, lambda i: store.itls(rows[i])),
+        max_concurrent_requests=peak_concurrency(starts, e2els),
+        metrics=tuple(metrics))
+
+
+@dataclass(frozen=True)
+class Spread:
+    """mean, p99 and max of a client-side delay, in ms."""
+
+    mean: float
+    p99: float
+    max: float
+
+
+@dataclass(frozen=True)
+class Lateness:
+    """How late a simulator wrote against its own schedule, in ms, over ``writes`` writes."""
+
+    writes: float
+    mean: float
+    p50: float
+    p99: float
+    max: float
+
+
+@dataclass(frozen=True)
+class SimulatorHealth:
+    """The built-in simulator's lateness (its /health) and the limit it is held to (simproc.judge_lateness)."""
+
+    late_ms: Lateness
+    limit_ms: float
+    late: bool
+
+
+@dataclass(frozen=True)
+class ClientHealth:
+    """How much the client itself may have distorted the timings (see engine.client_health)."""
+
+    event_loop_lag_ms: Spread
+    schedule_lag_ms: Spread
+    client_queue_time_ms: Spread
+    client_cpu_percent: float
+    lag_limit_ms: float
+    client_bottleneck: bool
+    warning: str | None = None
+    simulator: SimulatorHealth | None = None  # runs against the built-in simulator
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        if self.simulator is None:  # the key only where there was a built-in simulator
+            del out["simulator"]
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any) -> ClientHealth | None:
+        """Client health as a result file holds it (a null number: NaN); None when it is not that shape."""
+        if not isinstance(data, dict):
+            return None
+
+        def number(value: Any) -> float:
+            found = _number(value)
+            return math.nan if found is None else found
+
+        def spread(value: Any) -> Spread | None:
+            if not isinstance(value, dict):
+                return None
+            return Spread(number(value.get("mean")), number(value.get("p99")), number(value.get("max")))
+
+        loop, schedule, queue = (spread(data.get(k)) for k in ("event_loop_lag_ms", "schedule_lag_ms",
+                                                                "client_queue_time_ms"))
+        bottleneck, warning = data.get("client_bottleneck"), data.get("warning")
+        if loop is None or schedule is None or queue is None or not isinstance(bottleneck, bool) \
+                or not isinstance(warning, (str, type(None))):
+            return None
+        sim = data.get("simulator")
+        simulator = None
+        if isinstance(sim, dict) and isinstance(sim.get("late_ms"), dict) and isinstance(sim.get("late"), bool):
+            late = sim["late_ms"]
+            simulator = SimulatorHealth(Lateness(*(number(late.get(k)) for k in ("writes", "mean", "p50", "p99", "max"))),
+                                        number(sim.get("limit_ms")), sim["late"])
+        return cls(loop, schedule, queue, number(data.get("client_cpu_percent")), number(data.get("lag_limit_ms")),
+                   bottleneck, warning, simulator)
 
 
 @dataclass(frozen=True)
@@ -242,12 +398,10 @@ class BenchResult:
     """The final result of a run (complete, or partial after a stop)."""
 
     setup: dict[str, Any]  # date, backend, model_id, tokenizer_id, num_prompts, request_rate, ...
-    summary: dict[str, Any]  # compute_summary(): vLLM's numbers
-    percentile_metrics: tuple[str, ...]
-    percentiles: tuple[float, ...]
+    summary: Summary  # compute_summary(): vLLM's numbers
     goodput: dict[str, float] | None
     token_sources: dict[str, dict[str, int]]
-    client_health: dict[str, Any]
+    client_health: ClientHealth
     error_reasons: dict[str, int]
     partial: bool
     cancelled: int
@@ -260,15 +414,15 @@ class BenchResult:
     # --- convenience
     @property
     def completed(self) -> int:
-        return self.summary["completed"]
+        return self.summary.completed or 0
 
     @property
     def failed(self) -> int:
-        return self.summary["failed"]
+        return self.summary.failed or 0
 
     @property
     def duration(self) -> float:
-        return self.summary["duration"]
+        return self.summary.duration or 0.0
 
     def records(self) -> Iterator[RequestRecord]:
         """Every request in dispatch order."""
@@ -279,17 +433,7 @@ class BenchResult:
     def to_vllm_json(self, detailed: bool = False) -> dict[str, Any]:
         """vLLM's result keys (``--save-result``), then tokdeck's; ``detailed`` adds the arrays."""
         out: dict[str, Any] = dict(self.setup)
-        s = self.summary
-        for key in ("duration", "completed", "failed", "total_input_tokens", "total_output_tokens",
-                    "request_throughput", "request_goodput", "output_throughput", "total_token_throughput",
-                    "max_output_tokens_per_s", "max_concurrent_requests"):
-            out[key] = s[key]
-        for m in self.percentile_metrics:
-            for k in (f"mean_{m}_ms", f"median_{m}_ms", f"std_{m}_ms"):
-                out[k] = s[k]
-            for p in self.percentiles:
-                k = f"p{percentile_word(p)}_{m}_ms"
-                out[k] = s[k]
+        out.update(self.summary.to_json())
         if detailed:
             st = self.store
             order = st.order()
@@ -308,7 +452,7 @@ class BenchResult:
         out["cancelled"] = self.cancelled
         out["goodput_slos_ms"] = dict(self.goodput) if self.goodput else None
         out["token_count_sources"] = self.token_sources
-        out["client_health"] = self.client_health
+        out["client_health"] = self.client_health.to_json()
         out["error_reasons"] = self.error_reasons
         out["usage_ignored"] = self.usage_ignored
         out["warmup"] = self.warmup

@@ -1,14 +1,17 @@
 """A simulated OpenAI-compatible streaming server, for demos, tests and gateway checks.
 
-Endpoints: ``GET /health``, ``GET /v1/models``, ``POST /v1/chat/completions`` and
-``POST /v1/completions`` (streaming SSE and plain JSON). Timing, output length, usage
-reporting and faults come from a :class:`SimConfig`; each finished request leaves a
+Endpoints: ``GET /health``, ``GET /metrics``, ``GET /v1/models``, ``POST /v1/chat/completions``
+and ``POST /v1/completions`` (streaming SSE and plain JSON). Timing, capacity, output length,
+usage reporting and faults come from a :class:`SimConfig`; each finished request leaves a
 :class:`SimRecord` with the server's own timing truth, to check a client against.
 
     async with SimServer(SimConfig(ttft_ms=5, itl_ms=1)) as srv:   # or: await start_simulator(cfg)
         ...  # talk to srv.url + "/v1/..."; srv.records holds the truth
-    with ThreadedSimulator(cfg) as url:                               # for sync callers
+    with ThreadedSimulator(cfg) as url:                               # for sync callers (tests)
         ...
+
+In its own process(es) - the built-in simulator of `tokdeck bench` and the Bench pane, and
+`tokdeck sim --workers N` - see :mod:`.simproc`; their shared counters are :mod:`.simboard`.
 
 Text and token counts. Generated text is a seeded stream of common English words, each of
 which is one token of the configured bundled tokenizer (checked when the server starts): the
@@ -21,12 +24,41 @@ Re-tokenizing the text of a response with the same tokenizer therefore gives exa
 Timing. ``arrival`` is ``time.monotonic()`` when the handler starts (where real servers take
 their own start); ``received`` is when the request's first bytes reached the server process,
 before its HTTP parsing and before requests that arrived at the same time were handled (the
-difference is the server's own accept queue). Work starts at arrival, or when a slot frees up
-under ``max_concurrency`` (the wait adds to TTFT, like a real server's queue). The first content chunk is due ``ttft`` after the start, each later chunk ``itl`` after
-the previous one's due time (absolute deadlines, so sleeps never accumulate drift); a write is
-never earlier than its deadline. Each SSE event is one write. Jitter: ``jitter="normal"``
-(default) draws N(mean, jitter) clipped at 0; ``"uniform"`` mean ± jitter, clipped at 0;
-``"exp"`` the mean plus an exponential tail whose mean is the jitter (a busy server's long tail).
+difference is the server's own accept queue). Work starts at arrival, or when a place in the
+batch frees up (see Capacity; the wait adds to TTFT, like a real server's queue). The first
+content chunk is due ``ttft`` after the start, each later chunk ``itl`` after the previous one's
+due time (absolute deadlines, so sleeps never accumulate drift); a write is never earlier than
+its deadline. Each SSE event is one write. Jitter: ``jitter="normal"`` (default) draws
+N(mean, jitter) clipped at 0; ``"uniform"`` mean ± jitter, clipped at 0; ``"exp"`` the mean plus
+an exponential tail whose mean is the jitter (a busy server's long tail).
+
+Capacity. At most ``max_batch`` requests are served at once (None: no limit); later ones wait in
+a first-in-first-out queue until a place frees up. Each gap between content chunks is
+``itl * (1 + itl_growth * (r - 1))``, ``r`` the requests in the batch when the gap starts (a
+decode step slows down as the batch grows; TTFT does not grow; a JSON response keeps the pace
+of the batch it entered). Without jitter, a request with ``n`` output tokens in ``m`` chunks
+(``m = n`` at one token per chunk) that runs in a batch of ``r`` takes
+``T(r) = ttft + (m - 1) * itl * (1 + g * (r - 1))`` (``g`` = ``itl_growth``), and its TPOT is
+``(m - 1) * itl * (1 + g * (r - 1)) / (n - 1)``. With ``C`` concurrent streams (closed loop) the
+batch is ``r = min(C, max_batch)`` and the throughput ``r / T(r)`` requests/s: it rises up to
+``C = max_batch`` - the knee, ``max_batch / T(max_batch)`` - then stays flat while TTFT grows by
+the queue wait, about ``(C - max_batch) * T(max_batch) / max_batch``. Under a TPOT SLO ``S``
+the batch may grow to ``r_S = floor(1 + (S * (n - 1) / ((m - 1) * itl) - 1) / g)``; the
+capacity is ``C* = min(max_batch, r_S)`` streams, or ``C* / T(C*)`` requests/s (at a request
+rate ``λ`` the mean batch is ``λ * T(r)`` by Little's law, so this is also the highest rate:
+a mean-value figure; random arrivals queue a little before it). :func:`capacity` computes it.
+
+Lateness. The server measures how far behind its own schedule it writes: per content chunk,
+its write time minus its deadline, plus the time from reading the request's first bytes to
+starting its handler (a busy server's accept queue, which the schedule cannot see). A stream
+reports its p50/p99/max in ms as ``usage.tokdeck_sim_late_ms`` (whenever usage is sent), a JSON
+response in the header ``X-Tokdeck-Sim-Late-Ms`` and the same usage key; ``GET /health`` gives
+them over every write since the start (``late_ms``), with the batch's running and waiting counts
+and the requests by outcome. An idle server writes within about a millisecond; one given more
+streams than its CPU can write falls behind, and says by how much. ``GET /metrics`` is
+Prometheus text with vLLM's names (``vllm:num_requests_running``, ``..._waiting``,
+``vllm:kv_cache_usage_perc`` - the batch's fill, ``vllm:request_success_total``,
+``vllm:prompt_tokens_total``, ``vllm:generation_tokens_total``). Neither needs the API key.
 
 Stream shape (chat): a role chunk ``{"role": "assistant", "content": ""}`` at once on accept
 (before any queue wait; not a token), then content chunks (the first ``reasoning_tokens`` tokens
@@ -66,10 +98,13 @@ stays open. Request errors are 400 with ``{"error": {"message", "type", "param",
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import ipaddress
 import itertools
 import json
 import math
+import os
 import random
 import threading
 import time
@@ -79,6 +114,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 from ..endpoint import api_key_problem, control_character
 from ..errors import TokdeckError
 from ..messages import messages_text
+from .metrics import percentile
+from .simboard import GENERATION_TOKENS, METRICS_CONTENT_TYPE, BoardRow, SimBoard, render_metrics
 
 if TYPE_CHECKING:  # pragma: no cover
     from aiohttp import web
@@ -128,6 +165,10 @@ YIELD_EVERY = 64
 BUILD_OFF_LOOP_TOKENS = 16_384
 #: request bodies from this size on are parsed in a thread (the limit is 64 MiB)
 PARSE_OFF_LOOP_BYTES = 1 << 20
+#: prompts from this length on are counted in a thread: a 1,024-token prompt took 0.5-1.3 ms, so
+#: 1,000 arriving at once held every stream's writes for a second; tiktoken counts without the GIL
+#: (the default bench run: mean TTFT 2.6-3.2 s -> 1.5-1.8 s on a busy 2-core machine)
+COUNT_OFF_LOOP_CHARS = 2_000
 
 
 @dataclass(frozen=True)
@@ -155,7 +196,8 @@ class SimConfig:
     malformed_rate: float = 0.0         # one malformed `data:` line mid-stream
     midstream_error_rate: float = 0.0   # an OpenAI error object mid-stream
     slow_headers_ms: float = 0.0        # delay before response headers
-    max_concurrency: int | None = None  # requests beyond it wait in a server-side queue
+    max_batch: int | None = None        # requests served at once; later ones queue (None: no limit)
+    itl_growth: float = 0.0             # each gap is itl * (1 + itl_growth * (batch - 1))
     seed: int | None = 0                # None: different draws every run
     strict_model: bool = False          # 404 for model names other than ``model``
     api_key: str | None = field(default=None, repr=False)  # require `Authorization: Bearer KEY`
@@ -198,11 +240,20 @@ class SimConfig:
             raise bad(f"the fault rates add up to {sum(rates):g}; at most 1 (one fault per request)")
         if not 400 <= self.error_status <= 599:
             raise bad(f"error_status must be an HTTP error status (400-599), not {self.error_status}")
-        if self.max_concurrency is not None and self.max_concurrency < 1:
-            raise bad("max_concurrency must be >= 1")
+        if self.max_batch is not None and (isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int)
+                                           or self.max_batch < 1):
+            raise bad(f"max_batch must be a whole number >= 1, not {self.max_batch!r}")
+        if not isinstance(self.itl_growth, (int, float)) or not math.isfinite(self.itl_growth) or self.itl_growth < 0:
+            raise bad(f"itl_growth must be a number >= 0, not {self.itl_growth!r}")
         if self.max_records is not None and self.max_records < 0:
             raise bad("max_records must be >= 0")
         return self
+
+    def chunks(self, n: int) -> int:
+        """Content chunks of an ``n``-token response (reasoning and content are chunked apart)."""
+        k = self.tokens_per_chunk
+        r = min(self.reasoning_tokens, n)
+        return -(-r // k) + -(-(n - r) // k)
 
     def describe_faults(self) -> str:
         """One line naming the active faults, e.g. 'errors 5% (HTTP 500), cuts 1%' or 'none'."""
@@ -221,6 +272,47 @@ class SimConfig:
 
 
 @dataclass(frozen=True)
+class Capacity:
+    """The load a simulator config serves within an SLO (see the module docstring, Capacity)."""
+
+    streams: int         # concurrent requests: the batch size the SLO allows, at most max_batch
+    rate: float          # requests per second at that load: streams / e2e
+    tpot_ms: float       # TPOT at that load
+    e2e_ms: float        # one request's time from start to last token at that load
+    limited_by: str      # "max_batch" or "tpot"
+
+
+def capacity(cfg: SimConfig, output_tokens: int, tpot_slo_ms: float | None = None) -> Capacity:
+    """The analytic capacity of ``cfg`` for requests of ``output_tokens`` tokens, without jitter:
+    the largest batch whose TPOT meets ``tpot_slo_ms`` (when given), at most ``max_batch``, and
+    the request rate that keeps it full (Little's law). A TTFT SLO of at least ``ttft_ms`` allows
+    no queue, which is the ``max_batch`` bound. ValueError when nothing bounds the batch (no
+    ``max_batch``, and no TPOT SLO with ``itl_growth``) or not even one stream meets the SLO."""
+    n = output_tokens
+    m = cfg.chunks(n)
+    decode_ms = (m - 1) * cfg.itl_ms  # the decoding time of one request alone
+
+    def tpot(r: int) -> float:
+        return decode_ms * (1 + cfg.itl_growth * (r - 1)) / (n - 1) if n > 1 else 0.0
+
+    limit = math.inf if cfg.max_batch is None else cfg.max_batch
+    limited_by = "max_batch"
+    if tpot_slo_ms is not None and n > 1 and decode_ms > 0:
+        if tpot(1) > tpot_slo_ms:
+            raise ValueError(f"a single stream's TPOT ({tpot(1):g} ms) already exceeds the SLO ({tpot_slo_ms:g} ms)")
+        if cfg.itl_growth > 0:
+            by_slo = math.floor(1 + (tpot_slo_ms * (n - 1) / decode_ms - 1) / cfg.itl_growth + 1e-9)
+            if by_slo < limit:
+                limit, limited_by = by_slo, "tpot"
+    if math.isinf(limit):
+        raise ValueError("no capacity limit: set max_batch, or itl_growth with a TPOT SLO")
+    streams = int(limit)
+    e2e_ms = cfg.ttft_ms + decode_ms * (1 + cfg.itl_growth * (streams - 1))
+    return Capacity(streams=streams, rate=streams / (e2e_ms / 1000.0), tpot_ms=tpot(streams), e2e_ms=e2e_ms,
+                    limited_by=limited_by)
+
+
+@dataclass(frozen=True)
 class SimRecord:
     """The server's truth about one finished request. Times in seconds; ``arrival`` is monotonic.
 
@@ -229,7 +321,7 @@ class SimRecord:
     ``ttft_s``: arrival -> the write of the first content chunk (streaming), None when no content
     was sent or for non-streaming requests. ``itls_s``: gaps between content-chunk writes.
     ``e2e_s``: arrival -> the last content write (streaming) or the response write (JSON).
-    ``queue_s``: time waiting for a ``max_concurrency`` slot. ``ttft_scheduled_s``: when the
+    ``queue_s``: time waiting for a place in the batch (``max_batch``). ``ttft_scheduled_s``: when the
     first content was due, from arrival. ``completion_tokens``: tokens actually sent.
     ``fault``: None, one of ``error, cut, malformed, midstream_error``, ``bad_request`` (4xx),
     ``client_gone`` (the client disconnected first) or ``cancelled`` (the server shut down first).
@@ -295,20 +387,27 @@ _SOURCES: dict[str, TextSource] = {}
 _SOURCES_LOCK = threading.Lock()
 
 
-def text_source(tokenizer: str) -> TextSource:
-    """The TextSource of a bundled tokenizer id (or a model name that resolves to one); cached."""
+def text_tokenizer_id(tokenizer: str) -> str:
+    """The id of the bundled tokenizer ``tokenizer`` names (an id or a model name), without loading
+    it; TokdeckError when there is none, or it has no vocabulary to make text from."""
     from ..tokenizers import default_registry, resolve_tokenizer_id
 
     reg = default_registry()
+    tid = resolve_tokenizer_id(tokenizer, reg)
+    if not reg.info(tid).exact:
+        raise TokdeckError(f"simulator: tokenizer {tid} has no vocabulary; pick a real one")
+    return tid
+
+
+def text_source(tokenizer: str) -> TextSource:
+    """The TextSource of a bundled tokenizer id (or a model name that resolves to one); cached."""
+    from ..tokenizers import default_registry
+
     with _SOURCES_LOCK:
         src = _SOURCES.get(tokenizer)
         if src is not None:
             return src
-        tid = resolve_tokenizer_id(tokenizer, reg)
-        tok = reg.get(tid)
-        if not tok.has_vocab:
-            raise TokdeckError(f"simulator: tokenizer {tid} has no vocabulary; pick a real one")
-        src = _SOURCES[tokenizer] = TextSource(tok)
+        src = _SOURCES[tokenizer] = TextSource(default_registry().get(text_tokenizer_id(tokenizer)))
         return src
 
 
@@ -399,12 +498,13 @@ class _Receipts(asyncio.Protocol):
     (a new request starts a read with its method; clients do not pipeline). One dict write per
     request, nothing per response chunk."""
 
-    __slots__ = ("_inner", "_rx", "_clock")
+    __slots__ = ("_inner", "_rx", "_clock", "_batch")
 
-    def __init__(self, inner: asyncio.Protocol, rx: dict, clock) -> None:
+    def __init__(self, inner: asyncio.Protocol, rx: dict, clock, batch: "_Batch") -> None:
         self._inner = inner
         self._rx = rx
         self._clock = clock
+        self._batch = batch
 
     def connection_made(self, transport) -> None:
         self._inner.connection_made(transport)
@@ -419,6 +519,7 @@ class _Receipts(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self._rx.pop(self._inner, None)
+        self._batch.leave(self._inner)  # a request still queued will not be served
         self._inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -444,45 +545,119 @@ _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"
 _DONE = b"data: [DONE]\n\n"
 
 
+class _Batch:
+    """The requests being served: at most ``limit`` at once (None: no limit); the others wait in
+    arrival order. A freed place goes straight to the first waiter, so none can overtake; a
+    waiter whose client has gone (:meth:`leave`) gives up its turn, as a real server drops it."""
+
+    def __init__(self, limit: int | None, row: BoardRow) -> None:
+        self.limit = limit
+        self.running = 0
+        self._waiters: collections.deque[asyncio.Future] = collections.deque()
+        self._queued: dict[object, asyncio.Future] = {}  # connection -> its request's place in the queue
+        self._row = row
+
+    async def acquire(self, connection: object) -> float:
+        """Take a place for the request on ``connection``; the seconds spent waiting for it (0.0 when
+        one was free). ConnectionResetError when the client leaves while it waits."""
+        if not self._waiters and (self.limit is None or self.running < self.limit):
+            self.running += 1
+            self._row.set_batch(self.running, len(self._waiters))
+            return 0.0
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._waiters.append(waiter)
+        self._queued[connection] = waiter
+        self._row.set_batch(self.running, len(self._waiters))
+        t0 = loop.time()
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the place was handed over just as the request went away
+            else:
+                with contextlib.suppress(ValueError):  # release() may have dropped it already
+                    self._waiters.remove(waiter)
+                self._row.set_batch(self.running, len(self._waiters))
+            task = asyncio.current_task()
+            if waiter.cancelled() and task is not None and not task.cancelling():  # by leave()
+                raise ConnectionResetError("the client left while its request was queued") from None
+            raise
+        finally:
+            self._queued.pop(connection, None)
+        return loop.time() - t0
+
+    def leave(self, connection: object) -> None:
+        waiter = self._queued.pop(connection, None)
+        if waiter is not None and not waiter.done():
+            waiter.cancel()
+
+    def release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the place passes on: running stays the same
+                self._row.set_batch(self.running, len(self._waiters))
+                return
+        self.running -= 1
+        self._row.set_batch(self.running, 0)
+
+
 # ----------------------------------------------------------------------------- the server
 class SimServer:
     """The simulator on the running event loop. ``async with SimServer(cfg) as srv`` or
-    ``srv = await start_simulator(cfg)``; ``await srv.close()`` when done."""
+    ``srv = await start_simulator(cfg)``; ``await srv.close()`` when done.
 
-    def __init__(self, cfg: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0):
+    ``board``/``worker``: the shared counters and this server's row in them, when it is one of
+    several worker processes (``reuse_port`` then lets them all listen on one port); by default
+    a private one."""
+
+    def __init__(self, cfg: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0, *,
+                 board: SimBoard | None = None, worker: int = 0, reuse_port: bool = False):
         self.cfg = (cfg or SimConfig()).validate()
         self.host = host
         self.port = port
         self.url = ""
         self.records: list[SimRecord] = []
-        #: counts of finished requests by outcome ("ok" or a fault name), all of them
-        self.counts: dict[str, int] = {}
         self.in_flight = 0
         self.max_in_flight = 0
+        self._board = board if board is not None else SimBoard.create()
+        self._row = self._board.row(worker)
+        self._batch = _Batch(self.cfg.max_batch, self._row)
+        self._reuse_port = reuse_port
         self._counter = itertools.count()
         self._runner: "web.AppRunner | None" = None
         self._listener: asyncio.AbstractServer | None = None
         self._rx: dict = {}  # connection protocol -> when its latest request's first bytes arrived
+        self._tokenizer_id = ""
         self._source: TextSource | None = None
-        self._sem: asyncio.Semaphore | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._source_task: asyncio.Future[TextSource] | None = None
+        self._loop: asyncio.AbstractEventLoop  # set by listen(), before anything is served
         seed = self.cfg.seed
         self._base_seed = seed if seed is not None else random.randrange(1 << 62)
         self._auth = f"Bearer {self.cfg.api_key}" if self.cfg.api_key else None
 
     # -------------------------------------------------------------- lifecycle
     async def start(self) -> "SimServer":
+        """Listen, and return once the server can answer everything."""
+        await self.listen()
+        await self.ready()
+        return self
+
+    async def listen(self) -> "SimServer":
+        """Check the tokenizer, listen, and answer at once: the text source loads in the background
+        (requests that need it wait; :meth:`ready` waits for it). TokdeckError (one line) when the
+        tokenizer is unknown or the address cannot be bound."""
         import errno
 
         from aiohttp import web
 
-        self._loop = asyncio.get_running_loop()
-        self._source = await self._loop.run_in_executor(None, text_source, self.cfg.tokenizer)
-        if self.cfg.max_concurrency:
-            self._sem = asyncio.Semaphore(self.cfg.max_concurrency)
+        self._loop = loop = asyncio.get_running_loop()
+        self._tokenizer_id = await loop.run_in_executor(None, text_tokenizer_id, self.cfg.tokenizer)
         _raise_nofile_limit()
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/health", self._health)
+        app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completions)
@@ -490,10 +665,11 @@ class SimServer:
         await runner.setup()
         # our own listener instead of a TCPSite: each connection's protocol is wrapped to stamp
         # when requests arrive (SimRecord.received)
-        factory, rx, clock = runner.server, self._rx, self._loop.time
+        factory, rx, clock, batch = runner.server, self._rx, loop.time, self._batch
+        assert factory is not None  # set up above
         try:
-            listener = await self._loop.create_server(lambda: _Receipts(factory(), rx, clock), self.host,
-                                                      self.port, backlog=4096)
+            listener = await loop.create_server(lambda: _Receipts(factory(), rx, clock, batch), self.host, self.port,
+                                                backlog=4096, reuse_port=self._reuse_port or None)
         except OSError as exc:
             await runner.cleanup()
             if exc.errno == errno.EADDRINUSE:
@@ -504,12 +680,29 @@ class SimServer:
         self.port = port
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{port}"
+        self._source_task = loop.run_in_executor(None, text_source, self.cfg.tokenizer)
         return self
+
+    async def ready(self) -> None:
+        """Wait until the generated text can be made (raises the TokdeckError that prevents it)."""
+        if self._source is None:
+            assert self._source_task is not None, "listen() first"
+            self._source = await asyncio.shield(self._source_task)
 
     @property
     def tokenizer_id(self) -> str:
         """The id of the tokenizer in use (``cfg.tokenizer`` may be a model name); "" before start."""
-        return self._source.tokenizer.id if self._source else ""
+        return self._tokenizer_id
+
+    @property
+    def _text(self) -> TextSource:
+        assert self._source is not None, "ready() first"
+        return self._source
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """This server's finished requests by outcome ("ok" or a fault name), all of them."""
+        return self._row.outcomes()
 
     async def close(self) -> None:
         runner, self._runner = self._runner, None
@@ -518,6 +711,8 @@ class SimServer:
             listener.close()  # stop accepting; open connections are closed by the runner
         if runner is not None:
             await runner.cleanup()
+        if self._source_task is not None and not self._source_task.done():
+            await asyncio.gather(self._source_task, return_exceptions=True)  # its thread ends on its own
 
     async def __aenter__(self) -> "SimServer":
         return await self.start()
@@ -529,9 +724,12 @@ class SimServer:
         self.records = []
 
     # -------------------------------------------------------------- bookkeeping
-    def _record(self, rec: SimRecord) -> None:
-        key = rec.fault or "ok"
-        self.counts[key] = self.counts.get(key, 0) + 1
+    def _record(self, rec: SimRecord, late_ms: list[float] | None = None) -> None:
+        # prompt tokens count as processed once the request got into the batch (its prefill)
+        self._row.finished(rec.fault or "ok", rec.finish_reason,
+                           rec.prompt_tokens if rec.ttft_scheduled_s is not None else 0)
+        if late_ms:
+            self._row.add_lateness(late_ms)
         limit = self.cfg.max_records
         if limit is None:
             self.records.append(rec)
@@ -575,18 +773,13 @@ class SimServer:
                 fault = name
                 break
             u -= rate
-        nchunks = self._nchunks(n)
+        nchunks = self.cfg.chunks(n)
         fault_at = rng.randint(1, max(1, nchunks - 1)) if fault else 0
         return _Plan(rng=rng, n=n, finish=finish, fault=fault, fault_at=fault_at, capped=capped)
 
-    def _nchunks(self, n: int) -> int:
-        k = self.cfg.tokens_per_chunk
-        r = min(self.cfg.reasoning_tokens, n)
-        return -(-r // k) + -(-(n - r) // k)
-
     def _segments(self, offset: int, n: int, reasoning: int) -> Iterator[tuple[bool, bytes, int]]:
         """(is_reasoning, JSON string literal, tokens) per chunk; built lazily, one chunk at a time."""
-        src = self._source
+        src = self._text
         k = self.cfg.tokens_per_chunk
         ids = src.word_ids(offset, n)
         for is_r, lo, hi in ((True, 0, reasoning), (False, reasoning, n)):
@@ -598,13 +791,15 @@ class SimServer:
                     lit = json.dumps("".join(src.piece(ids[j], j == lo) for j in range(start, stop))).encode()
                 yield is_r, lit, stop - start
 
-    def _usage(self, prompt_tokens: int, completion_tokens: int, reasoning: int, capped: bool) -> dict:
-        u = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-             "total_tokens": prompt_tokens + completion_tokens}
+    def _usage(self, prompt_tokens: int, completion_tokens: int, reasoning: int, capped: bool,
+               late_ms: list[float]) -> dict:
+        u: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                             "total_tokens": prompt_tokens + completion_tokens}
         if reasoning:
             u["completion_tokens_details"] = {"reasoning_tokens": reasoning}
         if capped:
             u["tokdeck_output_cap"] = self.cfg.max_output_tokens
+        u["tokdeck_sim_late_ms"] = late_summary(late_ms)
         return u
 
     def _cap_headers(self, plan: _Plan) -> dict[str, str]:
@@ -615,10 +810,23 @@ class SimServer:
         if self._auth is not None and request.headers.get("Authorization") != self._auth:
             raise _BadRequest(401, "Incorrect API key provided.", code="invalid_api_key")
 
+    def health(self) -> dict[str, Any]:
+        """What ``GET /health`` answers: the whole server's (every worker's) batch, requests and lateness."""
+        t = self._board.totals()
+        return {"status": "ok", "model": self.cfg.model, "pid": os.getpid(), "workers": self._board.workers,
+                "max_batch": self.cfg.max_batch, "itl_growth": self.cfg.itl_growth, "running": t.running,
+                "waiting": t.waiting, "requests": t.outcomes, "late_ms": t.late_ms}
+
     async def _health(self, request):
         from aiohttp import web
 
-        return web.json_response({"status": "ok"})
+        return web.json_response(self.health())
+
+    async def _metrics(self, request):
+        from aiohttp import web
+
+        body = render_metrics(self._board.totals(), self.cfg.model, self.cfg.max_batch)
+        return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     async def _models(self, request):
         from aiohttp import web
@@ -680,6 +888,7 @@ class SimServer:
                                       param="stream_options")
                 include_usage = bool(opts.get("include_usage"))
                 ignore_eos = bool(body.get("ignore_eos"))
+                prompt: str | list[int]
                 if chat:
                     if "messages" not in body:
                         raise _BadRequest(400, "missing required parameter: 'messages'",
@@ -694,6 +903,14 @@ class SimServer:
                 self._record(SimRecord(index=index, path=path, stream=False, arrival=arrival, received=received,
                                        status=exc.status, fault="bad_request"))
                 return exc.response()
+            if self._source is None:  # the first requests after a quick start wait for the text
+                try:
+                    await self.ready()
+                except TokdeckError as exc:
+                    self._record(SimRecord(index=index, path=path, stream=stream, arrival=arrival, received=received,
+                                           status=500, fault="error", model=model))
+                    return web.Response(status=500, content_type="application/json",
+                                        body=_error_body(str(exc), "server_error", 500))
             prompt_tokens = await self._count_prompt(prompt)
             plan = self._plan(index, max_tokens, ignore_eos)
             rec = dict(index=index, path=path, stream=stream, arrival=arrival, received=received, model=model,
@@ -713,32 +930,16 @@ class SimServer:
     async def _count_prompt(self, prompt: str | list[int]) -> int:
         if isinstance(prompt, list):
             return len(prompt)
-        tok = self._source.tokenizer
-        if len(prompt) < 20_000:
+        tok = self._text.tokenizer
+        if len(prompt) < COUNT_OFF_LOOP_CHARS:
             return tok.count(prompt)
-        # long prompts off the loop, so other streams keep their timing
+        # longer prompts off the loop, so other streams keep their timing
         return await self._loop.run_in_executor(None, tok.count, prompt)
 
     async def _sleep_until(self, deadline: float) -> None:
         delay = deadline - self._loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-
-    async def _acquire(self) -> float:
-        """Take a max_concurrency slot; the seconds spent waiting for it (0 when none was needed)."""
-        sem = self._sem
-        if sem is None:
-            return 0.0
-        if not sem.locked():
-            await sem.acquire()
-            return 0.0
-        t0 = self._loop.time()
-        await sem.acquire()
-        return self._loop.time() - t0
-
-    def _release(self) -> None:
-        if self._sem is not None:
-            self._sem.release()
 
     def _reasoning_for(self, chat: bool, n: int) -> int:
         return min(self.cfg.reasoning_tokens, n) if chat else 0
@@ -773,8 +974,11 @@ class SimServer:
             # (aiohttp's own small-payload path; without the attribute headers just go first)
             resp._send_headers_immediately = False
         sent = sent_reasoning = 0
-        first_write = last_write = None
+        first_write: float | None = None
+        last_write = 0.0
         itls: list[float] = []
+        behind: list[float] = []  # per content chunk: its write time - its deadline (s)
+        late_ms: list[float] | None = None
         fault = None
         queue_s = 0.0
         due = ttft_due = None
@@ -787,7 +991,7 @@ class SimServer:
             if chat and cfg.role_chunk:
                 await resp.write(obj + b'"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
                                        b'"logprobs":null,"finish_reason":null}]}\n\n')
-            queue_s = await self._acquire()
+            queue_s = await self._batch.acquire(request.protocol)
             acquired = True
             due = ttft_due = arrival + queue_s + ttft
             chunk_no = 0
@@ -795,10 +999,12 @@ class SimServer:
             stop_at = plan.fault_at if plan.fault in ("cut", "midstream_error") else -1
             malformed_at = plan.fault_at if plan.fault == "malformed" else -1
             gap = None if cfg.itl_jitter_ms > 0 else cfg.itl_ms / 1000.0
-            write, now_fn, sleep = resp.write, loop.time, asyncio.sleep
+            growth, batch, board = cfg.itl_growth, self._batch, self._row.values
+            write, now_fn, sleep, note_behind = resp.write, loop.time, asyncio.sleep, behind.append
             for is_r, lit, ntok in self._segments(offset, plan.n, reasoning):
                 if chunk_no:
-                    due += gap if gap is not None else self._draw(rng, cfg.itl_ms, cfg.itl_jitter_ms)
+                    step = gap if gap is not None else self._draw(rng, cfg.itl_ms, cfg.itl_jitter_ms)
+                    due += step * (1.0 + growth * (batch.running - 1)) if growth else step
                 delay = due - now_fn()
                 if delay > 0:
                     await sleep(delay)
@@ -812,12 +1018,14 @@ class SimServer:
                     break
                 now = now_fn()
                 await write((reasoning_pre if is_r else content_pre) + lit + tail)
+                note_behind(now - due)
                 if first_write is None:
                     first_write = now
                 else:
                     itls.append(now - last_write)
                 last_write = now
                 sent += ntok
+                board[GENERATION_TOKENS] += ntok
                 if is_r:
                     sent_reasoning += ntok
                 chunk_no += 1
@@ -832,7 +1040,8 @@ class SimServer:
                 return resp
             if fault in (None, "malformed"):  # the stream went on after a malformed line
                 finish = plan.finish
-                usage = self._usage(rec["prompt_tokens"], sent, sent_reasoning, plan.capped)
+                late_ms = _late_ms(behind, arrival, rec["received"])
+                usage = self._usage(rec["prompt_tokens"], sent, sent_reasoning, plan.capped, late_ms)
                 fin = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish} if chat else \
                     {"index": 0, "text": "", "logprobs": None, "finish_reason": finish}
                 final_usage = b""
@@ -853,13 +1062,14 @@ class SimServer:
             raise
         finally:
             if acquired:
-                self._release()
+                self._batch.release()
             self._record(SimRecord(
                 status=200, fault=fault, completion_tokens=sent, reasoning_tokens=sent_reasoning,
                 finish_reason=finish, queue_s=queue_s,
                 ttft_s=None if first_write is None else first_write - arrival,
                 ttft_scheduled_s=None if ttft_due is None else ttft_due - arrival,
-                itls_s=tuple(itls), e2e_s=None if last_write is None else last_write - arrival, **rec))
+                itls_s=tuple(itls), e2e_s=None if first_write is None else last_write - arrival, **rec),
+                late_ms if late_ms is not None else _late_ms(behind, arrival, rec["received"]))
 
     async def _json(self, request, chat: bool, plan: _Plan, rec: dict):
         from aiohttp import web
@@ -869,15 +1079,23 @@ class SimServer:
         rng = plan.rng
         offset = rng.randrange(_CYCLE_LEN)
         ttft = self._draw(rng, cfg.ttft_ms, cfg.ttft_jitter_ms)
-        gaps = self._nchunks(plan.n) - 1
-        total = ttft + (sum(self._draw(rng, cfg.itl_ms, cfg.itl_jitter_ms) for _ in range(gaps))
-                        if cfg.itl_jitter_ms > 0 else gaps * cfg.itl_ms / 1000.0)
+        gaps = self.cfg.chunks(plan.n) - 1
+        decode = (sum(self._draw(rng, cfg.itl_ms, cfg.itl_jitter_ms) for _ in range(gaps))
+                  if cfg.itl_jitter_ms > 0 else gaps * cfg.itl_ms / 1000.0)
         if cfg.slow_headers_ms:
             await self._sleep_until(arrival + cfg.slow_headers_ms / 1000.0)
-        queue_s = await self._acquire()
         try:
-            await self._sleep_until(arrival + queue_s + total)
+            queue_s = await self._batch.acquire(request.protocol)
+        except ConnectionError:
+            self._record(SimRecord(status=499, fault="client_gone", **rec))
+            return web.Response(status=499)  # nobody is left to read it
+        try:
+            # the batch it finds on entry sets the pace of its whole generation
+            total = ttft + decode * (1.0 + cfg.itl_growth * (self._batch.running - 1))
+            due = arrival + queue_s + total
+            await self._sleep_until(due)
             now = loop.time()
+            late_ms = _late_ms([now - due], arrival, rec["received"])
             base = dict(queue_s=queue_s, ttft_scheduled_s=queue_s + ttft, e2e_s=now - arrival, **rec)
             if plan.fault == "cut":
                 self._record(SimRecord(status=200, fault="cut", **base))
@@ -891,7 +1109,7 @@ class SimServer:
             reasoning = self._reasoning_for(chat, plan.n)
 
             def build() -> bytes:
-                src = self._source
+                src = self._text
                 r_text = src.text(offset, reasoning)
                 c_text = src.text(offset + reasoning, plan.n - reasoning)
                 created = int(time.time())
@@ -907,19 +1125,36 @@ class SimServer:
                            "model": rec["model"], "choices": [{"index": 0, "text": c_text, "logprobs": None,
                                                                "finish_reason": plan.finish}]}
                 if cfg.usage != "none":
-                    out["usage"] = self._usage(rec["prompt_tokens"], plan.n, reasoning, plan.capped)
+                    out["usage"] = self._usage(rec["prompt_tokens"], plan.n, reasoning, plan.capped, late_ms)
                 return _dumps(out)
 
             body = build() if plan.n < BUILD_OFF_LOOP_TOKENS else await loop.run_in_executor(None, build)
             fault = None
             if plan.fault == "malformed":
                 fault, body = "malformed", body[: len(body) // 2]
+            self._row.values[GENERATION_TOKENS] += plan.n
             self._record(SimRecord(status=200, fault=fault, completion_tokens=plan.n, reasoning_tokens=reasoning,
-                                   finish_reason=plan.finish, **base))
+                                   finish_reason=plan.finish, **base), late_ms)
             return web.Response(status=200, body=body, content_type="application/json",
-                                headers=self._cap_headers(plan))
+                                headers={**self._cap_headers(plan), "X-Tokdeck-Sim-Late-Ms": f"{late_ms[0]:.3f}"})
         finally:
-            self._release()
+            self._batch.release()
+
+
+def _late_ms(behind_s: list[float], arrival: float, received: float | None) -> list[float]:
+    """Each write's lateness in ms: how far behind its deadline it went out, plus the wait between
+    reading the request and starting its handler (the accept queue, which the schedule cannot see)."""
+    accept = arrival - received if received is not None else 0.0
+    return [(max(b, 0.0) + accept) * 1000.0 for b in behind_s]
+
+
+def late_summary(late_ms: list[float]) -> dict[str, float]:
+    """p50/p99/max (ms, to the µs) of one response's write lateness; zeros when it wrote nothing."""
+    if not late_ms:
+        return {"p50": 0.0, "p99": 0.0, "max": 0.0}
+    ordered = sorted(late_ms)
+    return {"p50": round(percentile(ordered, 50), 3), "p99": round(percentile(ordered, 99), 3),
+            "max": round(ordered[-1], 3)}
 
 
 async def start_simulator(cfg: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> SimServer:

@@ -48,10 +48,12 @@ length-prefixed pickles: both ends are this program, nothing else can write to i
 from __future__ import annotations
 
 import asyncio
+import io
 import pickle
 import signal
 import socket
 import struct
+import sys
 import threading
 import time
 from array import array
@@ -65,12 +67,15 @@ from .arrivals import arrival_times
 from .client import BenchRequest, internal_error
 from .engine import BenchmarkRun, BenchSpec, Event, Scheduled, TokenCounter, _p50_p99
 from .metrics import percentile
+from .options import RunOptions, validate_workers
 from .results import RequestRecord, RunSnapshot
 from .schedule import MAX_WORKERS, Dealer, concurrency_shares, prefetch, pulled, shares
 
 if TYPE_CHECKING:  # pragma: no cover
     import multiprocessing.context
 
+    from .prepare import Prepared
+    from .ray_backend import RayWorkers
     from .results import BenchResult
 
 SETUP, WORK, END, START, STOP = "setup", "work", "end", "start", "stop"
@@ -279,6 +284,9 @@ class WorkerBackend(Protocol):
     async def close(self) -> None:
         """End every worker (killing those still running): none outlives this."""
 
+    def close_now(self) -> None:
+        """The blocking form of :meth:`close`, for a caller with no event loop (or whose run never started)."""
+
 
 def _frame(message: tuple) -> bytes:
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
@@ -337,6 +345,42 @@ def _context() -> multiprocessing.context.ForkServerContext | multiprocessing.co
         ctx.set_forkserver_preload([__name__])  # no effect once the server runs
         return ctx
     return multiprocessing.get_context("spawn")
+
+
+class _StderrWithoutFileno:
+    """``stream`` with no file number, for multiprocessing's resource tracker to leave alone."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("fileno")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (the first worker would). It hands its child
+    ``sys.stderr.fileno()``; under Textual, ``sys.stderr`` is a capture whose ``fileno()`` is -1,
+    and the start fails ("bad value(s) in fds_to_keep"). Such a stream is hidden from it meanwhile
+    (the child keeps the process's own stderr)."""
+    from multiprocessing import resource_tracker
+
+    stream = sys.stderr
+    try:
+        usable = stream is None or stream.fileno() >= 0
+    except (AttributeError, OSError, ValueError):
+        usable = True  # the tracker skips a stream without a file number
+    if usable:
+        resource_tracker.ensure_running()
+        return
+    sys.stderr = _StderrWithoutFileno(stream)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        if isinstance(sys.stderr, _StderrWithoutFileno):
+            sys.stderr = stream
 
 
 def _process_main(sock: socket.socket) -> None:
@@ -405,6 +449,7 @@ class LocalWorkers:
     def _launch(self) -> None:
         ctx = _context()
         try:
+            _start_resource_tracker()
             for w in range(self.count):
                 ours, theirs = socket.socketpair()
                 self._sockets.append(ours)
@@ -768,6 +813,28 @@ class WorkersRun(BenchmarkRun):
 
 def _p99(samples: Sequence[float]) -> float:
     return percentile(sorted(samples), 99.0) if samples else -1.0
+
+
+def worker_backend(options: RunOptions) -> LocalWorkers | RayWorkers | None:
+    """The workers ``options`` ask for (``--workers``, ``--ray-address``, ``--ray-resource``), local
+    ones already starting, so that their start-up overlaps the preparation of the run; None when
+    this process sends (``--workers 1``, today's path). TokdeckError (one line) when the options
+    cannot have them. The caller ends them: ``WorkersRun`` does, ``close_now()`` if no run starts."""
+    validate_workers(options)
+    if options.ray_address is not None:
+        from .ray_backend import RayWorkers
+
+        return RayWorkers(options.ray_address, options.workers, options.ray_resource)
+    if options.workers > 1:
+        return LocalWorkers(options.workers).start()
+    return None
+
+
+def make_run(prep: Prepared, workers: WorkerBackend | None, *, emit_records: bool = True) -> BenchmarkRun:
+    """The run of ``prep``: in this process without workers, else spread over ``workers``."""
+    if workers is None:
+        return BenchmarkRun(prep.spec, prep.requests, prep.counter, emit_records=emit_records)
+    return WorkersRun(prep.spec, prep.requests, prep.counter, workers, emit_records=emit_records)
 
 
 def workers_note(backend: WorkerBackend) -> str:

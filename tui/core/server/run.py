@@ -69,19 +69,18 @@ async def serve_async(settings: ServeSettings, registry: Registry | None = None,
         ids = await loop.run_in_executor(state.executor, preload_ids, state.registry, settings.preload)
         state.served.update(ids)
     logging.getLogger("aiohttp.server").addFilter(_CLIENT_ERRORS)
+    access_log = None
     if settings.access_log:
-        logger = logging.getLogger("tokdeck.serve.access")
+        access_log = logging.getLogger("tokdeck.serve.access")
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-        access = {"access_log": logger, "access_log_format": ACCESS_LOG_FORMAT}
-    else:
-        access = {"access_log": None}
+        access_log.addHandler(handler)
+        access_log.setLevel(logging.INFO)
+        access_log.propagate = False
     # aiohttp closes a connection whose request headers have not all arrived this long after it
     # opened (or after its previous request): the idle timeout for what comes before the body
-    runner = web.AppRunner(app, shutdown_timeout=3.0, keepalive_timeout=settings.idle_timeout_s, **access)
+    runner = web.AppRunner(app, shutdown_timeout=3.0, keepalive_timeout=settings.idle_timeout_s,
+                           access_log=access_log, access_log_format=ACCESS_LOG_FORMAT)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port)

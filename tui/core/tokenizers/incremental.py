@@ -65,8 +65,9 @@ class EditLog:
 
     KEEP = 4096  # versions remembered; a counter further behind compares texts instead
 
-    def __init__(self) -> None:
-        self.version = 0
+    def __init__(self, version: int = 0) -> None:
+        """``version``: the number before the first ``record`` (a log that starts mid-way)."""
+        self.version = version
         self._spans: dict[int, Span | None] = {}
 
     def record(self, span: Span | None) -> int:

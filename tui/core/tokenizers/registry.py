@@ -110,6 +110,11 @@ def tiktoken_cache_dir(env: Mapping[str, str] = os.environ) -> Path:
     return Path(tempfile.gettempdir()) / "data-gym-cache"
 
 
+#: the environment variables a Registry reads (where the user store and the caches are)
+REGISTRY_ENV = ("TOKDECK_TOKENIZER_PATH", "XDG_DATA_HOME", "HF_HUB_CACHE", "HF_HOME", "TIKTOKEN_CACHE_DIR",
+                "DATA_GYM_CACHE_DIR")
+
+
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -125,6 +130,7 @@ class Registry:
                  env: Mapping[str, str] | None = None, discover: bool = True):
         self._env = dict(os.environ if env is None else env)
         self.aliases = dict(aliases or {})
+        self._given_paths = [str(p) for p in extra_paths]
         path_var = self._env.get("TOKDECK_TOKENIZER_PATH", "")
         self._extra_paths = [Path(p).expanduser() for p in [*extra_paths, *path_var.split(os.pathsep)] if p]
         self._discover_enabled = discover
@@ -136,6 +142,18 @@ class Registry:
         self._failed: dict[str, str] = {}
         self._lock = threading.Lock()
         self._id_locks: dict[str, threading.Lock] = {}
+
+    def settings(self) -> dict:
+        """What ``from_settings`` needs to build the same registry in another process (plain
+        data; of the environment only the variables that say where tokenizers are)."""
+        env = {k: v for k, v in self._env.items() if k in REGISTRY_ENV}
+        return {"aliases": dict(self.aliases), "extra_paths": list(self._given_paths), "env": env,
+                "discover": self._discover_enabled}
+
+    @classmethod
+    def from_settings(cls, settings: Mapping) -> "Registry":
+        return cls(aliases=settings["aliases"], extra_paths=settings["extra_paths"], env=settings["env"],
+                   discover=settings["discover"])
 
     # ----------------------------------------------------------------- listing
     def infos(self, include_discovered: bool = True) -> list[TokenizerInfo]:

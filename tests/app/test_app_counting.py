@@ -1,0 +1,85 @@
+"""The dashboard and its counting process: a death shows on the rows and heals; quitting leaves no process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+from textual.widgets import TextArea
+
+from tokens_pane_testing import settle, table_rows
+
+
+def _alive(pid: int) -> bool:
+    out = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
+    return bool(out) and not out.startswith("Z")
+
+
+def _app(text: str):
+    from tui.app.app import make_app
+    from tui.core.config import Config, TokensSettings
+    from tui.core.tokenizers import Registry
+
+    config = Config(tokens=TokensSettings(enabled=("cl100k_base", "llama2", "estimate"), reference="cl100k_base",
+                                          budget_model="gpt-4"))
+    return make_app(text=text, registry=Registry(discover=False, env={}), config=config)
+
+
+async def test_a_dead_counting_process_shows_on_the_rows_and_is_restarted():
+    app = _app("hello world\n")
+    async with app.run_test(size=(110, 30)) as pilot:
+        await settle(pilot)
+        first = app.counting.pid
+        os.kill(first, signal.SIGSTOP)  # it must not count again before the rows are looked at
+        await pilot.press(*"more ")
+        await pilot.pause(0.2)
+        assert table_rows(app)["cl100k_base"][0].endswith("…")  # the edit's count has not come back
+        os.kill(first, signal.SIGKILL)
+        for _ in range(200):
+            if app.tokens.interrupted or app.counting.pid not in (None, first):
+                break
+            await pilot.pause(0.01)
+        notes = {tid: cells[4] for tid, cells in table_rows(app).items()}
+        assert all("killed by SIGKILL; restarting" in note for note in notes.values()), notes
+        await settle(pilot)
+        text = app.query_one("#editor", TextArea).text
+        rows = table_rows(app)
+        for tid in ("cl100k_base", "llama2", "estimate"):
+            assert rows[tid][0] == str(app.registry.get(tid).count(text)) and "restarting" not in rows[tid][4]
+        assert app.counting.pid != first and not _alive(first)
+        assert any("SIGKILL" in n.message for n in app._notifications)
+
+
+async def test_quitting_the_dashboard_leaves_no_counting_process():
+    app = _app("hello")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        pids = list(app.counting.started_pids)
+        assert pids and all(_alive(pid) for pid in pids[-1:])
+        await pilot.press("ctrl+q")
+    assert not [pid for pid in pids if _alive(pid)]
+
+
+async def test_a_counting_process_that_keeps_dying_is_reported_and_choosing_tokenizers_starts_it_again():
+    app = _app("hello world")
+    async with app.run_test(size=(110, 30)) as pilot:
+        await settle(pilot)
+        for _ in range(4):  # MAX_RESTARTS deaths within a minute, and one more
+            pid = app.counting.pid
+            os.kill(pid, signal.SIGKILL)
+            for _ in range(1000):
+                if app.counting.pid not in (None, pid) or app.counting.stopped:
+                    break
+                await pilot.pause(0.01)
+        await settle(pilot)
+        rows = table_rows(app)
+        assert all(cells[0] == "error" and "choosing tokenizers (F5)" in cells[4] for cells in rows.values()), rows
+        app.tokens.set_enabled(app.tokens.enabled)  # what saving the F5 list does
+        await pilot.press(*"more ")
+        await settle(pilot)
+        assert app.counting.stopped is None and len(app.counting.started_pids) == 5
+        text = app.query_one("#editor", TextArea).text
+        rows = table_rows(app)
+        for tid in ("cl100k_base", "llama2", "estimate"):
+            assert rows[tid][0] == str(app.registry.get(tid).count(text)), rows

@@ -1,0 +1,753 @@
+"""The UI's side of the counting process: start it, send it edits, get counts back, restart it.
+
+    service = CountingService(registry)         # nothing runs until it is needed
+    doc = service.open_document(listener)       # starts the process; listener(event) runs on a client thread
+    doc.set_rows(ids)                           # the tokenizers that count this document (loaded there)
+    doc.reset(version, text, specials)          # the whole text (a new file)
+    doc.edit(version, text, span)               # an edit: only the changed part travels
+    doc.set_specials(version, policy)
+    doc.request_window(version, tid, cursor, max_chars, limit)   # the token view's pieces
+    reg = service.remote_registry()             # a Registry whose tokenizers run in the process
+    reg.get("qwen3").count_many(texts)          # blocking: from worker threads only
+    service.close()                             # the process is killed and reaped
+
+Events (frozen dataclasses) reach a document's listener: ``TokenizerLoaded``, ``RowCounts``
+(each row's count with the version it belongs to; per row never older than one delivered
+before), ``TokenWindow``, ``ProcessStarted``, ``ProcessStopped``, ``ProcessProblem``.
+
+Why a plain subprocess with two pipes rather than multiprocessing: ``fork`` is unsafe in a
+process with threads (the TUI has several); ``spawn`` and ``forkserver`` start by importing
+the parent's ``__main__`` again (the ``tokdeck`` script, pytest, a perf script) and leave the
+child's stderr on the terminal until it redirects it itself. ``python -m`` runs only this
+package, with stderr on a file from the first instruction (a Rust panic prints straight to
+fd 2 and would garble the screen) and stdin/stdout on /dev/null (the protocol has its own
+pipes, so a library that prints cannot corrupt a frame). The child gets its own session: a
+signal for the terminal's process group is the UI's alone.
+
+Faults: when the process dies (a crash, a kill, a protocol error), every open document hears
+``ProcessStopped`` with the reason (exit status and the last line of its stderr), a new process
+starts, and each document's rows and whole text are sent again. A process that died while
+loading a tokenizer twice has that tokenizer blamed: it gets an error and is not loaded again.
+More than MAX_RESTARTS deaths within RESTART_WINDOW_S and the service gives up until ``start()``.
+Calls waiting for a dead process raise TokenizerError. Sends never block the caller: a
+sender thread writes (texts in pieces of ``wire.TEXT_PIECE`` characters); a reader thread
+reads and delivers.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from queue import SimpleQueue
+from typing import Callable, Sequence
+
+from ..errors import TokenizerError
+from . import wire
+from .base import SPECIAL_POLICIES, SpecialPolicy, TokenCount, Tokenizer, TokenizerInfo
+from .counting_process import CALLS, PROTOCOL
+from .incremental import CountStats
+from .pieces import TokenPiece, TokenPieces
+from .registry import Registry
+
+MAX_RESTARTS = 3
+RESTART_WINDOW_S = 60.0
+#: deaths while loading one tokenizer after which it is blamed and never loaded again
+LOAD_STRIKES = 2
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])  # the folder holding ``tui``
+
+
+# ---------------------------------------------------------------------- events
+@dataclass(frozen=True)
+class TokenizerLoaded:
+    tokenizer_id: str
+    error: str | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RowCount:
+    """One row's count of the document's version ``version``."""
+
+    tokenizer_id: str
+    version: int
+    count: TokenCount
+    stats: CountStats | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RowCounts:
+    rows: tuple[RowCount, ...]
+
+
+@dataclass(frozen=True)
+class TokenWindow:
+    """The tokens of ``text[start:end]`` of version ``version`` (``length``: the whole text's)."""
+
+    request: int
+    tokenizer_id: str
+    version: int
+    pieces: TokenPieces | None
+    start: int
+    end: int
+    length: int
+    error: str | None
+
+
+@dataclass(frozen=True)
+class ProcessStarted:
+    pid: int
+
+
+@dataclass(frozen=True)
+class ProcessStopped:
+    reason: str
+    restarting: bool
+
+
+@dataclass(frozen=True)
+class ProcessProblem:
+    message: str
+
+
+Event = TokenizerLoaded | RowCounts | TokenWindow | ProcessStarted | ProcessStopped | ProcessProblem
+Listener = Callable[[Event], None]
+
+
+# ---------------------------------------------------------------------- the process
+class _Text:
+    """A message whose last field is ``text[start:end]``, sent in pieces by the sender thread
+    (so the caller neither copies nor pickles a megabyte)."""
+
+    def __init__(self, head: tuple, text: str, start: int, end: int):
+        self.head, self.text, self.start, self.end = head, text, start, end
+
+    def frames(self):
+        start, end = self.start, self.end
+        while True:
+            stop = min(end, start + wire.TEXT_PIECE)
+            yield wire.encode((*self.head, self.text[start:stop], stop < end))
+            if stop >= end:
+                return
+            start = stop
+
+
+class _Waiter:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self.value = None
+
+    def resolve(self, value=None, error: BaseException | None = None) -> None:
+        self.value, self.error = value, error
+        self.done.set()
+
+    def wait(self):
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class _Child:
+    """One counting process, its pipes and the two threads that talk to it."""
+
+    def __init__(self, service: "CountingService"):
+        to_child, self.to_child = os.pipe()
+        self.from_child, from_parent = os.pipe()
+        self.stderr = tempfile.TemporaryFile()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, *filter(None, [env.get("PYTHONPATH")])])
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tui.core.tokenizers.counting_process", str(to_child), str(from_parent)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr,
+                pass_fds=(to_child, from_parent), start_new_session=True, env=env)
+        except BaseException:
+            for fd in (self.to_child, self.from_child):
+                os.close(fd)
+            self.stderr.close()
+            raise
+        finally:
+            os.close(to_child)
+            os.close(from_parent)
+        self.pid = self.proc.pid
+        self.loading: str | None = None  # the tokenizer being loaded (a death is blamed on it)
+        os.set_blocking(self.to_child, False)  # a write from the caller's thread must never wait
+        self._queue: SimpleQueue = SimpleQueue()
+        self._writing = threading.Lock()  # held while frames go into the pipe (never by a caller waiting)
+        self._queued = 0  # items queued or being written by the sender thread
+        self._queued_lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._send_loop, name=f"counting-send-{self.pid}", daemon=True).start()
+        threading.Thread(target=service._read_loop, args=(self,), name=f"counting-read-{self.pid}",
+                         daemon=True).start()
+
+    def send(self, item) -> None:
+        """Never waits. A small message with nothing ahead of it is written at once (a keystroke's
+        edit skips a thread hop, which cost milliseconds on a busy machine); the rest, and
+        whatever the pipe does not take, goes through the sender thread, in order."""
+        small = not isinstance(item, _Text) or item.end - item.start <= wire.TEXT_PIECE
+        if small and self._writing.acquire(blocking=False):
+            try:
+                with self._queued_lock:
+                    direct = self._queued == 0 and not self._closed
+                if direct:
+                    data = next(item.frames()) if isinstance(item, _Text) else wire.encode(item)
+                    try:
+                        written = os.write(self.to_child, data)
+                    except BlockingIOError:
+                        written = 0
+                    except OSError:
+                        return  # the process is gone: the reader sees the end of its pipe
+                    if written < len(data):
+                        self._enqueue(data[written:])  # first in the queue: nothing else was
+                    return
+            finally:
+                self._writing.release()
+        self._enqueue(item)
+
+    def _enqueue(self, item) -> None:
+        with self._queued_lock:
+            self._queued += 1
+        self._queue.put(item)
+
+    def _send_loop(self) -> None:
+        fd = self.to_child
+        try:
+            while (item := self._queue.get()) is not None:
+                with self._writing:
+                    if isinstance(item, bytes):
+                        wire.write_all(fd, item)
+                    else:
+                        for frame in item.frames() if isinstance(item, _Text) else (wire.encode(item),):
+                            wire.write_all(fd, frame)
+                with self._queued_lock:
+                    self._queued -= 1
+        except OSError:
+            pass  # the process is gone: the reader sees the end of its pipe and handles it
+        finally:
+            with self._writing:
+                self._closed = True
+                os.close(fd)
+
+    def kill(self) -> int:
+        """Stop the process now and reap it; its exit status."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.kill()
+            except OSError:
+                pass
+        status = self.proc.wait()
+        self._queue.put(None)  # the sender thread ends (and closes the pipe)
+        return status
+
+    def reason(self, status: int) -> str:
+        if status < 0:
+            try:
+                how = f"was killed by {signal.Signals(-status).name}"
+            except ValueError:
+                how = f"was killed by signal {-status}"
+        else:
+            how = f"exited with status {status}"
+        try:
+            self.stderr.seek(0, os.SEEK_END)
+            self.stderr.seek(max(0, self.stderr.tell() - (1 << 16)))
+            lines = [ln.strip() for ln in self.stderr.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+        except (OSError, ValueError):
+            lines = []
+        finally:
+            self.stderr.close()
+        words = _last_words(lines)
+        return f"the counting process {how}" + (f": {words[:300]}" if words else "")
+
+
+def _last_words(lines: list[str]) -> str | None:
+    """The line of a dying process's stderr that says why: a fatal error (faulthandler), a Rust
+    panic's message (the line after "panicked at"), else the last line (a Python traceback's)."""
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith("Fatal Python error"):
+            return lines[i]
+        if "panicked at" in lines[i]:
+            return f"{lines[i]} {lines[i + 1]}" if i + 1 < len(lines) else lines[i]
+    return lines[-1] if lines else None
+
+
+class CountingService:
+    """The counting process, shared by everything in the dashboard that counts. Thread-safe."""
+
+    def __init__(self, registry: Registry):
+        self.registry = registry
+        self._lock = threading.RLock()
+        self._child: _Child | None = None
+        self._closed = False
+        self._docs: dict[int, DocumentCounts] = {}
+        self._doc_ids = itertools.count(1)
+        self._request_ids = itertools.count(1)
+        self._calls: dict[int, _Waiter] = {}
+        self._loads: dict[str, list[_Waiter]] = {}
+        self._loaded: dict[str, dict] = {}  # by the running process: tid -> what it said about it
+        self._load_errors: dict[str, str] = {}
+        self._blamed: dict[str, str] = {}
+        self._strikes: Counter[str] = Counter()
+        self._deaths: list[float] = []
+        self.stopped: str | None = None  # why the service gave up restarting
+        self.started_pids: list[int] = []  # every process it started, newest last
+        _SERVICES.add(self)
+
+    # ------------------------------------------------------------------ life
+    @property
+    def pid(self) -> int | None:
+        child = self._child
+        return child.pid if child is not None else None
+
+    def start(self) -> None:
+        """Start the process if it is not running (again, after the service gave up)."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the counting service is closed")
+            if self._child is None:
+                self._deaths.clear()
+                self.stopped = None
+                self._spawn()
+
+    def close(self) -> None:
+        """Kill the process and reap it; pending calls fail. For good: start() raises after."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            child, self._child = self._child, None
+            self._fail_waiters("the counting service was closed")
+        if child is not None:
+            child.kill()
+
+    def _spawn(self) -> None:
+        """(under the lock) a new process; everything open is sent to it again"""
+        self._loaded.clear()
+        self._load_errors.clear()
+        try:
+            child = self._child = _Child(self)
+        except OSError as exc:  # no process can start (no memory, no executable): say so, do not retry
+            self.stopped = f"cannot start the counting process: {exc.strerror or exc}"
+            self._fail_waiters(self.stopped)
+            self._broadcast(ProcessStopped(self.stopped, False))
+            return
+        self.started_pids.append(child.pid)
+
+        child.send(("hello", PROTOCOL, self.registry.settings()))
+        if self._loads:
+            child.send(("load", list(self._loads)))
+        for doc in self._docs.values():
+            doc._send_all(child)
+
+    def _running(self) -> _Child | None:
+        """(under the lock) the running process, started if needed. None: the service is closed
+        or gave up (documents heard why), or the process was just started, and so was sent
+        every document as it is now."""
+        if self._child is None and self.stopped is None and not self._closed:
+            self._spawn()
+            return None
+        return self._child
+
+    def _send(self, item) -> None:
+        """(under the lock) a request to the running process, starting it first if needed"""
+        self._running()
+        if self._child is not None:
+            self._child.send(item)
+
+    def _usable(self) -> None:
+        """(under the lock) raise TokenizerError when no process will answer"""
+        if self._closed:
+            raise TokenizerError("the counting service was closed")
+        if self.stopped is not None:
+            raise TokenizerError(self.stopped)
+
+    # ------------------------------------------------------------------ reading
+    def _read_loop(self, child: _Child) -> None:
+        reader = wire.FrameReader(child.from_child)
+        reason = None
+        try:
+            while True:
+                for message in reader.read():
+                    self._dispatch(child, message)
+        except EOFError:
+            pass
+        except Exception as exc:  # wire.ProtocolError, or a message of the wrong shape
+            reason = f"the counting process broke the protocol: {type(exc).__name__}: {exc}"
+        finally:
+            os.close(child.from_child)
+        status = child.kill()
+        self._ended(child, reason or child.reason(status))
+
+    def _dispatch(self, child: _Child, message) -> None:
+        if not isinstance(message, tuple) or not message:
+            raise wire.ProtocolError(f"not a message: {type(message).__name__}")
+        kind = message[0]
+        if kind == "counts":
+            _, doc_id, version, rows, inline_done = message
+            doc = self._docs.get(doc_id)
+            if doc is not None:
+                doc._counts(int(version), rows, bool(inline_done))
+        elif kind == "loading":
+            _, tid = message
+            child.loading = tid
+        elif kind == "loaded":
+            _, tid, error, seconds, meta = message
+            child.loading = None
+            with self._lock:
+                if error is None:
+                    self._loaded[tid] = dict(meta)
+                else:
+                    self._load_errors[tid] = str(error)
+                waiters = self._loads.pop(tid, [])
+                docs = list(self._docs.values())
+            for waiter in waiters:
+                waiter.resolve(meta, None if error is None else TokenizerError(str(error)))
+            event = TokenizerLoaded(tid, None if error is None else str(error), float(seconds))
+            for doc in docs:
+                doc._deliver(event)
+        elif kind == "window":
+            doc = self._docs.get(message[1])
+            if doc is not None:
+                doc._window(message)
+        elif kind == "reply":
+            _, request, error, value = message
+            waiter = self._calls.pop(request, None)
+            if waiter is not None:
+                waiter.resolve(value, None if error is None else _call_error(*error))
+        elif kind == "resync":
+            _, doc_id, _version = message
+            with self._lock:
+                doc = self._docs.get(doc_id)
+                if doc is not None and self._child is child:
+                    doc._send_text(child)
+        elif kind == "ready":
+            _, pid, protocol = message
+            if protocol != PROTOCOL:
+                raise wire.ProtocolError(f"the process speaks protocol {protocol!r}, not {PROTOCOL}")
+            self._broadcast(ProcessStarted(int(pid)))
+        elif kind == "problem":
+            _, text = message
+            self._broadcast(ProcessProblem(str(text)))
+        else:
+            raise wire.ProtocolError(f"unknown message {kind!r}")
+
+    def _broadcast(self, event: Event) -> None:
+        for doc in list(self._docs.values()):
+            doc._deliver(event)
+
+    def _ended(self, child: _Child, reason: str) -> None:
+        """A process is gone: unless it was closed on purpose, say so and start another."""
+        with self._lock:
+            if self._child is not child:
+                return  # closed, or already replaced
+            self._child = None
+            self._fail_waiters(reason)
+            blamed = child.loading
+            newly_blamed = None
+            if blamed is not None:
+                self._strikes[blamed] += 1
+                if self._strikes[blamed] >= LOAD_STRIKES:
+                    newly_blamed = self._blamed[blamed] = f"{blamed}: {reason} while loading it, {LOAD_STRIKES} times"
+            now = time.monotonic()
+            self._deaths = [t for t in self._deaths if now - t < RESTART_WINDOW_S] + [now]
+            restarting = len(self._deaths) <= MAX_RESTARTS
+            if not restarting:
+                self.stopped = reason
+        self._broadcast(ProcessStopped(reason, restarting))
+        if newly_blamed is not None:
+            self._broadcast(TokenizerLoaded(blamed, newly_blamed, 0.0))
+        if restarting:
+            with self._lock:
+                if self._child is None and not self._closed:
+                    self._spawn()
+
+    def _fail_waiters(self, reason: str) -> None:
+        """(under the lock) every call and load waiting for the process fails"""
+        waiting = [*self._calls.values(), *(w for ws in self._loads.values() for w in ws)]
+        self._calls.clear()
+        self._loads.clear()
+        for waiter in waiting:
+            waiter.resolve(error=TokenizerError(reason))
+
+    # ------------------------------------------------------------------ documents
+    def open_document(self, listener: Listener) -> "DocumentCounts":
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the counting service is closed")
+            doc = DocumentCounts(self, next(self._doc_ids), listener)
+            self._docs[doc.id] = doc
+            self._running()
+        return doc
+
+    # ------------------------------------------------------------------ tokenizers for the other panes
+    def remote_registry(self) -> "RemoteRegistry":
+        return RemoteRegistry(self)
+
+    def load(self, tid: str) -> dict:
+        """Load ``tid`` in the process (blocking); what it said about it. TokenizerError if it cannot."""
+        with self._lock:
+            if tid in self._blamed:
+                raise TokenizerError(self._blamed[tid])
+            if tid in self._loaded:
+                return self._loaded[tid]
+            if tid in self._load_errors:
+                raise TokenizerError(self._load_errors[tid])
+            self._usable()
+            waiter = _Waiter()
+            self._loads.setdefault(tid, []).append(waiter)
+            self._send(("load", [tid]))
+        return waiter.wait()
+
+    def call(self, tid: str, method: str, *args):
+        """``tokenizer.method(*args)`` run in the process (blocking)."""
+        if method not in CALLS:
+            raise ValueError(f"not a counting-process call: {method}")
+        with self._lock:
+            self._usable()
+            request = next(self._request_ids)
+            waiter = self._calls[request] = _Waiter()
+            self._send(("call", request, tid, method, args))
+        return waiter.wait()
+
+
+def _call_error(kind: str, message: str) -> Exception:
+    if kind == "NotImplementedError":
+        return NotImplementedError(message)
+    if kind == "ValueError":
+        return ValueError(message)
+    return TokenizerError(message)
+
+
+class DocumentCounts:
+    """One document counted in the process. Methods are for one thread (the UI's); events
+    arrive on the client's reader thread."""
+
+    def __init__(self, service: CountingService, doc_id: int, listener: Listener):
+        self.id = doc_id
+        self._service = service
+        self._listener = listener
+        self.rows: tuple[str, ...] = ()
+        self.text = ""
+        self.version = 0
+        self.specials: SpecialPolicy = "literal"
+        self._newest: dict[str, int] = {}
+        self._window_requests = itertools.count(1)
+        self._closed = False
+        self._arrived = threading.Condition()  # the newest version a counts frame came for, and its rows
+        self._arrived_version = 0
+        self._arrived_rows: list[RowCount] = []
+        self._inline_done = 0  # the newest version whose inline counts all came
+
+    def set_rows(self, ids: Sequence[str]) -> None:
+        service = self._service
+        with service._lock:
+            self.rows = tuple(dict.fromkeys(ids))
+            # what the process already knows (loaded for another document, or failed) is said now
+            known = {tid: service._blamed.get(tid) or service._load_errors.get(tid) for tid in self.rows
+                     if tid in service._blamed or tid in service._loaded or tid in service._load_errors}
+            child = service._running()
+            if child is not None:
+                child.send(("rows", self.id, self._rows_to_count()))
+        for tid, error in known.items():
+            self._deliver(TokenizerLoaded(tid, error, 0.0))
+        if service.stopped is not None:
+            self._deliver(ProcessStopped(service.stopped, False))
+
+    def reset(self, version: int, text: str, specials: SpecialPolicy | None = None) -> None:
+        """The whole text as version ``version`` (a new document, a file loaded)."""
+        if specials is not None and specials not in SPECIAL_POLICIES:
+            raise ValueError(f"unknown special-token policy {specials!r}")
+        service = self._service
+        with service._lock:
+            self.text, self.version = text, version
+            if specials is not None:
+                self.specials = specials
+            child = service._running()
+            if child is not None:
+                self._send_text(child)
+
+    def edit(self, version: int, text: str, span: tuple[int, int] | None) -> None:
+        """The text after an edit: it shares its first ``p`` and last ``s`` characters with the
+        previous version (``span`` = (p, s); None: unknown). Only the rest is sent."""
+        if span is None or version != self.version + 1:
+            self.reset(version, text)
+            return
+        old = len(self.text)
+        p = min(span[0], old, len(text))
+        s = min(span[1], old - p, len(text) - p)
+        service = self._service
+        with service._lock:
+            self.text, self.version = text, version
+            child = service._running()
+            if child is not None:
+                child.send(_Text(("edit", self.id, version, p, s, len(text)), text, p, len(text) - s))
+
+    def set_specials(self, version: int, policy: SpecialPolicy) -> None:
+        if policy not in SPECIAL_POLICIES:
+            raise ValueError(f"unknown special-token policy {policy!r}")
+        if version != self.version + 1:
+            self.reset(version, self.text, policy)
+            return
+        service = self._service
+        with service._lock:
+            self.version, self.specials = version, policy
+            child = service._running()
+            if child is not None:
+                child.send(("specials", self.id, version, policy))
+
+    def wait_for_counts(self, version: int, timeout: float) -> list[RowCount]:
+        """Wait (at most ``timeout``) for the counts of ``version`` the process makes as soon as
+        the edit arrives (a keystroke's incremental rows, the tiktoken family first); the rows of
+        that version here by then. They are delivered to the listener too."""
+        with self._arrived:
+            self._arrived.wait_for(lambda: self._inline_done >= version, timeout)
+            return [row for row in self._arrived_rows if row.version == version]
+
+    def request_window(self, version: int, tid: str, cursor: int, max_chars: int, limit: int) -> int:
+        """Ask for the tokens around ``cursor`` (a TokenWindow event answers); the request's number."""
+        request = next(self._window_requests)
+        with self._service._lock:
+            self._service._send(("window", self.id, request, version, tid, cursor, max_chars, limit))
+        return request
+
+    def close(self) -> None:
+        service = self._service
+        with service._lock:
+            self._closed = True
+            service._docs.pop(self.id, None)
+            if service._child is not None:
+                service._child.send(("close", self.id))
+
+    # ------------------------------------------------------------------ the client's side
+    def _rows_to_count(self) -> list[str]:
+        return [tid for tid in self.rows if tid not in self._service._blamed]
+
+    def _send_text(self, child: _Child) -> None:
+        child.send(_Text(("doc", self.id, self.version, self.specials), self.text, 0, len(self.text)))
+
+    def _send_all(self, child: _Child) -> None:
+        child.send(("rows", self.id, self._rows_to_count()))
+        if self.version:
+            self._send_text(child)
+
+    def _deliver(self, event: Event) -> None:
+        if not self._closed:
+            self._listener(event)
+
+    def _counts(self, version: int, rows, inline_done: bool) -> None:
+        out = []
+        for tid, chars, tokens, error, exact, stats, seconds in rows:
+            if version < self._newest.get(tid, 0):
+                continue  # a count of an older version arrived after a newer one: never shown
+            self._newest[tid] = version
+            count = TokenCount(tid, None if error is not None else int(tokens), int(chars), bool(exact),
+                               None if error is None else str(error))
+            out.append(RowCount(tid, version, count, CountStats(*stats) if stats is not None else None,
+                                float(seconds)))
+        with self._arrived:
+            if version > self._arrived_version:
+                self._arrived_version, self._arrived_rows = version, []
+            if version == self._arrived_version:
+                self._arrived_rows += out
+            if inline_done:
+                self._inline_done = max(self._inline_done, version)
+                self._arrived.notify_all()
+        if out:
+            self._deliver(RowCounts(tuple(out)))
+
+    def _window(self, message) -> None:
+        _, _, request, version, tid, start, end, length, pieces, total, error = message
+        found = None
+        if pieces is not None:
+            found = TokenPieces(tid, tuple(TokenPiece(int(i), str(t), str(k)) for i, t, k in pieces), int(total),
+                                end - start)
+        self._deliver(TokenWindow(request, tid, version, found, start, end, length,
+                                  None if error is None else str(error)))
+
+
+# ---------------------------------------------------------------------- tokenizers for the other panes
+class RemoteTokenizer(Tokenizer):
+    """A Tokenizer whose work runs in the counting process. Each method blocks until the
+    process answers: call it from worker threads, never the UI's."""
+
+    def __init__(self, service: CountingService, info: TokenizerInfo, meta: dict):
+        self.info = info
+        self._service = service
+        self.has_vocab = bool(meta["has_vocab"])
+        self.cut_rule = meta["cut_rule"]
+        self._vocab_size = int(meta["vocab_size"])
+        self._special_ids: frozenset[int] | None = None
+
+    @property
+    def vocab_size(self) -> int:
+        return self._vocab_size
+
+    def count(self, text: str, specials: SpecialPolicy = "literal") -> int:
+        return self.count_many([text], specials)[0]
+
+    def count_many(self, texts: Sequence[str], specials: SpecialPolicy = "literal") -> list[int]:
+        return self._service.call(self.id, "count_many", list(texts), specials)
+
+    def encode(self, text: str, specials: SpecialPolicy = "literal") -> list[int]:
+        return self.encode_many([text], specials)[0]
+
+    def encode_many(self, texts: Sequence[str], specials: SpecialPolicy = "literal") -> list[list[int]]:
+        return self._service.call(self.id, "encode_many", list(texts), specials)
+
+    def token_bytes(self, ids: Sequence[int]) -> list[bytes]:
+        return self._service.call(self.id, "token_bytes", list(ids))
+
+    def special_ids(self) -> frozenset[int]:
+        if self._special_ids is None:
+            self._special_ids = frozenset(self._service.call(self.id, "special_ids"))
+        return self._special_ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._service.call(self.id, "decode", list(ids))
+
+
+class RemoteRegistry:
+    """What the Bench pane's preparation and the Data pane's token pass use of a Registry, with
+    ``get`` loading in the counting process and returning a RemoteTokenizer. Names resolve
+    locally: that reads folders and small heads, not tokenizers."""
+
+    def __init__(self, service: CountingService):
+        self._service = service
+        self._local = service.registry
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        return self._local.aliases
+
+    def info(self, tokenizer_id: str) -> TokenizerInfo:
+        return self._local.info(tokenizer_id)
+
+    def ids(self, include_discovered: bool = True) -> list[str]:
+        return self._local.ids(include_discovered)
+
+    def get(self, tokenizer_id: str) -> RemoteTokenizer:
+        info = self._local.info(tokenizer_id)
+        return RemoteTokenizer(self._service, info, self._service.load(tokenizer_id))
+
+
+_SERVICES: weakref.WeakSet[CountingService] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_services() -> None:
+    """No counting process outlives its UI, even one left open by mistake."""
+    for service in list(_SERVICES):
+        service.close()
