@@ -64,3 +64,32 @@ async def test_more_workers_than_slots_is_refused_in_the_pane(make_bench):
         assert pane.thread is None and not pane.session
         assert pane.status == "--workers 3 needs --max-concurrency of at least 3: the workers share the 2 slot(s), " \
                               "one at least each"
+
+
+async def test_the_default_run_shows_the_simulators_configured_ttft(make_bench):
+    # the form's defaults against the built-in simulator's (TTFT 150 ms, ITL 10 ms): ~10 s of run
+    app = make_bench(sim=dict(ttft_ms=150.0, itl_ms=10.0))
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.bench
+        await ready(pilot)
+        assert app.query_one("#bench-num-prompts", Input).value == "100"
+        assert app.query_one("#bench-max-concurrency", Input).value == "16"
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: pane.session, timeout=120, what="the default run to finish")
+        result = pane.session[0].result
+        assert result.completed == 100 and result.failed == 0
+        ttft = result.summary.metric("ttft").mean
+        # within 10 % of the configured 150 ms (vLLM's default, 1,000 at once, measured ~2,300 ms),
+        # plus the lateness the simulator and the client measured of themselves on a machine others load
+        health = result.client_health
+        late = health.simulator.late_ms.mean + health.event_loop_lag_ms.mean
+        assert 150.0 <= ttft <= 165.0 + late, (ttft, late)
+
+
+def test_the_form_defaults_keep_what_the_command_line_gave():
+    from bench_pane_testing import run_options
+    from tui.core.bench.options import with_form_defaults
+
+    assert with_form_defaults(run_options()).num_prompts == 100
+    given = with_form_defaults(run_options("--num-prompts", "1000", "--max-concurrency", "4"))
+    assert (given.num_prompts, given.max_concurrency) == (1000, 4)

@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -17,7 +18,8 @@ from tui.core.bench.client import BenchRequest
 from tui.core.bench.engine import BenchmarkRun, BenchmarkThread, BenchSpec, TokenCounter
 from tui.core.bench.results import RequestRecord, RunSnapshot
 from tui.core.bench.sim import SimConfig, ThreadedSimulator
-from tui.core.bench.workers import LocalWorkers, WorkersRun
+from tui.core.bench.options import RunOptions
+from tui.core.bench.workers import LocalWorkers, WorkersRun, make_run, worker_backend
 from tui.core.errors import TokdeckError
 
 
@@ -46,6 +48,13 @@ async def run_collecting(run) -> tuple[object, list]:
     events: list = []
     result = await run.run(events.append)
     return result, events
+
+
+def test_one_worker_keeps_the_single_process_path(counter):
+    assert worker_backend(RunOptions(workers=1)) is None
+    prep = SimpleNamespace(spec=BenchSpec(base_url="http://127.0.0.1:9", model="m"), requests=prompts(2),
+                           counter=counter)
+    assert type(make_run(prep, None)) is BenchmarkRun  # its result is today's, key for key (golden files)
 
 
 LOADS = {

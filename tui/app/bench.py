@@ -34,7 +34,7 @@ from ..core.bench.history import RunData, compare, from_result, list_result_file
 from ..core.bench.live import LiveRun, series_curves
 from ..core.bench.metrics import METRICS
 from ..core.bench.options import (FILE_DATASETS, FORM_ROWS, PROFILE_OPTIONS, OptionSpec, RunOptions, as_text,
-                                  parse_headers)
+                                  parse_headers, with_form_defaults)
 from ..core.bench.results import BenchResult
 from ..core.bench.workers import WorkerBackend, make_run, worker_backend
 from ..core.config import COMMAND_LINE_PROFILE, SIMULATOR_PROFILE, Config, Profile
@@ -180,7 +180,8 @@ class BenchPane(Container):
         self.config = config
         self.registry = registry
         self.config_problem = config_problem
-        self.options = run_options if run_options is not None else RunOptions()  # the command line's
+        # the command line's, the form's own defaults for the rest
+        self.options = with_form_defaults(run_options if run_options is not None else RunOptions())
         self.start_at_mount = start
         self.sim_config = sim_config
         self.result_dir = Path(result_dir or self.options.result_dir or data_dir() / "results")

@@ -246,8 +246,18 @@ OPTION = {spec.name: spec for spec in OPTIONS}
 FORM_ROWS: tuple[tuple[OptionSpec, ...], ...] = tuple(
     (spec, *(o for o in OPTIONS[i + 1:i + 2] if o.beside))
     for i, spec in enumerate(OPTIONS) if spec.label is not None)
+#: the Setup form's own defaults, for options the command line did not give: a first F5 against
+#: the built-in simulator on a 2-core machine shows its configured timings and takes about 10 s
+#: (the pane at load 5.5: mean TTFT 155-157 ms for 150 ms with 100 requests 16 at a time, 164 ms
+#: with 200 at 32; vLLM's default, 1,000 at once, measures a late simulator: ~2.3 s)
+FORM_DEFAULTS: dict[str, Any] = {"num_prompts": 100, "max_concurrency": 16}
 #: what a profile sets: the Bench pane takes all of them from the profile selected
 PROFILE_OPTIONS = ("base_url", "backend", "api_key_env", "header", "insecure", "ca_bundle", "timeout")
+
+
+def with_form_defaults(options: RunOptions) -> RunOptions:
+    """``options`` with :data:`FORM_DEFAULTS` where the user gave no value."""
+    return replace(options, **{name: value for name, value in FORM_DEFAULTS.items() if name not in options.given})
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
