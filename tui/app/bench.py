@@ -34,8 +34,9 @@ from ..core.bench.history import RunData, compare, from_result, list_result_file
 from ..core.bench.live import LiveRun, series_curves
 from ..core.bench.metrics import METRICS
 from ..core.bench.options import (FILE_DATASETS, FORM_ROWS, PROFILE_OPTIONS, OptionSpec, RunOptions, as_text,
-                                  parse_headers)
+                                  parse_headers, with_form_defaults)
 from ..core.bench.results import BenchResult
+from ..core.bench.workers import WorkerBackend, make_run, worker_backend
 from ..core.config import COMMAND_LINE_PROFILE, SIMULATOR_PROFILE, Config, Profile
 from ..core.endpoint import resolve_api_key, shown_url
 from ..core.errors import TokdeckError
@@ -157,9 +158,10 @@ class BenchPane(Container):
     ]
 
     class Prepared(Message):
-        def __init__(self, outcome: bench_prep.Prepared | str) -> None:
+        def __init__(self, outcome: bench_prep.Prepared | str, workers: WorkerBackend | None = None) -> None:
             super().__init__()
             self.outcome = outcome  # the run ready to start, or why it cannot
+            self.workers = workers  # its worker processes (or Ray actors), started; None: the run's own thread
 
     class Finished(Message):
         def __init__(self, run: SessionRun) -> None:
@@ -178,7 +180,8 @@ class BenchPane(Container):
         self.config = config
         self.registry = registry
         self.config_problem = config_problem
-        self.options = run_options if run_options is not None else RunOptions()  # the command line's
+        # the command line's, the form's own defaults for the rest
+        self.options = with_form_defaults(run_options if run_options is not None else RunOptions())
         self.start_at_mount = start
         self.sim_config = sim_config
         self.result_dir = Path(result_dir or self.options.result_dir or data_dir() / "results")
@@ -356,15 +359,17 @@ class BenchPane(Container):
 
     @work(thread=True, exit_on_error=False, group="bench-prepare")
     def _prepare(self, options: RunOptions, profile: Profile | None) -> None:
+        workers = None
         try:
+            workers = worker_backend(options)  # local ones start while the run is prepared
             prep = bench_prep.prepare(options, profile=profile, registry=self.registry, sim_config=self.sim_config)
-        except TokdeckError as exc:
-            self.post_message(self.Prepared(str(exc)))
-            return
         except Exception as exc:  # noqa: BLE001 - shown in the pane, never a crash
-            self.post_message(self.Prepared(f"{type(exc).__name__}: {exc}"))
+            if workers is not None:
+                workers.close_now()
+            self.post_message(self.Prepared(str(exc) if isinstance(exc, TokdeckError)
+                                            else f"{type(exc).__name__}: {exc}"))
             return
-        self.post_message(self.Prepared(prep))
+        self.post_message(self.Prepared(prep, workers))
 
     @on(Prepared)
     def _prepared(self, message: Prepared) -> None:
@@ -373,23 +378,22 @@ class BenchPane(Container):
             self.notify(message.outcome, title="cannot start the run", severity="error", timeout=10)
             self._say(message.outcome)
             return
-        self._launch(message.outcome, time.monotonic())
+        self._launch(message.outcome, message.workers, time.monotonic())
 
     def _others_busy(self) -> bool:
         return any(w.is_running and not (w.group or "").startswith("bench") for w in self.app.workers)
 
-    def _launch(self, prep: bench_prep.Prepared, since: float) -> None:
+    def _launch(self, prep: bench_prep.Prepared, workers: WorkerBackend | None, since: float) -> None:
         from ..core.bench.engine import BenchmarkThread
 
         if self._cancel_launch:
             self._cancel_launch = self.preparing = False
-            if prep.sim is not None:
-                prep.sim.stop()
+            self._discard(prep, workers)
             self._say("the run was cancelled before it started")
             return
         if self._others_busy() and time.monotonic() - since < QUIET_WAIT_S:
             self._say("waiting for background work (another pane's) to finish, so it does not distort the timings…")
-            self.set_timer(0.2, lambda: self._launch(prep, since))
+            self.set_timer(0.2, lambda: self._launch(prep, workers, since))
             return
         self.preparing = False
         self.sim = prep.sim
@@ -398,7 +402,7 @@ class BenchPane(Container):
             self._switch_interval = sys.getswitchinterval()
             sys.setswitchinterval(RUN_SWITCH_INTERVAL_S)
         self.live = LiveRun(len(prep.requests))
-        self.thread = BenchmarkThread(prep.spec, prep.requests, prep.counter).start()
+        self.thread = BenchmarkThread.of(make_run(prep, workers)).start()
         self._drawn_version = -1
         self.shown = []
         self._set_text("#bench-title", 
@@ -494,6 +498,14 @@ class BenchPane(Container):
     @work(thread=True, exit_on_error=False, group="bench-sim-stop")
     def _stop_sim(self, sim) -> None:
         sim.stop()
+
+    @work(thread=True, exit_on_error=False, group="bench-sim-stop")
+    def _discard(self, prep: bench_prep.Prepared, workers: WorkerBackend | None) -> None:
+        """A prepared run that will not start: its workers and simulator end (they wait for processes)."""
+        if workers is not None:
+            workers.close_now()
+        if prep.sim is not None:
+            prep.sim.stop()
 
     @work(thread=True, exit_on_error=False, group="bench-finish")
     def _finish(self, result: BenchResult, options: RunOptions, sim=None) -> None:

@@ -61,6 +61,21 @@ class _Progress:
             sys.stderr.flush()
 
 
+def _with_note(progress, workers, say):
+    """``progress``, saying once first where the requests go out from (the workers are up by then)."""
+    from ..core.bench.workers import workers_note
+
+    said = []
+
+    def on_event(ev) -> None:
+        if not said:
+            said.append(True)
+            say(f"sending from {workers_note(workers)}")
+        progress(ev)
+
+    return on_event
+
+
 #: what stops a run like Ctrl-C: a cancelled CI job (SIGTERM), a closed SSH session (SIGHUP)
 STOP_SIGNALS = {"SIGINT": "Ctrl-C", "SIGTERM": "SIGTERM", "SIGHUP": "SIGHUP"}
 
@@ -70,17 +85,26 @@ def run(args) -> int:
     import signal
     import sys
 
-    from ..core.bench.engine import BenchmarkRun
     from ..core.bench.options import from_namespace
     from ..core.bench.prepare import prepare, save_csv, save_result
     from ..core.bench.report import format_summary
+    from ..core.bench.workers import make_run, worker_backend
     from ..core.errors import TokdeckError
 
-    prep = prepare(from_namespace(args),
-                   say=lambda line: print(f"tokdeck bench: {line}", file=sys.stderr, flush=True))
+    def say(line: str) -> None:
+        print(f"tokdeck bench: {line}", file=sys.stderr, flush=True)
+
+    options = from_namespace(args)
+    workers = worker_backend(options)  # local ones start now: their start-up overlaps the preparation
+    try:
+        prep = prepare(options, say=say)
+    except BaseException:
+        if workers is not None:
+            workers.close_now()
+        raise
     options = prep.options
     try:
-        run_ = BenchmarkRun(prep.spec, prep.requests, prep.counter, emit_records=False)
+        run_ = make_run(prep, workers, emit_records=False)
         progress = _Progress(not options.disable_tqdm, len(prep.requests))
 
         async def main():
@@ -97,7 +121,7 @@ def run(args) -> int:
             for sig in signals:
                 loop.add_signal_handler(sig, on_stop, sig.name)
             try:
-                return await run_.run(progress)
+                return await run_.run(progress if workers is None else _with_note(progress, workers, say))
             finally:
                 for sig in signals:
                     try:
@@ -110,6 +134,8 @@ def run(args) -> int:
         if prep.sim is not None:  # did the simulator keep its timings? (it says so in its /health)
             result = prep.sim.with_lateness(result)
     finally:
+        if workers is not None:  # the run ended them; this is for a failure before it started
+            workers.close_now()
         if prep.sim is not None:
             prep.sim.stop()
 

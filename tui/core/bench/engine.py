@@ -45,7 +45,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from time import perf_counter
-from typing import Any, AsyncIterator, Callable, Sequence
+from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 
 import aiohttp
 
@@ -177,17 +177,29 @@ def request_headers(spec: BenchSpec) -> dict[str, str]:
 
 
 Event = RequestRecord | RunSnapshot
+#: a request to send: its index in the run, when it is due (seconds from the start) and the prompt
+Scheduled = tuple[int, float, BenchRequest]
 
 
 class BenchmarkRun:
-    """One benchmark run. Use from the event loop that runs it (``BenchmarkThread`` for others)."""
+    """One benchmark run. Use from the event loop that runs it (``BenchmarkThread`` for others).
+
+    A worker of a run spread over processes (``workers``) gives two more things: ``schedule``,
+    the requests to send as they come (index, due, prompt; it ends when the worker's share
+    does), instead of every one of ``requests`` on the arrival process (``requests`` then only
+    serves the warm-ups); and ``start_at``, awaited after the warm-ups, which returns the
+    ``perf_counter()`` instant every worker starts from (the common origin of due and start times).
+    """
 
     def __init__(self, spec: BenchSpec, requests: Sequence[BenchRequest], counter: TokenCounter | None = None,
-                 *, emit_records: bool = True) -> None:
-        if not requests:
+                 *, emit_records: bool = True, schedule: AsyncIterable[Scheduled] | None = None,
+                 start_at: Callable[[], Awaitable[float]] | None = None) -> None:
+        if not requests and (schedule is None or spec.num_warmups):
             raise ValueError("no requests to send")
         self.spec = spec
         self.requests = requests
+        self._schedule = schedule
+        self._start_at = start_at
         if counter is None:
             from ..tokenizers import default_registry
 
@@ -244,6 +256,11 @@ class BenchmarkRun:
     @property
     def stopped(self) -> bool:
         return self._stop_requested
+
+    @property
+    def loop_lag(self) -> array:
+        """Every event-loop lag sample so far (seconds; one per 10 ms tick of the measured run)."""
+        return self._lag
 
     @property
     def clock_origin(self) -> float:
@@ -350,15 +367,23 @@ class BenchmarkRun:
 
     async def _run_main(self, session, watchdog: asyncio.Task) -> None:
         spec = self.spec
-        n = len(self.requests)
-        times = arrival_times(n, spec.request_rate, spec.burstiness, spec.seed, spec.ramp_up)
+        if self._schedule is not None:
+            items = self._schedule
+        else:
+            items = self._planned(arrival_times(len(self.requests), spec.request_rate, spec.burstiness, spec.seed,
+                                                spec.ramp_up))
         self._sem = asyncio.Semaphore(spec.max_concurrency) if spec.max_concurrency else None
         self._freed = deque([0.0] * (spec.max_concurrency or 0))  # when each free slot became free
+        origin = None
+        if self._start_at is not None:
+            origin = await self._start_at()
+            if origin > perf_counter():
+                await asyncio.sleep(origin - perf_counter())
         self._cpu0 = time.process_time()
-        self._t0 = self._wall_prev = perf_counter()
+        self._t0 = self._wall_prev = perf_counter() if origin is None else origin
         helpers = [asyncio.create_task(self._lag_ticker()), asyncio.create_task(self._snapshotter())]
         counter_task = asyncio.create_task(self._counter_loop())
-        dispatcher = asyncio.create_task(self._dispatch(session, times))
+        dispatcher = asyncio.create_task(self._dispatch(session, items))
         stopper = asyncio.create_task(self._stop_ev.wait())
         idle = asyncio.create_task(self._wait_idle(dispatcher))
         await asyncio.wait({idle, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -412,14 +437,18 @@ class BenchmarkRun:
         if self._inflight:
             await self._idle.wait()
 
-    async def _dispatch(self, session, times: list[float]) -> None:
+    async def _planned(self, times: list[float]) -> AsyncIterator[Scheduled]:
+        """Every request at its time on the arrival process."""
+        for i, req in enumerate(self.requests):
+            yield i, times[i], req
+
+    async def _dispatch(self, session, items: AsyncIterable[Scheduled]) -> None:
         t0 = self._t0
         sem = self._sem
         limit = self.spec.duration
-        for i, req in enumerate(self.requests):
+        async for i, due, req in items:
             if self._stop_requested:
                 break
-            due = times[i]
             if limit is not None and due >= limit:
                 self._stopped_by = "duration"
                 break
@@ -778,7 +807,17 @@ class BenchmarkThread:
 
     def __init__(self, spec: BenchSpec, requests: Sequence[BenchRequest], counter: TokenCounter | None = None,
                  *, emit_records: bool = True, max_queue: int = 100_000) -> None:
-        self.run = BenchmarkRun(spec, requests, counter, emit_records=emit_records)
+        self._attach(BenchmarkRun(spec, requests, counter, emit_records=emit_records), max_queue)
+
+    @classmethod
+    def of(cls, run: BenchmarkRun, *, max_queue: int = 100_000) -> "BenchmarkThread":
+        """A thread for a run made elsewhere, e.g. a ``workers.WorkersRun`` (the same events come out)."""
+        thread = cls.__new__(cls)
+        thread._attach(run, max_queue)
+        return thread
+
+    def _attach(self, run: BenchmarkRun, max_queue: int) -> None:
+        self.run = run
         self.queue: _queue.Queue = _queue.Queue()
         self.max_queue = max_queue
         self.dropped = 0

@@ -26,6 +26,7 @@ from ..endpoint import BACKENDS, header_name_problem, header_value_problem
 from ..numbers import SEED, NumberRule, argparse_type
 from .metrics import DEFAULT_PERCENTILE_METRICS, DEFAULT_PERCENTILES, parse_goodput, parse_metric_names, \
     parse_percentiles
+from .schedule import MAX_WORKERS
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import Profile
@@ -54,6 +55,7 @@ _shape = NumberRule(float, lo=0, lo_open=True, inf_ok=True, need="> 0 (or inf: e
 _rate = NumberRule(float, lo=0, lo_open=True, inf_ok=True).parse
 _ratio = NumberRule(float, lo=0, hi=1, hi_open=True).parse
 _temperature = NumberRule(float, lo=0).parse
+_workers = NumberRule(int, lo=1, hi=MAX_WORKERS).parse
 
 
 def text(value: str) -> str:
@@ -192,6 +194,15 @@ class RunOptions:
     duration: float | None = option(None, _positive_float, "stop sending new requests after S seconds (those in "
                                                            "flight finish)", group=_L, metavar="S")
     seed: int = option(0, SEED.parse, "seed for sampling and arrivals (default 0)", group=_L, label="Seed")
+    workers: int = option(
+        1, _workers, "send from N worker processes, each with its own event loop, for more streams than one loop "
+                     "times honestly (default 1: this process); with --ray-address, N Ray actors", group=_L,
+        metavar="N", label="Workers", hint="1: this process")
+    ray_address: str | None = option(
+        None, text, "run the workers as Ray actors on this existing cluster: HOST:PORT of its head, or auto "
+                    "(needs pip install 'tokdeck[ray]')", group=_L, metavar="ADDR")
+    ray_resource: str | None = option(None, text, "with --ray-address: only on the nodes that carry this Ray "
+                                                  "resource", group=_L, metavar="NAME")
 
     ignore_eos: bool = option(False, None, "send ignore_eos (vLLM extension)", group=_R)
     temperature: float | None = option(None, _temperature, "sampling temperature (default: the server's)", group=_R)
@@ -235,8 +246,18 @@ OPTION = {spec.name: spec for spec in OPTIONS}
 FORM_ROWS: tuple[tuple[OptionSpec, ...], ...] = tuple(
     (spec, *(o for o in OPTIONS[i + 1:i + 2] if o.beside))
     for i, spec in enumerate(OPTIONS) if spec.label is not None)
+#: the Setup form's own defaults, for options the command line did not give: a first F5 against
+#: the built-in simulator on a 2-core machine shows its configured timings and takes about 10 s
+#: (the pane at load 5.5: mean TTFT 155-157 ms for 150 ms with 100 requests 16 at a time, 164 ms
+#: with 200 at 32; vLLM's default, 1,000 at once, measures a late simulator: ~2.3 s)
+FORM_DEFAULTS: dict[str, Any] = {"num_prompts": 100, "max_concurrency": 16}
 #: what a profile sets: the Bench pane takes all of them from the profile selected
 PROFILE_OPTIONS = ("base_url", "backend", "api_key_env", "header", "insecure", "ca_bundle", "timeout")
+
+
+def with_form_defaults(options: RunOptions) -> RunOptions:
+    """``options`` with :data:`FORM_DEFAULTS` where the user gave no value."""
+    return replace(options, **{name: value for name, value in FORM_DEFAULTS.items() if name not in options.given})
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -329,6 +350,7 @@ def validate(options: RunOptions) -> None:
             raise TokdeckError("--ramp-up-start-rps must not exceed --ramp-up-end-rps")
     elif o.ramp_up_start_rps is not None or o.ramp_up_end_rps is not None:
         raise TokdeckError("--ramp-up-start-rps/--ramp-up-end-rps need --ramp-up-strategy")
+    validate_workers(o)
     for spec in OPTIONS:
         value = getattr(o, spec.name)
         if spec.parse is text and value is not None and not value.strip():
@@ -346,6 +368,19 @@ def validate(options: RunOptions) -> None:
     if o.api_key_env is not None and env_name_problem(o.api_key_env):
         raise TokdeckError(f"--api-key-env {env_name_problem(o.api_key_env)}, not {o.api_key_env!r}")
     parse_headers(o.header)
+
+
+def validate_workers(options: RunOptions) -> None:
+    """The checks of --workers, --ray-address and --ray-resource (before any worker starts):
+    TokdeckError (one line)."""
+    from ..errors import TokdeckError
+
+    o = options
+    if o.ray_resource is not None and o.ray_address is None:
+        raise TokdeckError("--ray-resource needs --ray-address")
+    if o.max_concurrency is not None and o.workers > o.max_concurrency:
+        raise TokdeckError(f"--workers {o.workers} needs --max-concurrency of at least {o.workers}: the workers "
+                           f"share the {o.max_concurrency} slot(s), one at least each")
 
 
 def parse_headers(items: tuple[str, ...]) -> tuple[tuple[str, str], ...]:

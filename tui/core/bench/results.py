@@ -58,6 +58,22 @@ class RequestRecord:
     def tpot(self) -> float | None:
         return tpot_of(self.ttft, self.e2el, self.output_tokens) if self.ok and self.streamed else None
 
+    def to_row(self) -> tuple:
+        """The record as a plain tuple with the ITLs packed as bytes, the form a worker process sends
+        it in (no field names, no per-float overhead); :meth:`from_row` turns it back."""
+        return (self.index, self.ok, self.error, self.start_time, self.ttft, self.e2el,
+                array("d", self.itls).tobytes(), self.input_tokens, self.output_tokens, self.input_source,
+                self.output_source, self.queue_time, self.schedule_lag, self.chunks, self.text, self.streamed)
+
+    @classmethod
+    def from_row(cls, row: tuple) -> "RequestRecord":
+        (index, ok, error, start, ttft, e2el, itls, in_tok, out_tok, in_src, out_src, queue, lag, chunks, text,
+         streamed) = row
+        return cls(index=index, ok=ok, error=error, start_time=start, ttft=ttft, e2el=e2el,
+                   itls=tuple(array("d", itls)), input_tokens=in_tok, output_tokens=out_tok, input_source=in_src,
+                   output_source=out_src, queue_time=queue, schedule_lag=lag, chunks=chunks, text=text,
+                   streamed=streamed)
+
 
 @dataclass(frozen=True, slots=True)
 class RunSnapshot:
