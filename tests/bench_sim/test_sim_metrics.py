@@ -31,7 +31,8 @@ def _value(samples, **labels) -> float:
 
 
 async def test_metrics_show_the_batch_and_the_queue_then_the_totals(start_sim, http):
-    srv = await start_sim(model=MODEL, ttft_ms=400, itl_ms=1, output_tokens=3, max_batch=32)
+    # a TTFT long enough that the first 32 are still running when the 40th arrives on a loaded machine
+    srv = await start_sim(model=MODEL, ttft_ms=1500, itl_ms=1, output_tokens=3, max_batch=32)
     prompt = "Count these words, simulator."
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         async def one():
@@ -40,7 +41,7 @@ async def test_metrics_show_the_batch_and_the_queue_then_the_totals(start_sim, h
                 await r.read()
 
         tasks = [asyncio.create_task(one()) for _ in range(40)]
-        for _ in range(200):  # until all 40 are in: 32 in the batch, 8 queued behind it
+        for _ in range(400):  # until all 40 are in: 32 in the batch, 8 queued behind it
             metrics = await _metrics(http, srv.url)
             if _value(metrics["vllm:num_requests_running"]) + _value(metrics["vllm:num_requests_waiting"]) == 40:
                 break
