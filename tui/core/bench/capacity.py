@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass
 
 from ..numbers import NumberRule
+from .redact import clip
 
 SWEEP_KINDS = ("concurrency", "rate")
 #: steps of an explicit sweep
@@ -41,6 +42,8 @@ DEFAULT_SLO_PERCENTILE = 99.0
 
 _streams = NumberRule(int, lo=1, hi=100_000)  # options.MAX_CONCURRENCY (options imports this module)
 _rate = NumberRule(float, lo=0, lo_open=True)
+#: a step's number is never longer (errors quote it)
+_MAX_NUMBER_CHARS = 24
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ def parse_sweep(text: str) -> SweepSpec:
     kind, sep, values = text.partition("=")
     kind = kind.strip().lower()
     if not sep or kind not in SWEEP_KINDS:
-        raise ValueError(f"{text[:40]!r} is not a sweep: give auto, concurrency=N,N,... or rate=R,R,...")
+        raise ValueError(f"{clip(text, 40)!r} is not a sweep: give auto, concurrency=N,N,... or rate=R,R,...")
     parts = [p.strip() for p in values.split(",")]
     if not any(parts):
         raise ValueError(f"{kind}= lists no steps")
@@ -81,6 +84,8 @@ def parse_sweep(text: str) -> SweepSpec:
     for i, part in enumerate(parts, 1):
         if not part:
             raise ValueError(f"step {i} of {kind}= is empty")
+        if len(part) > _MAX_NUMBER_CHARS:  # the parser's message quotes the whole text
+            raise ValueError(f"step {i} of {kind}=: {clip(part, _MAX_NUMBER_CHARS)!r} is not a number")
         try:
             value = float(rule.parse(part))
         except ValueError as exc:

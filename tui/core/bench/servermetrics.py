@@ -288,15 +288,18 @@ class MetricsScraper:
                     raise MetricsProblem(f"redirects (HTTP {resp.status} to {_shown(where)}); give --metrics-url")
                 if resp.status != 200:
                     raise MetricsProblem(f"answered HTTP {resp.status}")
-                body = await resp.content.read(MAX_PAGE_BYTES + 1)
+                parts, size = [], 0
+                async for part in resp.content.iter_chunked(1 << 16):
+                    size += len(part)
+                    if size > MAX_PAGE_BYTES:
+                        raise MetricsProblem(f"is larger than {MAX_PAGE_BYTES >> 20} MiB")
+                    parts.append(part)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
             if isinstance(exc, MetricsProblem):
                 raise
             reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
             raise MetricsProblem(f"cannot be read ({reason})") from None
-        if len(body) > MAX_PAGE_BYTES:
-            raise MetricsProblem(f"is larger than {MAX_PAGE_BYTES >> 20} MiB")
-        return sample_of(body.decode("utf-8", "replace"), self.model, t)
+        return sample_of(b"".join(parts).decode("utf-8", "replace"), self.model, t)
 
 
 def _shown(text: str) -> str:

@@ -337,6 +337,8 @@ class ExplicitPlanner:
         self.plans = [StepPlan(spec.kind, v) for v in spec.loads]
 
     def next(self, done: Sequence[StepResult]) -> tuple[StepPlan | None, str | None]:
+        if len(done) >= len(self.plans):  # the last step ran: nothing was stopped early
+            return None, None
         if done:
             last = done[-1]
             if last.verdict.far_off:
@@ -346,8 +348,6 @@ class ExplicitPlanner:
                 why = saturation(done[-2].point(), last.point())
                 if why:
                     return None, f"step {last.step} ({last.plan.text()}) {why}"
-        if len(done) >= len(self.plans):
-            return None, None
         return self.plans[len(done)], None
 
 
@@ -402,7 +402,8 @@ class AutoPlanner:
 class StepRunner(Protocol):
     """What runs one step: a BenchmarkRun, or another runner with the same three members."""
 
-    clock_origin: float
+    @property
+    def clock_origin(self) -> float: ...  # noqa: E704
 
     async def run(self, on_event: Callable[[Any], None] | None = None) -> BenchResult: ...  # noqa: E704
 
