@@ -228,3 +228,15 @@ async def test_the_key_goes_only_to_the_runs_own_origin(tmp_path):
     prep = Prep(None)
     prep.options = replace(prep.options, no_server_metrics=True)
     assert scraper_for(prep) is None
+
+
+def test_a_profile_names_the_metrics_url_unless_the_user_gave_one():
+    from tui.core.bench.options import RunOptions, apply_profile
+    from tui.core.config import Profile
+
+    profile = Profile("gpu1", "http://gpu1:8000", metrics_url="http://gpu1:9400/metrics?job=vllm")
+    assert apply_profile(RunOptions(), profile).metrics_url == "http://gpu1:9400/metrics?job=vllm"
+    mine = RunOptions(metrics_url="http://x/m", given=frozenset({"metrics_url"}))
+    assert apply_profile(mine, profile).metrics_url == "http://x/m"
+    off = RunOptions(no_server_metrics=True, given=frozenset({"no_server_metrics"}))
+    assert apply_profile(off, profile).metrics_url is None
