@@ -202,13 +202,15 @@ class RunOptions:
     sweep: SweepSpec | None = option(
         None, parse_sweep, "a run per step at rising load, judged against the --goodput SLOs: concurrency=1,2,4,... "
                            "(closed loop), rate=1,2,4,... (req/s, open loop) or auto (synchronous, throughput, "
-                           "rates between, bisection near the knee)", group=_S, metavar="SPEC")
+                           "rates between, bisection near the knee)", group=_S, metavar="SPEC", label="Sweep",
+        hint="empty: one run; auto, concurrency=1,2,4 or rate=1,2,4")
     step_duration: float | None = option(None, _positive_float, "each step's length (default 30 s)", group=_S,
-                                         metavar="S")
+                                         metavar="S", label="Step seconds", hint="default 30")
     step_requests: int | None = option(None, _requests, "each step's requests, instead of --step-duration", group=_S,
-                                       metavar="N")
+                                       metavar="N", label="Step requests", hint="instead of seconds", beside=True)
     slo_percentile: float = option(DEFAULT_SLO_PERCENTILE, _slo_percentile,
-                                   "the percentile the SLOs hold at (default 99)", group=_S, metavar="P")
+                                   "the percentile the SLOs hold at (default 99)", group=_S, metavar="P",
+                                   label="SLO percentile")
 
     ignore_eos: bool = option(False, None, "send ignore_eos (vLLM extension)", group=_R)
     temperature: float | None = option(None, _temperature, "sampling temperature (default: the server's)", group=_R)
@@ -374,6 +376,11 @@ def validate(options: RunOptions) -> None:
     parse_headers(o.header)
 
 
+def changed(o: RunOptions, name: str) -> bool:
+    """``name`` was given with another value than its default (the Bench form gives every field)."""
+    return name in o.given and getattr(o, name) != OPTION[name].default
+
+
 #: the load options a sweep sets itself, step by step
 SWEEP_SETS = ("request_rate", "duration", "ramp_up_strategy")
 
@@ -382,14 +389,14 @@ def _validate_sweep(o: RunOptions) -> None:
     from ..errors import TokdeckError
 
     if o.sweep is None:
-        given = [n for n in ("step_duration", "step_requests", "slo_percentile") if n in o.given]
+        given = [n for n in ("step_duration", "step_requests", "slo_percentile") if changed(o, n)]
         if given:
             raise TokdeckError(f"{OPTION[given[0]].flag} needs --sweep")
         return
-    taken = [n for n in SWEEP_SETS if n in o.given]
-    if o.sweep.kind == "concurrency" and "max_concurrency" in o.given:
+    taken = [n for n in SWEEP_SETS if changed(o, n)]
+    if o.sweep.kind == "concurrency" and changed(o, "max_concurrency"):
         taken.append("max_concurrency")
-    if o.sweep.kind == "rate" and "max_concurrency" in o.given:
+    if o.sweep.kind == "rate" and changed(o, "max_concurrency"):
         raise TokdeckError("--sweep rate=... sends each rate without a concurrency limit: drop --max-concurrency "
                            "(with --sweep auto it sets the throughput step's streams)")
     if taken:

@@ -43,8 +43,8 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Protocol, Sequen
 
 from .capacity import (FAIL_MARGIN, SLO, CapacityAnswer, CurvePoint, Knee, Latency, SweepSpec, Verdict, answer_lines,
                        capacity_of, judge, knee_of, percentile_name, saturation)
-
 from .metrics import is_good, summarize, tpot_of
+from .options import changed
 from .results import BenchResult, RequestRecord, RunSnapshot, _finite
 from .servermetrics import SCRAPE_INTERVAL_S, ServerSample, scraper_for
 
@@ -552,8 +552,8 @@ class SweepRun:
             count = o.step_requests or max(1, math.ceil(plan.value * (seconds or 0)))
             warmups = min(max(1, math.ceil(plan.value)), MAX_RATE_WARMUPS)
             changes = {"request_rate": plan.value, "max_concurrency": None, "duration": None,
-                       "burstiness": o.burstiness if "burstiness" in o.given else math.inf}
-        if "num_warmups" in o.given:
+                       "burstiness": o.burstiness if changed(o, "burstiness") else math.inf}
+        if "num_warmups" in o.given:  # 0 too: no warm-up
             warmups = o.num_warmups
         count = min(count, _MAX_REQUESTS)
         requests = [pool[(cursor + i) % len(pool)] for i in range(count)]
@@ -583,6 +583,72 @@ class SweepRun:
         return SweepResult(spec=self.spec, slo=self.slo, steps=tuple(steps), capacity=capacity,
                            knee=knee_of(points), stop_reason=stop_reason, partial=self._stopped, setup=setup,
                            server_note=note)
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """A finished step as the Bench pane draws it (live, or read back from a sweep file)."""
+
+    step: int
+    label: str  # "rate 42 req/s"
+    throughput: float  # req/s
+    goodput: float | None
+    slo_met_share: float | None
+    passed: bool | None
+    ttft_ms: tuple[float, float] | None  # (p50, at the SLO percentile)
+    tpot_ms: tuple[float, float] | None
+
+
+def sweep_point(step: StepResult) -> SweepPoint:
+    def pair(metric: str) -> tuple[float, float] | None:
+        lat = step.figures.latency(metric)
+        return None if lat is None else (lat.p50, lat.at_slo)
+
+    f = step.figures
+    return SweepPoint(step.step, step.plan.text(), f.throughput, f.goodput, f.slo_met_share, step.verdict.passed,
+                      pair("ttft"), pair("tpot"))
+
+
+class SweepThread:
+    """A sweep on its own event loop in a daemon thread, for a UI whose own loop must not delay
+    the steps' timestamps. Its events (no per-request records) and at the end the SweepResult
+    (or the exception the sweep raised) arrive through ``queue``; ``stop()`` is thread-safe."""
+
+    def __init__(self, prepared: Prepared) -> None:
+        import queue
+        import threading
+
+        self.sweep = SweepRun(prepared)
+        self.queue: queue.Queue = queue.Queue()
+        self.dropped = 0  # as BenchmarkThread's: a sweep sends no records to drop
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_pending = False
+        self._thread = threading.Thread(target=self._main, name="tokdeck-sweep", daemon=True)
+
+    def start(self) -> SweepThread:
+        self._thread.start()
+        return self
+
+    def _main(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            if self._stop_pending:
+                self.sweep.stop()
+            self.queue.put(loop.run_until_complete(self.sweep.run(self.queue.put)))
+        except BaseException as exc:  # noqa: BLE001 - handed to the UI through the queue
+            self.queue.put(exc)
+        finally:
+            loop.close()
+
+    def stop(self) -> None:
+        self._stop_pending = True
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self.sweep.stop)
+            except RuntimeError:  # the loop closed meanwhile: nothing left to stop
+                pass
 
 
 # ---------------------------------------------------------------------- files
