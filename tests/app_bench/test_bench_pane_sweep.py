@@ -12,7 +12,9 @@ from tui.core.bench.options import FORM_ROWS
 
 def test_the_sweep_and_slo_fields_come_from_the_option_declarations():
     labels = [spec.label for row in FORM_ROWS for spec in row]
-    assert {"Sweep", "Step seconds", "Step requests", "SLO percentile", "Goodput SLOs"} <= set(labels)
+    assert {"Sweep", "Step seconds", "SLO percentile", "Goodput SLOs"} <= set(labels)
+    assert [[s.name for s in row] for row in FORM_ROWS if row[0].name == "step_duration"] == [
+        ["step_duration", "step_requests"]]  # requests beside seconds
 
 
 async def test_a_sweep_from_the_form_draws_its_points_and_ends_with_the_capacity(make_bench):

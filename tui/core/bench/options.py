@@ -207,7 +207,7 @@ class RunOptions:
     step_duration: float | None = option(None, _positive_float, "each step's length (default 30 s)", group=_S,
                                          metavar="S", label="Step seconds", hint="default 30")
     step_requests: int | None = option(None, _requests, "each step's requests, instead of --step-duration", group=_S,
-                                       metavar="N", label="Step requests", hint="instead of seconds", beside=True)
+                                       metavar="N", hint="or requests per step", beside=True)
     slo_percentile: float = option(DEFAULT_SLO_PERCENTILE, _slo_percentile,
                                    "the percentile the SLOs hold at (default 99)", group=_S, metavar="P",
                                    label="SLO percentile")
