@@ -18,17 +18,17 @@ BATCH4 = SimConfig(ttft_ms=30, itl_ms=5, max_batch=4)
 
 def test_a_concurrency_sweep_finds_the_batch_limit_and_the_server_shows_its_queue():
     result, events = run_sweep(BATCH4, sweep=SweepSpec("concurrency", (1, 2, 4, 8)), step_requests=48,
-                               goodput=(("ttft", 50.0),))
+                               goodput=(("ttft", 70.0),))  # halfway between 30 ms and ~95 ms: a loaded CI
     assert [s.plan.value for s in result.steps] == [1, 2, 4, 8] and result.stop_reason is None
     passed = [s.verdict.passed for s in result.steps]
-    assert passed == [True, True, True, False]  # 8 streams wait ~65 ms for a place: TTFT ~95 ms > 50
+    assert passed == [True, True, True, False]  # 8 streams wait ~65 ms for a place: TTFT ~95 ms > 70
     assert result.capacity.load == 4 and result.capacity.streams == 4
     assert result.capacity.broken_by == "concurrency 8"
     thr = [s.figures.throughput for s in result.steps]
     assert thr[2] == pytest.approx(4 / 0.065, rel=0.25) and thr[3] == pytest.approx(thr[2], rel=0.1)
     assert (result.knee.step, result.knee.load) == (3, 4)
     assert result.answer()[0].startswith("capacity: 4 concurrent streams (")
-    assert "with p99 TTFT ≤ 50 ms; concurrency 8 broke it" in result.answer()[0]
+    assert "with p99 TTFT ≤ 70 ms; concurrency 8 broke it" in result.answer()[0]
     # events in order: each step starts, reports, finishes; the sweep finishes last
     kinds = [type(e) for e in events if not isinstance(e, (StepUpdate, ServerUpdate))]
     assert kinds == [StepStarted, StepFinished] * 4 + [SweepFinished]
