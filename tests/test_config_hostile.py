@@ -61,6 +61,8 @@ P = '[[profiles]]\nname = "p"\nbase_url = "http://127.0.0.1:9"\n'
     (P + 'ca_bundle = ""\n', 4, "profiles.ca_bundle must be a non-empty string"),
     (P + 'insecure = "no"\n', 4, "profiles.insecure must be true or false"),
     (P + 'backend = "tgi"\n', 4, "profiles.backend must be openai-chat or openai, not 'tgi'"),
+    (P + 'metrics_url = "ftp://h/metrics"\n', 4, "profiles.metrics_url must start with http:// or https://"),
+    (P + 'metrics_url = "http://h/metrics#x"\n', 4, "profiles.metrics_url must not have a #fragment"),
 ])
 def test_a_bad_value_is_one_line_with_file_line_and_key(tmp_path, text, where, message):
     path = tmp_path / "config.toml"

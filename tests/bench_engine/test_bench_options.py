@@ -61,7 +61,7 @@ def test_form_rows_follow_the_declaration_with_the_dataset_path_beside_its_name(
     rows = [[spec.name for spec in row] for row in FORM_ROWS]
     assert rows == [["profile"], ["model"], ["tokenizer"], ["dataset_name", "dataset_path"], ["num_prompts"],
                     ["output_len"], ["request_rate"], ["burstiness"], ["max_concurrency"], ["seed"], ["workers"],
-                    ["goodput"]]
+                    ["sweep"], ["step_duration", "step_requests"], ["slo_percentile"], ["goodput"]]
 
 
 def test_a_form_field_is_read_with_the_options_parser_and_named_in_its_message():

@@ -33,15 +33,16 @@ from ..core.bench import prepare as bench_prep
 from ..core.bench.history import RunData, compare, from_result, list_result_files, load_result_file
 from ..core.bench.live import LiveRun, series_curves
 from ..core.bench.metrics import METRICS
-from ..core.bench.options import (FILE_DATASETS, FORM_ROWS, PROFILE_OPTIONS, OptionSpec, RunOptions, as_text,
-                                  parse_headers, with_form_defaults)
-from ..core.bench.results import BenchResult
-from ..core.bench.workers import WorkerBackend, make_run, worker_backend
+from ..core.bench.options import (FILE_DATASETS, FORM_DEFAULTS, FORM_ROWS, OPTION, PROFILE_OPTIONS, OptionSpec,
+                                  RunOptions, as_text, parse_headers, with_form_defaults)
+from ..core.bench.results import BenchResult, RunSnapshot
+from ..core.bench.workers import WorkerBackend, make_run, step_runs, worker_backend
 from ..core.config import COMMAND_LINE_PROFILE, SIMULATOR_PROFILE, Config, Profile
 from ..core.endpoint import resolve_api_key, shown_url
 from ..core.errors import TokdeckError
 from ..core.paths import data_dir
 from .widgets.bench_charts import BenchCharts
+from .widgets.sweep_view import SweepCurve, SweepView
 
 DRAIN_EVERY_S = 0.25
 CHART_EVERY_S = 0.5
@@ -144,6 +145,7 @@ class BenchPane(Container):
     BenchPane #bench-errors { color: $text-muted; }
     BenchPane #bench-errors.-errors { color: $error; }
     BenchPane #bench-history { height: 1fr; }
+    BenchPane .-hidden { display: none; }
     """
 
     BINDINGS = [
@@ -201,6 +203,8 @@ class BenchPane(Container):
         self.preparing = False
         self._cancel_launch = False
         self.session: list[SessionRun] = []
+        self.sweeps: list[tuple[SweepCurve, Any]] = []  # this session's: (as drawn, SweepResult)
+        self._noticed = False
         self.files: dict[str, RunData | Path] = {}  # history key -> opened run or not yet opened file
         self.selected: list[str] = []  # history keys, in selection order
         self.shown: list[RunData] = []  # the run(s) the Run view shows when no run goes on
@@ -238,6 +242,7 @@ class BenchPane(Container):
                 yield Static("", id="bench-throughput", markup=False)
                 yield Static("", id="bench-health", markup=False)
                 yield DataTable(id="bench-stats", cursor_type="row", zebra_stripes=True)
+                yield SweepView(id="bench-sweep-view", classes="-hidden")
                 yield BenchCharts(id="bench-charts")
                 yield Static("", id="bench-errors", markup=False)
             with Vertical(id="history"):
@@ -332,7 +337,13 @@ class BenchPane(Container):
                     values[spec.name] = spec.from_text(field.value)
         if values["dataset_name"] not in FILE_DATASETS:
             values["dataset_path"] = None  # a path left in the box does not go with random or sonnet
-        options = replace(self.options, **values, profile=None, given=self.options.given | frozenset(values))
+        given = self.options.given | frozenset(values)
+        if values.get("sweep") is not None:
+            # the form's own defaults size a single run; a sweep sizes its steps itself
+            kept = {n for n, v in FORM_DEFAULTS.items() if values.get(n) == v and n not in self.options.given}
+            values.update({n: OPTION[n].default for n in kept})
+            given -= kept
+        options = replace(self.options, **values, profile=None, given=given)
         profile = self.profiles.get(self.query_one("#bench-profile", Select).value)
         if profile is None:
             return replace(options, base_url=None), None
@@ -401,6 +412,12 @@ class BenchPane(Container):
         if self._switch_interval is None:
             self._switch_interval = sys.getswitchinterval()
             sys.setswitchinterval(RUN_SWITCH_INTERVAL_S)
+        self._show_sweep(prep.options.sweep is not None)
+        if prep.options.sweep is not None:
+            if workers is not None:  # each step has workers of its own (a run ends its workers)
+                workers.close_now()
+            self._launch_sweep(prep)
+            return
         self.live = LiveRun(len(prep.requests))
         self.thread = BenchmarkThread.of(make_run(prep, workers)).start()
         self._drawn_version = -1
@@ -426,8 +443,120 @@ class BenchPane(Container):
         self.thread.stop()
         self._say("stopping: cancelling the requests in flight…")
 
+    # ------------------------------------------------------------------ sweeps
+    def _show_sweep(self, sweep: bool) -> None:
+        """The Run view shows a sweep's view, or a run's statistics and charts."""
+        self.query_one(SweepView).set_class(not sweep, "-hidden")
+        for selector in ("#bench-stats", "#bench-charts", "#bench-progress"):
+            self.query_one(selector).set_class(sweep, "-hidden")
+
+    def _launch_sweep(self, prep: bench_prep.Prepared) -> None:
+        from ..core.bench.sweep import SweepThread
+
+        self.live = None
+        self.thread = SweepThread(prep, make_run=step_runs(prep.options)).start()
+        self.shown = []
+        self._noticed = False
+        self._set_text("#bench-title", f"Sweep {len(self.sweeps) + 1} ({prep.options.sweep}): {prep.description}")
+        slo = self.thread.sweep.slo
+        self.query_one(SweepView).show([SweepCurve(
+            f"sweep {len(self.sweeps) + 1}", percentile=f"p{slo.percentile:g}",
+            limits_ms={m: ms for m, ms in slo.limits_ms})])
+        self.query_one("#run", VerticalScroll).scroll_home(animate=False)
+        self._say("sweeping: F6 stops (keeps the steps measured), F3 shows the curve")
+        self.action_show_view("run")
+        self._timer.resume()
+
+    def _tick_sweep(self) -> None:
+        """Drain the sweep's events into its view; the plots rebuild at most every CHART_EVERY_S."""
+        from ..core.bench.sweep import (ServerUpdate, StepFinished, StepStarted, StepUpdate, SweepFinished,
+                                        SweepNotice, SweepResult, sweep_point)
+
+        view = self.query_one(SweepView)
+        end = None
+        for _ in range(DRAIN_MAX):
+            try:
+                item = self.thread.queue.get_nowait()
+            except _queue.Empty:
+                break
+            if isinstance(item, (SweepResult, BaseException)):
+                end = item
+                break
+            if isinstance(item, StepStarted):
+                self._set_text("#bench-throughput", f"step {item.step}: {item.plan.text()} (starting)")
+            elif isinstance(item, StepUpdate) and isinstance(item.event, RunSnapshot):
+                snap = item.event
+                self._set_text("#bench-throughput",
+                               f"step {item.step}: {snap.completed:,} done · {snap.failed:,} failed · "
+                               f"{snap.in_flight:,} in flight · {snap.request_throughput:,.2f} req/s · "
+                               f"{snap.elapsed:,.1f} s")
+            elif isinstance(item, StepFinished):
+                view.add_point(sweep_point(item.result))
+            elif isinstance(item, ServerUpdate):
+                view.add_sample(item.sample)
+            elif isinstance(item, SweepNotice) and not self._noticed:
+                self._noticed = True  # said once
+                self._set_text("#bench-health", item.text)
+            elif isinstance(item, SweepFinished):
+                r = item.result
+                lines = r.answer() + ([f"stopped: {r.stop_reason}"] if r.stop_reason else [])
+                view.finish(lines, r.knee.throughput if r.knee else None)
+        now = time.monotonic()
+        if end is not None or now - self._stats_at >= CHART_EVERY_S:
+            self._stats_at = now
+            view.redraw()
+        if end is not None:
+            self._end_sweep(end)
+
+    def _end_sweep(self, end) -> None:
+        self._timer.pause()
+        self.thread = None
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None
+        sim, self.sim = self.sim, None
+        if sim is not None:
+            self._stop_sim(sim)  # waits for its process: not on the UI thread
+        if isinstance(end, BaseException):
+            msg = str(end) if isinstance(end, TokdeckError) else f"{type(end).__name__}: {end}"
+            self.notify(msg, title="the sweep failed", severity="error", timeout=10)
+            self._say(f"the sweep failed: {msg}")
+            return
+        curve = self.query_one(SweepView).curves[-1]
+        self.sweeps.append((curve, end))
+        self._add_sweep_row(len(self.sweeps), curve, end)
+        state = "stopped: partial" if end.partial else "finished"
+        self._say(f"sweep {len(self.sweeps)} {state}: {len(end.steps)} step(s); {end.answer()[0]}")
+        if self.run_options is not None and self.run_options.saves_result:
+            self._save_sweep(self.run_options, end)
+
+    @work(thread=True, exit_on_error=False, group="bench-save")
+    def _save_sweep(self, options: RunOptions, result) -> None:
+        from ..core.bench.sweep import save_sweep
+
+        options = replace(options, result_dir=options.result_dir or str(self.result_dir))
+        try:
+            path = save_sweep(options, result)
+        except TokdeckError as exc:
+            self.app.call_from_thread(self.notify, str(exc), title="cannot save", severity="error")
+            return
+        self.app.call_from_thread(self._say, f"sweep saved to {path}")
+
+    def _add_sweep_row(self, number: int, curve: SweepCurve, result) -> None:
+        table = self.query_one("#bench-history", HistoryTable)
+        best = max((p.throughput for p in curve.points), default=None)
+        cap = result.capacity
+        cells = ["", f"{curve.name} ({result.spec})", "this session", f"{len(curve.points)} steps", _fmt(best, 2),
+                 "", "", f"capacity {_fmt(cap.request_rate, 2)} req/s" if cap else "no capacity"]
+        table.add_row(*cells, key=f"sweep-{number}")
+
     def _tick(self) -> None:
         """Drain the engine's queue into the live buffers and redraw what changed."""
+        from ..core.bench.sweep import SweepThread
+
+        if isinstance(self.thread, SweepThread):
+            self._tick_sweep()
+            return
         bt, live = self.thread, self.live
         if bt is None or live is None:
             return
@@ -588,6 +717,7 @@ class BenchPane(Container):
 
     def show_runs(self, runs: list[RunData]) -> None:
         """The Run view shows one finished run, or compares several (deltas against the first)."""
+        self._show_sweep(False)
         self.shown = list(runs)
         self.query_one("#run", VerticalScroll).scroll_home(animate=False)
         charts = self.query_one(BenchCharts)
@@ -769,6 +899,9 @@ class BenchPane(Container):
     @on(DataTable.RowSelected, "#bench-history")
     def _history_enter(self, event: DataTable.RowSelected) -> None:
         key = event.row_key.value
+        if key.startswith("sweep-"):
+            self.show_sweeps([key])
+            return
         run = self._history_run(key)
         if run is not None:
             self.show_runs([run])
@@ -783,14 +916,33 @@ class BenchPane(Container):
         else:
             self.selected.append(key)
         self.query_one("#bench-history", HistoryTable).update_cell(key, "sel", "✓" if key in self.selected else "")
-        if key not in self.session_keys() and not isinstance(self.files.get(key), RunData):
+        if key not in self.session_keys() and not key.startswith("sweep-") \
+                and not isinstance(self.files.get(key), RunData):
             self._open_files([Path(key)])  # opened in the background, ready for F8
         self._say(f"{len(self.selected)} run(s) selected: F8 compares them")
 
     def session_keys(self) -> set[str]:
         return {f"session-{r.number}" for r in self.session}
 
+    def show_sweeps(self, keys: list[str]) -> None:
+        """The Run view shows a sweep of this session, or overlays several with their answers."""
+        curves = [self.sweeps[int(k.split("-", 1)[1]) - 1][0] for k in keys]
+        self._show_sweep(True)
+        view = self.query_one(SweepView)
+        view.show(curves)
+        view.redraw()
+        self._set_text("#bench-title", ("Comparing " if len(curves) > 1 else "") + " · ".join(c.name for c in curves))
+        self._set_text("#bench-throughput", "")
+        self.action_show_view("run")
+
     def action_compare(self) -> None:
+        sweeps = [k for k in self.selected if k.startswith("sweep-")]
+        if sweeps:
+            if len(sweeps) < 2 or len(sweeps) != len(self.selected):
+                self.notify("select two or more sweeps (and no runs) to compare sweeps", severity="warning")
+                return
+            self.show_sweeps(sweeps)
+            return
         runs = [r for r in (self._history_run(k) for k in self.selected) if r is not None]
         if len(runs) < 2:
             self.notify("select two or more runs in the History view (space), opened ones", severity="warning")

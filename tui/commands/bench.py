@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 class _Progress:
     """One status line on stderr, redrawn at most 4 times a second (only on a terminal)."""
 
-    def __init__(self, enabled: bool, total: int) -> None:
+    def __init__(self, enabled: bool, total: int | None) -> None:
         import sys
 
         self.enabled = enabled and sys.stderr.isatty()
@@ -43,10 +43,13 @@ class _Progress:
             return
         self.last = now
         done = ev.completed + ev.failed
-        frac = done / self.total if self.total else 1.0
-        bar = "#" * int(frac * 24)
         ttft = f" TTFT p50 {ev.recent_ttft_ms[0]:.0f} ms" if ev.recent_ttft_ms else ""
-        line = (f"[{bar:<24}] {done}/{self.total} ({ev.failed} failed) {ev.in_flight} in flight "
+        if self.total is None:  # a step that lasts a time, not a number of requests
+            head = f"{done} done"
+        else:
+            frac = done / self.total if self.total else 1.0
+            head = f"[{'#' * int(frac * 24):<24}] {done}/{self.total}"
+        line = (f"{head} ({ev.failed} failed) {ev.in_flight} in flight "
                 f"{ev.chunks_per_s:,.0f} tok/s{ttft} {ev.elapsed:.1f} s")
         pad = max(self.width - len(line), 0)
         self.width = len(line)
@@ -80,14 +83,49 @@ def _with_note(progress, workers, say):
 STOP_SIGNALS = {"SIGINT": "Ctrl-C", "SIGTERM": "SIGTERM", "SIGHUP": "SIGHUP"}
 
 
+class _stop_signals:
+    """While inside (on the running loop): the first stop signal calls ``stop`` and says so; a
+    second one interrupts at once."""
+
+    def __init__(self, stop, doing: str) -> None:
+        import signal
+
+        self.stop, self.doing = stop, doing
+        self.signals = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
+
+    def _on_stop(self, name: str) -> None:
+        import sys
+
+        for sig in self.signals:  # a second signal interrupts at once
+            self.loop.remove_signal_handler(sig)
+        self.stop()
+        print(f"\ntokdeck bench: {STOP_SIGNALS[name]}: stopping (Ctrl-C again to abort): {self.doing}",
+              file=sys.stderr, flush=True)
+
+    def __enter__(self) -> None:
+        import asyncio
+
+        self.loop = asyncio.get_running_loop()
+        for sig in self.signals:
+            self.loop.add_signal_handler(sig, self._on_stop, sig.name)
+
+    def __exit__(self, *exc) -> None:
+        for sig in self.signals:
+            try:
+                self.loop.remove_signal_handler(sig)
+            except (ValueError, RuntimeError):
+                pass
+
+
 def run(args) -> int:
     import asyncio
-    import signal
     import sys
+    from dataclasses import replace
 
     from ..core.bench.options import from_namespace
     from ..core.bench.prepare import prepare, save_csv, save_result
     from ..core.bench.report import format_summary
+    from ..core.bench.servermetrics import scraper_for
     from ..core.bench.workers import make_run, worker_backend
     from ..core.errors import TokdeckError
 
@@ -103,31 +141,27 @@ def run(args) -> int:
             workers.close_now()
         raise
     options = prep.options
+    if options.sweep is not None:
+        if workers is not None:  # each step has workers of its own (a run ends its workers)
+            workers.close_now()
+        return _run_sweep(prep)
     try:
         run_ = make_run(prep, workers, emit_records=False)
         progress = _Progress(not options.disable_tqdm, len(prep.requests))
+        scraper = scraper_for(prep)
 
         async def main():
-            loop = asyncio.get_running_loop()
-            signals = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
-
-            def on_stop(name: str):
-                for sig in signals:  # a second signal interrupts at once
-                    loop.remove_signal_handler(sig)
-                run_.stop()
-                print(f"\ntokdeck bench: {STOP_SIGNALS[name]}: stopping (Ctrl-C again to abort): cancelling "
-                      "requests in flight", file=sys.stderr, flush=True)
-
-            for sig in signals:
-                loop.add_signal_handler(sig, on_stop, sig.name)
-            try:
-                return await run_.run(progress if workers is None else _with_note(progress, workers, say))
-            finally:
-                for sig in signals:
-                    try:
-                        loop.remove_signal_handler(sig)
-                    except (ValueError, RuntimeError):
-                        pass
+            with _stop_signals(run_.stop, "cancelling requests in flight"):
+                if scraper is not None:
+                    scraper.start()
+                try:
+                    result = await run_.run(progress if workers is None else _with_note(progress, workers, say))
+                finally:
+                    if scraper is not None:
+                        await scraper.stop()
+            if scraper is not None:
+                result = replace(result, server_metrics=scraper.view(run_.clock_origin))
+            return result
 
         result = asyncio.run(main())
         progress.close()
@@ -169,5 +203,97 @@ def run(args) -> int:
     if result.partial:
         print("tokdeck bench: interrupted: the figures cover what was measured before the stop (partial)",
               file=sys.stderr)
+        return 130
+    return 0
+
+
+def _step_line(step, percentile: float) -> str:
+    """One line on a finished step: its throughput, latencies at the SLO percentile, verdict."""
+    from ..core.bench.capacity import percentile_name
+
+    f = step.figures
+    parts = [f"{f.throughput:.2f} req/s"]
+    for metric in ("ttft", "tpot"):
+        lat = f.latency(metric)
+        if lat is not None:
+            parts.append(f"{percentile_name(percentile)} {metric.upper()} {lat.at_slo:.1f} ms")
+    if f.goodput is not None:
+        parts.append(f"goodput {f.goodput:.2f} req/s ({(f.slo_met_share or 0) * 100:.0f} % met the SLO)")
+    if f.failed:
+        parts.append(f"{f.failed} failed")
+    return f"step {step.step} ({step.plan.text()}): {', '.join(parts)}: {step.verdict.text()}"
+
+
+def _run_sweep(prep) -> int:
+    """`--sweep`: the steps, one line each on stderr as they end; the table and the answer on stdout."""
+    import asyncio
+    import sys
+
+    from ..core.bench.report import format_sweep
+    from ..core.bench.sweep import (StepFinished, StepStarted, StepUpdate, SweepNotice, SweepRun, save_sweep,
+                                    save_sweep_csv)
+    from ..core.bench.workers import step_runs
+    from ..core.errors import TokdeckError
+
+    options = prep.options
+
+    def say(line: str) -> None:
+        print(f"tokdeck bench: {line}", file=sys.stderr, flush=True)
+
+    try:
+        sweep = SweepRun(prep, make_run=step_runs(prep.options))
+        progress = _Progress(False, None)
+        by_time = options.step_requests is None
+
+        def on_event(ev) -> None:
+            nonlocal progress
+            if isinstance(ev, StepUpdate):
+                progress(ev.event)
+            elif isinstance(ev, StepStarted):
+                progress = _Progress(not options.disable_tqdm, None if by_time else ev.requests)
+            elif isinstance(ev, StepFinished):
+                progress.close()
+                say(_step_line(ev.result, sweep.slo.percentile))
+            elif isinstance(ev, SweepNotice):
+                progress.close()
+                say(ev.text)
+
+        slo = f"SLO {sweep.slo.text()}" if sweep.slo else "no SLO (--goodput): the curve and the knee only"
+        size = f"{options.step_requests} requests" if options.step_requests else \
+            f"{options.step_duration or 30:g} s"
+        say(f"sweep {sweep.spec}: steps of {size}; {slo}")
+
+        async def main():
+            with _stop_signals(sweep.stop, "ending the step that runs and the sweep"):
+                return await sweep.run(on_event)
+
+        result = asyncio.run(main())
+        progress.close()
+    finally:
+        if prep.sim is not None:
+            prep.sim.stop()
+
+    saved, failures = [], []
+    if options.saves_result:
+        try:
+            saved.append(f"sweep saved to {save_sweep(options, result)}")
+        except TokdeckError as exc:
+            failures.append(exc)
+    if options.csv:
+        try:
+            save_sweep_csv(options.csv, result)
+            saved.append(f"one CSV row per step saved to {options.csv}")
+        except TokdeckError as exc:
+            failures.append(exc)
+    print(format_sweep(result))
+    for line in saved:
+        say(line)
+    if failures:
+        raise TokdeckError("; ".join(map(str, failures)))
+    if result.internal_errors:
+        print(f"tokdeck: internal error: {result.internal_errors[0]}", file=sys.stderr)
+        return 70
+    if result.partial:
+        say("interrupted: the sweep covers the steps measured before the stop (the last one partial)")
         return 130
     return 0

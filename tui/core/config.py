@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .endpoint import (BACKENDS, base_url_problem, control_character, env_name_problem, header_name_problem,
-                       header_value_problem)
+                       header_value_problem, metrics_url_problem)
 from .errors import ConfigError
 from .numbers import NumberRule
 from .paths import atomic_write_text, config_path
@@ -117,6 +117,8 @@ class Profile:
     insecure: bool = False  # skip TLS verification
     ca_bundle: str | None = None
     timeout_s: float = field(default=600.0, metadata={"above": 0})
+    #: the server's Prometheus metrics, when not at /metrics of base_url's root
+    metrics_url: str | None = field(default=None, metadata={"check": metrics_url_problem})
 
 
 @dataclass(frozen=True)

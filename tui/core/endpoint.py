@@ -67,6 +67,18 @@ def base_url_problem(url: str) -> str | None:
     return None
 
 
+def metrics_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a server's Prometheus metrics page (a base URL's rules, but a ?query
+    may follow the path), or None."""
+    head, _, query = url.partition("?")
+    if "#" in url:
+        return "must not have a #fragment"
+    problem = base_url_problem(head)
+    if problem is None and query and (_CONTROL.search(query) or re.search(r"\s", query)):
+        return "must not contain spaces or control characters"
+    return problem
+
+
 def has_credentials(url: str) -> bool:
     """True when ``url`` carries ``user[:password]@`` (sent as HTTP Basic authentication)."""
     return "@" in urlsplit(url).netloc

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..endpoint import BACKENDS, header_name_problem, header_value_problem
 from ..numbers import SEED, NumberRule, argparse_type
+from .capacity import DEFAULT_SLO_PERCENTILE, SweepSpec, parse_sweep
 from .metrics import DEFAULT_PERCENTILE_METRICS, DEFAULT_PERCENTILES, parse_goodput, parse_metric_names, \
     parse_percentiles
 from .schedule import MAX_WORKERS
@@ -56,6 +57,7 @@ _rate = NumberRule(float, lo=0, lo_open=True, inf_ok=True).parse
 _ratio = NumberRule(float, lo=0, hi=1, hi_open=True).parse
 _temperature = NumberRule(float, lo=0).parse
 _workers = NumberRule(int, lo=1, hi=MAX_WORKERS).parse
+_slo_percentile = NumberRule(float, lo=0, hi=100, lo_open=True).parse
 
 
 def text(value: str) -> str:
@@ -122,7 +124,7 @@ def option(default: Any, parse: Callable[[str], Any] | None, help: str | None, *
     return field(default=default, metadata={"option": OptionSpec("", default, parse, help, **spec)})
 
 
-_E, _D, _L, _R, _O = "endpoint", "dataset", "load", "request", "results"
+_E, _D, _L, _S, _R, _O = "endpoint", "dataset", "load", "sweep", "request", "results"
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,10 @@ class RunOptions:
                             "read timeout: longest silence within a response (default 600 s)", group=_E, metavar="S")
     connect_timeout: float = option(10.0, _positive_float, "connect timeout (default 10 s)", group=_E, metavar="S")
     no_stream: bool = option(False, None, "non-streaming requests (TTFT = E2EL, no ITL/TPOT)", group=_E)
+    metrics_url: str | None = option(
+        None, text, "the server's Prometheus metrics, scraped about once a second during the run (default: "
+                    "/metrics at the base URL's root)", group=_E, metavar="URL")
+    no_server_metrics: bool = option(False, None, "do not scrape the server's metrics", group=_E)
 
     dataset_name: str = option(
         "random", text, "random (default), custom (JSONL: prompt/output_tokens, messages, or message arrays), "
@@ -204,6 +210,19 @@ class RunOptions:
     ray_resource: str | None = option(None, text, "with --ray-address: only on the nodes that carry this Ray "
                                                   "resource", group=_L, metavar="NAME")
 
+    sweep: SweepSpec | None = option(
+        None, parse_sweep, "a run per step at rising load, judged against the --goodput SLOs: concurrency=1,2,4,... "
+                           "(closed loop), rate=1,2,4,... (req/s, open loop) or auto (synchronous, throughput, "
+                           "rates between, bisection near the knee)", group=_S, metavar="SPEC", label="Sweep",
+        hint="empty: one run; auto, concurrency=1,2,4 or rate=1,2,4")
+    step_duration: float | None = option(None, _positive_float, "each step's length (default 30 s)", group=_S,
+                                         metavar="S", label="Step seconds", hint="default 30")
+    step_requests: int | None = option(None, _requests, "each step's requests, instead of --step-duration", group=_S,
+                                       metavar="N", hint="or requests per step", beside=True)
+    slo_percentile: float = option(DEFAULT_SLO_PERCENTILE, _slo_percentile,
+                                   "the percentile the SLOs hold at (default 99)", group=_S, metavar="P",
+                                   label="SLO percentile")
+
     ignore_eos: bool = option(False, None, "send ignore_eos (vLLM extension)", group=_R)
     temperature: float | None = option(None, _temperature, "sampling temperature (default: the server's)", group=_R)
 
@@ -252,7 +271,7 @@ FORM_ROWS: tuple[tuple[OptionSpec, ...], ...] = tuple(
 #: with 200 at 32; vLLM's default, 1,000 at once, measures a late simulator: ~2.3 s)
 FORM_DEFAULTS: dict[str, Any] = {"num_prompts": 100, "max_concurrency": 16}
 #: what a profile sets: the Bench pane takes all of them from the profile selected
-PROFILE_OPTIONS = ("base_url", "backend", "api_key_env", "header", "insecure", "ca_bundle", "timeout")
+PROFILE_OPTIONS = ("base_url", "backend", "api_key_env", "header", "insecure", "ca_bundle", "timeout", "metrics_url")
 
 
 def with_form_defaults(options: RunOptions) -> RunOptions:
@@ -308,7 +327,7 @@ def as_text(value: Any) -> str:
 
 def apply_profile(options: RunOptions, profile: Profile) -> RunOptions:
     """``options`` completed from a config profile: its base URL, backend, model, API-key variable,
-    TLS settings and timeout where the user gave none; its headers before the user's."""
+    TLS settings, timeout and metrics URL where the user gave none; its headers before the user's."""
     def free(*names: str) -> bool:
         return not options.given.intersection(names)
 
@@ -325,6 +344,8 @@ def apply_profile(options: RunOptions, profile: Profile) -> RunOptions:
         changes.update(insecure=profile.insecure, ca_bundle=profile.ca_bundle)
     if free("timeout"):
         changes["timeout"] = profile.timeout_s
+    if free("metrics_url", "no_server_metrics") and profile.metrics_url is not None:
+        changes["metrics_url"] = profile.metrics_url
     return replace(options, **changes)
 
 
@@ -333,7 +354,7 @@ def validate(options: RunOptions) -> None:
     TokdeckError (one line, in terms of the flags) when the options cannot make a run."""
     import re
 
-    from ..endpoint import base_url_problem, env_name_problem, shown_url
+    from ..endpoint import base_url_problem, env_name_problem, metrics_url_problem, shown_url
     from ..errors import TokdeckError
 
     o = options
@@ -341,6 +362,7 @@ def validate(options: RunOptions) -> None:
         raise TokdeckError(f"--dataset-name {o.dataset_name} needs --dataset-path FILE")
     if o.dataset_name not in FILE_DATASETS and o.dataset_path:
         raise TokdeckError(f"--dataset-name {o.dataset_name} takes no --dataset-path")
+    _validate_sweep(o)
     if o.ramp_up_strategy:
         if o.request_rate != math.inf:
             raise TokdeckError("--ramp-up-strategy sets the rate itself: drop --request-rate")
@@ -367,6 +389,12 @@ def validate(options: RunOptions) -> None:
                            "characters")
     if o.api_key_env is not None and env_name_problem(o.api_key_env):
         raise TokdeckError(f"--api-key-env {env_name_problem(o.api_key_env)}, not {o.api_key_env!r}")
+    if o.metrics_url is not None:
+        problem = metrics_url_problem(o.metrics_url)
+        if problem:
+            raise TokdeckError(f"--metrics-url {problem} (got {shown_url(o.metrics_url)!r})")
+        if o.no_server_metrics:
+            raise TokdeckError("--metrics-url and --no-server-metrics contradict each other")
     parse_headers(o.header)
 
 
@@ -381,6 +409,35 @@ def validate_workers(options: RunOptions) -> None:
     if o.max_concurrency is not None and o.workers > o.max_concurrency:
         raise TokdeckError(f"--workers {o.workers} needs --max-concurrency of at least {o.workers}: the workers "
                            f"share the {o.max_concurrency} slot(s), one at least each")
+def changed(o: RunOptions, name: str) -> bool:
+    """``name`` was given with another value than its default (the Bench form gives every field)."""
+    return name in o.given and getattr(o, name) != OPTION[name].default
+
+
+#: the load options a sweep sets itself, step by step
+SWEEP_SETS = ("request_rate", "duration", "ramp_up_strategy")
+
+
+def _validate_sweep(o: RunOptions) -> None:
+    from ..errors import TokdeckError
+
+    if o.sweep is None:
+        given = [n for n in ("step_duration", "step_requests", "slo_percentile") if changed(o, n)]
+        if given:
+            raise TokdeckError(f"{OPTION[given[0]].flag} needs --sweep")
+        return
+    taken = [n for n in SWEEP_SETS if changed(o, n)]
+    if o.sweep.kind == "concurrency" and changed(o, "max_concurrency"):
+        taken.append("max_concurrency")
+    if o.sweep.kind == "rate" and changed(o, "max_concurrency"):
+        raise TokdeckError("--sweep rate=... sends each rate without a concurrency limit: drop --max-concurrency "
+                           "(with --sweep auto it sets the throughput step's streams)")
+    if taken:
+        raise TokdeckError(f"--sweep sets the load of each step: drop {OPTION[taken[0]].flag}")
+    if o.step_duration is not None and o.step_requests is not None:
+        raise TokdeckError("--step-duration and --step-requests contradict each other: give one")
+    if o.ramp_up_start_rps is not None or o.ramp_up_end_rps is not None:
+        raise TokdeckError("--sweep sets the load of each step: drop --ramp-up-start-rps/--ramp-up-end-rps")
 
 
 def parse_headers(items: tuple[str, ...]) -> tuple[tuple[str, str], ...]:

@@ -107,9 +107,9 @@ def result_path(options: RunOptions, result: BenchResult) -> Path:
     if o.result_filename:
         name = o.result_filename
     else:
-        label = _file_part(o.label or o.backend)
+        label = file_part(o.label or o.backend)
         conc = f"-concurrency{o.max_concurrency}" if o.max_concurrency is not None else ""
-        model = _file_part(result.setup["model_id"].split("/")[-1])
+        model = file_part(result.setup["model_id"].split("/")[-1])
         date = result.setup["date"]
         if o.ramp_up_strategy:
             name = (f"{label}-ramp-up-{o.ramp_up_strategy}-{o.ramp_up_start_rps:g}qps-"
@@ -119,7 +119,8 @@ def result_path(options: RunOptions, result: BenchResult) -> Path:
     return Path(o.result_dir or ".") / name
 
 
-def _file_part(text: str) -> str:
+def file_part(text: str) -> str:
+    """``text`` made safe as one part of a file name."""
     part = re.sub(r"[\x00-\x1f\x7f/\\]", "_", text)[:100]
     return "_" if part in ("", ".", "..") else part
 

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .metrics import percentile_word
 from .results import BenchResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .servermetrics import ServerView
+    from .sweep import SweepResult
 
 _HEADERS = {
     "ttft": ("TTFT", "Time to First Token"),
@@ -83,8 +89,63 @@ def format_summary(result: BenchResult) -> str:
             out.append(f"  {n:>6}  {reason}")
         if len(result.error_reasons) > 10:
             out.append(f"  ... and {len(result.error_reasons) - 10} other reason(s)")
+    if result.server_metrics is not None:
+        out.append(result.server_metrics.line())
     if h.warning:
         out.append(f"WARNING: {h.warning}")
     for problem in result.internal_errors:
         out.append(f"INTERNAL ERROR: {problem}")
     return "\n".join(out)
+
+
+def format_sweep(result: SweepResult) -> str:
+    """The sweep's table (one line per step) and its answer: capacity, knee, why it stopped."""
+    from .capacity import percentile_name
+
+    p = percentile_name(result.slo.percentile).upper()
+    second = "TPOT" if any(s.figures.latency("tpot") for s in result.steps) else "E2EL"
+    title = f" Sweep Result ({result.spec}) "
+    out = [f"{title:=^100}"]
+    if result.slo:
+        out.append(f"SLO: {result.slo.text()}")
+    header = (f"{'step':>4}  {'load':<24} {'req/s':>8} {'P50 TTFT':>9} {p + ' TTFT':>9} {'P50 ' + second:>9} "
+              f"{p + ' ' + second:>9} {'goodput':>8} {'met SLO':>8}  verdict")
+    out.append(header)
+    out.append("-" * 100)
+
+    def ms(metric: str, which: str, figures) -> str:
+        lat = figures.latency(metric)
+        return f"{getattr(lat, which):9.1f}" if lat else f"{'-':>9}"
+
+    for s in result.steps:
+        f = s.figures
+        verdict = "-" if s.verdict.passed is None else "met" if s.verdict.passed else \
+            f"broke ({s.verdict.worst_ratio:.1f}×)" if s.verdict.worst_ratio < float("inf") else "broke"
+        if s.result.partial:
+            verdict += ", partial"
+        if f.client_bottleneck:
+            verdict += ", client-bound"
+        goodput = f"{f.goodput:8.2f}" if f.goodput is not None else f"{'-':>8}"
+        share = f"{f.slo_met_share * 100:7.0f}%" if f.slo_met_share is not None else f"{'-':>8}"
+        out.append(f"{s.step:>4}  {s.plan.text():<24} {f.throughput:8.2f} {ms('ttft', 'p50', f)} "
+                   f"{ms('ttft', 'at_slo', f)} {ms(second.lower(), 'p50', f)} {ms(second.lower(), 'at_slo', f)} "
+                   f"{goodput} {share}  {verdict}")
+    out.append("=" * 100)
+    out.extend(result.answer())
+    if result.stop_reason:
+        out.append(f"Stopped: {result.stop_reason}")
+    views = [s.result.server_metrics for s in result.steps if s.result.server_metrics is not None]
+    if views and not result.server_note:  # a note (no server view) was said as it happened
+        out.append(_sweep_view_line(views))
+    for s in result.steps:
+        for problem in s.result.internal_errors:
+            out.append(f"INTERNAL ERROR (step {s.step}): {problem}")
+    return "\n".join(out)
+
+
+def _sweep_view_line(views: list[ServerView]) -> str:
+    from .servermetrics import ServerView
+
+    samples = tuple(x for v in views for x in v.samples)
+    whole = ServerView(views[0].url, next((v.engine for v in views if v.engine), None), samples, views[0].interval_s)
+    return whole.line()

@@ -16,10 +16,13 @@ import math
 import re
 from array import array
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from .metrics import (DEFAULT_PERCENTILE_METRICS, DEFAULT_PERCENTILES, METRICS, is_good, peak_concurrency,
                       peak_output_tokens_per_s, percentile_word, summarize, tpot_of)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .servermetrics import ServerView
 
 OK, FAILED = 1, 0
 
@@ -410,6 +413,8 @@ class BenchResult:
     usage_ignored: dict[str, int] = field(default_factory=dict)  # why the server's usage was not believed
     #: faults of the engine itself, e.g. requests neither completed, failed nor cancelled
     internal_errors: tuple[str, ...] = ()
+    #: the server's own metrics during the run (None: not scraped, --no-server-metrics)
+    server_metrics: ServerView | None = None
 
     # --- convenience
     @property
@@ -457,6 +462,8 @@ class BenchResult:
         out["usage_ignored"] = self.usage_ignored
         out["warmup"] = self.warmup
         out["internal_errors"] = list(self.internal_errors)
+        if self.server_metrics is not None:
+            out["server_metrics"] = self.server_metrics.to_json()
         return _finite(out)
 
     CSV_COLUMNS = ("index", "ok", "error", "start_time_s", "input_tokens", "input_source", "output_tokens",

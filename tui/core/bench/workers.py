@@ -77,6 +77,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .prepare import Prepared
     from .ray_backend import RayWorkers
     from .results import BenchResult
+    from .sweep import MakeRun
 
 SETUP, WORK, END, START, STOP = "setup", "work", "end", "start", "stop"
 READY, BATCH, WANT, DONE, FAILED = "ready", "batch", "want", "done", "failed"
@@ -835,6 +836,21 @@ def make_run(prep: Prepared, workers: WorkerBackend | None, *, emit_records: boo
     if workers is None:
         return BenchmarkRun(prep.spec, prep.requests, prep.counter, emit_records=emit_records)
     return WorkersRun(prep.spec, prep.requests, prep.counter, workers, emit_records=emit_records)
+
+
+def step_runs(options: RunOptions, *, emit_records: bool = False) -> "MakeRun | None":
+    """How a sweep makes each step's run when ``options`` ask for workers: every step spread over
+    workers of its own (a run ends its workers), started with the step; a step of fewer streams
+    than workers runs in this process. None without workers."""
+    if options.workers <= 1 and options.ray_address is None:
+        return None
+
+    def make(spec: BenchSpec, requests: Sequence[BenchRequest], counter: TokenCounter) -> BenchmarkRun:
+        if spec.max_concurrency is not None and spec.max_concurrency < options.workers:
+            return BenchmarkRun(spec, requests, counter, emit_records=emit_records)
+        return WorkersRun(spec, requests, counter, worker_backend(options), emit_records=emit_records)
+
+    return make
 
 
 def workers_note(backend: WorkerBackend) -> str:

@@ -1,0 +1,63 @@
+"""A sweep from the Bench pane against the built-in simulator: the form's sweep fields, points
+drawn as steps finish, the answer at the end, the server's view, history and comparison."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable, Input, Static
+
+from bench_pane_testing import ready, wait_for
+from tui.app.widgets.sweep_view import SweepView
+from tui.core.bench.options import FORM_ROWS
+
+
+def test_the_sweep_and_slo_fields_come_from_the_option_declarations():
+    labels = [spec.label for row in FORM_ROWS for spec in row]
+    assert {"Sweep", "Step seconds", "SLO percentile", "Goodput SLOs"} <= set(labels)
+    assert [[s.name for s in row] for row in FORM_ROWS if row[0].name == "step_duration"] == [
+        ["step_duration", "step_requests"]]  # requests beside seconds
+
+
+async def test_a_sweep_from_the_form_draws_its_points_and_ends_with_the_capacity(make_bench):
+    # 4 places, 8-token answers of 65 ms: 8 streams wait ~65 ms for a place (TTFT ~95 ms > 70)
+    app = make_bench("--random-input-len", "16", "--random-output-len", "8", "--num-prompts", "60",
+                     sim=dict(ttft_ms=30.0, itl_ms=5.0, max_batch=4))
+    async with app.run_test(size=(140, 50)) as pilot:
+        pane = app.bench
+        await ready(pilot)
+        app.query_one("#bench-sweep", Input).value = "concurrency=1,4,8"
+        app.query_one("#bench-step-requests", Input).value = "24"
+        app.query_one("#bench-goodput", Input).value = "ttft:70"
+        await pilot.press("f5")
+        view = app.query_one(SweepView)
+        await wait_for(pilot, lambda: pane.thread is not None or pane.sweeps, what="the sweep to start")
+        await wait_for(pilot, lambda: len(view.curves[-1].points) >= 1, what="a first point")
+        assert not view.has_class("-hidden")
+        await wait_for(pilot, lambda: pane.sweeps, timeout=60, what="the sweep to finish")
+        curve, result = pane.sweeps[0]
+        assert [p.step for p in curve.points] == [1, 2, 3] and view.builds >= 1
+        answer = str(app.query_one("#sweep-answer", Static).render())
+        assert answer.startswith("capacity: 4 concurrent streams (") and "knee:" in answer
+        assert app.query_one("#sweep-steps", DataTable).row_count == 3
+        assert curve.samples and max(s.running for s in curve.samples) <= 4  # the simulator's /metrics
+        assert "sweep 1 finished: 3 step(s); capacity: 4 concurrent streams" in pane.status
+        history = app.query_one("#bench-history", DataTable)
+        assert "sweep-1" in history.rows
+
+
+async def test_two_sweeps_compare_overlaid_with_their_answers(make_bench):
+    app = make_bench("--random-input-len", "16", "--random-output-len", "8", "--num-prompts", "20",
+                     "--sweep", "concurrency=1,2", "--step-requests", "8", "--goodput", "ttft:500",
+                     sim=dict(ttft_ms=10.0, itl_ms=2.0, max_batch=4))
+    async with app.run_test(size=(140, 50)) as pilot:
+        pane = app.bench
+        await ready(pilot)
+        for n in (1, 2):
+            await pilot.press("f5")
+            await wait_for(pilot, lambda: len(pane.sweeps) == n, timeout=60, what=f"sweep {n}")
+        pane.selected = ["sweep-1", "sweep-2"]
+        await pilot.press("f8")
+        view = app.query_one(SweepView)
+        assert [c.name for c in view.curves] == ["sweep 1", "sweep 2"]
+        answer = str(app.query_one("#sweep-answer", Static).render())
+        assert "sweep 1: capacity: 2 concurrent streams" in answer and "sweep 2: capacity: 2" in answer
+        assert app.query_one("#sweep-steps", DataTable).row_count == 4
