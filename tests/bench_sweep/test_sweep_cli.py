@@ -145,3 +145,17 @@ def test_a_sweep_that_cannot_be_saved_says_so_in_one_line_after_its_table(tmp_pa
     assert p.stderr.strip().splitlines()[-1].startswith("tokdeck: error: ")
     assert "cannot write the sweep" in p.stderr and "Traceback" not in p.stderr
     assert [f.name for f in where.iterdir()] == ["not-a-dir"]  # no temporary file left behind
+
+
+def test_a_sweep_with_workers_spreads_each_step_that_has_streams_enough(tmp_path, sim_url):
+    p = run_cli("bench", "--base-url", sim_url, *SMALL, "--sweep", "concurrency=1,4", "--step-requests", "16",
+                "--workers", "2", "--save-result", "--result-dir", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr
+    steps = _saved(tmp_path)["steps"]
+    assert [s["value"] for s in steps] == [1, 4]
+    one, four = (s["result"] for s in steps)
+    assert "workers" not in one  # one stream: sent from this process
+    assert four["workers"] == 2 and four["worker_transport"] == "processes"
+    for result in (one, four):
+        assert result["completed"] == 16 and result["failed"] == 0 and result["internal_errors"] == []
