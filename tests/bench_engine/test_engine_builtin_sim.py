@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import stat
 
 import pytest
 
-from tui.core.bench.engine import run_benchmark
+from tui.core.bench.engine import BenchmarkThread, run_benchmark
 from tui.core.bench.options import RunOptions, add_run_arguments, from_namespace
 from tui.core.bench.prepare import prepare
 from tui.core.bench.results import Lateness, SimulatorHealth
@@ -73,3 +74,38 @@ def test_a_simulator_on_time_is_not_blamed():
                                                            "max": 0}},
                    {"late_ms": {"writes": 1, "mean": 0, "p50": 0, "p99": True, "max": 0}}):
         assert judge_lateness(result, broken, cfg).client_health == result.client_health
+
+
+def _open_files() -> dict[int, tuple[int, int]]:
+    """Every open file descriptor of this process and what it is (device, inode)."""
+    files = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            st = os.fstat(int(name))
+        except OSError:  # the listing's own descriptor, closed by now
+            continue
+        files[int(name)] = (st.st_dev, st.st_ino)
+    return files
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+async def test_a_run_started_like_the_bench_pane_closes_no_descriptor_it_does_not_own():
+    # the Bench pane's way: prepare() (which starts the simulator's process and runs its own
+    # asyncio.run) in a worker thread beside a running loop, then the run on a BenchmarkThread.
+    # A descriptor closed twice would take the simulator's pipes or a loop's epoll with it.
+    before = _open_files()
+    prep = await asyncio.to_thread(prepare, _args("--num-prompts", "16", "--max-concurrency", "8", "--output-len", "32"),
+                                   sim_config=SimConfig(ttft_ms=5, itl_ms=1))
+    try:
+        prepared = _open_files()
+        assert before.items() <= prepared.items()
+        opened = prepared.keys() - before.keys()  # what the parent keeps of the simulator: its stdin and stdout
+        assert len(opened) == 2 and all(stat.S_ISFIFO(os.fstat(fd).st_mode) for fd in opened)
+        bt = BenchmarkThread(prep.spec, prep.requests, prep.counter).start()
+        result = await asyncio.to_thread(bt.join)
+        assert result.completed == 16
+        assert prepared.items() <= _open_files().items()  # the simulator's pipes and this loop's epoll
+        assert prep.sim.health()["requests"] == {"ok": 16}  # still running: its stdin pipe is open
+    finally:
+        prep.sim.stop()
+    assert _open_files() == before

@@ -11,7 +11,7 @@ test), and reads them to the end. Compared in the same run with a minimal aiohtt
   records, the minimal server measured the same way;
 - failures (streams that did not end with ``[DONE]``).
 
-    /work/.venv-dev/bin/python tests/perf/perf_sim_load.py [STREAMS] [TOKENS] [ITL_MS]
+    python tests/perf/perf_sim_load.py [STREAMS] [TOKENS] [ITL_MS]
 """
 
 from __future__ import annotations
