@@ -26,7 +26,8 @@ async def test_role_only_first_chunk_is_not_the_first_token(scripted):
     out = await run_one(scripted)
     assert out.ok and out.error == ""
     assert out.ttft >= 0.2  # the role chunk came at once; the first token 0.2 s later
-    assert out.chunks == 2 and len(out.itls) == 1 and out.itls[0] >= 0.05
+    # 50 ms apart when sent; a loaded machine may deliver the first of the two late, never the second early
+    assert out.chunks == 2 and len(out.itls) == 1 and out.itls[0] >= 0.03
     assert (out.prompt_tokens, out.completion_tokens) == (3, 2)
     assert out.text == "Hello there"
     assert out.e2el == pytest.approx(out.ttft + out.itls[0])

@@ -48,8 +48,10 @@ def test_a_concurrency_sweep_finds_the_batch_limit_and_the_server_shows_its_queu
 
 
 def test_a_rate_sweep_sends_each_rate_open_loop_evenly_spaced():
+    # SLO limits far above the unqueued 30 ms / 5 ms: this is about how rate steps run, and a loaded
+    # machine once gave a p99 TTFT of 172 ms
     result, _ = run_sweep(BATCH4, sweep=SweepSpec("rate", (10.0, 25.0)), step_duration=2.0,
-                          goodput=(("ttft", 50.0), ("tpot", 10.0)))
+                          goodput=(("ttft", 400.0), ("tpot", 50.0)))
     assert [s.plan.value for s in result.steps] == [10.0, 25.0]
     for s in result.steps:
         d = s.result.to_vllm_json()
