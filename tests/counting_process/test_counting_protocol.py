@@ -339,3 +339,30 @@ def test_a_hung_process_is_found_by_a_ping_killed_and_restarted(start_service, b
     assert service.pid_of("estimate") == other and len(rec.of(ProcessStopped)) == 1
     for tid in ids:
         assert rec.latest[tid].count.tokens == bundled.get(tid).count("hello world\nagain")
+
+
+def test_the_tokenizers_are_split_to_balance_loading_and_a_shared_file_stays_in_one_process(bundled):
+    from tui.core.tokenizers import bundled_ids
+
+    ids = bundled_ids() + ["estimate"]
+    size = {tid: os.path.getsize(bundled.info(tid).path) if bundled.info(tid).path else 0 for tid in ids}
+    service = CountingService(bundled)  # no process starts: nothing is counted
+    try:
+        with service._lock:
+            service._assign(ids)
+        first, second = (list(shard.tids) for shard in service._shards)
+        assert service.pids == () and sorted(first + second) == sorted(ids)
+        assert "gemma3" in first and "llama3" in second  # the two largest files apart
+        assert ("o200k_base" in first) == ("o200k_harmony" in first)  # one rank file, loaded once
+        # bytes to load (each file once) within 5 % of each other
+        loads = [sum({bundled.info(t).path: size[t] for t in tids}.values()) for tids in (first, second)]
+        assert abs(loads[0] - loads[1]) / sum(loads) < 0.05
+    finally:
+        service.close()
+    one = CountingService(bundled, processes=1)
+    with one._lock:
+        one._assign(ids)
+    assert list(one._shards[0].tids) == sorted(ids, key=lambda t: -size[t])
+    one.close()
+    with pytest.raises(ValueError, match="at least one"):
+        CountingService(bundled, processes=0)
