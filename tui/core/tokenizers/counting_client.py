@@ -7,9 +7,9 @@
     doc.edit(version, text, span)               # an edit: only the changed part travels
     doc.set_specials(version, policy)
     doc.request_window(version, tid, cursor, max_chars, limit)   # the token view's pieces
-    reg = service.remote_registry()             # a Registry whose tokenizers run in the process
+    reg = service.remote_registry()             # a Registry whose tokenizers run in their processes
     reg.get("qwen3").count_many(texts)          # blocking: from worker threads only
-    service.close()                             # the process is killed and reaped
+    service.close()                             # the processes are killed and reaped
 
 Events (frozen dataclasses) reach a document's listener: ``TokenizerLoaded``, ``RowCounts``
 (each row's count with the version it belongs to; per row never older than one delivered
@@ -18,7 +18,8 @@ process that stopped), ``ProcessProblem``.
 
 Two processes (``processes``, config ``[tokens] counting_processes``): building the tokenizers
 holds a process's GIL (gemma3's tokenizer.json alone 1.2 s), so a cold start loads in two
-processes at once, one per core. Each tokenizer has one owner process, chosen when the service
+processes at once, one per core (0.74x the time of one, median, on the shared 2-core machine at
+load average 4-6: tests/perf/perf_tokens_incremental.py). Each tokenizer has one owner process, chosen when the service
 first meets it: the largest files first, each to the process with the fewest bytes to load
 (tokenizers of one file share it). Every document's text and edits go to every running process,
 in order; each counts the document's rows it owns, loads and answers calls and token windows
