@@ -210,6 +210,7 @@ def test_remote_tokenizers_give_what_local_ones_give(start_service, bundled):
         assert remote.decode(ids) == local.decode(ids)
         assert remote.special_ids() == local.special_ids()
         assert remote.vocab_size == local.vocab_size and remote.cut_rule == local.cut_rule
+    assert service.pid_of("cl100k_base") != service.pid_of("qwen3")  # each call went to its tokenizer's process
     with pytest.raises(NotImplementedError):
         reg.get("estimate").encode("abc")
     with pytest.raises(TokenizerError, match="unknown tokenizer"):
