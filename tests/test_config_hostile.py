@@ -24,6 +24,7 @@ P = '[[profiles]]\nname = "p"\nbase_url = "http://127.0.0.1:9"\n'
     (P + 'timeout_s = "600"\n', 4, "profiles.timeout_s must be a number"),
     ("[tokens]\nreserved_output = -5\n", 2, "tokens.reserved_output must be >= 0, not -5"),
     ("[tokens]\nreserved_output = 1.5\n", 2, "tokens.reserved_output must be an integer"),
+    ("[tokens]\ncounting_processes = 0\n", 2, "tokens.counting_processes must be > 0, not 0"),
     ('[tokens]\nspecials = "garbage"\n', 2, "tokens.specials must be literal or parse, not 'garbage'"),
     ('[tokens]\nreference = ""\n', 2, "tokens.reference must be a non-empty string"),
     ('[tokens]\nbudget_model = "  "\n', 2, "tokens.budget_model must be a non-empty string"),
@@ -131,7 +132,7 @@ def _toml(v) -> str:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(section=st.sampled_from(["tokens", "tokenizers", "profiles"]), key=st.sampled_from(
     PROFILE_KEYS + ["enabled", "reference", "specials", "budget_model", "reserved_output", "context_windows",
-                    "aliases", "paths"]), value=VALUES)
+                    "counting_processes", "aliases", "paths"]), value=VALUES)
 def test_any_value_loads_or_is_one_config_error(tmp_path, section, key, value):
     """Whatever TOML value any key gets: a Config whose values survive a round trip, or one line."""
     path = tmp_path / "config.toml"

@@ -1,4 +1,8 @@
-"""The dashboard and its counting process: a death shows on the rows and heals; quitting leaves no process."""
+"""The dashboard and its counting processes: a death or a hang of one shows on its rows only and heals;
+quitting leaves no process.
+
+The rows cl100k_base | llama2, estimate are split between the two processes (the largest file
+first, each to the process with the fewest bytes to load)."""
 
 from __future__ import annotations
 
@@ -26,28 +30,31 @@ def _app(text: str):
     return make_app(text=text, registry=Registry(discover=False, env={}), config=config)
 
 
-async def test_a_dead_counting_process_shows_on_the_rows_and_is_restarted():
+async def test_a_dead_counting_process_shows_on_its_rows_and_is_restarted():
     app = _app("hello world\n")
     async with app.run_test(size=(110, 30)) as pilot:
         await settle(pilot)
-        first = app.counting.pid
+        first, other = app.counting.pid_of("cl100k_base"), app.counting.pid_of("llama2")
+        assert first != other and app.counting.pid_of("estimate") == other
         os.kill(first, signal.SIGSTOP)  # it must not count again before the rows are looked at
         await pilot.press(*"more ")
         await pilot.pause(0.2)
         assert table_rows(app)["cl100k_base"][0].endswith("…")  # the edit's count has not come back
         os.kill(first, signal.SIGKILL)
         for _ in range(200):
-            if app.tokens.interrupted or app.counting.pid not in (None, first):
+            if app.tokens.interrupted or app.counting.pid_of("cl100k_base") not in (None, first):
                 break
             await pilot.pause(0.01)
         notes = {tid: cells[4] for tid, cells in table_rows(app).items()}
-        assert all("killed by SIGKILL; restarting" in note for note in notes.values()), notes
+        assert "killed by SIGKILL; restarting" in notes["cl100k_base"], notes
+        assert not [note for tid, note in notes.items() if tid != "cl100k_base" and "restarting" in note], notes
         await settle(pilot)
         text = app.query_one("#editor", TextArea).text
         rows = table_rows(app)
         for tid in ("cl100k_base", "llama2", "estimate"):
             assert rows[tid][0] == str(app.registry.get(tid).count(text)) and "restarting" not in rows[tid][4]
-        assert app.counting.pid != first and not _alive(first)
+        assert app.counting.pid_of("cl100k_base") != first and not _alive(first)
+        assert app.counting.pid_of("llama2") == other
         assert any("SIGKILL" in n.message for n in app._notifications)
 
 
@@ -59,7 +66,7 @@ async def test_a_hung_counting_process_shows_on_the_rows_and_is_restarted(monkey
     app = _app("hello world\n")
     async with app.run_test(size=(110, 30)) as pilot:
         await settle(pilot)
-        first = app.counting.pid
+        first, other = app.counting.pid_of("cl100k_base"), app.counting.pid_of("llama2")
         os.kill(first, signal.SIGSTOP)  # alive, never answering: only the watchdog can tell
         await pilot.press(*"more ")
         for _ in range(500):
@@ -67,13 +74,15 @@ async def test_a_hung_counting_process_shows_on_the_rows_and_is_restarted(monkey
                 break
             await pilot.pause(0.01)
         notes = {tid: cells[4] for tid, cells in table_rows(app).items()}
-        assert all("stopped answering" in note and "restarting" in note for note in notes.values()), notes
+        assert "stopped answering" in notes["cl100k_base"] and "restarting" in notes["cl100k_base"], notes
+        assert not [note for tid, note in notes.items() if tid != "cl100k_base" and "restarting" in note], notes
         await settle(pilot)
         text = app.query_one("#editor", TextArea).text
         rows = table_rows(app)
         for tid in ("cl100k_base", "llama2", "estimate"):
             assert rows[tid][0] == str(app.registry.get(tid).count(text)) and "restarting" not in rows[tid][4]
-        assert app.counting.pid != first and not _alive(first)
+        assert app.counting.pid_of("cl100k_base") != first and not _alive(first)
+        assert app.counting.pid_of("llama2") == other
 
 
 async def test_quitting_the_dashboard_leaves_no_counting_process():
@@ -81,7 +90,7 @@ async def test_quitting_the_dashboard_leaves_no_counting_process():
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         pids = list(app.counting.started_pids)
-        assert pids and all(_alive(pid) for pid in pids[-1:])
+        assert len(pids) == 2 and all(_alive(pid) for pid in pids)
         await pilot.press("ctrl+q")
     assert not [pid for pid in pids if _alive(pid)]
 
@@ -91,19 +100,22 @@ async def test_a_counting_process_that_keeps_dying_is_reported_and_choosing_toke
     async with app.run_test(size=(110, 30)) as pilot:
         await settle(pilot)
         for _ in range(4):  # MAX_RESTARTS deaths within a minute, and one more
-            pid = app.counting.pid
+            pid = app.counting.pid_of("cl100k_base")
             os.kill(pid, signal.SIGKILL)
             for _ in range(1000):
-                if app.counting.pid not in (None, pid) or app.counting.stopped:
+                if app.counting.pid_of("cl100k_base") not in (None, pid) or app.counting.stopped:
                     break
                 await pilot.pause(0.01)
         await settle(pilot)
         rows = table_rows(app)
-        assert all(cells[0] == "error" and "choosing tokenizers (F5)" in cells[4] for cells in rows.values()), rows
+        assert rows["cl100k_base"][0] == "error" and "choosing tokenizers (F5)" in rows["cl100k_base"][4], rows
+        text = app.query_one("#editor", TextArea).text
+        for tid in ("llama2", "estimate"):  # the other process's rows count on
+            assert rows[tid][0] == str(app.registry.get(tid).count(text)) and "F5" not in rows[tid][4], rows
         app.tokens.set_enabled(app.tokens.enabled)  # what saving the F5 list does
         await pilot.press(*"more ")
         await settle(pilot)
-        assert app.counting.stopped is None and len(app.counting.started_pids) == 5
+        assert app.counting.stopped is None and len(app.counting.started_pids) == 2 + 3 + 1
         text = app.query_one("#editor", TextArea).text
         rows = table_rows(app)
         for tid in ("cl100k_base", "llama2", "estimate"):

@@ -256,7 +256,7 @@ async def test_a_problem_in_the_counting_process_is_reported_and_counting_goes_o
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         with app.counting._lock:
-            app.counting._send(("no-such-message", 1))  # what a bug on either side looks like to the process
+            app.counting._send(app.counting._owner("cl100k_base"), ("no-such-message", 1))  # what a bug on either side looks like to the process
         for _ in range(100):
             if any("no-such-message" in n.message for n in app._notifications):
                 break
@@ -279,11 +279,11 @@ async def test_the_counting_process_starts_only_once_the_tokens_pane_is_shown(pa
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause(0.5)
         await app.workers.wait_for_complete()
-        assert app.counting.pid is None
+        assert app.counting.pids == ()
         assert app.query_one("#panes").active == pane and app.focused is not app.query_one("#editor")
         await pilot.press("alt+1")
         await settle(pilot)
-        assert app.counting.pid is not None
+        assert len(app.counting.pids) == 2  # the rows split between two processes
         assert app.focused is app.query_one("#editor", TextArea)
         # counted in the counting process: the UI process never loaded a tokenizer
         assert not any(registry.is_loaded(tid) for tid in ("cl100k_base", "llama2", "estimate"))

@@ -9,14 +9,14 @@ from counting_testing import Recorder, alive
 
 @pytest.fixture
 def start_service(bundled):
-    """start_service(registry=bundled) -> (service, recorder, doc): a new counting process with one
-    document open. Every process a test started is killed and reaped at its end, even if it failed."""
-    from tui.core.tokenizers.counting_client import CountingService
+    """start_service(registry=bundled, processes=PROCESSES) -> (service, recorder, doc): a new
+    counting service with one document open. Every process a test started is killed and reaped at its end, even if it failed."""
+    from tui.core.tokenizers.counting_client import PROCESSES, CountingService
 
     started = []
 
-    def start(registry=None):
-        service = CountingService(registry or bundled)
+    def start(registry=None, processes=PROCESSES):
+        service = CountingService(registry or bundled, processes)
         recorder = Recorder()
         doc = service.open_document(recorder)
         started.append(service)

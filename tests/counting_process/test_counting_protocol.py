@@ -84,7 +84,7 @@ def test_a_megabyte_edit_never_waits_for_the_process(start_service, bundled):
     doc.set_rows(["cl100k_base"])
     doc.reset(1, "start\n")
     wait_until(lambda: rec.counted(["cl100k_base"], 1), "the first count")
-    pid = service.pid
+    pid = service.pid_of("cl100k_base")
     big = "".join(f"line {i}: some words, 東京 and 😀\n" for i in range(60_000))  # 2 M characters
     os.kill(pid, signal.SIGSTOP)  # the process reads nothing: a blocking send would wait for ever
     try:
@@ -97,27 +97,35 @@ def test_a_megabyte_edit_never_waits_for_the_process(start_service, bundled):
         os.kill(pid, signal.SIGCONT)
     wait_until(lambda: rec.counted(["cl100k_base"], 3), "the count of the big text")
     assert rec.latest["cl100k_base"].count.tokens == bundled.get("cl100k_base").count("start\n" + big + "end")
-    assert service.pid == pid
+    assert service.pid_of("cl100k_base") == pid
 
 
-def test_a_crashed_process_is_restarted_and_sent_the_document_again(start_service, bundled):
-    service, rec, doc = start_service()
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_crashed_process_is_restarted_and_sent_the_document_again(start_service, bundled, processes):
+    service, rec, doc = start_service(processes=processes)
     ids = ["cl100k_base", "llama2"]
     doc.set_rows(ids)
     doc.reset(1, "hello world\n")
     wait_until(lambda: rec.counted(ids, 1), "the first counts")
-    first = service.pid
+    first, other = service.pid_of("cl100k_base"), service.pid_of("llama2")
+    assert (first == other) == (processes == 1) and len(service.pids) == processes
     os.kill(first, signal.SIGSEGV)  # as a crash in a library would: faulthandler writes to its stderr
     wait_until(lambda: rec.of(ProcessStopped), "the news of its death")
     stopped = rec.of(ProcessStopped)[0]
     assert stopped.restarting
     assert stopped.reason == "the counting process was killed by SIGSEGV: Fatal Python error: Segmentation fault"
+    # the rows of the process that died, and only those: the other process counts on
+    restarted = set(ids) if processes == 1 else {"cl100k_base"}
+    assert set(stopped.tokenizer_ids) == restarted
     after = len(rec.events)
     # the new process was sent the rows and the text: it counts version 1 again with no new edit
     wait_until(lambda: {r.tokenizer_id for e in rec.events[after:] if isinstance(e, RowCounts) for r in e.rows
-                        if r.version == 1} == set(ids), "the counts from the new process")
-    assert service.pid != first and not alive(first)
-    assert [e.pid for e in rec.of(ProcessStarted)] == service.started_pids
+                        if r.version == 1} == restarted, "the counts from the new process")
+    assert service.pid_of("cl100k_base") != first and not alive(first)
+    if processes == 2:
+        assert service.pid_of("llama2") == other and len(rec.of(ProcessStopped)) == 1
+    assert sorted(e.pid for e in rec.of(ProcessStarted)) == sorted(service.started_pids)
+    assert len(service.started_pids) == processes + 1
     doc.edit(2, "hello world\nagain", (12, 0))
     wait_until(lambda: rec.counted(ids, 2), "counts after the restart")
     for tid in ids:
@@ -142,7 +150,8 @@ def test_a_corrupt_tokenizer_fails_its_row_and_nothing_reaches_the_terminal(star
     assert dup.error and "corrupt tiktoken vocabulary" in dup.error and "rank 0" in dup.error
     assert "\n" not in dup.error  # one line
     assert rec.latest["cl100k_base"].count.tokens == 2
-    assert not rec.of(ProcessStopped) and len(service.started_pids) == 1
+    assert not rec.of(ProcessStopped) and len(service.started_pids) == 2  # one process each
+    assert service.pid_of("dup") != service.pid_of("cl100k_base")
     with pytest.raises(TokenizerError, match="corrupt tiktoken vocabulary"):
         service.remote_registry().get("dup")
     out, err = capfd.readouterr()
@@ -150,13 +159,14 @@ def test_a_corrupt_tokenizer_fails_its_row_and_nothing_reaches_the_terminal(star
 
 
 def test_a_process_dying_while_loading_a_tokenizer_twice_gets_it_blamed(start_service, bundled):
-    service, rec, doc = start_service()
+    service, rec, doc = start_service(processes=1)
     ids = ["cl100k_base", "qwen3"]  # tiktoken files load first: qwen3 last
     doc.set_rows(ids)
     doc.reset(1, "text to count\n")
+    shard = service._owners["qwen3"]
     for attempt in range(2):
-        wait_until(lambda: service._child is not None and service._child.loading == "qwen3", "qwen3 loading")
-        os.kill(service.pid, signal.SIGKILL)
+        wait_until(lambda: shard.child is not None and shard.child.loading == "qwen3", "qwen3 loading")
+        os.kill(service.pid_of("qwen3"), signal.SIGKILL)
         wait_until(lambda: len(rec.of(ProcessStopped)) == attempt + 1, "the death")
     wait_until(lambda: rec.counted(["cl100k_base"], 1) and any(e.error for e in rec.of(TokenizerLoaded)
                                                               if e.tokenizer_id == "qwen3"), "the blame")
@@ -173,12 +183,13 @@ def test_a_process_that_keeps_dying_is_given_up_until_started_again(start_servic
     doc.set_rows(["estimate"])
     doc.reset(1, "abc")
     for deaths in range(1, 5):
-        wait_until(lambda: service.pid is not None and rec.counted(["estimate"], 1), "a process counting")
-        os.kill(service.pid, signal.SIGKILL)
+        wait_until(lambda: service.pid_of("estimate") is not None and rec.counted(["estimate"], 1),
+                   "a process counting")
+        os.kill(service.pid_of("estimate"), signal.SIGKILL)
         wait_until(lambda: len(rec.of(ProcessStopped)) == deaths, "the death")
         rec.latest.clear()
     last = rec.of(ProcessStopped)[-1]
-    assert not last.restarting and service.stopped == last.reason and service.pid is None
+    assert not last.restarting and service.stopped == last.reason and service.pid_of("estimate") is None
     with pytest.raises(TokenizerError, match="SIGKILL"):
         service.call("estimate", "count_many", ["abc"], "literal")
     service.start()
@@ -199,6 +210,7 @@ def test_remote_tokenizers_give_what_local_ones_give(start_service, bundled):
         assert remote.decode(ids) == local.decode(ids)
         assert remote.special_ids() == local.special_ids()
         assert remote.vocab_size == local.vocab_size and remote.cut_rule == local.cut_rule
+    assert service.pid_of("cl100k_base") != service.pid_of("qwen3")  # each call went to its tokenizer's process
     with pytest.raises(NotImplementedError):
         reg.get("estimate").encode("abc")
     with pytest.raises(TokenizerError, match="unknown tokenizer"):
@@ -231,8 +243,9 @@ def test_a_bad_message_is_reported_and_the_process_goes_on(start_service):
     doc.set_rows(["estimate"])
     doc.reset(1, "abc")
     with service._lock:
-        service._send(("edit", doc.id, 2))  # a message of the wrong shape
-        service._send(("frobnicate",))
+        shard = service._owner("estimate")
+        service._send(shard, ("edit", doc.id, 2))  # a message of the wrong shape
+        service._send(shard, ("frobnicate",))
     wait_until(lambda: len(rec.of(ProcessProblem)) == 2, "the problems")
     assert "frobnicate" in rec.of(ProcessProblem)[1].message
     doc.edit(2, "abcd", (3, 0))
@@ -247,12 +260,12 @@ def test_no_counting_process_outlives_its_ui(tmp_path):
     service = CountingService(Registry(discover=False, env={}))
     try:
         doc = service.open_document(Recorder())
-        doc.set_rows(["cl100k_base"])
-        pid = service.pid
-        assert alive(pid)
+        doc.set_rows(["cl100k_base", "gemma3"])
+        pids = service.pids
+        assert len(pids) == 2 and all(alive(pid) for pid in pids)
     finally:
         service.close()
-    assert not alive(pid)
+    assert not [pid for pid in pids if alive(pid)]
 
     script = ("import os, signal, time\n"
               "from tui.core.tokenizers import Registry\n"
@@ -262,19 +275,21 @@ def test_no_counting_process_outlives_its_ui(tmp_path):
               "doc.set_rows(['cl100k_base', 'gemma3'])\n"
               "doc.reset(1, 'hello')\n"
               "time.sleep(0.3)\n"
-              "print(service.pid, flush=True)\n"
+              "print(*service.pids, flush=True)\n"
               "os.kill(os.getpid(), signal.SIGKILL)\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=60)
-    orphan = int(out.stdout)
-    wait_until(lambda: not alive(orphan), "the orphaned process to exit", timeout=30)
+    orphans = [int(pid) for pid in out.stdout.split()]
+    assert len(orphans) == 2
+    wait_until(lambda: not [pid for pid in orphans if alive(pid)], "the orphaned processes to exit", timeout=30)
 
 
 def test_a_process_that_cannot_start_is_said_once_and_calls_fail(start_service, monkeypatch):
     monkeypatch.setattr(sys, "executable", "/nonexistent/python")
     service, rec, doc = start_service()
+    doc.set_rows(["estimate"])
     (stopped,) = rec.of(ProcessStopped)
     assert not stopped.restarting and "cannot start the counting process" in stopped.reason
-    doc.set_rows(["estimate"])
+    assert stopped.tokenizer_ids == ("estimate",)
     doc.edit(1, "abc", None)
     with pytest.raises(TokenizerError, match="cannot start"):
         service.remote_registry().get("estimate")
@@ -312,13 +327,43 @@ def test_a_hung_process_is_found_by_a_ping_killed_and_restarted(start_service, b
     wait_until(lambda: rec.counted(ids, 2), "the counts of a new document")
     time.sleep(1.5)
     assert not rec.of(ProcessStopped)
-    first = service.pid
+    first, other = service.pid_of("r50k_base"), service.pid_of("estimate")
+    assert first != other
     os.kill(first, signal.SIGSTOP)  # alive, but it will never answer
     doc.edit(3, "hello world\nagain", (12, 0))
     wait_until(lambda: rec.of(ProcessStopped), "the hung process to be found", timeout=20)
     stopped = rec.of(ProcessStopped)[0]
     assert stopped.restarting and stopped.reason.startswith("the counting process stopped answering")
+    assert stopped.tokenizer_ids == ("r50k_base",)  # the other process answers: it lives on
     wait_until(lambda: rec.counted(ids, 3), "the counts from the new process")
-    assert service.pid != first and not alive(first)
+    assert service.pid_of("r50k_base") != first and not alive(first)
+    assert service.pid_of("estimate") == other and len(rec.of(ProcessStopped)) == 1
     for tid in ids:
         assert rec.latest[tid].count.tokens == bundled.get(tid).count("hello world\nagain")
+
+
+def test_the_tokenizers_are_split_to_balance_loading_and_a_shared_file_stays_in_one_process(bundled):
+    from tui.core.tokenizers import bundled_ids
+
+    ids = bundled_ids() + ["estimate"]
+    size = {tid: os.path.getsize(bundled.info(tid).path) if bundled.info(tid).path else 0 for tid in ids}
+    service = CountingService(bundled)  # no process starts: nothing is counted
+    try:
+        with service._lock:
+            service._assign(ids)
+        first, second = (list(shard.tids) for shard in service._shards)
+        assert service.pids == () and sorted(first + second) == sorted(ids)
+        assert "gemma3" in first and "llama3" in second  # the two largest files apart
+        assert ("o200k_base" in first) == ("o200k_harmony" in first)  # one rank file, loaded once
+        # bytes to load (each file once) within 5 % of each other
+        loads = [sum({bundled.info(t).path: size[t] for t in tids}.values()) for tids in (first, second)]
+        assert abs(loads[0] - loads[1]) / sum(loads) < 0.05
+    finally:
+        service.close()
+    one = CountingService(bundled, processes=1)
+    with one._lock:
+        one._assign(ids)
+    assert list(one._shards[0].tids) == sorted(ids, key=lambda t: -size[t])
+    one.close()
+    with pytest.raises(ValueError, match="at least one"):
+        CountingService(bundled, processes=0)

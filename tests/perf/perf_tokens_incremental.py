@@ -1,9 +1,13 @@
 """Tokens pane on a 1 MB mixed-language document, all bundled tokenizers enabled, through the real app.
 
 Run: /work/.venv-dev/bin/python tests/perf/perf_tokens_incremental.py [--keys N] [--mb SIZE]
+         [--processes 1,2] [--repeat N] [--cold-only]
 
 The app runs headless under Textual's Pilot (same event loop and threads as in a terminal; only
-the terminal output itself is not written), with its own counting process, twice:
+the terminal output itself is not written), with its own counting processes, for each number of
+counting processes asked for (``[tokens] counting_processes``; 1 and 2 by default, compared in
+the same run): run 1 REPEAT times, the numbers of processes taking turns (a pair of cold starts
+close in time sees about the same load: their ratio is printed), then run 2 for each:
 
 Run 1, a cold start left alone:
 - first paint: from creating the app to the first screen refresh with the text loaded (the
@@ -27,8 +31,8 @@ Run 2, from start to quit, with a ticker on the event loop all along:
   thread (/proc/thread-self/schedstat) is subtracted to give the block this process caused
   itself (the GIL held by another thread, or the UI thread's own work).
 
-Also: the counting process's RSS (VmRSS, and its peak VmHWM) with every tokenizer loaded and
-the document counted, next to the UI process's; the round trip of a one-character count
+Also: the counting processes' RSS (VmRSS, and its peak VmHWM; each, and their sum) with every
+tokenizer loaded and the document counted, next to the UI process's; the round trip of a one-character count
 through the process (the floor under every keystroke's counts); and, in the same run, one full
 tiktoken o200k encode of the document in this process (what a naive re-count per keystroke
 would cost for that row alone). /proc/loadavg is printed before and after: the machine is shared.
@@ -178,14 +182,20 @@ def check_exact(reg, snapshots: list[tuple[str, dict[str, int]]], ids) -> None:
             assert counts[tid] == reg.get(tid).count(text), tid
 
 
-async def cold_run(text: str) -> dict:
+def config(processes: int):
+    from tui.core.config import Config, TokensSettings
+
+    return Config(tokens=TokensSettings(counting_processes=processes))
+
+
+async def cold_run(text: str, processes: int) -> dict:
     from tui.app.app import make_app
-    from tui.core.config import Config
     from tui.core.tokenizers import Registry
 
     imported = time.perf_counter() - STARTED
+    load = loadavg()
     t0 = time.perf_counter()
-    app = make_app(text=text, registry=Registry(discover=False, env={}), config=Config())
+    app = make_app(text=text, registry=Registry(discover=False, env={}), config=config(processes))
     async with app.run_test(size=(120, 40)):
         pane = app.tokens
         await wait_until(lambda: pane.painted_at is not None, "the first paint", 0.001)
@@ -196,21 +206,20 @@ async def cold_run(text: str) -> dict:
         settled = time.perf_counter()
         ticker.stop()
         return {"imported": imported, "first_paint": pane.painted_at - t0, "from_start": pane.painted_at - STARTED,
-                "cold": settled - pane.painted_at, "block": ticker.worst(), "errors": dict(pane.errors)}
+                "cold": settled - pane.painted_at, "block": ticker.worst(), "errors": dict(pane.errors),
+                "load": load, "pids": len(app.counting.pids)}
 
 
-async def full_run(text: str, keys: int, paste_mb: float) -> dict:
+async def full_run(text: str, keys: int, paste_mb: float, processes: int) -> dict:
     from textual import events
     from textual.widgets import TextArea
 
     from tui.app.app import make_app
-    from tui.core.config import Config
     from tui.core.tokenizers import Registry, bundled_ids
     from tui.core.tokenizers.counting_process import counted_whole
 
-    reg = Registry(discover=False, env={})  # the reference counts, loaded in this process after the run
-    app = make_app(text=text, registry=Registry(discover=False, env={}), config=Config())
-    out: dict = {}
+    out: dict = {"load": loadavg()}
+    app = make_app(text=text, registry=Registry(discover=False, env={}), config=config(processes))
     ticker = Ticker()
     async with app.run_test(size=(120, 40)) as pilot:
         pane = app.tokens
@@ -227,8 +236,8 @@ async def full_run(text: str, keys: int, paste_mb: float) -> dict:
             await asyncio.sleep(rng.uniform(0.1, 0.25))
         await wait_until(pane.settled, "the counts after typing during the cold start")
         out["cold_typed"] = (typed, time.perf_counter() - pane.painted_at)
-        pid = app.counting.pid
-        out["rss"], out["ui_rss"] = rss_mb(pid), rss_mb()
+        pids = app.counting.pids
+        out["rss"], out["ui_rss"] = [rss_mb(pid) for pid in pids], rss_mb()
         # TextArea makes a document's newlines uniform (CRLF here): what is counted is what it holds
         snapshots = [shown(pane, editor.text)]
         ids = bundled_ids() + ["estimate"]
@@ -287,42 +296,34 @@ async def full_run(text: str, keys: int, paste_mb: float) -> dict:
         ticker.phase = "quit"
         await pilot.press("ctrl+q")
     ticker.stop()
-    out["quit_reaped"] = not Path(f"/proc/{pid}").exists()
+    out["quit_reaped"] = not [pid for pid in pids if Path(f"/proc/{pid}").exists()]
     out["ticker"] = ticker
-    check_exact(reg, snapshots, ids)
-
-    enc = reg.get("o200k_base")
-    t = time.perf_counter()
-    enc.count(text)
-    out["baseline"] = time.perf_counter() - t
+    out["snapshots"] = snapshots  # checked after every run: the reference tokenizers load in this process
     return out
 
 
-async def main(keys: int, size_mb: float) -> None:
-    from tui.core.tokenizers import bundled_ids
+def report_cold(cold: dict, first: bool) -> None:
+    since_start = f"; from the process start, imports included: {ms(cold['from_start'])}" if first else ""
+    print(f"cold start, left alone ({cold['pids']} counting processes, load average {cold['load']}): every row "
+          f"exact {cold['cold']:.2f} s after the first paint (goal < 3 s); first paint {ms(cold['first_paint'])} "
+          f"(goal < 0.5 s{since_start}); longest UI block meanwhile {ms(cold['block'][0])} ({ms(cold['block'][1])} "
+          f"less the OS run-queue wait)" + (f"; errors {cold['errors']}" if cold["errors"] else ""))
+
+
+def report_run(run: dict, keys: int, size_mb: float) -> float:
+    """Prints the run's figures; the median keystroke -> tiktoken-family rows."""
     from tui.core.tokenizers.counting_process import WHOLE_DEBOUNCE_S
 
-    load_before = loadavg()
-    text = document(int(size_mb * 1_000_000))
-    cold = await cold_run(text)
-    run = await full_run(text, keys, size_mb)
     ticker = run["ticker"]
-
-    print(f"document: {len(text):,} chars, {len(text.encode()):,} bytes, {len(bundled_ids())} bundled tokenizers "
-          f"+ estimate; load average before {load_before}, after {loadavg()} (2 cores)")
-    print(f"first paint: {ms(cold['first_paint'])}   (goal < 0.5 s); from the process start, {ms(cold['imported'])} "
-          f"of imports included: {ms(cold['from_start'])}")
-    print(f"cold start, left alone: every row exact {cold['cold']:.2f} s after the first paint (goal < 3 s); longest "
-          f"UI block meanwhile {ms(cold['block'][0])} ({ms(cold['block'][1])} less the OS run-queue wait)"
-          + (f"; errors {cold['errors']}" if cold["errors"] else ""))
+    print(f"run 2 (load average {run['load']} at its start):")
     typed, settled = run["cold_typed"]
     cold_block = ticker.worst("cold typing")
     print(f"cold start with {typed} keys typed while loading: every row exact {settled:.2f} s after the first paint; "
           f"longest UI block {ms(cold_block[0])} ({ms(cold_block[1])} less the run-queue wait)   (goal < 50 ms)")
-    rss, hwm = run["rss"]
+    each = ", ".join(f"{rss:.0f} MB (peak {hwm:.0f} MB)" for rss, hwm in run["rss"])
     ui_rss, ui_hwm = run["ui_rss"]
-    print(f"counting process with every tokenizer loaded and the document counted: RSS {rss:.0f} MB "
-          f"(peak {hwm:.0f} MB); the UI process meanwhile: RSS {ui_rss:.0f} MB (peak {ui_hwm:.0f} MB)")
+    print(f"counting processes with every tokenizer loaded and the document counted: RSS {each}, together "
+          f"{sum(r for r, _ in run['rss']):.0f} MB; the UI process meanwhile: RSS {ui_rss:.0f} MB (peak {ui_hwm:.0f} MB)")
     print(f"round trip of a one-character count through the process: {quantiles(run['trip'])}")
     print(f"keystroke -> tiktoken-family rows updated: {quantiles(run['fast'])} over {keys} keys   (goal median "
           f"<= 10 ms)")
@@ -342,18 +343,58 @@ async def main(keys: int, size_mb: float) -> None:
           f"run-queue wait)   (goal < 50 ms)")
     everything = ticker.worst()
     print(f"longest UI block from the first paint to quit: {ms(everything[0])} ({ms(everything[1])} less the "
-          f"run-queue wait)   (goal < 50 ms); counting process gone after quit: {run['quit_reaped']}")
+          f"run-queue wait)   (goal < 50 ms); counting processes gone after quit: {run['quit_reaped']}")
     by_phase = ", ".join(f"{p} {ms(max(s[0] for s in ss))}/{ms(max(s[1] for s in ss))}" for p, ss in
                          ticker.lags.items() if ss)
     print(f"  by phase (longest / less the run-queue wait): {by_phase}")
-    baseline = run["baseline"]
-    print(f"baseline: one full o200k encode of the document in this process {ms(baseline)}; the median keystroke "
-          f"-> tiktoken-family rows is {statistics.median(run['fast']) / baseline:.2f}x of it")
+    return statistics.median(run["fast"])
+
+
+async def main(keys: int, size_mb: float, processes: list[int], repeat: int, cold_only: bool) -> None:
+    from tui.core.tokenizers import bundled_ids
+
+    load_before = loadavg()
+    text = document(int(size_mb * 1_000_000))
+    print(f"document: {len(text):,} chars, {len(text.encode()):,} bytes, {len(bundled_ids())} bundled tokenizers "
+          f"+ estimate; load average before {load_before} (2 cores)", flush=True)
+    colds: dict[int, list[dict]] = {n: [] for n in processes}
+    for i in range(repeat):
+        for n in processes:
+            colds[n].append(await cold_run(text, n))
+            report_cold(colds[n][-1], first=i == 0 and n == processes[0])
+    if len(processes) > 1:
+        first = processes[0]
+        for n in processes[1:]:
+            ratios = [b["cold"] / a["cold"] for a, b in zip(colds[first], colds[n])]
+            print(f"cold start, every row exact: {n} processes / {first}: "
+                  + ", ".join(f"{r:.2f}x" for r in ratios) + f" (median {statistics.median(ratios):.2f}x)")
+    if not cold_only:
+        from tui.core.tokenizers import Registry
+
+        runs, fast = [], []
+        for n in processes:
+            print(f"--- {n} counting process{'es' if n > 1 else ''}, from start to quit", flush=True)
+            runs.append(await full_run(text, keys, size_mb, n))
+            fast.append(report_run(runs[-1], keys, size_mb))
+        reg = Registry(discover=False, env={})  # the reference counts, loaded in this process after the runs
+        for run in runs:
+            check_exact(reg, run["snapshots"], bundled_ids() + ["estimate"])
+        enc = reg.get("o200k_base")
+        t = time.perf_counter()
+        enc.count(text)
+        baseline = time.perf_counter() - t
+        print(f"every count shown was exact; baseline: one full o200k encode of the document in this process "
+              f"{ms(baseline)}; the median keystroke -> tiktoken-family rows is "
+              + ", ".join(f"{f / baseline:.2f}x" for f in fast) + " of it")
+    print(f"load average after {loadavg()}")
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--keys", type=int, default=40)
     ap.add_argument("--mb", type=float, default=1.0)
+    ap.add_argument("--processes", default="1,2", help="numbers of counting processes to compare, e.g. 1,2")
+    ap.add_argument("--repeat", type=int, default=3, help="cold starts of each")
+    ap.add_argument("--cold-only", action="store_true", help="the cold starts alone, not run 2")
     args = ap.parse_args()
-    asyncio.run(main(args.keys, args.mb))
+    asyncio.run(main(args.keys, args.mb, [int(n) for n in args.processes.split(",")], args.repeat, args.cold_only))

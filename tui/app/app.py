@@ -93,10 +93,10 @@ class TokdeckApp(App):
         # the process-wide registry reads the config's aliases and paths: with a broken config,
         # one without them (the dashboard still opens and says what is wrong)
         self.registry = registry or (Registry() if self.config_problem else default_registry())
-        # every count of the dashboard runs in one counting process, started when first needed
+        # every count of the dashboard runs in the counting processes, started when first needed
         # (a service passed in is shared, e.g. by tests, and its owner closes it)
         self._owns_counting = counting is None
-        self.counting = counting or CountingService(self.registry)
+        self.counting = counting or CountingService(self.registry, self.config.tokens.counting_processes)
         self.counting_registry: RemoteRegistry = self.counting.remote_registry()
         self.data_path = data_path
         self._text, self._source = text, source

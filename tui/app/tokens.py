@@ -256,10 +256,11 @@ class TokensPane(Container):
         elif isinstance(event, TokenWindow):
             self._show_window(event)
         elif isinstance(event, ProcessStopped):
-            self.loaded.clear()
-            self.errors.clear()  # the new process reports its own
-            self.interrupted.clear()
-            for tid in wanted:
+            stopped = wanted.intersection(event.tokenizer_ids)  # the other process's rows go on
+            self.loaded -= stopped
+            for tid in stopped:
+                self.errors.pop(tid, None)  # the new process reports its own
+                self.interrupted.pop(tid, None)
                 if event.restarting:
                     self.interrupted[tid] = f"{event.reason}; restarting"
                 else:

@@ -96,6 +96,8 @@ class TokensSettings:
     specials: str = field(default="literal", metadata={"check": _specials})
     budget_model: str = "gpt-4o"
     reserved_output: int = 1024
+    #: the dashboard's counting processes (the tokenizers are split between them)
+    counting_processes: int = field(default=2, metadata={"above": 0})
     #: model name or glob pattern -> context window in tokens, as a string ("65536");
     #: overrides the built-in table of tui.core.tokenizers.context
     context_windows: dict[str, str] = field(default_factory=dict, metadata={"check": _context_windows})

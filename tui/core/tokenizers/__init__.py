@@ -11,7 +11,7 @@ Public API (nothing here imports tiktoken or tokenizers until a tokenizer is loa
     resolve_tokenizer_id("gpt-4o")           # "o200k_base": an id or a model name, one-line error if neither
     add_to_store(path, tokenizer_id=None)    # `tokdeck tokenizers add`
     count_chat(tok, parse_messages(msgs))    # chat messages with template overhead (tui.core.tokenizers.chat)
-    CountingService(reg)                     # all of the above in a second process, for the dashboard
+    CountingService(reg)                     # all of the above in two more processes, for the dashboard
                                              # (tui.core.tokenizers.counting_client)
 """
 

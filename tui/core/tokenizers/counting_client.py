@@ -1,19 +1,29 @@
-"""The UI's side of the counting process: start it, send it edits, get counts back, restart it.
+"""The UI's side of the counting processes: start them, send them edits, get counts back, restart them.
 
-    service = CountingService(registry)         # nothing runs until it is needed
-    doc = service.open_document(listener)       # starts the process; listener(event) runs on a client thread
-    doc.set_rows(ids)                           # the tokenizers that count this document (loaded there)
+    service = CountingService(registry)         # nothing runs until it is needed; processes=1: one process
+    doc = service.open_document(listener)       # listener(event) runs on a client thread
+    doc.set_rows(ids)                           # the tokenizers that count this document (starts their processes)
     doc.reset(version, text, specials)          # the whole text (a new file)
     doc.edit(version, text, span)               # an edit: only the changed part travels
     doc.set_specials(version, policy)
     doc.request_window(version, tid, cursor, max_chars, limit)   # the token view's pieces
-    reg = service.remote_registry()             # a Registry whose tokenizers run in the process
+    reg = service.remote_registry()             # a Registry whose tokenizers run in their processes
     reg.get("qwen3").count_many(texts)          # blocking: from worker threads only
-    service.close()                             # the process is killed and reaped
+    service.close()                             # the processes are killed and reaped
 
 Events (frozen dataclasses) reach a document's listener: ``TokenizerLoaded``, ``RowCounts``
 (each row's count with the version it belongs to; per row never older than one delivered
-before), ``TokenWindow``, ``ProcessStarted``, ``ProcessStopped``, ``ProcessProblem``.
+before), ``TokenWindow``, ``ProcessStarted``, ``ProcessStopped`` (with the tokenizers of the
+process that stopped), ``ProcessProblem``.
+
+Two processes (``processes``, config ``[tokens] counting_processes``): building the tokenizers
+holds a process's GIL (gemma3's tokenizer.json alone 1.2 s), so a cold start loads in two
+processes at once, one per core (0.74x the time of one, median, on the shared 2-core machine at
+load average 4-6: tests/perf/perf_tokens_incremental.py). Each tokenizer has one owner process, chosen when the service
+first meets it: the largest files first, each to the process with the fewest bytes to load
+(tokenizers of one file share it). Every document's text and edits go to every running process,
+in order; each counts the document's rows it owns, loads and answers calls and token windows
+for them, and is restarted alone when it dies. A process starts when it first owns a tokenizer.
 
 Why a plain subprocess with two pipes rather than multiprocessing: ``fork`` is unsafe in a
 process with threads (the TUI has several); ``spawn`` and ``forkserver`` start by importing
@@ -24,15 +34,17 @@ fd 2 and would garble the screen) and stdin/stdout on /dev/null (the protocol ha
 pipes, so a library that prints cannot corrupt a frame). The child gets its own session: a
 signal for the terminal's process group is the UI's alone.
 
-Faults: when the process dies (a crash, a kill, a protocol error), every open document hears
-``ProcessStopped`` with the reason (exit status and the last line of its stderr), a new process
-starts, and each document's rows and whole text are sent again. A process that died while
+Faults: when a process dies (a crash, a kill, a protocol error), every open document hears
+``ProcessStopped`` with the reason (exit status and the last line of its stderr) and the
+tokenizers it owned, a new process starts in its place, and each document's rows (of those
+tokenizers) and whole text are sent to it again. A process that died while
 loading a tokenizer twice has that tokenizer blamed: it gets an error and is not loaded again.
 A process alive but unresponsive (stopped, deadlocked) is found by a watchdog: when the
 process has said nothing for OVERDUE_S since something was sent to it, it gets a ping; no
 answer within PING_DEADLINE_S (LOAD_DEADLINE_S while it loads a tokenizer: a big load holds the
 GIL there for seconds) and it is killed, which is then handled as a death.
-More than MAX_RESTARTS deaths within RESTART_WINDOW_S and the service gives up until ``start()``.
+More than MAX_RESTARTS deaths of one process within RESTART_WINDOW_S and the service gives up
+on that one until ``start()``.
 Calls waiting for a dead process raise TokenizerError. Sends never block the caller: a
 sender thread writes (texts in pieces of ``wire.TEXT_PIECE`` characters); a reader thread
 reads and delivers.
@@ -64,6 +76,8 @@ from .incremental import CountStats
 from .pieces import TokenPiece, TokenPieces
 from .registry import Registry
 
+#: counting processes by default (the cold start loads in all at once; see the README's figures)
+PROCESSES = 2
 MAX_RESTARTS = 3
 RESTART_WINDOW_S = 60.0
 #: deaths while loading one tokenizer after which it is blamed and never loaded again
@@ -125,6 +139,7 @@ class ProcessStarted:
 class ProcessStopped:
     reason: str
     restarting: bool
+    tokenizer_ids: tuple[str, ...]  # the tokenizers of the process that stopped
 
 
 @dataclass(frozen=True)
@@ -171,10 +186,30 @@ class _Waiter:
         return self.value
 
 
-class _Child:
-    """One counting process, its pipes and the two threads that talk to it."""
+class _Shard:
+    """One of the service's counting processes over its lifetimes: the tokenizers it owns, the
+    process running now, its deaths, what the running one said of its tokenizers, and the calls
+    waiting for it. Changed under the service's lock."""
 
-    def __init__(self, service: "CountingService"):
+    def __init__(self, index: int):
+        self.index = index
+        self.tids: dict[str, None] = {}  # the tokenizers it owns, in the order they came
+        self.files: set[str] = set()
+        self.weight = 0  # bytes of tokenizer files to load
+        self.child: _Child | None = None
+        self.loaded: dict[str, dict] = {}  # by the running process: tid -> what it said about it
+        self.load_errors: dict[str, str] = {}
+        self.calls: dict[int, _Waiter] = {}
+        self.loads: dict[str, list[_Waiter]] = {}
+        self.deaths: list[float] = []
+        self.stopped: str | None = None  # why the service gave up restarting it
+
+
+class _Child:
+    """One counting process, its pipes and the threads that talk to it."""
+
+    def __init__(self, service: "CountingService", shard: _Shard):
+        self.shard = shard
         to_child, self.to_child = os.pipe()
         self.from_child, from_parent = os.pipe()
         self.stderr = tempfile.TemporaryFile()
@@ -320,94 +355,132 @@ def _last_words(lines: list[str]) -> str | None:
 
 
 class CountingService:
-    """The counting process, shared by everything in the dashboard that counts. Thread-safe."""
+    """The counting processes, shared by everything in the dashboard that counts. Thread-safe."""
 
-    def __init__(self, registry: Registry):
+    def __init__(self, registry: Registry, processes: int = PROCESSES):
+        if processes < 1:
+            raise ValueError(f"at least one counting process, not {processes}")
         self.registry = registry
         self._lock = threading.RLock()
-        self._child: _Child | None = None
+        self._shards = [_Shard(i) for i in range(processes)]
+        self._owners: dict[str, _Shard] = {}
         self._closed = False
         self._docs: dict[int, DocumentCounts] = {}
         self._doc_ids = itertools.count(1)
         self._request_ids = itertools.count(1)
-        self._calls: dict[int, _Waiter] = {}
-        self._loads: dict[str, list[_Waiter]] = {}
-        self._loaded: dict[str, dict] = {}  # by the running process: tid -> what it said about it
-        self._load_errors: dict[str, str] = {}
         self._blamed: dict[str, str] = {}
         self._strikes: Counter[str] = Counter()
-        self._deaths: list[float] = []
-        self.stopped: str | None = None  # why the service gave up restarting
         self.started_pids: list[int] = []  # every process it started, newest last
         _SERVICES.add(self)
 
     # ------------------------------------------------------------------ life
     @property
-    def pid(self) -> int | None:
-        child = self._child
+    def pids(self) -> tuple[int, ...]:
+        """The processes running now."""
+        return tuple(shard.child.pid for shard in self._shards if shard.child is not None)
+
+    def pid_of(self, tid: str) -> int | None:
+        """The process that counts ``tid`` (None: none runs for it now)."""
+        shard = self._owners.get(tid)
+        child = shard.child if shard is not None else None
         return child.pid if child is not None else None
 
+    @property
+    def stopped(self) -> str | None:
+        """Why the service gave up restarting a process (None: it has not)."""
+        return next((shard.stopped for shard in self._shards if shard.stopped is not None), None)
+
     def start(self) -> None:
-        """Start the process if it is not running (again, after the service gave up)."""
+        """Start the processes that are not running (again, after the service gave up)."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("the counting service is closed")
-            if self._child is None:
-                self._deaths.clear()
-                self.stopped = None
-                self._spawn()
+            for shard in self._shards:
+                if shard.child is None and shard.tids:
+                    shard.deaths.clear()
+                    shard.stopped = None
+                    self._spawn(shard)
 
     def close(self) -> None:
-        """Kill the process and reap it; pending calls fail. For good: start() raises after."""
+        """Kill the processes and reap them; pending calls fail. For good: start() raises after."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            child, self._child = self._child, None
-            self._fail_waiters("the counting service was closed")
-        if child is not None:
+            children = [shard.child for shard in self._shards if shard.child is not None]
+            for shard in self._shards:
+                shard.child = None
+                self._fail_waiters(shard, "the counting service was closed")
+        for child in children:
             child.kill()
 
-    def _spawn(self) -> None:
-        """(under the lock) a new process; everything open is sent to it again"""
-        self._loaded.clear()
-        self._load_errors.clear()
+    def _assign(self, tids: Sequence[str]) -> None:
+        """(under the lock) an owner for each tokenizer that has none: the largest files first,
+        each to the process with the fewest bytes to load (a file's tokenizers go together)"""
+        weighed = [(tid, *self._file(tid)) for tid in dict.fromkeys(tids) if tid not in self._owners]
+        for tid, path, size in sorted(weighed, key=lambda w: -w[2]):
+            shard = next((s for s in self._shards if path in s.files), None) if path else None
+            if shard is None:
+                shard = min(self._shards, key=lambda s: s.weight)
+                shard.weight += size
+                if path:
+                    shard.files.add(path)
+            shard.tids[tid] = None
+            self._owners[tid] = shard
+
+    def _file(self, tid: str) -> tuple[str | None, int]:
+        """The tokenizer's file and its size in bytes: what its load costs, roughly."""
         try:
-            child = self._child = _Child(self)
+            path = self.registry.info(tid).path
+            return (str(path), Path(path).stat().st_size) if path else (None, 0)
+        except (TokenizerError, OSError):  # its process reports the error when it loads it
+            return None, 0
+
+    def _owner(self, tid: str) -> _Shard:
+        """(under the lock)"""
+        self._assign([tid])
+        return self._owners[tid]
+
+    def _spawn(self, shard: _Shard) -> None:
+        """(under the lock) a new process for ``shard``; everything open is sent to it again"""
+        shard.loaded.clear()
+        shard.load_errors.clear()
+        try:
+            child = shard.child = _Child(self, shard)
         except OSError as exc:  # no process can start (no memory, no executable): say so, do not retry
-            self.stopped = f"cannot start the counting process: {exc.strerror or exc}"
-            self._fail_waiters(self.stopped)
-            self._broadcast(ProcessStopped(self.stopped, False))
+            shard.stopped = f"cannot start the counting process: {exc.strerror or exc}"
+            self._fail_waiters(shard, shard.stopped)
+            self._broadcast(ProcessStopped(shard.stopped, False, tuple(shard.tids)))
             return
         self.started_pids.append(child.pid)
 
         child.send(("hello", PROTOCOL, self.registry.settings()))
-        if self._loads:
-            child.send(("load", list(self._loads)))
+        if shard.loads:
+            child.send(("load", list(shard.loads)))
         for doc in self._docs.values():
             doc._send_all(child)
 
-    def _running(self) -> _Child | None:
-        """(under the lock) the running process, started if needed. None: the service is closed
-        or gave up (documents heard why), or the process was just started, and so was sent
-        every document as it is now."""
-        if self._child is None and self.stopped is None and not self._closed:
-            self._spawn()
+    def _running(self, shard: _Shard) -> _Child | None:
+        """(under the lock) the shard's running process, started if it owns a tokenizer. None: it
+        owns none, the service is closed or gave up on it (documents heard why), or the process
+        was just started, and so was sent every document as it is now."""
+        if shard.child is None and shard.tids and shard.stopped is None and not self._closed:
+            self._spawn(shard)
             return None
-        return self._child
+        return shard.child
 
-    def _send(self, item) -> None:
-        """(under the lock) a request to the running process, starting it first if needed"""
-        self._running()
-        if self._child is not None:
-            self._child.send(item)
+    def _send(self, shard: _Shard, item) -> None:
+        """(under the lock) a request to the shard's running process, starting it first if needed"""
+        self._running(shard)
+        if shard.child is not None:
+            shard.child.send(item)
 
-    def _usable(self) -> None:
+    def _usable(self, shard: _Shard) -> None:
         """(under the lock) raise TokenizerError when no process will answer"""
         if self._closed:
             raise TokenizerError("the counting service was closed")
-        if self.stopped is not None:
-            raise TokenizerError(self.stopped)
+        if shard.stopped is not None:
+            raise TokenizerError(shard.stopped)
 
     # ------------------------------------------------------------------ reading
     def _read_loop(self, child: _Child) -> None:
@@ -434,11 +507,12 @@ class CountingService:
         if not isinstance(message, tuple) or not message:
             raise wire.ProtocolError(f"not a message: {type(message).__name__}")
         kind = message[0]
+        shard = child.shard
         if kind == "counts":
             _, doc_id, version, rows, inline_done = message
             doc = self._docs.get(doc_id)
             if doc is not None:
-                doc._counts(int(version), rows, bool(inline_done))
+                doc._counts(shard, int(version), rows, bool(inline_done))
         elif kind == "loading":
             _, tid = message
             child.loading = tid
@@ -447,10 +521,10 @@ class CountingService:
             child.loading = None
             with self._lock:
                 if error is None:
-                    self._loaded[tid] = dict(meta)
+                    shard.loaded[tid] = dict(meta)
                 else:
-                    self._load_errors[tid] = str(error)
-                waiters = self._loads.pop(tid, [])
+                    shard.load_errors[tid] = str(error)
+                waiters = shard.loads.pop(tid, [])
                 docs = list(self._docs.values())
             for waiter in waiters:
                 waiter.resolve(meta, None if error is None else TokenizerError(str(error)))
@@ -463,14 +537,14 @@ class CountingService:
                 doc._window(message)
         elif kind == "reply":
             _, request, error, value = message
-            caller = self._calls.pop(request, None)
+            caller = shard.calls.pop(request, None)
             if caller is not None:
                 caller.resolve(value, None if error is None else _call_error(*error))
         elif kind == "resync":
             _, doc_id, _version = message
             with self._lock:
                 doc = self._docs.get(doc_id)
-                if doc is not None and self._child is child:
+                if doc is not None and shard.child is child:
                     doc._send_text(child)
         elif kind == "ready":
             _, pid, protocol = message
@@ -490,12 +564,13 @@ class CountingService:
             doc._deliver(event)
 
     def _ended(self, child: _Child, reason: str) -> None:
-        """A process is gone: unless it was closed on purpose, say so and start another."""
+        """A process is gone: unless it was closed on purpose, say so and start another in its place."""
+        shard = child.shard
         with self._lock:
-            if self._child is not child:
+            if shard.child is not child:
                 return  # closed, or already replaced
-            self._child = None
-            self._fail_waiters(reason)
+            shard.child = None
+            self._fail_waiters(shard, reason)
             blamed = child.loading
             newly_blamed = None
             if blamed is not None:
@@ -504,23 +579,24 @@ class CountingService:
                     self._blamed[blamed] = f"{blamed}: {reason} while loading it, {LOAD_STRIKES} times"
                     newly_blamed = TokenizerLoaded(blamed, self._blamed[blamed], 0.0)
             now = time.monotonic()
-            self._deaths = [t for t in self._deaths if now - t < RESTART_WINDOW_S] + [now]
-            restarting = len(self._deaths) <= MAX_RESTARTS
+            shard.deaths = [t for t in shard.deaths if now - t < RESTART_WINDOW_S] + [now]
+            restarting = len(shard.deaths) <= MAX_RESTARTS
             if not restarting:
-                self.stopped = reason
-        self._broadcast(ProcessStopped(reason, restarting))
+                shard.stopped = reason
+            tids = tuple(shard.tids)
+        self._broadcast(ProcessStopped(reason, restarting, tids))
         if newly_blamed is not None:
             self._broadcast(newly_blamed)
         if restarting:
             with self._lock:
-                if self._child is None and not self._closed:
-                    self._spawn()
+                if shard.child is None and not self._closed:
+                    self._spawn(shard)
 
-    def _fail_waiters(self, reason: str) -> None:
-        """(under the lock) every call and load waiting for the process fails"""
-        waiting = [*self._calls.values(), *(w for ws in self._loads.values() for w in ws)]
-        self._calls.clear()
-        self._loads.clear()
+    def _fail_waiters(self, shard: _Shard, reason: str) -> None:
+        """(under the lock) every call and load waiting for the shard's process fails"""
+        waiting = [*shard.calls.values(), *(w for ws in shard.loads.values() for w in ws)]
+        shard.calls.clear()
+        shard.loads.clear()
         for waiter in waiting:
             waiter.resolve(error=TokenizerError(reason))
 
@@ -531,7 +607,8 @@ class CountingService:
                 raise RuntimeError("the counting service is closed")
             doc = DocumentCounts(self, next(self._doc_ids), listener)
             self._docs[doc.id] = doc
-            self._running()
+            for shard in self._shards:
+                self._running(shard)
         return doc
 
     # ------------------------------------------------------------------ tokenizers for the other panes
@@ -539,29 +616,31 @@ class CountingService:
         return RemoteRegistry(self)
 
     def load(self, tid: str) -> dict:
-        """Load ``tid`` in the process (blocking); what it said about it. TokenizerError if it cannot."""
+        """Load ``tid`` in its process (blocking); what it said about it. TokenizerError if it cannot."""
         with self._lock:
             if tid in self._blamed:
                 raise TokenizerError(self._blamed[tid])
-            if tid in self._loaded:
-                return self._loaded[tid]
-            if tid in self._load_errors:
-                raise TokenizerError(self._load_errors[tid])
-            self._usable()
+            shard = self._owner(tid)
+            if tid in shard.loaded:
+                return shard.loaded[tid]
+            if tid in shard.load_errors:
+                raise TokenizerError(shard.load_errors[tid])
+            self._usable(shard)
             waiter = _Waiter()
-            self._loads.setdefault(tid, []).append(waiter)
-            self._send(("load", [tid]))
+            shard.loads.setdefault(tid, []).append(waiter)
+            self._send(shard, ("load", [tid]))
         return waiter.wait()
 
     def call(self, tid: str, method: str, *args):
-        """``tokenizer.method(*args)`` run in the process (blocking)."""
+        """``tokenizer.method(*args)`` run in its process (blocking)."""
         if method not in CALLS:
             raise ValueError(f"not a counting-process call: {method}")
         with self._lock:
-            self._usable()
+            shard = self._owner(tid)
+            self._usable(shard)
             request = next(self._request_ids)
-            waiter = self._calls[request] = _Waiter()
-            self._send(("call", request, tid, method, args))
+            waiter = shard.calls[request] = _Waiter()
+            self._send(shard, ("call", request, tid, method, args))
         return waiter.wait()
 
 
@@ -574,8 +653,8 @@ def _call_error(kind: str, message: str) -> Exception:
 
 
 class DocumentCounts:
-    """One document counted in the process. Methods are for one thread (the UI's); events
-    arrive on the client's reader thread."""
+    """One document counted in the processes. Methods are for one thread (the UI's); events
+    arrive on the client's reader threads."""
 
     def __init__(self, service: CountingService, doc_id: int, listener: Listener):
         self.id = doc_id
@@ -591,22 +670,29 @@ class DocumentCounts:
         self._arrived = threading.Condition()  # the newest version a counts frame came for, and its rows
         self._arrived_version = 0
         self._arrived_rows: list[RowCount] = []
-        self._inline_done = 0  # the newest version whose inline counts all came
+        self._inline_done: dict[int, int] = {}  # by shard: the newest version whose inline counts all came
 
     def set_rows(self, ids: Sequence[str]) -> None:
         service = self._service
         with service._lock:
             self.rows = tuple(dict.fromkeys(ids))
-            # what the process already knows (loaded for another document, or failed) is said now
-            known = {tid: service._blamed.get(tid) or service._load_errors.get(tid) for tid in self.rows
-                     if tid in service._blamed or tid in service._loaded or tid in service._load_errors}
-            child = service._running()
-            if child is not None:
-                child.send(("rows", self.id, self._rows_to_count()))
+            service._assign(self.rows)
+            known: dict[str, str | None] = {}  # what the processes know already (loaded for another document, or failed)
+            for tid in self.rows:
+                shard = service._owners[tid]
+                if tid in service._blamed or tid in shard.loaded or tid in shard.load_errors:
+                    known[tid] = service._blamed.get(tid) or shard.load_errors.get(tid)
+            # the processes given up before (one that cannot start now says so itself)
+            stopped = [ProcessStopped(shard.stopped, False, tuple(shard.tids)) for shard in service._shards
+                       if shard.stopped is not None]
+            for shard in service._shards:
+                child = service._running(shard)
+                if child is not None:
+                    child.send(("rows", self.id, self._rows_for(shard)))
         for tid, error in known.items():
             self._deliver(TokenizerLoaded(tid, error, 0.0))
-        if service.stopped is not None:
-            self._deliver(ProcessStopped(service.stopped, False))
+        for event in stopped:
+            self._deliver(event)
 
     def reset(self, version: int, text: str, specials: SpecialPolicy | None = None) -> None:
         """The whole text as version ``version`` (a new document, a file loaded)."""
@@ -617,9 +703,10 @@ class DocumentCounts:
             self.text, self.version = text, version
             if specials is not None:
                 self.specials = specials
-            child = service._running()
-            if child is not None:
-                self._send_text(child)
+            for shard in service._shards:
+                child = service._running(shard)
+                if child is not None:
+                    self._send_text(child)
 
     def edit(self, version: int, text: str, span: tuple[int, int] | None) -> None:
         """The text after an edit: it shares its first ``p`` and last ``s`` characters with the
@@ -631,11 +718,13 @@ class DocumentCounts:
         p = min(span[0], old, len(text))
         s = min(span[1], old - p, len(text) - p)
         service = self._service
+        edit = _Text(("edit", self.id, version, p, s, len(text)), text, p, len(text) - s)
         with service._lock:
             self.text, self.version = text, version
-            child = service._running()
-            if child is not None:
-                child.send(_Text(("edit", self.id, version, p, s, len(text)), text, p, len(text) - s))
+            for shard in service._shards:
+                child = service._running(shard)
+                if child is not None:
+                    child.send(edit)
 
     def set_specials(self, version: int, policy: SpecialPolicy) -> None:
         if policy not in SPECIAL_POLICIES:
@@ -646,23 +735,26 @@ class DocumentCounts:
         service = self._service
         with service._lock:
             self.version, self.specials = version, policy
-            child = service._running()
-            if child is not None:
-                child.send(("specials", self.id, version, policy))
+            for shard in service._shards:
+                child = service._running(shard)
+                if child is not None:
+                    child.send(("specials", self.id, version, policy))
 
     def wait_for_counts(self, version: int, timeout: float) -> list[RowCount]:
-        """Wait (at most ``timeout``) for the counts of ``version`` the process makes as soon as
+        """Wait (at most ``timeout``) for the counts of ``version`` the processes make as soon as
         the edit arrives (a keystroke's incremental rows, the tiktoken family first); the rows of
         that version here by then. They are delivered to the listener too."""
+        running = [shard.index for shard in self._service._shards if shard.child is not None]
         with self._arrived:
-            self._arrived.wait_for(lambda: self._inline_done >= version, timeout)
+            self._arrived.wait_for(lambda: all(self._inline_done.get(i, 0) >= version for i in running), timeout)
             return [row for row in self._arrived_rows if row.version == version]
 
     def request_window(self, version: int, tid: str, cursor: int, max_chars: int, limit: int) -> int:
         """Ask for the tokens around ``cursor`` (a TokenWindow event answers); the request's number."""
         request = next(self._window_requests)
-        with self._service._lock:
-            self._service._send(("window", self.id, request, version, tid, cursor, max_chars, limit))
+        service = self._service
+        with service._lock:
+            service._send(service._owner(tid), ("window", self.id, request, version, tid, cursor, max_chars, limit))
         return request
 
     def close(self) -> None:
@@ -670,18 +762,20 @@ class DocumentCounts:
         with service._lock:
             self._closed = True
             service._docs.pop(self.id, None)
-            if service._child is not None:
-                service._child.send(("close", self.id))
+            for shard in service._shards:
+                if shard.child is not None:
+                    shard.child.send(("close", self.id))
 
     # ------------------------------------------------------------------ the client's side
-    def _rows_to_count(self) -> list[str]:
-        return [tid for tid in self.rows if tid not in self._service._blamed]
+    def _rows_for(self, shard: _Shard) -> list[str]:
+        """(under the service's lock) the rows the shard's process counts"""
+        return [tid for tid in self.rows if tid in shard.tids and tid not in self._service._blamed]
 
     def _send_text(self, child: _Child) -> None:
         child.send(_Text(("doc", self.id, self.version, self.specials), self.text, 0, len(self.text)))
 
     def _send_all(self, child: _Child) -> None:
-        child.send(("rows", self.id, self._rows_to_count()))
+        child.send(("rows", self.id, self._rows_for(child.shard)))
         if self.version:
             self._send_text(child)
 
@@ -689,7 +783,7 @@ class DocumentCounts:
         if not self._closed:
             self._listener(event)
 
-    def _counts(self, version: int, rows, inline_done: bool) -> None:
+    def _counts(self, shard: _Shard, version: int, rows, inline_done: bool) -> None:
         out = []
         for tid, chars, tokens, error, exact, stats, seconds in rows:
             if version < self._newest.get(tid, 0):
@@ -705,7 +799,7 @@ class DocumentCounts:
             if version == self._arrived_version:
                 self._arrived_rows += out
             if inline_done:
-                self._inline_done = max(self._inline_done, version)
+                self._inline_done[shard.index] = max(self._inline_done.get(shard.index, 0), version)
                 self._arrived.notify_all()
         if out:
             self._deliver(RowCounts(tuple(out)))
