@@ -47,7 +47,7 @@ the client and of the server process (% of one core) and of the whole machine (/
 "others" = machine - client - server: other work on the box). The chunk rate is the server's
 content chunks per second of the run.
 
-    /work/.venv-dev/bin/python tests/perf/perf_bench_accuracy.py [--repeat N] [--quick] [--only stress:64,...]
+    python tests/perf/perf_bench_accuracy.py [--repeat N] [--quick] [--only stress:64,...]
                                                                  [--workers N]
 """
 

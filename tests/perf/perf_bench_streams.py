@@ -14,7 +14,7 @@ mean TTFT/TPOT against the server's own record, and the client's memory.
   memory is summed every 0.5 s and the peak reported, as RSS (pages shared between the
   processes counted in each: an upper bound) and as PSS (shared pages split between them).
 
-    /work/.venv-dev/bin/python tests/perf/perf_bench_streams.py [--only single|workers] [--workers N]
+    python tests/perf/perf_bench_streams.py [--only single|workers] [--workers N]
                                                                 [--streams N]
 """
 

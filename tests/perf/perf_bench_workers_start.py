@@ -9,7 +9,7 @@ with the engine preloaded, then one fork per worker) - which overlaps the prepar
 Goal: with --workers 2, the first request leaves within 1 s of the command starting.
 Runs alternate 1 and N workers; the machine's load average is printed (it is shared).
 
-    /work/.venv-dev/bin/python tests/perf/perf_bench_workers_start.py [--repeat N] [--workers N]
+    python tests/perf/perf_bench_workers_start.py [--repeat N] [--workers N]
 """
 
 from __future__ import annotations

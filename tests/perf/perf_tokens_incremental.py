@@ -1,6 +1,6 @@
 """Tokens pane on a 1 MB mixed-language document, all bundled tokenizers enabled, through the real app.
 
-Run: /work/.venv-dev/bin/python tests/perf/perf_tokens_incremental.py [--keys N] [--mb SIZE]
+Run: python tests/perf/perf_tokens_incremental.py [--keys N] [--mb SIZE]
          [--processes 1,2] [--repeat N] [--cold-only]
 
 The app runs headless under Textual's Pilot (same event loop and threads as in a terminal; only
