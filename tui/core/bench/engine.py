@@ -45,7 +45,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from time import perf_counter
-from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 
 import aiohttp
 
@@ -181,6 +181,28 @@ Event = RequestRecord | RunSnapshot
 Scheduled = tuple[int, float, BenchRequest]
 
 
+
+async def run_as_events(run: Callable[[Callable[[Any], None]], Coroutine[Any, Any, Any]],
+                        stop: Callable[[], None]) -> AsyncIterator[Any]:
+    """The events ``run(on_event)`` emits, as an async iterator: a crash is re-raised at the end;
+    a consumer that leaves early stops the run (its outcome stays where ``run`` puts it)."""
+    q: asyncio.Queue = asyncio.Queue()
+    done = object()
+    task = asyncio.create_task(run(q.put_nowait))
+    task.add_done_callback(lambda _t: q.put_nowait(done))
+    try:
+        while True:
+            item = await q.get()
+            if item is done:
+                break
+            yield item
+        task.result()  # re-raise a crash
+    finally:
+        if not task.done():
+            stop()
+        # the consumer left early: a crash has no one to go to
+        await asyncio.gather(task, return_exceptions=True)
+
 class BenchmarkRun:
     """One benchmark run. Use from the event loop that runs it (``BenchmarkThread`` for others).
 
@@ -269,24 +291,9 @@ class BenchmarkRun:
         just before the POST (CLOCK_MONOTONIC on Linux, comparable across processes)."""
         return self._t0
 
-    async def events(self) -> AsyncIterator[Event]:
+    def events(self) -> AsyncIterator[Event]:
         """Run the benchmark, yielding records and snapshots; ``self.result`` is set at the end."""
-        q: asyncio.Queue = asyncio.Queue()
-        done = object()
-        task = asyncio.create_task(self.run(q.put_nowait))
-        task.add_done_callback(lambda _t: q.put_nowait(done))
-        try:
-            while True:
-                item = await q.get()
-                if item is done:
-                    break
-                yield item
-            task.result()  # re-raise a crash
-        finally:
-            if not task.done():
-                self.stop()
-            # the consumer left early: the outcome is in self.result; a crash has no one to go to
-            await asyncio.gather(task, return_exceptions=True)
+        return run_as_events(self.run, self.stop)
 
     async def run(self, on_event: Callable[[Event], None] | None = None) -> BenchResult:
         """Run to the end (or until ``stop()``); returns the result (also in ``self.result``)."""

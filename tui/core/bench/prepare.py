@@ -231,28 +231,37 @@ def prepare(options: RunOptions, *, profile: Profile | None = None, registry: Re
 
 def save_result(options: RunOptions, result: BenchResult) -> Path:
     """Write the result JSON (vLLM's keys; detailed with --save-detailed) atomically; its path."""
+    path = result_path(options, result)
+    write_json(path, result.to_vllm_json(detailed=options.save_detailed), "the result")
+    return path
+
+
+def write_json(path: Path, data: object, what: str) -> None:
+    """Write ``data`` as indented JSON atomically; TokdeckError (one line) naming ``what``."""
     import orjson
 
     from ..errors import TokdeckError
     from ..paths import atomic_write_bytes
 
-    path = result_path(options, result)
     try:
-        atomic_write_bytes(path, orjson.dumps(result.to_vllm_json(detailed=options.save_detailed),
-                                              option=orjson.OPT_INDENT_2) + b"\n")
+        atomic_write_bytes(path, orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
     except OSError as exc:
-        raise TokdeckError(f"{path}: cannot write the result: {exc.strerror or exc}") from None
-    return path
+        raise TokdeckError(f"{path}: cannot write {what}: {exc.strerror or exc}") from None
 
 
-def save_csv(path: str | Path, result: BenchResult) -> None:
-    """Write one CSV row per request (``--csv``) atomically."""
+def write_csv(path: str | Path, text: str) -> None:
+    """Write a CSV text atomically; TokdeckError (one line)."""
     from pathlib import Path
 
     from ..errors import TokdeckError
     from ..paths import atomic_write_text
 
     try:
-        atomic_write_text(Path(path), result.to_csv())
+        atomic_write_text(Path(path), text)
     except OSError as exc:
         raise TokdeckError(f"{path}: cannot write the CSV: {exc.strerror or exc}") from None
+
+
+def save_csv(path: str | Path, result: BenchResult) -> None:
+    """Write one CSV row per request (``--csv``) atomically."""
+    write_csv(path, result.to_csv())

@@ -453,23 +453,11 @@ class SweepRun:
     def stopped(self) -> bool:
         return self._stopped
 
-    async def events(self) -> AsyncIterator[SweepEvent]:
+    def events(self) -> AsyncIterator[SweepEvent]:
         """Run the sweep, yielding its events; ``self.result`` is set at the end."""
-        q: asyncio.Queue = asyncio.Queue()
-        done = object()
-        task = asyncio.create_task(self.run(q.put_nowait))
-        task.add_done_callback(lambda _t: q.put_nowait(done))
-        try:
-            while True:
-                item = await q.get()
-                if item is done:
-                    break
-                yield item
-            task.result()
-        finally:
-            if not task.done():
-                self.stop()
-            await asyncio.gather(task, return_exceptions=True)
+        from .engine import run_as_events
+
+        return run_as_events(self.run, self.stop)
 
     async def run(self, on_event: Callable[[SweepEvent], None] | None = None) -> SweepResult:
         if on_event is not None:
@@ -669,28 +657,15 @@ def sweep_path(options: RunOptions, result: SweepResult) -> Path:
 
 def save_sweep(options: RunOptions, result: SweepResult) -> Path:
     """Write the sweep JSON atomically; its path."""
-    import orjson
-
-    from ..errors import TokdeckError
-    from ..paths import atomic_write_bytes
+    from .prepare import write_json
 
     path = sweep_path(options, result)
-    try:
-        atomic_write_bytes(path, orjson.dumps(result.to_json(detailed=options.save_detailed),
-                                              option=orjson.OPT_INDENT_2) + b"\n")
-    except OSError as exc:
-        raise TokdeckError(f"{path}: cannot write the sweep: {exc.strerror or exc}") from None
+    write_json(path, result.to_json(detailed=options.save_detailed), "the sweep")
     return path
 
 
 def save_sweep_csv(path: str | Path, result: SweepResult) -> None:
     """Write one CSV row per step atomically."""
-    from pathlib import Path
+    from .prepare import write_csv
 
-    from ..errors import TokdeckError
-    from ..paths import atomic_write_text
-
-    try:
-        atomic_write_text(Path(path), result.to_csv())
-    except OSError as exc:
-        raise TokdeckError(f"{path}: cannot write the CSV: {exc.strerror or exc}") from None
+    write_csv(path, result.to_csv())
