@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench_pane_testing import vllm_result, write_json
 from tui.core.bench.history import compare, list_result_files, load_result_file, run_from_dict
@@ -153,3 +156,46 @@ def test_live_lag_warning_needs_more_than_one_spike():
     live.add(_snap(4.0))
     warning = live.lag_warning()
     assert warning is not None and "4.0 ms late (limit 2.5 ms)" in warning
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 3000), cap=st.integers(1, 50), cuts=st.lists(st.integers(1, 400), max_size=20))
+def test_reservoir_sample_does_not_depend_on_how_values_arrive(n, cap, cuts):
+    values = [float(i) for i in range(n)]
+    whole, chunked = Reservoir(cap, seed=3), Reservoir(cap, seed=3)
+    whole.extend(values)
+    i = 0
+    for c in cuts + [n]:
+        chunked.extend(values[i:i + c])
+        i += c
+    assert list(chunked.values) == list(whole.values)
+    assert whole.count == n and len(whole.values) == min(n, cap) and len(set(whole.values)) == len(whole.values)
+    assert whole.total == pytest.approx(sum(values))
+
+
+def test_reservoir_sample_is_uniform_and_cheap():
+    """Each tenth of a stream is as likely in the sample (a per-value draw would cost the UI thread)."""
+    per_tenth = [0] * 10
+    for seed in range(300):
+        r = Reservoir(20, seed=seed)
+        for start in range(0, 2000, 256):
+            r.extend([float(v) for v in range(start, min(start + 256, 2000))])
+        for v in r.values:
+            per_tenth[int(v) // 200] += 1
+    assert all(abs(c - 600) < 120 for c in per_tenth), per_tenth  # expected 600 each, sd ~23
+
+    class CountingRandom(random.Random):
+        draws = 0
+
+        def random(self):
+            CountingRandom.draws += 1
+            return super().random()
+
+        def getrandbits(self, k):
+            CountingRandom.draws += 1
+            return super().getrandbits(k)
+
+    r = Reservoir(1000)
+    r._rng = CountingRandom(0)
+    r.extend([1.0] * 200_000)
+    assert CountingRandom.draws < 40_000  # ~3 per replacement, k ln(n/k) = 5,300 of them; not one per value

@@ -344,3 +344,26 @@ async def test_a_request_left_unaccounted_is_shown_as_an_internal_error(make_ben
         assert f"INTERNAL ERROR: {problem}" in _text(app, "#bench-errors")
         assert "INTERNAL ERROR: accounting" in pane.status
         assert any(n.severity == "error" and n.message == problem for n in app._notifications)
+
+
+async def test_status_lines_that_stay_one_line_do_not_relayout_the_screen(make_bench, monkeypatch):
+    """The drain tick rewrites the status lines 4 times a second; a layout of the screen costs tens of ms."""
+    app = make_bench()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        pane = app.bench
+        pane.action_show_view("run")  # where a run shows them
+        await pilot.pause()
+        layouts = []
+        static = pane.query_one("#bench-throughput", Static)
+        update = static.update
+        monkeypatch.setattr(static, "update",
+                            lambda text, layout=True: (layouts.append(layout), update(text, layout=layout)))
+        pane._set_text("#bench-throughput", "10 done · 0 failed")
+        await pilot.pause()
+        pane._set_text("#bench-throughput", "20 done · 0 failed")
+        pane._set_text("#bench-throughput", "20 done · 0 failed")  # unchanged: no update at all
+        pane._set_text("#bench-throughput", "x" * 300)  # wraps: its height changes
+        await pilot.pause()
+        assert layouts == [True, False, True]
+        assert static.size.height > 1

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -575,10 +576,19 @@ class BenchPane(Container):
             self._end_run(end)
 
     def _set_text(self, selector: str, text: str) -> None:
-        """Update a Static only when its text changed (an update re-lays the view out)."""
-        if self._shown_text.get(selector) != text:
-            self._shown_text[selector] = text
-            self.query_one(selector, Static).update(text)
+        """Update a Static only when its text changed, re-laying the screen out only when its height may.
+
+        A layout of the whole screen took tens of ms of the UI thread during a run, and the status
+        lines change on every drain tick; a line that stays one line keeps its size.
+        """
+        old = self._shown_text.get(selector)
+        if old == text:
+            return
+        self._shown_text[selector] = text
+        static = self.query_one(selector, Static)
+        width = static.content_size.width
+        one_line = old is not None and "\n" not in old + text and max(cell_len(old), cell_len(text)) <= width
+        static.update(text, layout=not one_line)
 
     def _draw_live(self) -> None:
         live = self.live
