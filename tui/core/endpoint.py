@@ -55,8 +55,9 @@ def base_url_problem(url: str) -> str | None:
     except (ValueError, IndexError) as exc:
         return f"is not a valid URL ({exc})"
     try:
-        yarl.URL(url)
-    except (ValueError, IndexError):  # yarl 1.x raises IndexError for "http://[::1]@"
+        yarl.URL(url)  # yarl 1.x raises IndexError for "http://[::1]@"
+        urlsplit(url)  # "http://[u:p@[::1]": a bracket before the @ (the message would quote the password)
+    except (ValueError, IndexError):
         return "is not a valid URL (its user:password@ part)"
     if parts.scheme.lower() not in ("http", "https"):
         return "must start with http:// or https://"
