@@ -91,3 +91,19 @@ def test_a_base_exception_from_a_library_is_one_line_not_a_traceback(monkeypatch
     err = capsys.readouterr().err
     assert err.strip() == ("tokdeck: internal error: PanicException: called `Option::unwrap()` on a `None` value "
                            "(TOKDECK_DEBUG=1 shows the traceback)")
+
+
+def test_an_internal_error_never_prints_a_urls_password(monkeypatch, capsys):
+    """A library's message may quote a URL's user:password@ part (urlsplit did, for a bad IPv6 host)."""
+    import tui.commands.count as count_command
+    from tui.cli import main
+
+    def failing_run(args):
+        raise ValueError("'u:SECRETPW@[::1' does not appear to be an IPv4 or IPv6 address\nsecond line")
+
+    monkeypatch.setattr(count_command, "run", failing_run)
+    assert main(["count", "-"]) == 70
+    err = capsys.readouterr().err
+    assert "SECRETPW" not in err and "second line" not in err
+    assert err.strip() == ("tokdeck: internal error: ValueError: 'u:***@[::1' does not appear to be an IPv4 or IPv6 "
+                           "address (TOKDECK_DEBUG=1 shows the traceback)")

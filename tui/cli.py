@@ -13,6 +13,7 @@ import argparse
 import importlib
 import os
 import pkgutil
+import re
 import sys
 
 from . import __version__
@@ -73,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:  # a bug (or a Rust panic, a BaseException): one line unless asked for the traceback
         if os.environ.get("TOKDECK_DEBUG"):
             raise
-        print(f"tokdeck: internal error: {type(exc).__name__}: {exc} (TOKDECK_DEBUG=1 shows the traceback)",
+        # a library's message may quote a URL's user:password@ part: never print a password
+        said = re.sub(r"([\w.~%+-]+):[^\s@/'\"]+@", r"\1:***@", (str(exc).splitlines() or [""])[0])
+        print(f"tokdeck: internal error: {type(exc).__name__}: {said} (TOKDECK_DEBUG=1 shows the traceback)",
               file=sys.stderr)
         return 70
 
