@@ -1,13 +1,13 @@
 """The Bench pane: configure a load run, watch it live, look back at and compare runs.
 
 Four views in a switcher: Setup (the run form), Run (live or opened run: progress, statistics,
-charts, errors, client health), History (runs and sweeps of this session, saved result and sweep
-files) and,
-in the Run view, the comparison of several runs with deltas.
+charts, the server's own view, errors, client health; or a sweep's curve), History (runs and
+sweeps of this session, saved result and sweep files) and, in the Run view, the comparison of
+several runs with deltas (or of sweeps, overlaid).
 
 Threads: the engine runs in a ``BenchmarkThread`` (its own thread and event loop, so renders never
-delay its timestamps); preparing a run (GET /v1/models, tokenizer, prompts) and opening or saving
-files run in thread workers. A 0.25 s timer drains the engine's queue into a ``LiveRun`` (bounded
+delay its timestamps; the server's metrics are scraped on that loop too); preparing a run (GET
+/v1/models, tokenizer, prompts) and opening or saving files run in thread workers. A 0.25 s timer drains the engine's queue into a ``LiveRun`` (bounded
 buffers) and updates the widgets; the charts are rebuilt at most every ``CHART_EVERY_S`` and only
 when the data changed.
 """
@@ -37,12 +37,13 @@ from ..core.bench.metrics import METRICS
 from ..core.bench.options import (FILE_DATASETS, FORM_DEFAULTS, FORM_ROWS, OPTION, PROFILE_OPTIONS, OptionSpec,
                                   RunOptions, as_text, parse_headers, with_form_defaults)
 from ..core.bench.results import BenchResult, RunSnapshot
+from ..core.bench.servermetrics import ServerSample, scraper_for
 from ..core.bench.workers import WorkerBackend, make_run, step_runs, worker_backend
 from ..core.config import COMMAND_LINE_PROFILE, SIMULATOR_PROFILE, Config, Profile
 from ..core.endpoint import resolve_api_key, shown_url
 from ..core.errors import TokdeckError
 from ..core.paths import data_dir
-from .widgets.bench_charts import BenchCharts
+from .widgets.bench_charts import BenchCharts, ServerChart, keep_sample
 from .widgets.sweep_view import SweepCurve, SweepView
 
 DRAIN_EVERY_S = 0.25
@@ -146,6 +147,7 @@ class BenchPane(Container):
     BenchPane #bench-errors { color: $text-muted; }
     BenchPane #bench-errors.-errors { color: $error; }
     BenchPane #bench-history { height: 1fr; }
+    BenchPane #bench-server { height: 12; }
     BenchPane .-hidden { display: none; }
     """
 
@@ -205,7 +207,9 @@ class BenchPane(Container):
         self._cancel_launch = False
         self.session: list[SessionRun] = []
         self.sweeps: list[tuple[SweepCurve, Any]] = []  # this session's: (as drawn, SweepResult)
-        self._noticed = False
+        self._noticed = False  # the server's "no server view" said (once a run or sweep)
+        self.server_samples: list[ServerSample] = []  # the run's server view, live
+        self._server_dirty = False  # samples came since the server chart was drawn
         self.files: dict[str, RunData | SweepData | Path] = {}  # history key -> opened run or sweep, or a file
         self.selected: list[str] = []  # history keys, in selection order
         self.shown: list[RunData] = []  # the run(s) the Run view shows when no run goes on
@@ -245,6 +249,7 @@ class BenchPane(Container):
                 yield DataTable(id="bench-stats", cursor_type="row", zebra_stripes=True)
                 yield SweepView(id="bench-sweep-view", classes="-hidden")
                 yield BenchCharts(id="bench-charts")
+                yield ServerChart(id="bench-server", classes="-hidden")
                 yield Static("", id="bench-errors", markup=False)
             with Vertical(id="history"):
                 yield Input(placeholder=f"result file or folder to open (enter) - default {self.result_dir}",
@@ -420,7 +425,10 @@ class BenchPane(Container):
             self._launch_sweep(prep)
             return
         self.live = LiveRun(len(prep.requests))
-        self.thread = BenchmarkThread.of(make_run(prep, workers)).start()
+        self.server_samples, self._server_dirty, self._noticed = [], False, False
+        self.query_one("#bench-server").add_class("-hidden")
+        # scraped on the run's own loop, as the command line does: nothing on the UI thread
+        self.thread = BenchmarkThread.of(make_run(prep, workers), scraper=scraper_for(prep)).start()
         self._drawn_version = -1
         self.shown = []
         self._set_text("#bench-title", 
@@ -450,6 +458,8 @@ class BenchPane(Container):
         self.query_one(SweepView).set_class(not sweep, "-hidden")
         for selector in ("#bench-stats", "#bench-charts", "#bench-progress"):
             self.query_one(selector).set_class(sweep, "-hidden")
+        if sweep:  # a sweep draws the server's view in its own view
+            self.query_one("#bench-server").add_class("-hidden")
 
     def _launch_sweep(self, prep: bench_prep.Prepared) -> None:
         from ..core.bench.sweep import SweepThread
@@ -595,7 +605,15 @@ class BenchPane(Container):
             if isinstance(item, (BenchResult, BaseException)):
                 end = item
                 break
+            if isinstance(item, ServerSample):
+                keep_sample(self.server_samples, item)
+                self._server_dirty = True
+                continue
             live.add(item)
+        note = bt.scraper.note if bt.scraper is not None else None
+        if note and not self._noticed:
+            self._noticed = True  # said once
+            self._say(note)
         self._draw_live()
         if end is not None:
             self._end_run(end)
@@ -628,9 +646,20 @@ class BenchPane(Container):
         if now - self._stats_at >= CHART_EVERY_S:  # percentiles sort samples, plots build: 2 Hz
             self._stats_at = now
             self._fill_stats(live.stats())
+            if self._server_dirty:
+                self._server_dirty = False
+                self._draw_server([("live", self.server_samples)])
             if not charts.pending:
                 charts.show([("live", live.curves(charts.points))])
         charts.redraw(CHARTS_PER_TICK)
+
+    def _draw_server(self, views: list[tuple[str, list[ServerSample] | tuple[ServerSample, ...]]]) -> None:
+        """The server's view of the run(s) shown, or no chart when none has one."""
+        chart = self.query_one("#bench-server", ServerChart)
+        views = [(name, samples) for name, samples in views if samples]
+        chart.set_class(not views, "-hidden")
+        if views:
+            chart.draw(views)
 
     def _end_run(self, end) -> None:
         self._timer.pause()
@@ -750,6 +779,7 @@ class BenchPane(Container):
         curves = [(r.name, series_curves(r.series, charts.points)) for r in runs if r.series is not None]
         charts.show(curves)
         charts.redraw()
+        self._draw_server([(r.name, r.server) for r in runs])
         progress = self.query_one("#bench-progress", ProgressBar)
         if len(runs) == 1:
             r = runs[0]

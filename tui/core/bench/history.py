@@ -75,6 +75,7 @@ class RunData:
     client_health: ClientHealth | None = None
     error_reasons: dict[str, int] = field(default_factory=dict, repr=False)
     internal_errors: tuple[str, ...] = ()
+    server: tuple[ServerSample, ...] = field(default=(), repr=False)  # the server's view, from the run's start
 
     def value(self, figure: str) -> float | None:
         """A figure of the summary (``request_throughput``, ...), None when unknown or not finite."""
@@ -123,7 +124,8 @@ def from_result(result: BenchResult, name: str) -> RunData:
     return RunData(name=name, source="session", summary=result.summary, stats=_series_stats(series, store.itl),
                    series=series, model_id=result.setup["model_id"], num_prompts=result.setup["num_prompts"],
                    partial=result.partial, client_health=result.client_health,
-                   error_reasons=dict(result.error_reasons), internal_errors=result.internal_errors)
+                   error_reasons=dict(result.error_reasons), internal_errors=result.internal_errors,
+                   server=result.server_metrics.samples if result.server_metrics is not None else ())
 
 
 def _number_list(data: dict, key: str, n: int | None) -> list[float] | None:
@@ -186,7 +188,8 @@ def run_from_dict(data: dict[str, Any], name: str, source: str) -> RunData:
         partial=data.get("partial") is True, client_health=ClientHealth.from_json(data.get("client_health")),
         error_reasons={k: v for k, v in reasons.items() if isinstance(v, int) and not isinstance(v, bool)}
         if isinstance(reasons, dict) else {},
-        internal_errors=tuple(e for e in internal if isinstance(e, str)) if isinstance(internal, list) else ())
+        internal_errors=tuple(e for e in internal if isinstance(e, str)) if isinstance(internal, list) else (),
+        server=tuple(server_samples(data.get("server_metrics"), 0.0)))
 
 
 # ---------------------------------------------------------------------- saved sweeps
@@ -247,10 +250,10 @@ def _step_point(raw: Any, index: int, percentile: str) -> SweepPoint:
                       _latency_pair(latency, "ttft", percentile), _latency_pair(latency, "tpot", percentile))
 
 
-def _step_samples(raw: dict) -> list[ServerSample]:
-    """A step's server samples on the sweep's timeline; none where the columns are not sound."""
-    offset = _number(raw.get("started_at"))
-    columns = _dict(_dict(_dict(raw.get("result")).get("server_metrics")).get("samples"))
+def server_samples(view: Any, offset: float | None) -> list[ServerSample]:
+    """The samples of a saved server view (``ServerView.to_json``), ``offset`` added to their
+    times; none where the columns are not sound, None where a value is not."""
+    columns = _dict(_dict(view).get("samples"))
     times = columns.get("t")
     if offset is None or not isinstance(times, list):
         return []
@@ -279,7 +282,9 @@ def sweep_from_dict(data: dict[str, Any], name: str, source: str) -> SweepData:
     percentile = _number(slo.get("percentile"), 0.0, 100.0) or 99.0
     p_name = percentile_name(percentile)
     points = tuple(_step_point(raw, i, p_name) for i, raw in enumerate(steps, 1))
-    samples = sorted((s for raw in steps if isinstance(raw, dict) for s in _step_samples(raw)), key=lambda s: s.t)
+    samples = sorted((s for raw in steps if isinstance(raw, dict)  # on the sweep's timeline
+                      for s in server_samples(_dict(raw.get("result")).get("server_metrics"),
+                                              _number(raw.get("started_at")))), key=lambda s: s.t)
     limits = tuple((m, ms) for m in ("ttft", "tpot", "e2el")
                    if (ms := _number(slo.get(f"{m}_ms"), 0.0)) is not None)
     answer, spec = data.get("answer"), data.get("sweep")
