@@ -31,7 +31,8 @@ from textual.message import Message
 from textual.widgets import Button, ContentSwitcher, DataTable, Input, Label, ProgressBar, Select, Static
 
 from ..core.bench import prepare as bench_prep
-from ..core.bench.history import RunData, SweepData, compare, from_result, list_result_files, load_history_file
+from ..core.bench.history import (RunData, SweepData, compare, from_result, list_result_files, load_history_file,
+                                  load_sweep_file)
 from ..core.bench.live import LiveRun, series_curves
 from ..core.bench.metrics import METRICS
 from ..core.bench.options import (FILE_DATASETS, FORM_DEFAULTS, FORM_ROWS, OPTION, PROFILE_OPTIONS, OptionSpec,
@@ -912,16 +913,16 @@ class BenchPane(Container):
     @work(thread=True, exit_on_error=False, group="bench-scan")
     def _scan_folder(self, folder: Path, quiet: bool = False) -> None:
         files = list_result_files(folder)
-        opened: dict[str, SweepData | str] = {}  # sweeps are listed with their capacity: opened now
+        opened: dict[str, SweepData] = {}  # sweeps are listed with their capacity: opened now
         for f in files:
             if f.sweep and not isinstance(self.files.get(str(f.path)), SweepData):
                 try:
-                    opened[str(f.path)] = load_history_file(f.path)
-                except TokdeckError as exc:
-                    opened[str(f.path)] = str(exc)
+                    opened[str(f.path)] = load_sweep_file(f.path)
+                except TokdeckError:
+                    pass  # listed unopened: enter says what is wrong with it
         self.app.call_from_thread(self._listed, folder, files, opened, quiet)
 
-    def _listed(self, folder: Path, files, opened: dict[str, SweepData | str], quiet: bool) -> None:
+    def _listed(self, folder: Path, files, opened: dict[str, SweepData], quiet: bool) -> None:
         for f in files:
             key = str(f.path)
             item = opened.get(key)
