@@ -116,3 +116,16 @@ def test_any_value_anywhere_in_a_sweep_file_reads_or_fails_in_one_line(saved, da
 
 def _has(container, key) -> bool:
     return key in container if isinstance(container, dict) else isinstance(key, int) and key < len(container)
+
+
+def test_a_saved_runs_server_view_reads_back(saved):
+    from tui.core.bench.history import run_from_dict
+
+    result, _ = saved
+    step = result.steps[2].result  # 8 streams on 4 places: a queue
+    run = run_from_dict(orjson.loads(orjson.dumps(step.to_vllm_json())), "s", "s.json")
+    expected = step.server_metrics.samples
+    assert [(s.running, s.waiting) for s in run.server] == [(s.running, s.waiting) for s in expected]
+    assert [s.t for s in run.server] == pytest.approx([s.t for s in expected], abs=1e-3)
+    assert max(s.waiting for s in run.server) == 4
+    assert run_from_dict({"completed": 1, "server_metrics": {"samples": {"t": "x"}}}, "n", "n.json").server == ()
