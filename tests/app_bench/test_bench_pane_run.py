@@ -367,3 +367,37 @@ async def test_status_lines_that_stay_one_line_do_not_relayout_the_screen(make_b
         await pilot.pause()
         assert layouts == [True, False, True]
         assert static.size.height > 1
+
+
+async def test_a_plain_run_charts_the_servers_own_view_live_and_keeps_it(make_bench):
+    # 2 places for 4 streams: the simulator's /metrics shows 2 running and 2 waiting; ~4 s of run
+    app = make_bench("--num-prompts", "40", "--max-concurrency", "4", "--output-len", "16",
+                     "--random-input-len", "16", sim=dict(ttft_ms=30.0, itl_ms=12.0, max_batch=2))
+    async with app.run_test(size=(120, 60)) as pilot:
+        pane = app.bench
+        await ready(pilot)
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: pane.thread is not None or pane.session, what="the run to start")
+        chart = app.query_one("#bench-server")
+        await wait_for(pilot, lambda: pane.session or not chart.has_class("-hidden"), what="the live server view")
+        assert not pane.session, "the run ended before the server view was drawn"
+        live = list(pane.server_samples)
+        assert live and all(0 <= s.t < 30 and s.running <= 2 for s in live)  # on the run's timeline
+        await wait_for(pilot, lambda: pane.session, timeout=60, what="the run to finish")
+        view = pane.session[0].result.server_metrics
+        assert view.engine == "vllm" and view.note is None and max(s.waiting for s in view.samples) >= 1
+        assert pane.session[0].data.server == view.samples and not chart.has_class("-hidden")  # still shown
+
+
+async def test_a_server_without_metrics_gets_no_server_view_and_says_so(make_bench):
+    app = make_bench("--num-prompts", "40", "--max-concurrency", "4", "--output-len", "16",
+                     "--random-input-len", "16", "--metrics-url", "http://127.0.0.1:9/metrics",
+                     sim=dict(ttft_ms=30.0, itl_ms=12.0, max_batch=2))
+    async with app.run_test(size=(120, 60)) as pilot:
+        pane = app.bench
+        await ready(pilot)
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: "no server view: http://127.0.0.1:9/metrics" in pane.status, what="the note")
+        await wait_for(pilot, lambda: pane.session, timeout=60, what="the run to finish")
+        assert pane.session[0].result.server_metrics.note.startswith("no server view: http://127.0.0.1:9/metrics")
+        assert app.query_one("#bench-server").has_class("-hidden") and not pane.server_samples

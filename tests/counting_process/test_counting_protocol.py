@@ -302,8 +302,8 @@ def test_an_edit_can_wait_for_its_first_counts(start_service, bundled):
     doc.reset(1, "hello world\n")
     wait_until(lambda: rec.counted(["cl100k_base", "qwen3", "llama2"], 1), "the first counts")
     doc.edit(2, "hello world\nmore", (12, 0))
-    rows = doc.wait_for_counts(2, 30.0)  # the tiktoken family's frame (and any that came with it)
-    assert rows and rows[0].tokenizer_id == "cl100k_base"
+    rows = doc.wait_for_counts(2, 30.0)  # each process's first frame (the tiktoken family's in its own)
+    assert rows and "cl100k_base" in {r.tokenizer_id for r in rows}  # the two processes answer in any order
     assert all(r.version == 2 and r.count.tokens == bundled.get(r.tokenizer_id).count("hello world\nmore")
                for r in rows)
     assert doc.wait_for_counts(3, 0.01) == []  # a version not sent: the wait ends with nothing

@@ -1,12 +1,13 @@
 """The Bench pane: configure a load run, watch it live, look back at and compare runs.
 
 Four views in a switcher: Setup (the run form), Run (live or opened run: progress, statistics,
-charts, errors, client health), History (runs of this session and saved result files) and,
-in the Run view, the comparison of several runs with deltas.
+charts, the server's own view, errors, client health; or a sweep's curve), History (runs and
+sweeps of this session, saved result and sweep files) and, in the Run view, the comparison of
+several runs with deltas (or of sweeps, overlaid).
 
 Threads: the engine runs in a ``BenchmarkThread`` (its own thread and event loop, so renders never
-delay its timestamps); preparing a run (GET /v1/models, tokenizer, prompts) and opening or saving
-files run in thread workers. A 0.25 s timer drains the engine's queue into a ``LiveRun`` (bounded
+delay its timestamps; the server's metrics are scraped on that loop too); preparing a run (GET
+/v1/models, tokenizer, prompts) and opening or saving files run in thread workers. A 0.25 s timer drains the engine's queue into a ``LiveRun`` (bounded
 buffers) and updates the widgets; the charts are rebuilt at most every ``CHART_EVERY_S`` and only
 when the data changed.
 """
@@ -31,18 +32,20 @@ from textual.message import Message
 from textual.widgets import Button, ContentSwitcher, DataTable, Input, Label, ProgressBar, Select, Static
 
 from ..core.bench import prepare as bench_prep
-from ..core.bench.history import RunData, compare, from_result, list_result_files, load_result_file
+from ..core.bench.history import (RunData, SweepData, compare, from_result, list_result_files, load_history_file,
+                                  load_sweep_file)
 from ..core.bench.live import LiveRun, series_curves
 from ..core.bench.metrics import METRICS
 from ..core.bench.options import (FILE_DATASETS, FORM_DEFAULTS, FORM_ROWS, OPTION, PROFILE_OPTIONS, OptionSpec,
                                   RunOptions, as_text, parse_headers, with_form_defaults)
 from ..core.bench.results import BenchResult, RunSnapshot
+from ..core.bench.servermetrics import ServerSample, scraper_for
 from ..core.bench.workers import WorkerBackend, make_run, step_runs, worker_backend
 from ..core.config import COMMAND_LINE_PROFILE, SIMULATOR_PROFILE, Config, Profile
 from ..core.endpoint import resolve_api_key, shown_url
 from ..core.errors import TokdeckError
 from ..core.paths import data_dir
-from .widgets.bench_charts import BenchCharts
+from .widgets.bench_charts import BenchCharts, ServerChart, keep_sample
 from .widgets.sweep_view import SweepCurve, SweepView
 
 DRAIN_EVERY_S = 0.25
@@ -146,6 +149,7 @@ class BenchPane(Container):
     BenchPane #bench-errors { color: $text-muted; }
     BenchPane #bench-errors.-errors { color: $error; }
     BenchPane #bench-history { height: 1fr; }
+    BenchPane #bench-server { height: 12; }
     BenchPane .-hidden { display: none; }
     """
 
@@ -172,9 +176,9 @@ class BenchPane(Container):
             self.run = run
 
     class Opened(Message):
-        def __init__(self, runs: list[RunData], folder: Path | None, error: str | None) -> None:
+        def __init__(self, items: list[RunData | SweepData], folder: Path | None, error: str | None) -> None:
             super().__init__()
-            self.runs, self.folder, self.error = runs, folder, error
+            self.items, self.folder, self.error = items, folder, error
 
     def __init__(self, config: Config, *, registry=None, config_problem: str | None = None,
                  run_options: RunOptions | None = None, start: bool = False, sim_config=None,
@@ -205,8 +209,10 @@ class BenchPane(Container):
         self._cancel_launch = False
         self.session: list[SessionRun] = []
         self.sweeps: list[tuple[SweepCurve, Any]] = []  # this session's: (as drawn, SweepResult)
-        self._noticed = False
-        self.files: dict[str, RunData | Path] = {}  # history key -> opened run or not yet opened file
+        self._noticed = False  # the server's "no server view" said (once a run or sweep)
+        self.server_samples: list[ServerSample] = []  # the run's server view, live
+        self._server_dirty = False  # samples came since the server chart was drawn
+        self.files: dict[str, RunData | SweepData | Path] = {}  # history key -> opened run or sweep, or a file
         self.selected: list[str] = []  # history keys, in selection order
         self.shown: list[RunData] = []  # the run(s) the Run view shows when no run goes on
         self.status = ""
@@ -245,12 +251,13 @@ class BenchPane(Container):
                 yield DataTable(id="bench-stats", cursor_type="row", zebra_stripes=True)
                 yield SweepView(id="bench-sweep-view", classes="-hidden")
                 yield BenchCharts(id="bench-charts")
+                yield ServerChart(id="bench-server", classes="-hidden")
                 yield Static("", id="bench-errors", markup=False)
             with Vertical(id="history"):
                 yield Input(placeholder=f"result file or folder to open (enter) - default {self.result_dir}",
                             id="bench-history-path", compact=True)
                 yield HistoryTable(id="bench-history", cursor_type="row", zebra_stripes=True)
-                yield Static("enter opens a run · space selects · F8 compares the selected runs",
+                yield Static("enter opens a run or sweep · space selects · F8 compares the selected runs (or sweeps)",
                              id="bench-history-help", markup=False)
         yield Static("", id="bench-status", markup=False)
 
@@ -420,7 +427,10 @@ class BenchPane(Container):
             self._launch_sweep(prep)
             return
         self.live = LiveRun(len(prep.requests))
-        self.thread = BenchmarkThread.of(make_run(prep, workers)).start()
+        self.server_samples, self._server_dirty, self._noticed = [], False, False
+        self.query_one("#bench-server").add_class("-hidden")
+        # scraped on the run's own loop, as the command line does: nothing on the UI thread
+        self.thread = BenchmarkThread.of(make_run(prep, workers), scraper=scraper_for(prep)).start()
         self._drawn_version = -1
         self.shown = []
         self._set_text("#bench-title", 
@@ -450,6 +460,8 @@ class BenchPane(Container):
         self.query_one(SweepView).set_class(not sweep, "-hidden")
         for selector in ("#bench-stats", "#bench-charts", "#bench-progress"):
             self.query_one(selector).set_class(sweep, "-hidden")
+        if sweep:  # a sweep draws the server's view in its own view
+            self.query_one("#bench-server").add_class("-hidden")
 
     def _launch_sweep(self, prep: bench_prep.Prepared) -> None:
         from ..core.bench.sweep import SweepThread
@@ -525,7 +537,9 @@ class BenchPane(Container):
             return
         curve = self.query_one(SweepView).curves[-1]
         self.sweeps.append((curve, end))
-        self._add_sweep_row(len(self.sweeps), curve, end)
+        cap = end.capacity
+        self._add_sweep_row(f"sweep-{len(self.sweeps)}", f"{curve.name} ({end.spec})", "this session", curve.points,
+                            cap.request_rate if cap else None)
         state = "stopped: partial" if end.partial else "finished"
         self._say(f"sweep {len(self.sweeps)} {state}: {len(end.steps)} step(s); {end.answer()[0]}")
         if self.run_options is not None and self.run_options.saves_result:
@@ -543,13 +557,36 @@ class BenchPane(Container):
             return
         self.app.call_from_thread(self._say, f"sweep saved to {path}")
 
-    def _add_sweep_row(self, number: int, curve: SweepCurve, result) -> None:
+    def _add_sweep_row(self, key: str, name: str, origin: str, points, capacity_rate: float | None,
+                       partial: bool = False) -> None:
+        """A sweep's History row: marked as a sweep, with its steps, best throughput and capacity."""
         table = self.query_one("#bench-history", HistoryTable)
-        best = max((p.throughput for p in curve.points), default=None)
-        cap = result.capacity
-        cells = ["", f"{curve.name} ({result.spec})", "this session", f"{len(curve.points)} steps", _fmt(best, 2),
-                 "", "", f"capacity {_fmt(cap.request_rate, 2)} req/s" if cap else "no capacity"]
-        table.add_row(*cells, key=f"sweep-{number}")
+        best = max((p.throughput for p in points), default=None)
+        note = f"capacity {_fmt(capacity_rate, 2)} req/s" if capacity_rate is not None else "no capacity"
+        cells = ["✓" if key in self.selected else "", name, origin, f"{len(points)} steps", _fmt(best, 2), "", "",
+                 note + (" partial" if partial else "")]
+        if key in table.rows:
+            for col, cell in zip(HISTORY_COLUMNS, cells):
+                table.update_cell(key, col, cell)
+        else:
+            table.add_row(*cells, key=key)
+
+    def _add_sweep_file_row(self, sweep: SweepData) -> None:
+        self._add_sweep_row(sweep.source, f"{sweep.name} ({sweep.sweep})", "sweep file", sweep.points,
+                            sweep.capacity_rate, sweep.partial)
+
+    def _is_sweep(self, key: str) -> bool:
+        return key.startswith("sweep-") or isinstance(self.files.get(key), SweepData)
+
+    def _sweep_curve(self, key: str) -> SweepCurve:
+        """A session sweep's curve as drawn, or a new one of a sweep file."""
+        if key.startswith("sweep-"):
+            return self.sweeps[int(key.split("-", 1)[1]) - 1][0]
+        sweep = self.files[key]
+        return SweepCurve(sweep.name, percentile=f"p{sweep.percentile:g}", limits_ms=dict(sweep.limits_ms),
+                          points=list(sweep.points), samples=list(sweep.samples),
+                          answer=[*sweep.answer, *([f"stopped: {sweep.stop_reason}"] if sweep.stop_reason else [])],
+                          knee_throughput=sweep.knee_throughput)
 
     def _tick(self) -> None:
         """Drain the engine's queue into the live buffers and redraw what changed."""
@@ -570,7 +607,15 @@ class BenchPane(Container):
             if isinstance(item, (BenchResult, BaseException)):
                 end = item
                 break
+            if isinstance(item, ServerSample):
+                keep_sample(self.server_samples, item)
+                self._server_dirty = True
+                continue
             live.add(item)
+        note = bt.scraper.note if bt.scraper is not None else None
+        if note and not self._noticed:
+            self._noticed = True  # said once
+            self._say(note)
         self._draw_live()
         if end is not None:
             self._end_run(end)
@@ -612,9 +657,20 @@ class BenchPane(Container):
         if now - self._stats_at >= CHART_EVERY_S:  # percentiles sort samples, plots build: 2 Hz
             self._stats_at = now
             self._fill_stats(live.stats())
+            if self._server_dirty:
+                self._server_dirty = False
+                self._draw_server([("live", self.server_samples)])
             if not charts.pending:
                 charts.show([("live", live.curves(charts.points))])
         charts.redraw(CHARTS_PER_TICK)
+
+    def _draw_server(self, views: list[tuple[str, list[ServerSample] | tuple[ServerSample, ...]]]) -> None:
+        """The server's view of the run(s) shown, or no chart when none has one."""
+        chart = self.query_one("#bench-server", ServerChart)
+        views = [(name, samples) for name, samples in views if samples]
+        chart.set_class(not views, "-hidden")
+        if views:
+            chart.draw(views)
 
     def _end_run(self, end) -> None:
         self._timer.pause()
@@ -734,6 +790,7 @@ class BenchPane(Container):
         curves = [(r.name, series_curves(r.series, charts.points)) for r in runs if r.series is not None]
         charts.show(curves)
         charts.redraw()
+        self._draw_server([(r.name, r.server) for r in runs])
         progress = self.query_one("#bench-progress", ProgressBar)
         if len(runs) == 1:
             r = runs[0]
@@ -866,50 +923,72 @@ class BenchPane(Container):
     @work(thread=True, exit_on_error=False, group="bench-scan")
     def _scan_folder(self, folder: Path, quiet: bool = False) -> None:
         files = list_result_files(folder)
-        self.app.call_from_thread(self._listed, folder, files, quiet)
+        opened: dict[str, SweepData] = {}  # sweeps are listed with their capacity: opened now
+        for f in files:
+            if f.sweep and not isinstance(self.files.get(str(f.path)), SweepData):
+                try:
+                    opened[str(f.path)] = load_sweep_file(f.path)
+                except TokdeckError:
+                    pass  # listed unopened: enter says what is wrong with it
+        self.app.call_from_thread(self._listed, folder, files, opened, quiet)
 
-    def _listed(self, folder: Path, files, quiet: bool) -> None:
+    def _listed(self, folder: Path, files, opened: dict[str, SweepData], quiet: bool) -> None:
         for f in files:
             key = str(f.path)
-            if key not in self.files:
+            item = opened.get(key)
+            if isinstance(item, SweepData):
+                self.files[key] = item
+                self._add_sweep_file_row(item)
+            elif key not in self.files:
                 self.files[key] = f.path
-                self._add_history_row(key, None, "file", path=f.path)
+                self._add_history_row(key, None, "sweep file" if f.sweep else "file", path=f.path)
         if not quiet:
-            self._say(f"{len(files)} result file(s) in {folder}")
+            sweeps = sum(f.sweep for f in files)
+            self._say(f"{len(files)} result file(s) in {folder}" + (f", {sweeps} of them sweeps" if sweeps else ""))
 
     @work(thread=True, exit_on_error=False, group="bench-open")
     def _open_files(self, paths: list[Path], show: bool = False) -> None:
-        runs, errors = [], []
+        items, errors = [], []
         for p in paths:
             try:
-                runs.append(load_result_file(p))
+                items.append(load_history_file(p))
             except TokdeckError as exc:
                 errors.append(str(exc))
-        self.post_message(self.Opened(runs if show else [], None, "; ".join(errors) or None))
+        self.post_message(self.Opened(items if show else [], None, "; ".join(errors) or None))
         if not show:
-            self.app.call_from_thread(self._opened_quietly, runs)
+            self.app.call_from_thread(self._opened_quietly, items)
 
-    def _opened_quietly(self, runs: list[RunData]) -> None:
-        for r in runs:
-            self.files[r.source] = r
-            self._add_history_row(r.source, r, "file")
+    def _opened_quietly(self, items: list[RunData | SweepData]) -> None:
+        for item in items:
+            self._keep_opened(item)
+
+    def _keep_opened(self, item: RunData | SweepData) -> None:
+        self.files[item.source] = item
+        if isinstance(item, SweepData):
+            self._add_sweep_file_row(item)
+        else:
+            self._add_history_row(item.source, item, "file")
 
     @on(Opened)
     def _opened(self, message: Opened) -> None:
         if message.error:
             self.notify(message.error, title="cannot open", severity="error", timeout=8)
             self._say(message.error)
-        for r in message.runs:
-            self.files[r.source] = r
-            self._add_history_row(r.source, r, "file")
-        if message.runs:
-            self.show_runs(message.runs)
-            self._say(f"opened {', '.join(Path(r.source).name for r in message.runs)}")
+        for item in message.items:
+            self._keep_opened(item)
+        runs = [r for r in message.items if isinstance(r, RunData)]
+        sweeps = [s.source for s in message.items if isinstance(s, SweepData)]
+        if runs:
+            self.show_runs(runs)
+        elif sweeps:
+            self.show_sweeps(sweeps)
+        if message.items:
+            self._say(f"opened {', '.join(Path(r.source).name for r in message.items)}")
 
     @on(DataTable.RowSelected, "#bench-history")
     def _history_enter(self, event: DataTable.RowSelected) -> None:
         key = event.row_key.value
-        if key.startswith("sweep-"):
+        if self._is_sweep(key):
             self.show_sweeps([key])
             return
         run = self._history_run(key)
@@ -927,7 +1006,7 @@ class BenchPane(Container):
             self.selected.append(key)
         self.query_one("#bench-history", HistoryTable).update_cell(key, "sel", "✓" if key in self.selected else "")
         if key not in self.session_keys() and not key.startswith("sweep-") \
-                and not isinstance(self.files.get(key), RunData):
+                and not isinstance(self.files.get(key), (RunData, SweepData)):
             self._open_files([Path(key)])  # opened in the background, ready for F8
         self._say(f"{len(self.selected)} run(s) selected: F8 compares them")
 
@@ -935,8 +1014,8 @@ class BenchPane(Container):
         return {f"session-{r.number}" for r in self.session}
 
     def show_sweeps(self, keys: list[str]) -> None:
-        """The Run view shows a sweep of this session, or overlays several with their answers."""
-        curves = [self.sweeps[int(k.split("-", 1)[1]) - 1][0] for k in keys]
+        """The Run view shows a sweep (of this session or a file), or overlays several with their answers."""
+        curves = [self._sweep_curve(k) for k in keys]
         self._show_sweep(True)
         view = self.query_one(SweepView)
         view.show(curves)
@@ -946,7 +1025,7 @@ class BenchPane(Container):
         self.action_show_view("run")
 
     def action_compare(self) -> None:
-        sweeps = [k for k in self.selected if k.startswith("sweep-")]
+        sweeps = [k for k in self.selected if self._is_sweep(k)]
         if sweeps:
             if len(sweeps) < 2 or len(sweeps) != len(self.selected):
                 self.notify("select two or more sweeps (and no runs) to compare sweeps", severity="warning")

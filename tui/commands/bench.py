@@ -120,12 +120,11 @@ class _stop_signals:
 def run(args) -> int:
     import asyncio
     import sys
-    from dataclasses import replace
 
     from ..core.bench.options import from_namespace
     from ..core.bench.prepare import prepare, save_csv, save_result
     from ..core.bench.report import format_summary
-    from ..core.bench.servermetrics import scraper_for
+    from ..core.bench.servermetrics import run_with_server_view, scraper_for
     from ..core.bench.workers import make_run, worker_backend
     from ..core.errors import TokdeckError
 
@@ -152,16 +151,8 @@ def run(args) -> int:
 
         async def main():
             with _stop_signals(run_.stop, "cancelling requests in flight"):
-                if scraper is not None:
-                    scraper.start()
-                try:
-                    result = await run_.run(progress if workers is None else _with_note(progress, workers, say))
-                finally:
-                    if scraper is not None:
-                        await scraper.stop()
-            if scraper is not None:
-                result = replace(result, server_metrics=scraper.view(run_.clock_origin))
-            return result
+                return await run_with_server_view(
+                    run_, progress if workers is None else _with_note(progress, workers, say), scraper)
 
         result = asyncio.run(main())
         progress.close()

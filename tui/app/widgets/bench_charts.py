@@ -1,5 +1,5 @@
 """Four textual-plotext charts of one or more runs: TTFT per request, output tokens/s, requests in
-flight and an E2E latency histogram.
+flight and an E2E latency histogram; and ``ServerChart``, the server's own view (of runs and sweeps).
 
 ``show(runs)`` only stores the data and marks the charts dirty; ``redraw(limit)`` (called by the
 pane's timer) rebuilds at most ``limit`` of the dirty plots, in turn. plotext's ``build()`` runs on
@@ -16,9 +16,39 @@ from textual.containers import Grid
 from textual_plotext import PlotextPlot
 
 from ...core.bench.live import Curves, histogram
+from ...core.bench.servermetrics import ServerSample
 
 COLORS = ("cyan", "magenta", "green", "orange", "blue", "red")
 CHARTS = ("chart-ttft", "chart-tokps", "chart-inflight", "chart-hist")
+MAX_SERVER_POINTS = 600  # a live server view keeps its whole span at a coarser step beyond this
+
+
+def keep_sample(samples: list[ServerSample], sample: ServerSample) -> None:
+    """Append a live sample; beyond MAX_SERVER_POINTS every second one goes (the span stays)."""
+    samples.append(sample)
+    if len(samples) > MAX_SERVER_POINTS:
+        del samples[1::2]
+
+
+class ServerChart(PlotextPlot):
+    """The server's requests running and waiting and its KV-cache usage (%) against time; several
+    views (named) overlay."""
+
+    def draw(self, views: Sequence[tuple[str, Sequence[ServerSample]]]) -> None:
+        plt = self.plt
+        plt.clear_figure()
+        plt.title("server: running, waiting, KV cache % (s since start)")
+        many = len(views) > 1
+        for k, (name, samples) in enumerate(views):
+            ts = [s.t for s in samples]
+            for n, (label, values) in enumerate((
+                    ("running", [s.running for s in samples]), ("waiting", [s.waiting for s in samples]),
+                    ("KV %", [None if s.kv_cache_usage is None else s.kv_cache_usage * 100 for s in samples]))):
+                pairs = [(t, v) for t, v in zip(ts, values) if v is not None]
+                if pairs:
+                    plt.plot([t for t, _ in pairs], [v for _, v in pairs], color=COLORS[(3 * k + n) % len(COLORS)],
+                             label=f"{name} {label}" if many else label)
+        self.refresh()
 
 
 class BenchCharts(Grid):

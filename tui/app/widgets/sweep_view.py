@@ -20,11 +20,10 @@ from textual_plotext import PlotextPlot
 
 from ...core.bench.servermetrics import ServerSample
 from ...core.bench.sweep import SweepPoint
-from .bench_charts import COLORS
+from .bench_charts import COLORS, ServerChart, keep_sample
 
 STEP_COLUMNS = ("sweep", "step", "load", "req/s", "goodput", "met SLO", "TTFT p50", "TTFT pSLO", "TPOT p50",
                 "TPOT pSLO", "verdict")
-MAX_SERVER_POINTS = 600  # the server chart keeps the sweep's whole span at a coarser step beyond this
 
 
 @dataclass
@@ -59,7 +58,7 @@ class SweepView(Vertical):
         yield Static("", id="sweep-answer", markup=False)
         with Horizontal(id="sweep-plots"):
             yield PlotextPlot(id="sweep-curve")
-            yield PlotextPlot(id="sweep-server")
+            yield ServerChart(id="sweep-server")
         yield DataTable(id="sweep-steps", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
@@ -86,10 +85,7 @@ class SweepView(Vertical):
         self._dirty = True
 
     def add_sample(self, sample: ServerSample) -> None:
-        samples = self.curves[-1].samples
-        samples.append(sample)
-        if len(samples) > MAX_SERVER_POINTS:
-            del samples[1::2]
+        keep_sample(self.curves[-1].samples, sample)
         self._dirty = True
 
     def finish(self, answer: list[str], knee_throughput: float | None) -> None:
@@ -157,18 +153,4 @@ class SweepView(Vertical):
         plot.refresh()
 
     def _draw_server(self) -> None:
-        plot = self.query_one("#sweep-server", PlotextPlot)
-        plt = plot.plt
-        plt.clear_figure()
-        plt.title("server: running, waiting, KV cache % (s since start)")
-        many = len(self.curves) > 1
-        for k, c in enumerate(self.curves):
-            ts = [s.t for s in c.samples]
-            for n, (label, values) in enumerate((
-                    ("running", [s.running for s in c.samples]), ("waiting", [s.waiting for s in c.samples]),
-                    ("KV %", [None if s.kv_cache_usage is None else s.kv_cache_usage * 100 for s in c.samples]))):
-                pairs = [(t, v) for t, v in zip(ts, values) if v is not None]
-                if pairs:
-                    plt.plot([t for t, _ in pairs], [v for _, v in pairs], color=COLORS[(3 * k + n) % len(COLORS)],
-                             label=f"{c.name} {label}" if many else label)
-        plot.refresh()
+        self.query_one("#sweep-server", ServerChart).draw([(c.name, c.samples) for c in self.curves])

@@ -42,7 +42,7 @@ import threading
 import time
 from array import array
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from time import perf_counter
 from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -55,6 +55,7 @@ from .client import (DEFAULT_ENDPOINTS, BenchRequest, Outcome, build_body, inter
                      send_streaming)
 from .metrics import DEFAULT_PERCENTILE_METRICS, DEFAULT_PERCENTILES, percentile, summarize
 from .redact import Redactor, clip, redact_url, url_password
+from .servermetrics import MetricsScraper, ServerSample, run_with_server_view
 from .results import (BenchResult, ClientHealth, RecordStore, RequestRecord, RunSnapshot, Spread, compute_summary,
                       error_reason)
 
@@ -738,8 +739,6 @@ class BenchmarkRun:
 
 
 def _with_output(rec: RequestRecord, n: int) -> RequestRecord:
-    from dataclasses import replace
-
     return replace(rec, output_tokens=n)
 
 
@@ -817,14 +816,21 @@ class BenchmarkThread:
         self._attach(BenchmarkRun(spec, requests, counter, emit_records=emit_records), max_queue)
 
     @classmethod
-    def of(cls, run: BenchmarkRun, *, max_queue: int = 100_000) -> "BenchmarkThread":
-        """A thread for a run made elsewhere, e.g. a ``workers.WorkersRun`` (the same events come out)."""
+    def of(cls, run: BenchmarkRun, *, max_queue: int = 100_000, scraper: MetricsScraper | None = None
+           ) -> "BenchmarkThread":
+        """A thread for a run made elsewhere, e.g. a ``workers.WorkersRun`` (the same events come out).
+        With ``scraper`` the server's metrics are scraped on the run's loop: its samples from the
+        run's start come through the queue too (``ServerSample``, times from the run's start), its
+        ``note`` says why there are none, and the result holds the view."""
         thread = cls.__new__(cls)
-        thread._attach(run, max_queue)
+        thread._attach(run, max_queue, scraper)
         return thread
 
-    def _attach(self, run: BenchmarkRun, max_queue: int) -> None:
+    def _attach(self, run: BenchmarkRun, max_queue: int, scraper: MetricsScraper | None = None) -> None:
         self.run = run
+        self.scraper = scraper
+        if scraper is not None:
+            scraper.on_sample = self._server_sample
         self.queue: _queue.Queue = _queue.Queue()
         self.max_queue = max_queue
         self.dropped = 0
@@ -854,7 +860,7 @@ class BenchmarkThread:
         try:
             if self._stop_pending:
                 self.run.stop()
-            self.result = loop.run_until_complete(self.run.run(self._put))
+            self.result = loop.run_until_complete(run_with_server_view(self.run, self._put, self.scraper))
             self.queue.put(self.result)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller in join()
             self.error = exc
@@ -864,6 +870,11 @@ class BenchmarkThread:
                 loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
                 loop.close()
+
+    def _server_sample(self, sample: ServerSample) -> None:
+        origin = self.run.clock_origin
+        if origin:  # a warm-up's samples are in the result only
+            self.queue.put(replace(sample, t=sample.t - origin))
 
     def stop(self) -> None:
         """Stop dispatching, cancel requests in flight (thread-safe); the result is partial."""

@@ -9,6 +9,7 @@ says why: at the knee of a sweep the queue starts to grow.
 - :class:`MetricsScraper`: its own task beside a run, about once a second; ``view(origin)``
   gives the :class:`ServerView` saved with the result (times from the run's start).
 - :func:`scraper_for`: the scraper of a prepared run (its URL, and which headers go to it).
+- :func:`run_with_server_view`: a run with its scraper beside it on the run's own event loop.
 
 The text is parsed by ``prometheus_client``'s parser; the page is read whole only up to
 :data:`MAX_PAGE_BYTES`, and only the lines of the names below are handed to the parser (a
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import ssl
 
     from .prepare import Prepared
+    from .results import BenchResult
 
 #: one scrape a second: enough to follow a queue that builds over seconds, and a request the server
 #: hardly notices
@@ -332,3 +334,20 @@ def scraper_for(prepared: Prepared, *, interval: float = SCRAPE_INTERVAL_S,
             headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
     return MetricsScraper(url, headers=headers, ssl=ssl_setting(url, o.insecure, o.ca_bundle), model=spec.model,
                           interval=interval, on_sample=on_sample)
+
+
+async def run_with_server_view(run: Any, on_event: Callable[[Any], None] | None,
+                               scraper: MetricsScraper | None) -> BenchResult:
+    """``run.run(on_event)`` with ``scraper`` scraping beside it on the same event loop (no thread
+    of its own to delay the run's timestamps); the result holds the server's view, timed from the
+    run's start (a warm-up's samples before it)."""
+    from dataclasses import replace
+
+    if scraper is None:
+        return await run.run(on_event)
+    scraper.start()
+    try:
+        result = await run.run(on_event)
+    finally:
+        await scraper.stop()
+    return replace(result, server_metrics=scraper.view(run.clock_origin))
