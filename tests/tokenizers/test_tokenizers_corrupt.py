@@ -238,6 +238,8 @@ def damaged_rank_files(draw):
     extra = draw(st.lists(st.binary(min_size=2, max_size=4), max_size=30, unique=True))
     lines = _rank_file(BYTES + [t for t in extra if t not in BYTES]).splitlines()
     for _ in range(draw(st.integers(0, 3))):
+        if not lines:
+            break
         i = draw(st.integers(0, len(lines) - 1))
         action = draw(st.sampled_from(["delete", "duplicate", "rerank", "garble", "swap"]))
         if action == "delete":
@@ -245,7 +247,8 @@ def damaged_rank_files(draw):
         elif action == "duplicate":
             lines.insert(i, lines[draw(st.integers(0, len(lines) - 1))])
         elif action == "rerank":
-            lines[i] = lines[i].split()[0] + b" " + str(draw(st.integers(-3, len(lines) + 3))).encode()
+            # a line garbled before may have no token left to rerank
+            lines[i] = (lines[i].split() or [b""])[0] + b" " + str(draw(st.integers(-3, len(lines) + 3))).encode()
         elif action == "garble":
             lines[i] = draw(st.binary(max_size=12))
         else:
