@@ -15,7 +15,7 @@ on every file of sample_data/ and the quick checks; with the other, the quick ch
 count, inspect with tokens, a short `bench` against the built-in simulator), which load every
 compiled dependency. Sizes and start-up times of both paths are reported.
 
-Run by .ci/run after the tests, in the CI venv: `python .ci/offline_check.py`. Exit 1 on any failure.
+Run by .ci/run beside the tests, in the CI venv: `python .ci/offline_check.py`. Exit 1 on any failure.
 """
 
 from __future__ import annotations
