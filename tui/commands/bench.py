@@ -126,7 +126,6 @@ def run(args) -> int:
     from ..core.bench.report import format_summary
     from ..core.bench.servermetrics import run_with_server_view, scraper_for
     from ..core.bench.workers import make_run, worker_backend
-    from ..core.errors import TokdeckError
 
     def say(line: str) -> None:
         print(f"tokdeck bench: {line}", file=sys.stderr, flush=True)
@@ -164,36 +163,50 @@ def run(args) -> int:
         if prep.sim is not None:
             prep.sim.stop()
 
-    # the files first: after SIGHUP the terminal may be gone, and printing would fail
-    saved, failures = [], []
+    def report() -> None:
+        print(format_summary(result))
+        if prep.sim is not None and result.client_health.client_bottleneck:
+            say("note: the built-in simulator runs on this machine and competes with the client for its CPU "
+                "cores; for cleaner figures run `tokdeck sim` on another machine and pass --base-url URL "
+                "--tokenizer cl100k_base")
+
+    saves = []
     if options.saves_result:
-        try:
-            saved.append(f"result saved to {save_result(options, result)}")
-        except TokdeckError as exc:
-            failures.append(exc)
+        saves.append(lambda: f"result saved to {save_result(options, result)}")
     if options.csv:
-        try:
+        def csv_rows() -> str:
             save_csv(options.csv, result)
-            saved.append(f"per-request CSV saved to {options.csv}")
+            return f"per-request CSV saved to {options.csv}"
+
+        saves.append(csv_rows)
+    return _conclude(saves, report, result.internal_errors, result.partial,
+                     "interrupted: the figures cover what was measured before the stop (partial)")
+
+
+def _conclude(saves, report, internal_errors, partial: bool, partial_note: str) -> int:
+    """The end of a run or a sweep: the files first (after SIGHUP the terminal may be gone, and
+    printing would fail), then ``report()``, what was saved, and the exit status."""
+    import sys
+
+    from ..core.errors import TokdeckError
+
+    saved, failures = [], []
+    for save in saves:
+        try:
+            saved.append(save())
         except TokdeckError as exc:
             failures.append(exc)
-    print(format_summary(result))
-    if prep.sim is not None and result.client_health.client_bottleneck:
-        print("tokdeck bench: note: the built-in simulator runs on this machine and competes with the client "
-              "for its CPU cores; for cleaner figures run `tokdeck sim` on another machine and pass --base-url URL "
-              "--tokenizer cl100k_base",
-              file=sys.stderr)
+    report()
     for line in saved:
         print(f"tokdeck bench: {line}", file=sys.stderr)
     if failures:
         raise TokdeckError("; ".join(map(str, failures)))
-    if result.internal_errors:
+    if internal_errors:
         # a request neither completed, failed nor cancelled, or a crash inside tokdeck: never a clean exit
-        print(f"tokdeck: internal error: {result.internal_errors[0]}", file=sys.stderr)
+        print(f"tokdeck: internal error: {internal_errors[0]}", file=sys.stderr)
         return 70
-    if result.partial:
-        print("tokdeck bench: interrupted: the figures cover what was measured before the stop (partial)",
-              file=sys.stderr)
+    if partial:
+        print(f"tokdeck bench: {partial_note}", file=sys.stderr)
         return 130
     return 0
 
@@ -224,7 +237,6 @@ def _run_sweep(prep) -> int:
     from ..core.bench.sweep import (StepFinished, StepStarted, StepUpdate, SweepNotice, SweepRun, save_sweep,
                                     save_sweep_csv)
     from ..core.bench.workers import step_runs
-    from ..core.errors import TokdeckError
 
     options = prep.options
 
@@ -264,27 +276,14 @@ def _run_sweep(prep) -> int:
         if prep.sim is not None:
             prep.sim.stop()
 
-    saved, failures = [], []
+    saves = []
     if options.saves_result:
-        try:
-            saved.append(f"sweep saved to {save_sweep(options, result)}")
-        except TokdeckError as exc:
-            failures.append(exc)
+        saves.append(lambda: f"sweep saved to {save_sweep(options, result)}")
     if options.csv:
-        try:
+        def csv_rows() -> str:
             save_sweep_csv(options.csv, result)
-            saved.append(f"one CSV row per step saved to {options.csv}")
-        except TokdeckError as exc:
-            failures.append(exc)
-    print(format_sweep(result))
-    for line in saved:
-        say(line)
-    if failures:
-        raise TokdeckError("; ".join(map(str, failures)))
-    if result.internal_errors:
-        print(f"tokdeck: internal error: {result.internal_errors[0]}", file=sys.stderr)
-        return 70
-    if result.partial:
-        say("interrupted: the sweep covers the steps measured before the stop (the last one partial)")
-        return 130
-    return 0
+            return f"one CSV row per step saved to {options.csv}"
+
+        saves.append(csv_rows)
+    return _conclude(saves, lambda: print(format_sweep(result)), result.internal_errors, result.partial,
+                     "interrupted: the sweep covers the steps measured before the stop (the last one partial)")
