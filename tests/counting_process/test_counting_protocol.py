@@ -309,6 +309,25 @@ def test_an_edit_can_wait_for_its_first_counts(start_service, bundled):
     assert doc.wait_for_counts(3, 0.01) == []  # a version not sent: the wait ends with nothing
 
 
+def test_an_edit_can_wait_for_the_tiktoken_family_alone(start_service, bundled):
+    """The pane waits for the tiktoken family's frame only; the other incremental rows follow."""
+    from tui.core.tokenizers.counting_process import INLINE_DONE, TIKTOKEN_DONE
+
+    service, rec, doc = start_service()
+    doc.set_rows(["cl100k_base", "qwen3"])
+    doc.reset(1, "hello world\n")
+    wait_until(lambda: rec.counted(["cl100k_base", "qwen3"], 1), "the first counts")
+    doc.edit(2, "hello world\nmore", (12, 0))
+    first = doc.wait_for_counts(2, 30.0, TIKTOKEN_DONE)
+    assert "cl100k_base" in {r.tokenizer_id for r in first}
+    doc.edit(3, "hello world\nmore text", (16, 0))
+    first = {r.tokenizer_id for r in doc.wait_for_counts(3, 30.0, TIKTOKEN_DONE)}
+    every = {r.tokenizer_id: r for r in doc.wait_for_counts(3, 30.0, INLINE_DONE)}
+    assert "cl100k_base" in first and set(every) == {"cl100k_base", "qwen3"}
+    assert all(r.version == 3 and r.count.tokens == bundled.get(tid).count("hello world\nmore text")
+               for tid, r in every.items())
+
+
 def test_a_hung_process_is_found_by_a_ping_killed_and_restarted(start_service, bundled, monkeypatch):
     from tui.core.tokenizers import counting_client
 

@@ -1,8 +1,9 @@
 """How responsive the dashboard stays during a high-rate run on the Bench pane, against a baseline.
 
     python tests/perf/perf_bench_pane_lag.py [--prompts 640] [--concurrency 64]
+    python tests/perf/perf_bench_pane_lag.py --sweep concurrency=8,16,32,64 [--step-requests 160]
 
-Both runs use the in-process simulator (ITL 1 ms, TTFT 10 ms, 256 output tokens per request,
+Both runs use the built-in simulator, in its own process (ITL 1 ms, TTFT 10 ms, 256 output tokens per request,
 64 requests in flight) and the engine on its own thread (``BenchmarkThread``):
 
 - baseline: a bare asyncio loop in the main thread drains the engine's queue every 0.25 s (what
@@ -14,6 +15,11 @@ Both runs use the in-process simulator (ITL 1 ms, TTFT 10 ms, 256 output tokens 
 Printed: UI event-loop lag p50/p99/max for both (and the ratio), key round trips, chunks/s
 achieved, the engine's own event-loop lag and median TTFT in both (how much the UI disturbs the
 measurement), and the cost of the pane's drain ticks and chart rebuilds.
+
+With ``--sweep SPEC`` both sides run that sweep instead (each step ``--step-requests``
+requests, no SLO, same simulator; ``SweepThread`` on its own thread): the baseline drains its
+queue every 0.25 s, the dashboard draws the curve live (F5 on the Bench pane with the sweep in
+its form), with the same lag ticker and keys; chunks/s and TTFT are the last step's.
 """
 
 from __future__ import annotations
@@ -62,8 +68,18 @@ class Ticker:
 
 
 def flags(args):
+    if args.sweep:
+        return ["--sweep", args.sweep, "--step-requests", str(args.step_requests), "--output-len", "256",
+                "--random-input-len", "64"]
     return ["--num-prompts", str(args.prompts), "--max-concurrency", str(args.concurrency), "--output-len", "256",
             "--random-input-len", "64"]
+
+
+def sweep_summary(end):
+    """A finished sweep's summary(), from its last step (SweepResult or an exception)."""
+    if isinstance(end, BaseException):
+        raise SystemExit(f"the sweep failed: {end}")
+    return summary(end.steps[-1].result)
 
 
 def summary(result):
@@ -83,12 +99,22 @@ async def baseline(args, registry):
 
     p = argparse.ArgumentParser()
     add_run_arguments(p)
+    from tui.core.bench.sweep import SweepResult, SweepThread
+    from tui.core.bench.workers import step_runs
+
+    p = argparse.ArgumentParser()
+    add_run_arguments(p)
     prep = await asyncio.to_thread(prepare, from_namespace(p.parse_args(flags(args))), registry=registry,
                                    sim_config=SimConfig(**SIM))
     ticker = Ticker()
     ticker.start()
     try:
-        bt = BenchmarkThread(prep.spec, prep.requests, prep.counter).start()
+        if args.sweep:
+            bt = SweepThread(prep, make_run=step_runs(prep.options)).start()
+            ends: tuple = (SweepResult, BaseException)
+        else:
+            bt = BenchmarkThread(prep.spec, prep.requests, prep.counter).start()
+            ends = (BenchResult,)
         result = None
         while result is None:
             await asyncio.sleep(0.25)
@@ -97,12 +123,13 @@ async def baseline(args, registry):
                     item = bt.queue.get_nowait()
                 except queue.Empty:
                     break
-                if isinstance(item, BenchResult):
+                if isinstance(item, ends):
                     result = item
     finally:
         ticker.stop()
-        prep.sim.stop()
-    return ticker.lags, [], summary(result), {}
+        if prep.sim is not None:
+            prep.sim.stop()
+    return ticker.lags, [], sweep_summary(result) if args.sweep else summary(result), {}
 
 
 async def dashboard(args, registry):
@@ -160,13 +187,15 @@ async def dashboard(args, registry):
         ticker.start()
         await pilot.press("f5")
         n = 0
-        while not pane.session:
+        while not (pane.sweeps if args.sweep else pane.session):
             await asyncio.sleep(0.5)
             if pane.thread is not None and not pressed:  # key event queued -> the view-switch action ran
                 pressed.append(time.perf_counter())
                 app.post_message(events.Key("f4" if n % 2 else "f3", None))
                 n += 1
         ticker.stop()
+        if args.sweep:
+            return ticker.lags, costs["key"], sweep_summary(pane.sweeps[0][1]), costs
         result = pane.session[0].result
     return ticker.lags, costs["key"], summary(result), costs
 
@@ -175,13 +204,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--prompts", type=int, default=640)
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--sweep", metavar="SPEC", help="run this sweep instead, e.g. concurrency=8,16,32,64")
+    ap.add_argument("--step-requests", type=int, default=160, metavar="N", help="each sweep step's requests")
     args = ap.parse_args()
     from tui.core.tokenizers import Registry
 
     registry = Registry(discover=False, env={})
     registry.get("cl100k_base")
-    print(f"{args.prompts} requests, {args.concurrency} in flight, 256 output tokens, simulator ITL "
-          f"{SIM['itl_ms']:g} ms, TTFT {SIM['ttft_ms']:g} ms (all in this process)")
+    what = (f"a sweep {args.sweep}, {args.step_requests} requests a step" if args.sweep
+            else f"{args.prompts} requests, {args.concurrency} in flight")
+    print(f"{what}, 256 output tokens, simulator ITL "
+          f"{SIM['itl_ms']:g} ms, TTFT {SIM['ttft_ms']:g} ms (the simulator in its own process)")
     base_lags, _, base, _ = asyncio.run(baseline(args, registry))
     ui_lags, keys, ui, costs = asyncio.run(dashboard(args, registry))
     for name, lags, (cps, eng_lag, ttft, dur) in (("baseline (bare loop)", base_lags, base),

@@ -29,7 +29,7 @@ from ..core.config import Config, replace_section, save_config
 from ..core.errors import TokdeckError, TokenizerError
 from ..core.tokenizers import Registry, resolve_model
 from ..core.tokenizers.context import Budget, context_window, parse_overrides
-from ..core.tokenizers.counting_client import (CountingService, DocumentCounts, Event, ProcessProblem,
+from ..core.tokenizers.counting_client import (TIKTOKEN_DONE, CountingService, DocumentCounts, Event, ProcessProblem,
                                                ProcessStopped, RowCount, RowCounts, TokenizerLoaded, TokenWindow)
 from .screens import BudgetChoice, BudgetScreen, OpenFileScreen, TokenizerPickerScreen
 from .widgets import BudgetBar, Editor, TokenView
@@ -39,10 +39,12 @@ from .widgets.counts_table import Column, CountsTable
 VIEW_CHARS = 20_000
 #: the table is redrawn at most this often while results stream in (a row costs ~0.1 ms)
 FLUSH_INTERVAL_S = 0.02
-#: an edit waits at most this long for the counts the counting process makes as soon as it
-#: arrives (a keystroke's incremental rows: back within a millisecond or two), so that they are
-#: drawn with the edit itself; arriving later, they would wait for the editor's own redraw of the
-#: edit (10-30 ms on a megabyte)
+#: an edit waits at most this long for the tiktoken family's counts, which the counting processes
+#: make first as soon as it arrives (back within a millisecond or two), so that they are drawn with
+#: the edit itself; arriving later, they would wait for the editor's own redraw of the edit (10-30 ms
+#: on a megabyte). The other incremental rows (Hugging Face encodes, a few milliseconds more) are
+#: not waited for: they follow in the next redraw rather than hold up the first
+#: (tests/perf/perf_tokens_incremental.py: keystroke -> tiktoken rows, -> every incremental row)
 EDIT_WAIT_S = 0.004
 SOFT_WRAP_CHARS = 200_000
 #: the interpreter's thread switch interval while the pane runs: the counting client's reader
@@ -218,7 +220,7 @@ class TokensPane(Container):
         self._update_info()
         if self.doc is not None:
             self.doc.edit(self.generation, self.text, span)
-            self._store(self.doc.wait_for_counts(self.generation, EDIT_WAIT_S))
+            self._store(self.doc.wait_for_counts(self.generation, EDIT_WAIT_S, TIKTOKEN_DONE))
         self._flush()
         if self._view_visible():
             self._request_pieces()

@@ -71,7 +71,7 @@ from typing import Callable, Sequence
 from ..errors import TokenizerError
 from . import wire
 from .base import SPECIAL_POLICIES, SpecialPolicy, TokenCount, Tokenizer, TokenizerInfo
-from .counting_process import CALLS, PROTOCOL
+from .counting_process import CALLS, INLINE_DONE, LANE, PROTOCOL, TIKTOKEN_DONE
 from .incremental import CountStats
 from .pieces import TokenPiece, TokenPieces
 from .registry import Registry
@@ -509,10 +509,12 @@ class CountingService:
         kind = message[0]
         shard = child.shard
         if kind == "counts":
-            _, doc_id, version, rows, inline_done = message
+            _, doc_id, version, rows, stage = message
+            if stage not in (LANE, TIKTOKEN_DONE, INLINE_DONE):
+                raise wire.ProtocolError(f"unknown counts stage {stage!r}")
             doc = self._docs.get(doc_id)
             if doc is not None:
-                doc._counts(shard, int(version), rows, bool(inline_done))
+                doc._counts(shard, int(version), rows, stage)
         elif kind == "loading":
             _, tid = message
             child.loading = tid
@@ -670,7 +672,8 @@ class DocumentCounts:
         self._arrived = threading.Condition()  # the newest version a counts frame came for, and its rows
         self._arrived_version = 0
         self._arrived_rows: list[RowCount] = []
-        self._inline_done: dict[int, int] = {}  # by shard: the newest version whose inline counts all came
+        #: by stage (TIKTOKEN_DONE, INLINE_DONE), by shard: the newest version whose inline counts of that stage came
+        self._inline: dict[int, dict[int, int]] = {TIKTOKEN_DONE: {}, INLINE_DONE: {}}
 
     def set_rows(self, ids: Sequence[str]) -> None:
         service = self._service
@@ -740,13 +743,15 @@ class DocumentCounts:
                 if child is not None:
                     child.send(("specials", self.id, version, policy))
 
-    def wait_for_counts(self, version: int, timeout: float) -> list[RowCount]:
+    def wait_for_counts(self, version: int, timeout: float, stage: int = INLINE_DONE) -> list[RowCount]:
         """Wait (at most ``timeout``) for the counts of ``version`` the processes make as soon as
-        the edit arrives (a keystroke's incremental rows, the tiktoken family first); the rows of
-        that version here by then. They are delivered to the listener too."""
+        the edit arrives: a keystroke's incremental rows (``stage`` INLINE_DONE), or only their
+        first frame, the tiktoken family's (TIKTOKEN_DONE); the rows of that version here by then.
+        They are delivered to the listener too."""
         running = [shard.index for shard in self._service._shards if shard.child is not None]
+        came = self._inline[stage]
         with self._arrived:
-            self._arrived.wait_for(lambda: all(self._inline_done.get(i, 0) >= version for i in running), timeout)
+            self._arrived.wait_for(lambda: all(came.get(i, 0) >= version for i in running), timeout)
             return [row for row in self._arrived_rows if row.version == version]
 
     def request_window(self, version: int, tid: str, cursor: int, max_chars: int, limit: int) -> int:
@@ -783,7 +788,7 @@ class DocumentCounts:
         if not self._closed:
             self._listener(event)
 
-    def _counts(self, shard: _Shard, version: int, rows, inline_done: bool) -> None:
+    def _counts(self, shard: _Shard, version: int, rows, stage: int) -> None:
         out = []
         for tid, chars, tokens, error, exact, stats, seconds in rows:
             if version < self._newest.get(tid, 0):
@@ -798,8 +803,10 @@ class DocumentCounts:
                 self._arrived_version, self._arrived_rows = version, []
             if version == self._arrived_version:
                 self._arrived_rows += out
-            if inline_done:
-                self._inline_done[shard.index] = max(self._inline_done.get(shard.index, 0), version)
+            if stage != LANE:  # INLINE_DONE comes after TIKTOKEN_DONE: both stages are done
+                for done in (TIKTOKEN_DONE, INLINE_DONE)[:stage]:
+                    came = self._inline[done]
+                    came[shard.index] = max(came.get(shard.index, 0), version)
                 self._arrived.notify_all()
         if out:
             self._deliver(RowCounts(tuple(out)))

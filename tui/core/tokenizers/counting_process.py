@@ -23,9 +23,10 @@ Messages out:
   ("ready", pid, PROTOCOL)
   ("loading", tid)                                   before each load (a crash is then blamed on it)
   ("loaded", tid, error, seconds, meta)
-  ("counts", doc, version, [(tid, chars, tokens, error, exact, stats, seconds), ...], inline_done)
-                                                     an edit's inline counts: two frames, the tiktoken family
-                                                     first, sent even empty; the second has inline_done True
+  ("counts", doc, version, [(tid, chars, tokens, error, exact, stats, seconds), ...], stage)
+                                                     stage: LANE for a lane's counts; an edit's inline counts
+                                                     are two frames, sent even empty: the tiktoken family's
+                                                     (TIKTOKEN_DONE), then the other incremental rows' (INLINE_DONE)
   ("window", doc, request, version, tid, start, end, length, pieces, total, error)
   ("reply", request, error, value)                   error: None or (exception type, message)
   ("resync", doc, version)                           an edit that does not fit the text: send it whole
@@ -43,6 +44,7 @@ loads tokenizers, cheapest first, and two answer calls and token windows.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import gc
 import os
@@ -62,7 +64,9 @@ from .incremental import UNCHANGED, CountStats, EditLog, IncrementalCounter, win
 from .pieces import token_pieces
 from .registry import Registry
 
-PROTOCOL = 1
+PROTOCOL = 2
+#: the stage a "counts" frame reports: a lane's counts, or an edit's inline counts so far
+LANE, TIKTOKEN_DONE, INLINE_DONE = 0, 1, 2
 #: Tokenizer methods a call may run (their arguments are plain data)
 CALLS = ("count_many", "encode_many", "token_bytes", "decode", "special_ids")
 #: whole-count rows wait this long after the last edit on documents larger than WHOLE_DEBOUNCE_CHARS
@@ -167,10 +171,10 @@ class Document:
         for lane in self.lanes.values():
             lane.stop()
 
-    def send_counts(self, version: int, rows: list[tuple], inline: str | None = None) -> None:
-        """``inline``: "first" or "done" for an edit's inline frames (sent even empty), else None."""
-        if rows or inline:
-            self.out.send(("counts", self.id, version, rows, inline == "done"))
+    def send_counts(self, version: int, rows: list[tuple], stage: int = LANE) -> None:
+        """``stage``: LANE, or an edit's inline frame (TIKTOKEN_DONE, INLINE_DONE: sent even empty)."""
+        if rows or stage != LANE:
+            self.out.send(("counts", self.id, version, rows, stage))
 
 
 class Lane:
@@ -384,7 +388,7 @@ class Server:
                 if row is not None:
                     rows.append(row)
             # sent even empty: the UI waits a few milliseconds for them, to draw them with the edit
-            doc.send_counts(version, rows, inline="first" if lane == "tiktoken" else "done")
+            doc.send_counts(version, rows, TIKTOKEN_DONE if lane == "tiktoken" else INLINE_DONE)
         doc.kick()
 
     # ------------------------------------------------------------------ loading
@@ -476,11 +480,23 @@ class Server:
         self.out.send(("window", doc_id, request, version, tid, start, end, len(text), pieces, total, error))
 
 
+def _yield_to_the_ui() -> None:
+    """Linux: run as SCHED_BATCH, whose tasks never preempt a running one when they wake. Without
+    it, each edit the UI writes into the pipe woke this process onto the UI's core, in the middle
+    of the UI's write (1-2 ms of a keystroke on the 2-core machine), and its loads took the UI's
+    core as often as they woke. It still gets its full share of CPU; it only waits for the UI to
+    block (which it does right after sending, to wait for the counts) or for another core."""
+    if hasattr(os, "sched_setscheduler"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+
+
 def main(argv: list[str]) -> None:
     in_fd, out_fd = int(argv[0]), int(argv[1])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # ctrl+c belongs to the UI; it closes this process itself
     faulthandler.enable()  # a crash's traceback goes to stderr, where the client reads its last line
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    _yield_to_the_ui()
     out = Output(out_fd)
     reader = wire.FrameReader(in_fd)
     try:
