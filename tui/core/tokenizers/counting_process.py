@@ -44,7 +44,6 @@ loads tokenizers, cheapest first, and two answer calls and token windows.
 
 from __future__ import annotations
 
-import contextlib
 import faulthandler
 import gc
 import os
@@ -480,23 +479,11 @@ class Server:
         self.out.send(("window", doc_id, request, version, tid, start, end, len(text), pieces, total, error))
 
 
-def _yield_to_the_ui() -> None:
-    """Linux: run as SCHED_BATCH, whose tasks never preempt a running one when they wake. Without
-    it, each edit the UI writes into the pipe woke this process onto the UI's core, in the middle
-    of the UI's write (1-2 ms of a keystroke on the 2-core machine), and its loads took the UI's
-    core as often as they woke. It still gets its full share of CPU; it only waits for the UI to
-    block (which it does right after sending, to wait for the counts) or for another core."""
-    if hasattr(os, "sched_setscheduler"):
-        with contextlib.suppress(OSError):
-            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-
-
 def main(argv: list[str]) -> None:
     in_fd, out_fd = int(argv[0]), int(argv[1])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # ctrl+c belongs to the UI; it closes this process itself
     faulthandler.enable()  # a crash's traceback goes to stderr, where the client reads its last line
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    _yield_to_the_ui()
     out = Output(out_fd)
     reader = wire.FrameReader(in_fd)
     try:
