@@ -68,11 +68,10 @@ class Ticker:
 
 
 def flags(args):
+    common = ["--output-len", "256", "--random-input-len", "64", "--workers", str(args.workers)]
     if args.sweep:
-        return ["--sweep", args.sweep, "--step-requests", str(args.step_requests), "--output-len", "256",
-                "--random-input-len", "64"]
-    return ["--num-prompts", str(args.prompts), "--max-concurrency", str(args.concurrency), "--output-len", "256",
-            "--random-input-len", "64"]
+        return ["--sweep", args.sweep, "--step-requests", str(args.step_requests), *common]
+    return ["--num-prompts", str(args.prompts), "--max-concurrency", str(args.concurrency), *common]
 
 
 def sweep_summary(end):
@@ -100,7 +99,7 @@ async def baseline(args, registry):
     p = argparse.ArgumentParser()
     add_run_arguments(p)
     from tui.core.bench.sweep import SweepResult, SweepThread
-    from tui.core.bench.workers import step_runs
+    from tui.core.bench.workers import make_run, step_runs, worker_backend
 
     p = argparse.ArgumentParser()
     add_run_arguments(p)
@@ -113,7 +112,7 @@ async def baseline(args, registry):
             bt = SweepThread(prep, make_run=step_runs(prep.options)).start()
             ends: tuple = (SweepResult, BaseException)
         else:
-            bt = BenchmarkThread(prep.spec, prep.requests, prep.counter).start()
+            bt = BenchmarkThread.of(make_run(prep, worker_backend(prep.options))).start()
             ends = (BenchResult,)
         result = None
         while result is None:
@@ -206,6 +205,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--sweep", metavar="SPEC", help="run this sweep instead, e.g. concurrency=8,16,32,64")
     ap.add_argument("--step-requests", type=int, default=160, metavar="N", help="each sweep step's requests")
+    ap.add_argument("--workers", type=int, default=1, metavar="N",
+                    help="the run's worker processes (1: the engine on a thread of the UI's process)")
     args = ap.parse_args()
     from tui.core.tokenizers import Registry
 
