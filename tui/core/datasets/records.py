@@ -111,14 +111,20 @@ class Batch(Strict):
     body: BatchBody
 
 
+TYPES: dict[str, tuple[Any, ...]] = {
+    "openai-chat": (PlainChat, Chat),
+    "message-list": (Annotated[list[PlainMessage], NonEmpty], Annotated[list[Message], NonEmpty]),
+    "sharegpt": (ShareGPT,), "alpaca": (Alpaca,), "prompt-completion": (PromptCompletion,),
+    "prompt": (Prompt,), "text": (Text,), "openai-batch": (Batch,),
+}
 #: format -> its typed decoders' ``decode``, the common shape's first (the scanner tries them in turn)
 DECODERS: dict[str, tuple[Callable[[bytes], Any], ...]] = {
-    fmt: tuple(msgspec.json.Decoder(t).decode for t in types) for fmt, types in {
-        "openai-chat": (PlainChat, Chat),
-        "message-list": (Annotated[list[PlainMessage], NonEmpty], Annotated[list[Message], NonEmpty]),
-        "sharegpt": (ShareGPT,), "alpaca": (Alpaca,), "prompt-completion": (PromptCompletion,),
-        "prompt": (Prompt,), "text": (Text,), "openai-batch": (Batch,),
-    }.items()}
+    fmt: tuple(msgspec.json.Decoder(t).decode for t in types) for fmt, types in TYPES.items()}
+#: a chat format's first decoder -> the decoder of a JSON array of the same records: the scanner's
+#: block path decodes the lines of a sub-block joined with commas in one call (which fails unless
+#: every line holds exactly one record)
+ARRAY_DECODERS: dict[Callable[[bytes], Any], Callable[[bytes], list]] = {
+    DECODERS[fmt][0]: msgspec.json.Decoder(list[TYPES[fmt][0]]).decode for fmt in ("openai-chat", "message-list")}
 
 #: a decoded record's compact encoding (no key twice, nothing absent written)
 encode = msgspec.json.Encoder().encode
