@@ -63,6 +63,7 @@ RUN_LINES = 256  # plain chat lines counted together: few calls, and their bytes
 #: bytes of lines the block path decodes in one call: a sub-block's records are counted while they are
 #: still in the CPU's cache (all of a 4 MB block's at once: slower)
 SUB_BLOCK = 256 << 10
+MAX_BLOCK_SKIPS = 63  # sub-blocks at most read line by line after refused ones before the block path is tried again
 PARALLEL_MIN_BYTES = 256 << 20  # below this, starting the workers costs more than it saves
 MAX_ISSUES = 1000
 EXAMPLES = 20
@@ -382,6 +383,7 @@ class Structure:
         #: called with (line, Rec) for each valid record (a stream's token pass)
         self.on_valid: Callable[[int, Rec], object] | None = None
         self.compact = True  # the lines so far are their records' compact encodings (see _repeated_keys_and_replies)
+        self.block_refusals = self.block_skips = 0  # the block path's backing off (see _feed_block)
 
     def _format_functions(self) -> None:
         fmt = self.fmt
@@ -409,28 +411,40 @@ class Structure:
         if decode_array is None:
             self.feed_lines(split_lines(piece))
             return
+        piece = cast(bytes, piece)
+        commas = memoryview(piece.replace(b"\n", b","))  # each sub-block's lines, as one JSON array's items
         at, size = 0, len(piece)
         while at < size:
             end = piece.find(b"\n", at + SUB_BLOCK) + 1 or size
-            self._feed_block(piece[at:end], decode_array)
+            if self.block_skips:  # blocks were refused just before: line by line for a while
+                self.block_skips -= 1
+                self.lines = self._feed_chat(split_lines(piece[at:end]), self.lines)
+            else:
+                self._feed_block(piece, at, end, commas, decode_array)
             at = end
 
-    def _feed_block(self, block: bytes, decode_array: Callable[[bytes], list]) -> None:
-        """Whole lines of a chat format, decoded in one call as a JSON array of plain records (their
-        newlines made commas: it fails unless each line holds exactly one such record) and counted
-        together (``_count_plain``). A block it refuses (a line of another shape, a bad, blank or
-        BOM line) goes line by line (``_feed_chat``): the same issues, line numbers and order."""
-        body = block[:-1] if block.endswith(b"\n") else block
+    def _feed_block(self, piece: bytes, at: int, end: int, commas: memoryview,
+                    decode_array: Callable[[bytes], list]) -> None:
+        """The whole lines ``piece[at:end]`` of a chat format, decoded in one call as a JSON array
+        of plain records (``commas``: the piece with its newlines made commas; the array fails
+        unless each line holds exactly one such record) and counted together (``_count_plain``). A
+        block it refuses (a line of another shape, a bad, blank or BOM line) goes line by line
+        (``_feed_chat``): the same issues, line numbers and order. After a refusal the next blocks
+        go line by line too, more of them after each refusal in a row (files of mixed shapes)."""
+        stop = end - 1 if piece[end - 1] == 10 else end  # the last line's newline is no item separator
         try:
-            records = decode_array(b"[%s]" % body.replace(b"\n", b","))
+            records = decode_array(b"[%s]" % commas[at:stop])
         except DecodeError:
             records = []
         if not records:  # refused (or blank)
-            self.lines = self._feed_chat(body.split(b"\n"), self.lines)
+            self.block_refusals = min(2 * self.block_refusals + 1, MAX_BLOCK_SKIPS)
+            self.block_skips = self.block_refusals
+            self.lines = self._feed_chat(split_lines(piece[at:end]), self.lines)
             return
+        self.block_refusals = 0
         first = self.lines + 1
         self.lines += len(records)
-        self._count_plain(records, block, first)
+        self._count_plain(records, (piece, at, end), first)
 
     def feed_lines(self, lines: list) -> None:
         """The next physical lines (without their newline; a ``TooLong`` for an overlong one).
@@ -571,9 +585,9 @@ class Structure:
                 self._count_plain(records, chunk[start:], n + at + start + 1)
         return n + len(lines)
 
-    def _count_plain(self, records: list, raws: list[bytes] | bytes, first: int) -> None:
+    def _count_plain(self, records: list, raws: list[bytes] | tuple[bytes, int, int], first: int) -> None:
         """Count a run of plain chat records decoded from ``raws`` (lines ``first`` on; a list of
-        lines, or a sub-block of the block path): each step is a C call over the whole run (map,
+        lines, or the block path's sub-block: (piece, start, end)): each step is a C call over the whole run (map,
         slices, Counter); Python per record only for conversations of unusual shapes and for the
         rare issues."""
         count = len(records)
@@ -630,7 +644,8 @@ class Structure:
                 s[1] += sum(mine)
                 s[2] = max(s[2], max(mine))
 
-    def _repeated_keys_and_replies(self, lines: range, raws: list[bytes] | bytes, records: list, turns: list[int],
+    def _repeated_keys_and_replies(self, lines: range, raws: list[bytes] | tuple[bytes, int, int], records: list,
+                                   turns: list[int],
                                    contents: list[str], prompts: list[str], answers: list[str | None],
                                    trailing: list[int] | None) -> None:
         """The warnings of a run of plain chat records, line by line: repeated keys, no reply.
@@ -639,7 +654,7 @@ class Structure:
         holds as many colons as its keys (1 + 2 per message, or 2 per message in a message list)
         plus the literal colons of its texts, which are their decoded ones unless a colon is
         escaped (``\\u003a``). A repeated key adds its colon (the decoder keeps one of the two
-        values). So a sub-block (``raws`` bytes) with no such escape whose colons are exactly its
+        values). So a sub-block (``raws`` (piece, start, end)) with no such escape whose colons are exactly its
         records' keys and text colons repeats no key; any other is checked line by line:
         ``maybe_duplicate_keys`` over the run, in C. A line that is its record's compact encoding
         repeats none: in a file written compact, nearly every run is cleared so (faster than
@@ -647,12 +662,13 @@ class Structure:
         and texts hold (those of its compact encoding), or one escaping a colon, may repeat one."""
         suspect: list[bool] | None = None
         keys = 1 if self.fmt == "openai-chat" else 0  # the record's own: "messages"
-        if type(raws) is bytes:
-            if (b"\\u003" not in raws
-                    and raws.count(b":") == keys * len(records) + 2 * len(contents) + "".join(contents).count(":")):
+        if type(raws) is tuple:
+            piece, at, end = raws
+            if (piece.count(b":", at, end) == keys * len(records) + 2 * len(contents) + "".join(contents).count(":")
+                    and piece.find(b"\\u003", at, end) < 0):
                 raws = []
             else:
-                raws = split_lines(raws)
+                raws = split_lines(piece[at:end])
         same = list(map(eq, map(encode, records), raws)) if self.compact and raws else []
         if raws and (not self.compact or not all(same)):
             self.compact = same.count(True) * 2 > len(same)  # a file not written compact stops trying
