@@ -18,9 +18,13 @@ Duplicate keys: the typed decoders, like orjson, keep the last value. A record's
 ``encode`` writes the keys the Struct holds (absent fields stay ``UNSET`` and are not written)
 and its strings, with as many colons as orjson's re-encoding on the slow path: the same
 ``parsing.maybe_duplicate_keys`` pre-check decides which lines are searched for repeated keys
-(on the colon counts alone: the Struct's field order may differ from the line's key order). The
-schemas hold no floats, so a line is never shorter than its compact encoding: a repeated key
-always makes it longer, and its verdict is the slow path's.
+(on the colon counts alone: the Struct's field order may differ from the line's key order; a
+line that may escape a colon, ``\\u003a``, is searched whatever its counts). The schemas hold no
+floats, so a line is never shorter than its compact encoding: a repeated key always makes it
+longer, and its verdict is the slow path's.
+
+``ARRAY_DECODERS`` decode a JSON array of a chat format's plain records in one call: the
+scanner's block path (many lines at once, their newlines made commas).
 """
 
 from __future__ import annotations

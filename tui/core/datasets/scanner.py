@@ -6,14 +6,20 @@ callable) between batches; a cancelled scan still ends with a report (``complete
 
 Structure pass: each line is decoded by its format's typed decoders (``records``) and counted
 from the Structs; only the lines they refuse go through orjson and the dict validators
-(``feed_slow``), which name each problem. Both give the same counts and issues. Chat lines of
-more than ``LONG_LINES`` bytes on average over a run go straight to orjson (the faster on long texts). JSONL files of
+(``feed_slow``), which name each problem. Both give the same counts and issues. Chat lines go by
+sub-blocks of ``SUB_BLOCK`` (256 KB) cut at newlines (the block path, ``Structure._feed_block``):
+a sub-block's lines are decoded in one C call as one JSON array of plain records (their newlines
+made commas, so the call fails unless each line holds exactly one record: a blank, BOM, bad or
+other-shaped line sends that sub-block line by line, with today's issues, line numbers and order),
+counted together, and cleared of repeated keys by one colon count. Line by line, chat lines of
+more than ``LONG_LINES`` bytes on average over a run go straight to orjson (the faster on long
+texts). JSONL files of
 at least ``PARALLEL_MIN_BYTES`` (256 MB) are cut at newlines into one range per worker process
 (``workers``, default: 2 or the CPU count if smaller); the parsers hold the GIL, so processes
 rather than threads. Each worker keeps its own counters and the first ``max_issues`` problems
 with range-relative line numbers; the parent adds the line offsets and merges. Memory is bounded at any file size: chunked reads, counts per value (not lists) for the
-distributions, and the prompt hashes for duplicate detection spill to a temporary folder in 64
-buckets when there are more than ~2 M of them.
+distributions, and the prompt hashes for duplicate detection (flat arrays, in C) spill to a
+temporary folder in 64 buckets when there are more than ~2 M of them.
 
 Token pass (only with ``tokenizers``): re-reads the file, re-validates quietly and tokenizes
 the valid records' prompts and answers in batches with ``count_many`` (Hugging Face batch calls
