@@ -393,7 +393,7 @@ def test_the_block_path_counts_every_line_as_the_slow_path_does(case, plain, sub
 
 def _counts(s: Structure) -> dict:
     """``state`` but the block path's own (how it backs off)."""
-    return {k: v for k, v in state(s).items() if k not in ("block_refusals", "block_skips")}
+    return {k: v for k, v in state(s).items() if k not in ("block_refusals", "skip_bytes")}
 
 
 @pytest.mark.parametrize("sub_block", [1, 150, 1 << 18])
@@ -454,7 +454,7 @@ def test_mixed_shapes_back_off_from_the_block_path_and_come_back(tmp_path, monke
     lines = [tool] * 400 + [CHAT % (f"q{i}", "because") for i in range(400)]
     path = tmp_path / "mixed.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    monkeypatch.setattr(scanner, "SUB_BLOCK", 1)  # a sub-block per line
+    monkeypatch.setattr(scanner, "SUB_BLOCK", 100)  # about a line per sub-block
     decoded = _counting_array_decoders(monkeypatch)
     typed = _report(str(path))
     assert 0 < sum(decoded) < 400  # tried on few of the refused, then on the plain ones again

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Iterator, Protocol
+from typing import Iterator, Protocol, cast
 
 from .parsing import BOM
 
@@ -46,24 +46,36 @@ def line_blocks(src: str | Readable, start: int = 0, end: int | None = None, chu
         yield split_lines(piece), nbytes
 
 
-def split_lines(piece: bytes | TooLong) -> list:
-    """A piece of ``line_chunks`` as its lines (without their ``\\n``)."""
-    if type(piece) is not bytes:
+#: whole lines ``data[start:stop]``, each with its newline but maybe the last (the input's last line,
+#: or one line completed from several reads); ``data[:start]`` holds no newline but at ``start - 1``,
+#: ``data[stop:]`` none: the lines of a read, without copying it
+Lines = tuple[bytes, int, int]
+
+
+def split_lines(piece: Lines | TooLong) -> list:
+    """A piece of ``line_chunks`` as its lines (without their ``\\n``): one split of the whole read."""
+    if type(piece) is TooLong:
         return [piece]
-    lines = piece.split(b"\n")
-    if lines[-1] == b"":  # the piece ends with its last line's newline (or is empty)
-        lines.pop()
+    data, start, stop = cast(Lines, piece)
+    if start == stop:
+        return []
+    lines = data.split(b"\n")
+    if start:
+        del lines[0]  # the end of a line begun in an earlier read
+    if stop < len(data) or data[-1] == 10:
+        lines.pop()  # what follows the last newline: the start of a line read later
     return lines
 
 
 def line_chunks(src: str | Readable, start: int = 0, end: int | None = None, chunk: int | None = None,
-                max_line: int | None = None) -> Iterator[tuple[bytes | TooLong, int]]:
+                max_line: int | None = None) -> Iterator[tuple[Lines | TooLong, int]]:
     """Yield (piece, bytes consumed) per chunk read: of the byte range [start, end) of the file
     ``src`` (a path), or of an open binary file or stream ``src`` up to its end.
 
-    A piece is whole lines, each with its ``\\n`` (only the input's last line may have none), or
-    a ``TooLong`` standing for one line longer than ``max_line`` (skipped, never buffered). Lines
-    come in order; the bytes consumed add up to the bytes read. ``start`` must be at a line start.
+    A piece is whole lines (``Lines``: a read and where its whole lines are, never a copy of
+    it), or a ``TooLong`` standing for one line longer than ``max_line`` (skipped, never
+    buffered). Lines come in order; the bytes consumed add up to the bytes read. ``start`` must
+    be at a line start.
     """
     if not isinstance(src, str):
         yield from _line_chunks(src.read, None, chunk or CHUNK, max_line or MAX_LINE)
@@ -75,7 +87,7 @@ def line_chunks(src: str | Readable, start: int = 0, end: int | None = None, chu
         yield from _line_chunks(fh.read, end - start, chunk or CHUNK, max_line or MAX_LINE)
 
 
-def _line_chunks(read, remaining: int | None, chunk: int, max_line: int) -> Iterator[tuple[bytes | TooLong, int]]:
+def _line_chunks(read, remaining: int | None, chunk: int, max_line: int) -> Iterator[tuple[Lines | TooLong, int]]:
     """line_chunks() over ``read(n)``: ``remaining`` bytes, or (None) up to the end."""
     pieces: list[bytes] = []  # the unfinished line
     held = 0
@@ -95,7 +107,7 @@ def _line_chunks(read, remaining: int | None, chunk: int, max_line: int) -> Iter
                 held += len(block)
                 if held > max_line:
                     skipping, pieces, held = held, [], 0
-            yield b"", len(block)
+            yield (block, 0, 0), len(block)
             continue
         done = 0  # bytes of ``block`` accounted for
         if skipping or pieces:  # the line begun in earlier blocks ends here
@@ -106,28 +118,27 @@ def _line_chunks(read, remaining: int | None, chunk: int, max_line: int) -> Iter
                 pieces.append(block[:first])
                 line = b"".join(pieces)
                 pieces, held = [], 0
-                yield (TooLong(len(line)) if len(line) > max_line else line + b"\n"), first + 1
+                yield (TooLong(len(line)) if len(line) > max_line else (line, 0, len(line))), first + 1
             done = first + 1
         last = block.rfind(b"\n") + 1
-        tail = block[last:]
-        if tail:
-            pieces.append(tail)
-            held = len(tail)
+        if last < len(block):
+            pieces.append(block[last:])
+            held = len(block) - last
             if held > max_line:
                 skipping, pieces, held = held, [], 0
-        whole = block[done:last] if done or last < len(block) else block
-        if len(whole) > max_line:  # a block larger than a line may be: look for overlong ones
-            yield from _overlong_apart(whole, max_line)
-            whole = b""
-        yield whole, len(block) - done  # (the tail's bytes too)
+        consumed = len(block) - done  # (the tail's bytes too)
+        if last - done > max_line:  # a block larger than a line may be: look for overlong ones
+            yield from _overlong_apart(block[done:last], max_line)
+            done = last
+        yield (block, done, last), consumed
     if skipping:
         yield TooLong(skipping), 0
     elif pieces:
         last_line = b"".join(pieces)
-        yield TooLong(len(last_line)) if len(last_line) > max_line else last_line, 0
+        yield TooLong(len(last_line)) if len(last_line) > max_line else (last_line, 0, len(last_line)), 0
 
 
-def _overlong_apart(whole: bytes, max_line: int) -> Iterator[tuple[bytes | TooLong, int]]:
+def _overlong_apart(whole: bytes, max_line: int) -> Iterator[tuple[Lines | TooLong, int]]:
     """The whole lines of ``whole`` as pieces, each overlong one as a TooLong (no bytes counted)."""
     lines = whole.split(b"\n")
     lines.pop()  # ``whole`` ends with a newline
@@ -135,13 +146,15 @@ def _overlong_apart(whole: bytes, max_line: int) -> Iterator[tuple[bytes | TooLo
     for line in lines:
         if len(line) > max_line:
             if kept:
-                yield b"\n".join(kept) + b"\n", 0
+                joined = b"\n".join(kept) + b"\n"
+                yield (joined, 0, len(joined)), 0
                 kept = []
             yield TooLong(len(line)), 0
         else:
             kept.append(line)
     if kept:
-        yield b"\n".join(kept) + b"\n", 0
+        joined = b"\n".join(kept) + b"\n"
+        yield (joined, 0, len(joined)), 0
 
 
 def split_points(path: str, parts: int) -> list[int]:

@@ -57,7 +57,7 @@ from .formats import NO_REPLY, PAIRED, VALIDATORS, Rec
 from .model import (ERROR, WARNING, ConsumerChecks, DatasetStats, FormatGuess, LineIssue, RoleStats,
                     ScanProgress, ScanReport, TokenReport, TokenStats, joint_of, summarize)
 from .parsing import BOM, JSONDecodeError, TooDeep, diagnose, duplicate_keys, maybe_duplicate_keys, parse, visible
-from .reader import ArrayError, TooLong, array_elements, line_blocks, line_chunks, split_lines, split_points
+from .reader import ArrayError, Lines, TooLong, array_elements, line_blocks, line_chunks, split_lines, split_points
 from .records import ARRAY_DECODERS, DECODERS, READERS, encode
 from .source import FileState, Replay, check_readable, is_stream, open_stream
 
@@ -389,7 +389,7 @@ class Structure:
         #: called with (line, Rec) for each valid record (a stream's token pass)
         self.on_valid: Callable[[int, Rec], object] | None = None
         self.compact = True  # the lines so far are their records' compact encodings (see _repeated_keys_and_replies)
-        self.block_refusals = self.block_skips = 0  # the block path's backing off (see _feed_block)
+        self.block_refusals = self.skip_bytes = 0  # the block path's backing off (see _feed_block)
 
     def _format_functions(self) -> None:
         fmt = self.fmt
@@ -409,48 +409,50 @@ class Structure:
             self.warnings.append((line, kind, issue_text(message), column))
 
     # ----------------------------------------------------------------- feeding
-    def feed_chunk(self, piece: bytes | TooLong) -> None:
+    def feed_chunk(self, piece: Lines | TooLong) -> None:
         """The next piece of ``reader.line_chunks``: whole lines (or a ``TooLong``). In a chat
         format, a piece goes by sub-blocks of about ``SUB_BLOCK`` bytes cut at newlines through the
         block path (``_feed_block``); any other line by line (``feed_lines``)."""
-        decode_array = ARRAY_DECODERS.get(self.decoders[0]) if self.decoders and type(piece) is bytes else None
+        decode_array = ARRAY_DECODERS.get(self.decoders[0]) if self.decoders and type(piece) is tuple else None
         if decode_array is None:
             self.feed_lines(split_lines(piece))
             return
-        piece = cast(bytes, piece)
-        commas = memoryview(piece.replace(b"\n", b","))  # each sub-block's lines, as one JSON array's items
-        at, size = 0, len(piece)
-        while at < size:
-            end = piece.find(b"\n", at + SUB_BLOCK) + 1 or size
-            if self.block_skips:  # blocks were refused just before: line by line for a while
-                self.block_skips -= 1
-                self.lines = self._feed_chat(split_lines(piece[at:end]), self.lines)
+        data, at, stop = cast(Lines, piece)
+        while at < stop:
+            if self.skip_bytes:  # blocks were refused just before: line by line for a while
+                end = data.find(b"\n", at + self.skip_bytes, stop) + 1 or stop
+                self.skip_bytes = max(0, self.skip_bytes - (end - at))
             else:
-                self._feed_block(piece, at, end, commas, decode_array)
+                end = data.find(b"\n", at + SUB_BLOCK, stop) + 1 or stop
+                if self._feed_block(data, at, end, decode_array):
+                    at = end
+                    continue
+            # line by line: the whole piece in one split when that is what is left of it
+            lines = split_lines(piece if (at, end) == piece[1:] else (data[at:end], 0, end - at))
+            self.lines = self._feed_chat(lines, self.lines)
             at = end
 
-    def _feed_block(self, piece: bytes, at: int, end: int, commas: memoryview,
-                    decode_array: Callable[[bytes], list]) -> None:
-        """The whole lines ``piece[at:end]`` of a chat format, decoded in one call as a JSON array
-        of plain records (``commas``: the piece with its newlines made commas; the array fails
-        unless each line holds exactly one such record) and counted together (``_count_plain``). A
-        block it refuses (a line of another shape, a bad, blank or BOM line) goes line by line
-        (``_feed_chat``): the same issues, line numbers and order. After a refusal the next blocks
-        go line by line too, more of them after each refusal in a row (files of mixed shapes)."""
-        stop = end - 1 if piece[end - 1] == 10 else end  # the last line's newline is no item separator
+    def _feed_block(self, data: bytes, at: int, end: int, decode_array: Callable[[bytes], list]) -> bool:
+        """The whole lines ``data[at:end]`` of a chat format, decoded in one call as a JSON array
+        of plain records (their newlines made commas: the array fails unless each line holds
+        exactly one such record) and counted together (``_count_plain``); False when it refuses
+        them (a line of another shape, a bad, blank or BOM line): then the caller feeds them line
+        by line, with the same issues, line numbers and order, and the next blocks too, more of
+        them after each refusal in a row (files of mixed shapes)."""
+        stop = end - 1 if data[end - 1] == 10 else end  # the last line's newline is no item separator
         try:
-            records = decode_array(b"[%s]" % commas[at:stop])
+            records = decode_array(b"[%s]" % data[at:stop].replace(b"\n", b","))
         except DecodeError:
             records = []
         if not records:  # refused (or blank)
             self.block_refusals = min(2 * self.block_refusals + 1, MAX_BLOCK_SKIPS)
-            self.block_skips = self.block_refusals
-            self.lines = self._feed_chat(split_lines(piece[at:end]), self.lines)
-            return
+            self.skip_bytes = self.block_refusals * SUB_BLOCK
+            return False
         self.block_refusals = 0
         first = self.lines + 1
         self.lines += len(records)
-        self._count_plain(records, (piece, at, end), first)
+        self._count_plain(records, (data, at, end), first)
+        return True
 
     def feed_lines(self, lines: list) -> None:
         """The next physical lines (without their newline; a ``TooLong`` for an overlong one).
@@ -591,7 +593,7 @@ class Structure:
                 self._count_plain(records, chunk[start:], n + at + start + 1)
         return n + len(lines)
 
-    def _count_plain(self, records: list, raws: list[bytes] | tuple[bytes, int, int], first: int) -> None:
+    def _count_plain(self, records: list, raws: list[bytes] | Lines, first: int) -> None:
         """Count a run of plain chat records decoded from ``raws`` (lines ``first`` on; a list of
         lines, or the block path's sub-block: (piece, start, end)): each step is a C call over the whole run (map,
         slices, Counter); Python per record only for conversations of unusual shapes and for the
@@ -650,8 +652,7 @@ class Structure:
                 s[1] += sum(mine)
                 s[2] = max(s[2], max(mine))
 
-    def _repeated_keys_and_replies(self, lines: range, raws: list[bytes] | tuple[bytes, int, int], records: list,
-                                   turns: list[int],
+    def _repeated_keys_and_replies(self, lines: range, raws: list[bytes] | Lines, records: list, turns: list[int],
                                    contents: list[str], prompts: list[str], answers: list[str | None],
                                    trailing: list[int] | None) -> None:
         """The warnings of a run of plain chat records, line by line: repeated keys, no reply.
@@ -674,7 +675,7 @@ class Structure:
                     and piece.find(b"\\u003", at, end) < 0):
                 raws = []
             else:
-                raws = split_lines(piece[at:end])
+                raws = split_lines((piece[at:end], 0, end - at))
         same = list(map(eq, map(encode, records), raws)) if self.compact and raws else []
         if raws and (not self.compact or not all(same)):
             self.compact = same.count(True) * 2 > len(same)  # a file not written compact stops trying
