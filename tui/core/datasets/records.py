@@ -29,6 +29,7 @@ scanner's block path (many lines at once, their newlines made commas).
 
 from __future__ import annotations
 
+from types import GenericAlias
 from typing import Annotated, Any, Callable, Literal
 
 import msgspec
@@ -128,7 +129,8 @@ DECODERS: dict[str, tuple[Callable[[bytes], Any], ...]] = {
 #: block path decodes the lines of a sub-block joined with commas in one call (which fails unless
 #: every line holds exactly one record)
 ARRAY_DECODERS: dict[Callable[[bytes], Any], Callable[[bytes], list]] = {
-    DECODERS[fmt][0]: msgspec.json.Decoder(list[TYPES[fmt][0]]).decode for fmt in ("openai-chat", "message-list")}
+    DECODERS[fmt][0]: msgspec.json.Decoder(GenericAlias(list, (TYPES[fmt][0],))).decode
+    for fmt in ("openai-chat", "message-list")}
 
 #: a decoded record's compact encoding (no key twice, nothing absent written)
 encode = msgspec.json.Encoder().encode

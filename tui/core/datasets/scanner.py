@@ -417,7 +417,8 @@ class Structure:
         if decode_array is None:
             self.feed_lines(split_lines(piece))
             return
-        data, at, stop = cast(Lines, piece)
+        data, start, stop = cast(Lines, piece)
+        at = start
         while at < stop:
             if self.skip_bytes:  # blocks were refused just before: line by line for a while
                 end = data.find(b"\n", at + self.skip_bytes, stop) + 1 or stop
@@ -428,7 +429,7 @@ class Structure:
                     at = end
                     continue
             # line by line: the whole piece in one split when that is what is left of it
-            lines = split_lines(piece if (at, end) == piece[1:] else (data[at:end], 0, end - at))
+            lines = split_lines(piece if (at, end) == (start, stop) else (data[at:end], 0, end - at))
             self.lines = self._feed_chat(lines, self.lines)
             at = end
 
@@ -669,13 +670,14 @@ class Structure:
         and texts hold (those of its compact encoding), or one escaping a colon, may repeat one."""
         suspect: list[bool] | None = None
         keys = 1 if self.fmt == "openai-chat" else 0  # the record's own: "messages"
-        if type(raws) is tuple:
+        if isinstance(raws, tuple):
             piece, at, end = raws
             if (piece.count(b":", at, end) == keys * len(records) + 2 * len(contents) + "".join(contents).count(":")
                     and piece.find(b"\\u003", at, end) < 0):
                 raws = []
             else:
                 raws = split_lines((piece[at:end], 0, end - at))
+        assert isinstance(raws, list)
         same = list(map(eq, map(encode, records), raws)) if self.compact and raws else []
         if raws and (not self.compact or not all(same)):
             self.compact = same.count(True) * 2 > len(same)  # a file not written compact stops trying
