@@ -9,6 +9,7 @@ must see through.
 from __future__ import annotations
 
 import json
+from io import BytesIO
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -332,3 +333,130 @@ def test_runs_of_long_lines_take_orjsons_path_with_the_same_report(tmp_path, mon
     assert typed["checks"]["duplicate_prompts"] == 1
     monkeypatch.setattr(scanner, "DECODERS", {})
     assert _report(str(path), context_length=64) == typed
+
+
+# ------------------------------------------------------------------ the block path
+# Chat lines are decoded by sub-blocks of SUB_BLOCK bytes, as one JSON array; a sub-block it refuses
+# goes line by line. A tiny SUB_BLOCK puts sub-block boundaries next to every kind of line.
+
+ESCAPED_COLON_HIDES_A_KEY = ('{"messages": [{"role": "user", "content": "x", "content": "a\\u003ab"}, '
+                             '{"role": "assistant", "content": "c"}]}')
+
+
+def _counting_array_decoders(monkeypatch) -> list[int]:
+    """Count the records the block path decodes (a check that it was taken)."""
+    import tui.core.datasets.scanner as scanner
+
+    decoded: list[int] = []
+
+    def counting(decode):
+        def decode_array(raw):
+            records = decode(raw)
+            decoded.append(len(records))
+            return records
+        return decode_array
+
+    monkeypatch.setattr(scanner, "ARRAY_DECODERS", {k: counting(v) for k, v in scanner.ARRAY_DECODERS.items()})
+    return decoded
+
+
+def _fed_by_chunks(fmt: str, data: bytes, **kwargs) -> Structure:
+    from tui.core.datasets.reader import line_chunks
+
+    st = Structure(fmt, **kwargs)
+    for piece, _ in line_chunks(BytesIO(data), chunk=97):
+        st.feed_chunk(piece)
+    return st
+
+
+@SETTINGS
+@given(case=st.one_of(files(HOSTILE), files(VALID)), plain=st.lists(st.tuples(texts, texts), max_size=8),
+       sub_block=st.sampled_from([1, 40, 200, 1 << 18]), final_newline=st.booleans(), data=st.data())
+def test_the_block_path_counts_every_line_as_the_slow_path_does(case, plain, sub_block, final_newline, data):
+    import tui.core.datasets.scanner as scanner
+
+    fmt, lines = case
+    fmt = fmt if fmt in ("openai-chat", "message-list") else "openai-chat"
+    for user, answer in plain:  # runs of plain records between the odd lines
+        msgs = [Obj([("role", "user"), ("content", user)]), Obj([("role", "assistant"), ("content", answer)])]
+        record = Obj([("messages", msgs)]) if fmt == "openai-chat" else msgs
+        lines.insert(data.draw(st.integers(0, len(lines))), dump(record, data.draw(styles)).encode())
+    if data.draw(rarely(4)):
+        lines[0] = b"\xef\xbb\xbf" + lines[0]
+    raw = b"\n".join(lines) + (b"\n" if final_newline or lines[-1] == b"" else b"")  # (an empty last line: its newline)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scanner, "SUB_BLOCK", sub_block)
+        typed = _fed_by_chunks(fmt, raw)
+    _, slow = both(fmt, lines)
+    assert _counts(typed) == _counts(slow)
+
+
+def _counts(s: Structure) -> dict:
+    """``state`` but the block path's own (how it backs off)."""
+    return {k: v for k, v in state(s).items() if k not in ("block_refusals", "skip_bytes")}
+
+
+@pytest.mark.parametrize("sub_block", [1, 150, 1 << 18])
+def test_block_boundaries_next_to_odd_lines_give_the_slow_paths_report(tmp_path, monkeypatch, sub_block):
+    """Sub-block boundaries next to a bad line, a blank line, a BOM, an escaped colon with a repeated key
+    and records of other shapes: the report of the slow path, and the block path taken for the rest."""
+    import tui.core.datasets.scanner as scanner
+
+    def plain(i: int) -> str:
+        return CHAT % (f"q{i}: why?", "because")
+
+    odd = ["", "  ", "{", '{"messages": []}', ESCAPED_COLON_HIDES_A_KEY,
+           '{"messages": [{"role": "user", "content": "w?"}, {"role": "assistant", "tool_calls": '
+           '[{"id": "c", "type": "function", "function": {"name": "f", "arguments": "x"}}]}]}',
+           '{"messages": [{"role": "user", "content": "no reply"}]}', plain(3), '{"text": "another format"}']
+    lines = ["\ufeff" + plain(0)]
+    for i, line in enumerate(odd):  # each after 12 plain lines: line 13 * (i + 1) + 1
+        lines += [plain(100 * i + k) for k in range(1, 13)] + [line]
+    lines += [plain(1000 + k) for k in range(12)]
+    path = tmp_path / "odd.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.setattr(scanner, "SUB_BLOCK", sub_block)
+    decoded = _counting_array_decoders(monkeypatch)
+    typed = _report(str(path), context_length=64)
+    assert sum(decoded) > len(lines) // 2 or sub_block > len(lines)  # most went by the block path (one block: none)
+    assert [(w["line"], w["kind"]) for w in typed["warnings"]] == [
+        (14, "blank-line"), (27, "blank-line"), (66, "duplicate-key"), (79, "bad-arguments"),
+        (92, "no-assistant-reply")]
+    assert [(e["line"], e["kind"]) for e in typed["errors"]] == [(40, "invalid-json"), (53, "empty"),
+                                                                  (118, "missing-field")]
+    assert typed["checks"]["duplicate_prompts"] == 1
+    monkeypatch.setattr(scanner, "DECODERS", {})
+    assert _report(str(path), context_length=64) == typed
+
+
+def test_an_escaped_colon_hides_no_repeated_key_on_any_path(write_lines, monkeypatch):
+    """A repeated key whose colon an escaped one (\\u003a) in a kept text balances: the colon counts
+    agree, so the lines that escape a colon are searched for repeated keys all the same."""
+    import tui.core.datasets.scanner as scanner
+
+    path = write_lines([ESCAPED_COLON_HIDES_A_KEY] * 2)
+    block = scan_file(path)
+    monkeypatch.setattr(scanner, "ARRAY_DECODERS", {})
+    line_by_line = scan_file(path)
+    monkeypatch.setattr(scanner, "DECODERS", {})
+    slow = scan_file(path)
+    for report in (block, line_by_line, slow):
+        assert [(w.line, w.kind) for w in report.warnings] == [(1, "duplicate-key"), (2, "duplicate-key")]
+
+
+def test_mixed_shapes_back_off_from_the_block_path_and_come_back(tmp_path, monkeypatch):
+    """Blocks refused in a row are tried less and less often (a file of mixed shapes); a run of
+    plain records is back on the block path after the backing off, with the same report."""
+    import tui.core.datasets.scanner as scanner
+
+    tool = ('{"messages": [{"role": "user", "content": "w?"}, {"role": "assistant", "content": null, "tool_calls": '
+            '[{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}]}')
+    lines = [tool] * 400 + [CHAT % (f"q{i}", "because") for i in range(400)]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(scanner, "SUB_BLOCK", 100)  # about a line per sub-block
+    decoded = _counting_array_decoders(monkeypatch)
+    typed = _report(str(path))
+    assert 0 < sum(decoded) < 400  # tried on few of the refused, then on the plain ones again
+    monkeypatch.setattr(scanner, "DECODERS", {})
+    assert _report(str(path)) == typed

@@ -17,13 +17,12 @@
 - Duplicate keys are a warning (every parser silently keeps the last value). A cheap pre-check
   runs on every record: the number of ``:`` bytes in the line against the number in orjson's
   re-serialisation of the parsed value (equal unless a key was dropped, or the line escapes a
-  colon as ``\\u003a``). Only lines where they differ are re-parsed with ``json`` and an
-  ``object_pairs_hook`` to name the key; lines identical to their compact re-serialisation
-  skip the counting. The one case this misses: a line that escapes a colon as ``\\u003a``
-  (no common writer does) *and* repeats a key, the two differences cancelling out. Searching
-  every line for that escape would cost more than the whole parse on long lines (measured).
-  On lines written with spaces (Python's ``json.dumps`` defaults) the two counts cost about
-  as much as the parse; on compact lines (orjson, ``separators=(",", ":")``) almost nothing.
+  colon as ``\\u003a``). Lines where they differ, and lines that may escape a colon (a
+  ``\\u003`` in them: an escaped colon could hide a repeated key's), are re-parsed with ``json``
+  and an ``object_pairs_hook`` to name the key; lines identical to their compact
+  re-serialisation skip the counting. On lines written with spaces (Python's ``json.dumps``
+  defaults) the counts cost about as much as the parse; on compact lines (orjson,
+  ``separators=(",", ":")``) almost nothing.
 - A UTF-8 BOM is tolerated on line 1 only (the scanner strips it); CR before LF is JSON
   whitespace and is tolerated everywhere.
 """
@@ -198,7 +197,7 @@ def maybe_duplicate_keys(raw: bytes, encoded: bytes, same_order: bool = True) ->
     in its fields' order: then a line of the same length may differ only in its keys' order.)"""
     if len(encoded) == len(raw) and same_order:
         return encoded != raw
-    return encoded != raw and raw.count(b":") != encoded.count(b":")
+    return encoded != raw and (raw.count(b":") != encoded.count(b":") or b"\\u003" in raw)
 
 
 def duplicate_keys(raw: bytes) -> list[str]:

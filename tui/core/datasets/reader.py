@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Iterator, Protocol
+from typing import Iterator, Protocol, cast
 
 from .parsing import BOM
 
@@ -37,24 +37,58 @@ class TooLong:
 
 def line_blocks(src: str | Readable, start: int = 0, end: int | None = None, chunk: int | None = None,
                 max_line: int | None = None) -> Iterator[tuple[list, int]]:
-    """Yield (lines, bytes consumed) per chunk read: of the byte range [start, end) of the file
+    """Yield (lines, bytes consumed): the lines of ``line_chunks`` (the same arguments), split.
+
+    Lines come without their ``\\n`` (a ``\\r`` stays: it is JSON whitespace). A line longer than
+    ``max_line`` comes as a ``TooLong``.
+    """
+    for piece, nbytes in line_chunks(src, start, end, chunk, max_line):
+        yield split_lines(piece), nbytes
+
+
+#: whole lines ``data[start:stop]``, each with its newline but maybe the last (the input's last line,
+#: or one line completed from several reads); ``data[:start]`` holds no newline but at ``start - 1``,
+#: ``data[stop:]`` none: the lines of a read, without copying it
+Lines = tuple[bytes, int, int]
+
+
+def split_lines(piece: Lines | TooLong) -> list:
+    """A piece of ``line_chunks`` as its lines (without their ``\\n``): one split of the whole read."""
+    if type(piece) is TooLong:
+        return [piece]
+    data, start, stop = cast(Lines, piece)
+    if start == stop:
+        return []
+    lines = data.split(b"\n")
+    if start:
+        del lines[0]  # the end of a line begun in an earlier read
+    if stop < len(data) or data[-1] == 10:
+        lines.pop()  # what follows the last newline: the start of a line read later
+    return lines
+
+
+def line_chunks(src: str | Readable, start: int = 0, end: int | None = None, chunk: int | None = None,
+                max_line: int | None = None) -> Iterator[tuple[Lines | TooLong, int]]:
+    """Yield (piece, bytes consumed) per chunk read: of the byte range [start, end) of the file
     ``src`` (a path), or of an open binary file or stream ``src`` up to its end.
 
-    ``start`` must be at a line start. Lines come without their ``\\n`` (a ``\\r`` stays: it is
-    JSON whitespace). A line longer than ``max_line`` comes as a ``TooLong``.
+    A piece is whole lines (``Lines``: a read and where its whole lines are, never a copy of
+    it), or a ``TooLong`` standing for one line longer than ``max_line`` (skipped, never
+    buffered). Lines come in order; the bytes consumed add up to the bytes read. ``start`` must
+    be at a line start.
     """
     if not isinstance(src, str):
-        yield from _line_blocks(src.read, None, chunk or CHUNK, max_line or MAX_LINE)
+        yield from _line_chunks(src.read, None, chunk or CHUNK, max_line or MAX_LINE)
         return
     with open(src, "rb", buffering=0) as fh:
         if end is None:
             end = os.fstat(fh.fileno()).st_size
         fh.seek(start)
-        yield from _line_blocks(fh.read, end - start, chunk or CHUNK, max_line or MAX_LINE)
+        yield from _line_chunks(fh.read, end - start, chunk or CHUNK, max_line or MAX_LINE)
 
 
-def _line_blocks(read, remaining: int | None, chunk: int, max_line: int) -> Iterator[tuple[list, int]]:
-    """line_blocks() over ``read(n)``: ``remaining`` bytes, or (None) up to the end."""
+def _line_chunks(read, remaining: int | None, chunk: int, max_line: int) -> Iterator[tuple[Lines | TooLong, int]]:
+    """line_chunks() over ``read(n)``: ``remaining`` bytes, or (None) up to the end."""
     pieces: list[bytes] = []  # the unfinished line
     held = 0
     skipping = 0  # bytes of an overlong line being skipped
@@ -64,36 +98,63 @@ def _line_blocks(read, remaining: int | None, chunk: int, max_line: int) -> Iter
             break
         if remaining is not None:
             remaining -= len(block)
-        parts = block.split(b"\n")
-        tail = parts.pop()
-        if parts:
+        first = block.find(b"\n")
+        if first < 0:  # no line ends in this block
             if skipping:
-                skipping += len(parts[0])
-                parts[0] = TooLong(skipping)
+                skipping += len(block)
+            else:
+                pieces.append(block)
+                held += len(block)
+                if held > max_line:
+                    skipping, pieces, held = held, [], 0
+            yield (block, 0, 0), len(block)
+            continue
+        done = 0  # bytes of ``block`` accounted for
+        if skipping or pieces:  # the line begun in earlier blocks ends here
+            if skipping:
+                yield TooLong(skipping + first), first + 1
                 skipping = 0
-            elif pieces:
-                pieces.append(parts[0])
-                first = b"".join(pieces)
-                parts[0] = TooLong(len(first)) if len(first) > max_line else first
+            else:
+                pieces.append(block[:first])
+                line = b"".join(pieces)
                 pieces, held = [], 0
-            if len(parts[0] if isinstance(parts[0], bytes) else b"") > max_line:
-                parts[0] = TooLong(len(parts[0]))
-            for i in range(1, len(parts)):
-                if len(parts[i]) > max_line:
-                    parts[i] = TooLong(len(parts[i]))
-        if skipping:
-            skipping += len(tail)
-        elif tail:
-            pieces.append(tail)
-            held += len(tail)
+                yield (TooLong(len(line)) if len(line) > max_line else (line, 0, len(line))), first + 1
+            done = first + 1
+        last = block.rfind(b"\n") + 1
+        if last < len(block):
+            pieces.append(block[last:])
+            held = len(block) - last
             if held > max_line:
                 skipping, pieces, held = held, [], 0
-        yield parts, len(block)
+        consumed = len(block) - done  # (the tail's bytes too)
+        if last - done > max_line:  # a block larger than a line may be: look for overlong ones
+            yield from _overlong_apart(block[done:last], max_line)
+            done = last
+        yield (block, done, last), consumed
     if skipping:
-        yield [TooLong(skipping)], 0
+        yield TooLong(skipping), 0
     elif pieces:
-        last = b"".join(pieces)
-        yield [TooLong(len(last)) if len(last) > max_line else last], 0
+        last_line = b"".join(pieces)
+        yield TooLong(len(last_line)) if len(last_line) > max_line else (last_line, 0, len(last_line)), 0
+
+
+def _overlong_apart(whole: bytes, max_line: int) -> Iterator[tuple[Lines | TooLong, int]]:
+    """The whole lines of ``whole`` as pieces, each overlong one as a TooLong (no bytes counted)."""
+    lines = whole.split(b"\n")
+    lines.pop()  # ``whole`` ends with a newline
+    kept: list[bytes] = []
+    for line in lines:
+        if len(line) > max_line:
+            if kept:
+                joined = b"\n".join(kept) + b"\n"
+                yield (joined, 0, len(joined)), 0
+                kept = []
+            yield TooLong(len(line)), 0
+        else:
+            kept.append(line)
+    if kept:
+        joined = b"\n".join(kept) + b"\n"
+        yield (joined, 0, len(joined)), 0
 
 
 def split_points(path: str, parts: int) -> list[int]:

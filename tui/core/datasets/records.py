@@ -18,13 +18,18 @@ Duplicate keys: the typed decoders, like orjson, keep the last value. A record's
 ``encode`` writes the keys the Struct holds (absent fields stay ``UNSET`` and are not written)
 and its strings, with as many colons as orjson's re-encoding on the slow path: the same
 ``parsing.maybe_duplicate_keys`` pre-check decides which lines are searched for repeated keys
-(on the colon counts alone: the Struct's field order may differ from the line's key order). The
-schemas hold no floats, so a line is never shorter than its compact encoding: a repeated key
-always makes it longer, and its verdict is the slow path's.
+(on the colon counts alone: the Struct's field order may differ from the line's key order; a
+line that may escape a colon, ``\\u003a``, is searched whatever its counts). The schemas hold no
+floats, so a line is never shorter than its compact encoding: a repeated key always makes it
+longer, and its verdict is the slow path's.
+
+``ARRAY_DECODERS`` decode a JSON array of a chat format's plain records in one call: the
+scanner's block path (many lines at once, their newlines made commas).
 """
 
 from __future__ import annotations
 
+from types import GenericAlias
 from typing import Annotated, Any, Callable, Literal
 
 import msgspec
@@ -111,14 +116,21 @@ class Batch(Strict):
     body: BatchBody
 
 
+TYPES: dict[str, tuple[Any, ...]] = {
+    "openai-chat": (PlainChat, Chat),
+    "message-list": (Annotated[list[PlainMessage], NonEmpty], Annotated[list[Message], NonEmpty]),
+    "sharegpt": (ShareGPT,), "alpaca": (Alpaca,), "prompt-completion": (PromptCompletion,),
+    "prompt": (Prompt,), "text": (Text,), "openai-batch": (Batch,),
+}
 #: format -> its typed decoders' ``decode``, the common shape's first (the scanner tries them in turn)
 DECODERS: dict[str, tuple[Callable[[bytes], Any], ...]] = {
-    fmt: tuple(msgspec.json.Decoder(t).decode for t in types) for fmt, types in {
-        "openai-chat": (PlainChat, Chat),
-        "message-list": (Annotated[list[PlainMessage], NonEmpty], Annotated[list[Message], NonEmpty]),
-        "sharegpt": (ShareGPT,), "alpaca": (Alpaca,), "prompt-completion": (PromptCompletion,),
-        "prompt": (Prompt,), "text": (Text,), "openai-batch": (Batch,),
-    }.items()}
+    fmt: tuple(msgspec.json.Decoder(t).decode for t in types) for fmt, types in TYPES.items()}
+#: a chat format's first decoder -> the decoder of a JSON array of the same records: the scanner's
+#: block path decodes the lines of a sub-block joined with commas in one call (which fails unless
+#: every line holds exactly one record)
+ARRAY_DECODERS: dict[Callable[[bytes], Any], Callable[[bytes], list]] = {
+    DECODERS[fmt][0]: msgspec.json.Decoder(GenericAlias(list, (TYPES[fmt][0],))).decode
+    for fmt in ("openai-chat", "message-list")}
 
 #: a decoded record's compact encoding (no key twice, nothing absent written)
 encode = msgspec.json.Encoder().encode

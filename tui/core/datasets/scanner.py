@@ -6,14 +6,20 @@ callable) between batches; a cancelled scan still ends with a report (``complete
 
 Structure pass: each line is decoded by its format's typed decoders (``records``) and counted
 from the Structs; only the lines they refuse go through orjson and the dict validators
-(``feed_slow``), which name each problem. Both give the same counts and issues. Chat lines of
-more than ``LONG_LINES`` bytes on average over a run go straight to orjson (the faster on long texts). JSONL files of
+(``feed_slow``), which name each problem. Both give the same counts and issues. Chat lines go by
+sub-blocks of ``SUB_BLOCK`` (256 KB) cut at newlines (the block path, ``Structure._feed_block``):
+a sub-block's lines are decoded in one C call as one JSON array of plain records (their newlines
+made commas, so the call fails unless each line holds exactly one record: a blank, BOM, bad or
+other-shaped line sends that sub-block line by line, with today's issues, line numbers and order),
+counted together, and cleared of repeated keys by one colon count. Line by line, chat lines of
+more than ``LONG_LINES`` bytes on average over a run go straight to orjson (the faster on long
+texts). JSONL files of
 at least ``PARALLEL_MIN_BYTES`` (256 MB) are cut at newlines into one range per worker process
 (``workers``, default: 2 or the CPU count if smaller); the parsers hold the GIL, so processes
 rather than threads. Each worker keeps its own counters and the first ``max_issues`` problems
 with range-relative line numbers; the parent adds the line offsets and merges. Memory is bounded at any file size: chunked reads, counts per value (not lists) for the
-distributions, and the prompt hashes for duplicate detection spill to a temporary folder in 64
-buckets when there are more than ~2 M of them.
+distributions, and the prompt hashes for duplicate detection (flat arrays, in C) spill to a
+temporary folder in 64 buckets when there are more than ~2 M of them.
 
 Token pass (only with ``tokenizers``): re-reads the file, re-validates quietly and tokenizes
 the valid records' prompts and answers in batches with ``count_many`` (Hugging Face batch calls
@@ -39,7 +45,7 @@ from array import array
 from collections import Counter
 from dataclasses import replace
 from itertools import chain, compress, repeat
-from operator import add, attrgetter, eq, ne
+from operator import add, attrgetter, eq, ne, or_
 from typing import IO, Any, Callable, Iterator, Mapping, Sequence, cast
 
 from msgspec import DecodeError
@@ -51,8 +57,8 @@ from .formats import NO_REPLY, PAIRED, VALIDATORS, Rec
 from .model import (ERROR, WARNING, ConsumerChecks, DatasetStats, FormatGuess, LineIssue, RoleStats,
                     ScanProgress, ScanReport, TokenReport, TokenStats, joint_of, summarize)
 from .parsing import BOM, JSONDecodeError, TooDeep, diagnose, duplicate_keys, maybe_duplicate_keys, parse, visible
-from .reader import ArrayError, array_elements, line_blocks, split_points
-from .records import DECODERS, READERS, encode
+from .reader import ArrayError, Lines, TooLong, array_elements, line_blocks, line_chunks, split_lines, split_points
+from .records import ARRAY_DECODERS, DECODERS, READERS, encode
 from .source import FileState, Replay, check_readable, is_stream, open_stream
 
 #: lines of more bytes than this on average (over RUN_LINES) take orjson's path: on long texts orjson
@@ -60,6 +66,10 @@ from .source import FileState, Replay, check_readable, is_stream, open_stream
 #: slower typed; 0.7 KB lines 2x faster typed; even at about 4 KB)
 LONG_LINES = 2048
 RUN_LINES = 256  # plain chat lines counted together: few calls, and their bytes still in the CPU's cache
+#: bytes of lines the block path decodes in one call: a sub-block's records are counted while they are
+#: still in the CPU's cache (all of a 4 MB block's at once: slower)
+SUB_BLOCK = 256 << 10
+MAX_BLOCK_SKIPS = 63  # sub-blocks at most read line by line after refused ones before the block path is tried again
 PARALLEL_MIN_BYTES = 256 << 20  # below this, starting the workers costs more than it saves
 MAX_ISSUES = 1000
 EXAMPLES = 20
@@ -85,7 +95,9 @@ def prompt_hash(text: str) -> int:
 
 
 class HashLines:
-    """(hash, line) pairs in 64 buckets of array('q'); spills to files past ``limit`` pairs."""
+    """(hash, line) pairs, appended to two flat ``array('q')`` in C (the scan's hot path). Past
+    ``limit`` pairs they are sorted into 64 buckets by hash and appended to files in ``spill_dir``
+    (memory stays bounded at any file size)."""
 
     NB = 64
 
@@ -93,16 +105,14 @@ class HashLines:
         self.limit = limit
         self.spill_dir = spill_dir
         self.tag = tag
-        self.n = 0
         self.spilled = False
-        self.buckets = [array("q") for _ in range(self.NB)]
+        self.hashes = array("q")
+        self.lines = array("q")
 
     def add(self, h: int, line: int) -> None:
-        b = self.buckets[h & 63]
-        b.append(h)
-        b.append(line)
-        n = self.n = self.n + 1
-        if n >= self.limit:
+        self.hashes.append(h)
+        self.lines.append(line)
+        if len(self.hashes) >= self.limit:
             self.spill()
 
     def add_many(self, lines: Sequence[int], texts: list[str]) -> None:
@@ -110,67 +120,103 @@ class HashLines:
         if not all(texts):  # an empty prompt is no duplicate
             keep = list(map(bool, texts))
             lines, texts = list(compress(lines, keep)), list(compress(texts, keep))
-        buckets = self.buckets
-        for line, h in zip(lines, map(hash, map(str.strip, texts))):
-            b = buckets[h & 63]
-            b.append(h)
-            b.append(line)
-        n = self.n = self.n + len(texts)
-        if n >= self.limit:
+        self.hashes.extend(map(hash, map(str.strip, texts)))
+        self.lines.extend(lines)
+        if len(self.hashes) >= self.limit:
             self.spill()
 
     def _file(self, i: int) -> str:
         assert self.spill_dir is not None  # spill() sets it first
         return os.path.join(self.spill_dir, f"{self.tag}-{i}.bin")
 
+    def in_buckets(self) -> list[array]:
+        """The pairs held in memory, by bucket (h & 63): h, line, h, line... in order."""
+        buckets = [array("q") for _ in range(self.NB)]
+        for h, line in zip(self.hashes, self.lines):
+            b = buckets[h & 63]
+            b.append(h)
+            b.append(line)
+        return buckets
+
     def spill(self) -> None:
         if self.spill_dir is None:
             self.spill_dir = tempfile.mkdtemp(prefix="tokdeck-scan-")
-        for i, b in enumerate(self.buckets):
+        for i, b in enumerate(self.in_buckets()):
             if b:
                 with open(self._file(i), "ab") as fh:
                     b.tofile(fh)
-                self.buckets[i] = array("q")
-        self.n = 0
+        self.hashes, self.lines = array("q"), array("q")
         self.spilled = True
 
     def bucket(self, i: int) -> array:
+        """Bucket ``i``'s pairs, spilled and in memory, in order."""
         out = array("q")
         if self.spilled and os.path.exists(self._file(i)):
             with open(self._file(i), "rb") as fh:
                 out.frombytes(fh.read())
-        out.extend(self.buckets[i])
+        if self.hashes:
+            out.extend(self.in_buckets()[i])
         return out
 
     def portable(self, spill_dir: str, tag: str) -> dict:
-        """Spill everything to ``spill_dir`` and describe it (for a worker process to hand back)."""
-        if not self.spilled:
-            self.spill_dir, self.tag = spill_dir, tag
-        self.spill()
-        return {"spill_dir": self.spill_dir, "tag": self.tag}
+        """Describe the pairs for a worker process to hand back: spilled ones stay in their
+        buckets; a set never spilled goes as its two arrays, in one file of ``spill_dir``."""
+        if self.spilled:
+            self.spill()
+            return {"spill_dir": self.spill_dir, "tag": self.tag}
+        path = os.path.join(spill_dir, f"{tag}-flat.bin")
+        with open(path, "wb") as fh:
+            self.hashes.tofile(fh)
+            self.lines.tofile(fh)
+        return {"flat": path, "n": len(self.hashes)}
 
     @classmethod
     def from_portable(cls, d: dict) -> "HashLines":
+        if "flat" in d:
+            h = cls()
+            with open(d["flat"], "rb") as fh:
+                h.hashes.fromfile(fh, d["n"])
+                h.lines.fromfile(fh, d["n"])
+            return h
         h = cls(spill_dir=d["spill_dir"], tag=d["tag"])
         h.spilled = True
         return h
 
 
+#: pairs that ``find_repeats`` checks with one set (~75 MB for 1 M); more go bucket by bucket
+ONE_SET = 1 << 20
+
+
 def find_repeats(sources: Sequence[tuple[HashLines, int]], keep: int = EXAMPLES) -> tuple[int, list]:
     """(count of repeats, the first ``keep`` (line, first line) by line) across sources in file order.
 
-    Per bucket: a set gives the number of repeats at C speed; only buckets that have some are
-    walked in Python, and only their repeated hashes are looked up.
+    A set gives the number of repeats at C speed: one over every pair when none spilled and they
+    are few enough, else one per bucket. Only repeated hashes are then looked up in Python.
     """
+    if not any(src.spilled for src, _ in sources) and sum(len(src.hashes) for src, _ in sources) <= ONE_SET:
+        return _repeats([[(src.hashes, src.lines, offset) for src, offset in sources]], keep)
+    for src, _ in sources:
+        if src.spilled:
+            src.spill()  # the rest too: then each bucket is one file
+    held = [None if src.spilled else src.in_buckets() for src, _ in sources]
+
+    def parts(b: int):
+        for (src, offset), mine in zip(sources, held):
+            arr = src.bucket(b) if mine is None else mine[b]
+            yield arr[0::2], arr[1::2], offset
+
+    return _repeats((list(parts(b)) for b in range(HashLines.NB)), keep)
+
+
+def _repeats(groups, keep: int) -> tuple[int, list]:
+    """``find_repeats`` over groups of pairs that share no hash: each a list of (hashes, lines,
+    line offset) in file order."""
     count = 0
     examples: list[tuple[int, int]] = []
-    for b in range(HashLines.NB):
-        parts = []
+    for parts in groups:
         hashes = array("q")
-        for src, offset in sources:
-            arr = src.bucket(b)
-            parts.append((arr[0::2], arr[1::2], offset))
-            hashes.extend(parts[-1][0])
+        for hs, _, _ in parts:
+            hashes.extend(hs)
         repeats = len(hashes) - len(set(hashes))
         if not repeats:
             continue
@@ -178,14 +224,14 @@ def find_repeats(sources: Sequence[tuple[HashLines, int]], keep: int = EXAMPLES)
         repeated = {h for h, n in Counter(hashes).items() if n > 1}
         first: dict[int, int] = {}
         for hs, lines, offset in parts:
-            for h, line in zip(hs, lines):
-                if h in repeated:
-                    if h in first:
-                        examples.append((line + offset, first[h]))
-                    else:
-                        first[h] = line + offset
-        if len(examples) > 4 * keep:
-            examples = sorted(examples)[:keep]
+            for i in compress(range(len(hs)), map(repeated.__contains__, hs)):
+                h, line = hs[i], lines[i] + offset
+                if h not in first:
+                    first[h] = line
+                    continue
+                examples.append((line, first[h]))
+                if len(examples) > 4 * keep:
+                    examples = sorted(examples)[:keep]
     return count, sorted(examples)[:keep]
 
 
@@ -343,6 +389,7 @@ class Structure:
         #: called with (line, Rec) for each valid record (a stream's token pass)
         self.on_valid: Callable[[int, Rec], object] | None = None
         self.compact = True  # the lines so far are their records' compact encodings (see _repeated_keys_and_replies)
+        self.block_refusals = self.skip_bytes = 0  # the block path's backing off (see _feed_block)
 
     def _format_functions(self) -> None:
         fmt = self.fmt
@@ -362,6 +409,52 @@ class Structure:
             self.warnings.append((line, kind, issue_text(message), column))
 
     # ----------------------------------------------------------------- feeding
+    def feed_chunk(self, piece: Lines | TooLong) -> None:
+        """The next piece of ``reader.line_chunks``: whole lines (or a ``TooLong``). In a chat
+        format, a piece goes by sub-blocks of about ``SUB_BLOCK`` bytes cut at newlines through the
+        block path (``_feed_block``); any other line by line (``feed_lines``)."""
+        decode_array = ARRAY_DECODERS.get(self.decoders[0]) if self.decoders and type(piece) is tuple else None
+        if decode_array is None:
+            self.feed_lines(split_lines(piece))
+            return
+        data, start, stop = cast(Lines, piece)
+        at = start
+        while at < stop:
+            if self.skip_bytes:  # blocks were refused just before: line by line for a while
+                end = data.find(b"\n", at + self.skip_bytes, stop) + 1 or stop
+                self.skip_bytes = max(0, self.skip_bytes - (end - at))
+            else:
+                end = data.find(b"\n", at + SUB_BLOCK, stop) + 1 or stop
+                if self._feed_block(data, at, end, decode_array):
+                    at = end
+                    continue
+            # line by line: the whole piece in one split when that is what is left of it
+            lines = split_lines(piece if (at, end) == (start, stop) else (data[at:end], 0, end - at))
+            self.lines = self._feed_chat(lines, self.lines)
+            at = end
+
+    def _feed_block(self, data: bytes, at: int, end: int, decode_array: Callable[[bytes], list]) -> bool:
+        """The whole lines ``data[at:end]`` of a chat format, decoded in one call as a JSON array
+        of plain records (their newlines made commas: the array fails unless each line holds
+        exactly one such record) and counted together (``_count_plain``); False when it refuses
+        them (a line of another shape, a bad, blank or BOM line): then the caller feeds them line
+        by line, with the same issues, line numbers and order, and the next blocks too, more of
+        them after each refusal in a row (files of mixed shapes)."""
+        stop = end - 1 if data[end - 1] == 10 else end  # the last line's newline is no item separator
+        try:
+            records = decode_array(b"[%s]" % data[at:stop].replace(b"\n", b","))
+        except DecodeError:
+            records = []
+        if not records:  # refused (or blank)
+            self.block_refusals = min(2 * self.block_refusals + 1, MAX_BLOCK_SKIPS)
+            self.skip_bytes = self.block_refusals * SUB_BLOCK
+            return False
+        self.block_refusals = 0
+        first = self.lines + 1
+        self.lines += len(records)
+        self._count_plain(records, (data, at, end), first)
+        return True
+
     def feed_lines(self, lines: list) -> None:
         """The next physical lines (without their newline; a ``TooLong`` for an overlong one).
 
@@ -501,10 +594,11 @@ class Structure:
                 self._count_plain(records, chunk[start:], n + at + start + 1)
         return n + len(lines)
 
-    def _count_plain(self, records: list, raws: list[bytes], first: int) -> None:
-        """Count a run of plain chat records decoded from ``raws`` (lines ``first`` on): each step
-        is a C call over the whole run (map, slices, Counter); Python per record only for
-        conversations of unusual shapes and for the rare issues."""
+    def _count_plain(self, records: list, raws: list[bytes] | Lines, first: int) -> None:
+        """Count a run of plain chat records decoded from ``raws`` (lines ``first`` on; a list of
+        lines, or the block path's sub-block: (piece, start, end)): each step is a C call over the whole run (map,
+        slices, Counter); Python per record only for conversations of unusual shapes and for the
+        rare issues."""
         count = len(records)
         lines = range(first, first + count)
         msgss = list(map(_MESSAGES, records)) if self.fmt == "openai-chat" else records
@@ -534,7 +628,7 @@ class Structure:
                 prompts.append(prompt)
                 answers.append(answer)
                 trailing.append(after)
-        self._repeated_keys_and_replies(lines, raws, records, turns, prompts, answers, trailing)
+        self._repeated_keys_and_replies(lines, raws, records, turns, contents, prompts, answers, trailing)
         if self.on_valid is not None:
             for line, msgs, prompt, answer in zip(lines, msgss, prompts, answers):
                 self.on_valid(line, Rec([(m.role, len(m.content)) for m in msgs], len(msgs), prompt, answer))
@@ -559,25 +653,41 @@ class Structure:
                 s[1] += sum(mine)
                 s[2] = max(s[2], max(mine))
 
-    def _repeated_keys_and_replies(self, lines: range, raws: list[bytes], records: list, turns: list[int],
-                                   prompts: list[str], answers: list[str | None], trailing: list[int] | None) -> None:
+    def _repeated_keys_and_replies(self, lines: range, raws: list[bytes] | Lines, records: list, turns: list[int],
+                                   contents: list[str], prompts: list[str], answers: list[str | None],
+                                   trailing: list[int] | None) -> None:
         """The warnings of a run of plain chat records, line by line: repeated keys, no reply.
 
-        Repeated keys: ``maybe_duplicate_keys`` over the run, in C. A line that is its record's
-        compact encoding repeats none: in a file written compact, nearly every run is cleared so
-        (faster than counting colons on long lines). Otherwise a line with more colons than its
-        record's keys and texts hold (those of its compact encoding) may repeat one."""
+        Repeated keys: every key of a plain record is followed by exactly one colon, so a line
+        holds as many colons as its keys (1 + 2 per message, or 2 per message in a message list)
+        plus the literal colons of its texts, which are their decoded ones unless a colon is
+        escaped (``\\u003a``). A repeated key adds its colon (the decoder keeps one of the two
+        values). So a sub-block (``raws`` (piece, start, end)) with no such escape whose colons are exactly its
+        records' keys and text colons repeats no key; any other is checked line by line:
+        ``maybe_duplicate_keys`` over the run, in C. A line that is its record's compact encoding
+        repeats none: in a file written compact, nearly every run is cleared so (faster than
+        counting colons on long lines). Otherwise a line with more colons than its record's keys
+        and texts hold (those of its compact encoding), or one escaping a colon, may repeat one."""
         suspect: list[bool] | None = None
-        same = list(map(eq, map(encode, records), raws)) if self.compact else []
-        if not self.compact or not all(same):
+        keys = 1 if self.fmt == "openai-chat" else 0  # the record's own: "messages"
+        if isinstance(raws, tuple):
+            piece, at, end = raws
+            if (piece.count(b":", at, end) == keys * len(records) + 2 * len(contents) + "".join(contents).count(":")
+                    and piece.find(b"\\u003", at, end) < 0):
+                raws = []
+            else:
+                raws = split_lines((piece[at:end], 0, end - at))
+        assert isinstance(raws, list)
+        same = list(map(eq, map(encode, records), raws)) if self.compact and raws else []
+        if raws and (not self.compact or not all(same)):
             self.compact = same.count(True) * 2 > len(same)  # a file not written compact stops trying
-            keys = 1 if self.fmt == "openai-chat" else 0  # the record's own: "messages"
             texts = [a or "" for a in answers] if None in answers else cast("list[str]", answers)
             held = map(add, map(add, map(str.count, prompts, repeat(":")), map(str.count, texts, repeat(":"))),
                        map(add, map((2).__mul__, turns), repeat(keys)))
             if trailing is not None:
                 held = map(add, held, trailing)
-            suspect = list(map(ne, map(bytes.count, raws, repeat(b":")), held))
+            suspect = list(map(or_, map(ne, map(bytes.count, raws, repeat(b":")), held),
+                               map(bytes.__contains__, raws, repeat(b"\\u003"))))
         if (suspect is not None and any(suspect)) or None in answers:
             for i, (line, answer) in enumerate(zip(lines, answers)):
                 if suspect is not None and suspect[i]:
@@ -832,8 +942,8 @@ def _gen_range(src, st, start, end, cancel, time_budget, progress):
     """Feed the byte range [start, end) of the file ``src`` (or the stream ``src``, to its end)
     into ``st``, yielding ``progress()`` on the time budget; returns False when cancelled."""
     deadline = time.monotonic() + time_budget
-    for lines, nbytes in line_blocks(src, start, end):
-        st.feed_lines(lines)
+    for piece, nbytes in line_chunks(src, start, end):
+        st.feed_chunk(piece)
         st.bytes += nbytes
         if time.monotonic() >= deadline:
             if cancelled(cancel):
