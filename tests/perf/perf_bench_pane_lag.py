@@ -3,8 +3,8 @@
     python tests/perf/perf_bench_pane_lag.py [--prompts 640] [--concurrency 64]
     python tests/perf/perf_bench_pane_lag.py --sweep concurrency=8,16,32,64 [--step-requests 160]
 
-Both runs use the built-in simulator, in its own process (ITL 1 ms, TTFT 10 ms, 256 output tokens per request,
-64 requests in flight) and the engine on its own thread (``BenchmarkThread``):
+Both runs use the built-in simulator, in its own process (ITL 1 ms, TTFT 10 ms, 256 output tokens
+per request, 64 requests in flight) and the engine on its own thread (``BenchmarkThread``):
 
 - baseline: a bare asyncio loop in the main thread drains the engine's queue every 0.25 s (what
   any UI must do at least) and measures its own lag;
@@ -96,8 +96,6 @@ async def baseline(args, registry):
     from tui.core.bench.results import BenchResult
     from tui.core.bench.sim import SimConfig
 
-    p = argparse.ArgumentParser()
-    add_run_arguments(p)
     from tui.core.bench.sweep import SweepResult, SweepThread
     from tui.core.bench.workers import make_run, step_runs, worker_backend
 
