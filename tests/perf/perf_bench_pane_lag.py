@@ -95,7 +95,6 @@ async def baseline(args, registry):
     from tui.core.bench.prepare import prepare
     from tui.core.bench.results import BenchResult
     from tui.core.bench.sim import SimConfig
-
     from tui.core.bench.sweep import SweepResult, SweepThread
     from tui.core.bench.workers import make_run, step_runs, worker_backend
 
