@@ -328,6 +328,49 @@ def test_an_edit_can_wait_for_the_tiktoken_family_alone(start_service, bundled):
                for tid, r in every.items())
 
 
+def test_the_client_tells_the_stages_of_an_edits_counts_apart(start_service):
+    """Frames fed by hand, for a version no process counts: a wait for the tiktoken family
+    returns on its frame alone while a wait for every incremental row still waits; the frames
+    an edit's arrival computed are marked inline (the pane draws them at once), a lane's are not."""
+    from tui.core.tokenizers.counting_client import RowCounts
+    from tui.core.tokenizers.counting_process import INLINE_DONE, LANE, TIKTOKEN_DONE
+
+    service, rec, doc = start_service()
+    doc.set_rows(["cl100k_base", "qwen3"])
+    doc.reset(1, "hello\n")
+    wait_until(lambda: rec.counted(["cl100k_base", "qwen3"], 1), "the first counts")
+    shards = [shard for shard in service._shards if shard.child is not None]
+    assert shards
+
+    def row(tid: str, n: int) -> tuple:
+        return tid, 6, n, None, True, None, 0.001
+
+    version = 1000
+    for shard in shards[:-1]:
+        doc._counts(shard, version, [row("cl100k_base", 7)], TIKTOKEN_DONE)
+    started = time.monotonic()
+    doc.wait_for_counts(version, 0.15, TIKTOKEN_DONE)
+    assert len(shards) == 1 or time.monotonic() - started >= 0.15  # one process has not answered yet
+    doc._counts(shards[-1], version, [row("cl100k_base", 7)], TIKTOKEN_DONE)
+    started = time.monotonic()
+    first = doc.wait_for_counts(version, 5.0, TIKTOKEN_DONE)
+    assert time.monotonic() - started < 1.0 and {r.tokenizer_id for r in first} == {"cl100k_base"}
+    started = time.monotonic()
+    assert {r.tokenizer_id for r in doc.wait_for_counts(version, 0.15, INLINE_DONE)} == {"cl100k_base"}
+    assert time.monotonic() - started >= 0.15  # the other incremental rows are not done yet
+    doc._counts(shards[0], version, [row("qwen3", 5)], LANE)  # a lane's frame does not finish a stage
+    started = time.monotonic()
+    doc.wait_for_counts(version, 0.15, INLINE_DONE)
+    assert time.monotonic() - started >= 0.15
+    for shard in shards:
+        doc._counts(shard, version, [], INLINE_DONE)
+    started = time.monotonic()
+    every = doc.wait_for_counts(version, 5.0, INLINE_DONE)
+    assert time.monotonic() - started < 1.0 and {r.tokenizer_id for r in every} == {"cl100k_base", "qwen3"}
+    delivered = [e for e in rec.of(RowCounts) if any(r.version == version for r in e.rows)]
+    assert [e.inline for e in delivered] == [True] * len(shards) + [False]
+
+
 def test_a_hung_process_is_found_by_a_ping_killed_and_restarted(start_service, bundled, monkeypatch):
     from tui.core.tokenizers import counting_client
 
