@@ -120,3 +120,29 @@ async def test_a_counting_process_that_keeps_dying_is_reported_and_choosing_toke
         rows = table_rows(app)
         for tid in ("cl100k_base", "llama2", "estimate"):
             assert rows[tid][0] == str(app.registry.get(tid).count(text)), rows
+
+
+async def test_an_edits_own_counts_are_drawn_at_once_a_lanes_wait_for_the_next_redraw(monkeypatch):
+    """Counts that come in a burst are drawn once per FLUSH_INTERVAL_S; the counts the processes
+    make as soon as an edit arrives (inline) are drawn when they come, even right after a redraw."""
+    from tui.app import tokens
+    from tui.core.tokenizers.counting_client import RowCount, RowCounts, TokenCount
+
+    monkeypatch.setattr(tokens, "FLUSH_INTERVAL_S", 30.0)  # a throttled redraw would come far too late
+    app = _app("hello world\n")
+    async with app.run_test(size=(110, 30)) as pilot:
+        await settle(pilot)
+        pane = app.tokens
+
+        def frame(tid: str, n: int, inline: bool):
+            row = RowCount(tid, pane.generation, TokenCount(tid, n, 12, True, None), None, 0.001)
+            return pane.Counting(RowCounts((row,), inline))
+
+        pane._flush_now()  # a redraw just now: the next throttled one is FLUSH_INTERVAL_S away
+        pane.post_message(frame("llama2", 1234, inline=False))
+        await pilot.pause()
+        assert table_rows(app)["llama2"][0] != "1,234"
+        pane.post_message(frame("cl100k_base", 4321, inline=True))
+        await pilot.pause()
+        rows = table_rows(app)
+        assert rows["cl100k_base"][0] == "4,321" and rows["llama2"][0] == "1,234"  # drawn together

@@ -242,7 +242,10 @@ class TokensPane(Container):
         wanted = set(self._wanted_ids())
         if isinstance(event, RowCounts):
             self._store(event.rows)
-            self._request_flush()
+            if event.inline and any(row.version == self.generation for row in event.rows):
+                self._flush_now()  # the current edit's counts that came after its own redraw
+            else:
+                self._request_flush()
         elif isinstance(event, TokenizerLoaded):
             tid = event.tokenizer_id
             if tid not in wanted:
@@ -308,6 +311,9 @@ class TokensPane(Container):
 
     def _flush_results(self) -> None:
         self._flush_pending = False
+        self._flush_now()
+
+    def _flush_now(self) -> None:
         self._flushed_at = time.perf_counter()
         self._flush()
 

@@ -114,6 +114,9 @@ class RowCount:
 @dataclass(frozen=True)
 class RowCounts:
     rows: tuple[RowCount, ...]
+    #: counted as soon as their edit arrived (a keystroke's tiktoken family, then its other
+    #: incremental rows), not later in a lane: worth drawing at once
+    inline: bool = False
 
 
 @dataclass(frozen=True)
@@ -809,7 +812,7 @@ class DocumentCounts:
                     came[shard.index] = max(came.get(shard.index, 0), version)
                 self._arrived.notify_all()
         if out:
-            self._deliver(RowCounts(tuple(out)))
+            self._deliver(RowCounts(tuple(out), stage != LANE))
 
     def _window(self, message) -> None:
         _, _, request, version, tid, start, end, length, pieces, total, error = message
