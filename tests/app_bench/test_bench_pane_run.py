@@ -173,6 +173,24 @@ async def test_send_to_bench_fills_the_dataset_and_shows_the_pane(make_bench, co
         assert app.query_one("#bench-dataset-name", Select).value == "custom"
 
 
+async def test_a_dataset_handed_to_bench_before_the_first_refresh_keeps_the_bench_pane(make_bench, counting, tmp_path):
+    """The app shows its initial pane after the first refresh; a dataset handed over before that ran
+    (under load in CI) was switched back to the Tokens pane. The deferred initial pane gives way."""
+    from tui.app.app import make_app
+    from tui.core.config import Config
+
+    data = tmp_path / "chats.jsonl"
+    data.write_text('{"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]}\n')
+    app = make_app("tokens", registry=make_bench().registry, config=Config(), counting=counting)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.on_send_to_bench(SendToBench(data, "sharegpt"))
+        await pilot.pause()  # the Bench pane's field takes the focus
+        app._show_initial_pane()  # the deferred call, run late
+        await pilot.pause()
+        assert app.query_one("#panes", TabbedContent).active == "bench"
+        assert app.query_one("#bench-dataset-path", Input).value == str(data)
+
+
 async def test_broken_config_is_shown_never_a_crash(bundled, tmp_path, monkeypatch):
     from tui.app.app import make_app
 

@@ -101,6 +101,7 @@ class TokdeckApp(App):
         self.data_path = data_path
         self._text, self._source = text, source
         self._bench = {"run_options": bench_options, "start": bench_start, "sim_config": sim_config}
+        self._pane_chosen = False  # set once a pane is shown; the deferred initial pane then gives way
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="≡")
@@ -128,6 +129,7 @@ class TokdeckApp(App):
         self.action_show_pane(PANES[(PANES.index(active) + 1) % len(PANES)] if active in PANES else PANES[0])
 
     def action_show_pane(self, pane: str) -> None:
+        self._pane_chosen = True
         self.query_one("#panes", TabbedContent).active = pane  # the Tokens pane focuses its editor as it shows
         if pane == "bench":
             self.bench.focus_default()
@@ -135,7 +137,13 @@ class TokdeckApp(App):
             self.query_one(DataPane).focus_default()
 
     def on_mount(self) -> None:
-        self.call_after_refresh(self.action_show_pane, self.initial_pane)
+        self.call_after_refresh(self._show_initial_pane)
+
+    def _show_initial_pane(self) -> None:
+        """Focus the initial pane after the first refresh, unless something (a dataset handed to Bench,
+        a key) has chosen a pane before it: the later choice wins."""
+        if not self._pane_chosen:
+            self.action_show_pane(self.initial_pane)
 
     def on_unmount(self) -> None:
         if self._owns_counting:
