@@ -53,10 +53,11 @@ class _FastDocument(Document):
             self._widths = None
             raise
         # the new text from the old one and the replaced rows: a few copies of the text in C,
-        # not a join of every line (~1 ms per keystroke on 1 MB)
+        # not a join of every line (~1 ms per keystroke on 1 MB); one join, not `a + b + c`,
+        # whose temporary is grown in place (3-25 ms for a 1 MB paste, against 0.2-8 ms)
         if tail is not None and top[0] < len(lines):
             middle = self._newline.join(lines[top[0]:result.end_location[0] + 1])
-            self._cached_text = old[:top_start] + middle + old[tail:]
+            self._cached_text = "".join((old[:top_start], middle, old[tail:]))
         if self._span is not None:
             self._span = (min(self._span[0], p), min(self._span[1], s))
         if self._widths is not None:  # the same rows Document.replace_range replaced
