@@ -25,6 +25,8 @@ P = '[[profiles]]\nname = "p"\nbase_url = "http://127.0.0.1:9"\n'
     ("[tokens]\nreserved_output = -5\n", 2, "tokens.reserved_output must be >= 0, not -5"),
     ("[tokens]\nreserved_output = 1.5\n", 2, "tokens.reserved_output must be an integer"),
     ("[tokens]\ncounting_processes = 0\n", 2, "tokens.counting_processes must be > 0, not 0"),
+    ("[tokens]\ncounting_nice = 20\n", 2, "tokens.counting_nice must be 0 to 19, not 20"),
+    ("[tokens]\ncounting_nice = -1\n", 2, "tokens.counting_nice must be >= 0, not -1"),
     ('[tokens]\nspecials = "garbage"\n', 2, "tokens.specials must be literal or parse, not 'garbage'"),
     ('[tokens]\nreference = ""\n', 2, "tokens.reference must be a non-empty string"),
     ('[tokens]\nbudget_model = "  "\n', 2, "tokens.budget_model must be a non-empty string"),

@@ -9,14 +9,14 @@ from counting_testing import Recorder, alive
 
 @pytest.fixture
 def start_service(bundled):
-    """start_service(registry=bundled, processes=PROCESSES) -> (service, recorder, doc): a new
+    """start_service(registry=bundled, processes=PROCESSES, **options) -> (service, recorder, doc): a new
     counting service with one document open. Every process a test started is killed and reaped at its end, even if it failed."""
     from tui.core.tokenizers.counting_client import PROCESSES, CountingService
 
     started = []
 
-    def start(registry=None, processes=PROCESSES):
-        service = CountingService(registry or bundled, processes)
+    def start(registry=None, processes=PROCESSES, **options):
+        service = CountingService(registry or bundled, processes, **options)
         recorder = Recorder()
         doc = service.open_document(recorder)
         started.append(service)

@@ -404,6 +404,34 @@ def test_a_hung_process_is_found_by_a_ping_killed_and_restarted(start_service, b
         assert rec.latest[tid].count.tokens == bundled.get(tid).count("hello world\nagain")
 
 
+def _thread_nices(pid: int) -> dict[int, int]:
+    """Each thread's nice value (/proc/PID/task/TID/stat, field 19)."""
+    nices = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as fh:
+            nices[int(tid)] = int(fh.read().rsplit(")", 1)[1].split()[16])
+    return nices
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice value is Linux's")
+@pytest.mark.parametrize("background_nice", [10, 3, 0])
+def test_the_bulk_work_runs_below_the_ui_and_in_its_session(start_service, bundled, background_nice):
+    """Loading and lane counting run background_nice below the main thread, which counts a
+    keystroke inline at the UI's priority; the process has its own process group (the
+    terminal's signals are the UI's) in the UI's session (so in its scheduling group), or with
+    nice 0 a session of its own."""
+    service, rec, doc = start_service(processes=1, background_nice=background_nice)
+    doc.set_rows(["qwen3", "cl100k_base"])
+    doc.reset(1, "hello world\n" * 20_000)  # a big document: HF counts it in a lane, in Rust threads
+    wait_until(lambda: rec.counted(["qwen3", "cl100k_base"], 1), "the counts")
+    (pid,) = service.pids
+    assert os.getpgid(pid) == pid and os.getsid(pid) == (os.getsid(0) if background_nice else pid)
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    nices = _thread_nices(pid)
+    assert nices.pop(pid) == base  # the main thread
+    assert nices and set(nices.values()) == {min(19, base + background_nice)}, nices
+
+
 def test_the_tokenizers_are_split_to_balance_loading_and_a_shared_file_stays_in_one_process(bundled):
     from tui.core.tokenizers import bundled_ids
 
@@ -429,3 +457,5 @@ def test_the_tokenizers_are_split_to_balance_loading_and_a_shared_file_stays_in_
     one.close()
     with pytest.raises(ValueError, match="at least one"):
         CountingService(bundled, processes=0)
+    with pytest.raises(ValueError, match="0 to 19"):
+        CountingService(bundled, background_nice=20)

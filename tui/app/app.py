@@ -96,7 +96,8 @@ class TokdeckApp(App):
         # every count of the dashboard runs in the counting processes, started when first needed
         # (a service passed in is shared, e.g. by tests, and its owner closes it)
         self._owns_counting = counting is None
-        self.counting = counting or CountingService(self.registry, self.config.tokens.counting_processes)
+        self.counting = counting or CountingService(self.registry, self.config.tokens.counting_processes,
+                                                       self.config.tokens.counting_nice)
         self.counting_registry: RemoteRegistry = self.counting.remote_registry()
         self.data_path = data_path
         self._text, self._source = text, source

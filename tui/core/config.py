@@ -47,6 +47,10 @@ SIMULATOR_PROFILE = "simulator"
 COMMAND_LINE_PROFILE = "command line"
 
 
+def _nice(value: int) -> str | None:
+    return None if value <= 19 else f"must be 0 to 19, not {value}"
+
+
 def _tokenizer_ids(value: tuple) -> str | None:
     if not value:
         return "must list at least one tokenizer id (leave the key out for every bundled one)"
@@ -98,6 +102,9 @@ class TokensSettings:
     reserved_output: int = 1024
     #: the dashboard's counting processes (the tokenizers are split between them)
     counting_processes: int = field(default=2, metadata={"above": 0})
+    #: how much lower (nice) their bulk work runs than the UI: tokenizer loads, whole-document
+    #: counts and the Data pane's; 0 to 19 (0: the same priority, in sessions of their own)
+    counting_nice: int = field(default=10, metadata={"check": _nice})
     #: model name or glob pattern -> context window in tokens, as a string ("65536");
     #: overrides the built-in table of tui.core.tokenizers.context
     context_windows: dict[str, str] = field(default_factory=dict, metadata={"check": _context_windows})

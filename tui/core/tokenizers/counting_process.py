@@ -3,7 +3,7 @@
 Loading a tokenizer (a tokenizer.json or tiktoken rank table is parsed in Rust holding the GIL,
 up to about a second) and counting a whole document stop every thread of their process. Here
 they stop nothing on screen. ``counting_client.CountingService`` starts this module as
-``python -m tui.core.tokenizers.counting_process IN_FD OUT_FD``: messages arrive on IN_FD and
+``python -m tui.core.tokenizers.counting_process IN_FD OUT_FD [NICE]``: messages arrive on IN_FD and
 leave on OUT_FD as :mod:`wire` frames; stdin and stdout are /dev/null (a library that prints
 cannot corrupt a frame) and stderr is a file only the client reads (Rust panics, faulthandler).
 When IN_FD closes (the UI quit, or died) the process exits.
@@ -40,6 +40,13 @@ count what inline counting leaves: tiktoken-family rows for big edits, the other
 rows, and the rows counted whole, which wait for a pause in typing on big documents. A newer
 version stops a lane's count between batches (blocks encoded so far are kept). One thread
 loads tokenizers, cheapest first, and two answer calls and token windows.
+
+Priority: the loader, the lanes and the call threads (and the Rust threads they start) run NICE
+(default 10) above the main thread (on Linux, where a thread's nice is its own). The process
+stays in the UI's session, so in the UI's scheduling group (autogroup, or the session's cgroup):
+the bulk work yields the cores to the UI, whose key presses then wait for no load or count,
+and not to the machine's other processes. A keystroke's inline counts keep the main thread's
+priority.
 """
 
 from __future__ import annotations
@@ -78,6 +85,8 @@ INLINE_BUDGET_S = 0.008
 #: the switch interval here: the main thread gets the GIL back within this from a lane or a load
 #: thread running Python code (the default 5 ms would add up to that to a keystroke's counts)
 SWITCH_INTERVAL_S = 0.001
+#: how much lower the background threads' priority is (nice), unless the client says otherwise
+BACKGROUND_NICE = 10
 LANES = ("tiktoken", "incremental", "whole")
 
 
@@ -133,9 +142,10 @@ def _count_one(counter: IncrementalCounter, text: str, version: int, edits: Edit
 class Document:
     """One document's text, versions and counters. The main thread changes it under ``lock``."""
 
-    def __init__(self, doc_id: int, out: Output):
+    def __init__(self, doc_id: int, out: Output, background_nice: int = BACKGROUND_NICE):
         self.id = doc_id
         self.out = out
+        self.background_nice = background_nice  # the lanes' (lower_priority)
         self.lock = threading.Lock()
         self.text = ""
         self.version = 0
@@ -202,6 +212,7 @@ class Lane:
 
     def _run(self) -> None:
         doc = self.doc
+        lower_priority(doc.background_nice)
         while True:
             with self._cond:
                 while not self._pending and not self._stopped:
@@ -235,10 +246,23 @@ class Lane:
                     doc.out.send(("problem", f"lane {self.name}: {type(exc).__name__}: {exc}"))
 
 
+def lower_priority(nice: int) -> None:
+    """This thread's nice value raised by ``nice`` (Linux: per thread; elsewhere nothing, since
+    ``setpriority`` would take the thread id for a process id). Threads it starts inherit it."""
+    if nice <= 0 or not sys.platform.startswith("linux"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except OSError:
+        pass  # a sandbox that forbids it: the default priority
+
+
 class Server:
     """Everything the main thread does with the messages."""
 
-    def __init__(self, registry: Registry, out: Output):
+    def __init__(self, registry: Registry, out: Output, background_nice: int = BACKGROUND_NICE):
+        self.background_nice = background_nice
         self.registry = registry
         self.out = out
         self.tokenizers: dict[str, Tokenizer] = {}
@@ -246,7 +270,8 @@ class Server:
         self.docs: dict[int, Document] = {}
         self._to_load: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._queued: set[str] = set()
-        self._calls = ThreadPoolExecutor(2, thread_name_prefix="call")
+        self._calls = ThreadPoolExecutor(2, thread_name_prefix="call", initializer=lower_priority,
+                                         initargs=(background_nice,))
         threading.Thread(target=self._loader, name="loader", daemon=True).start()
 
     # ------------------------------------------------------------------ messages
@@ -353,7 +378,7 @@ class Server:
     def _doc(self, doc_id: int) -> Document:
         doc = self.docs.get(doc_id)
         if doc is None:
-            doc = self.docs[doc_id] = Document(doc_id, self.out)
+            doc = self.docs[doc_id] = Document(doc_id, self.out, self.background_nice)
         return doc
 
     @staticmethod
@@ -407,6 +432,7 @@ class Server:
         return {"estimate": 0, "tiktoken": 1, "tekken": 2}.get(info.format, 3), size
 
     def _loader(self) -> None:
+        lower_priority(self.background_nice)
         while True:
             tid = self._to_load.get()
             self.out.send(("loading", tid))
@@ -481,6 +507,7 @@ class Server:
 
 def main(argv: list[str]) -> None:
     in_fd, out_fd = int(argv[0]), int(argv[1])
+    background_nice = int(argv[2]) if len(argv) > 2 else BACKGROUND_NICE
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # ctrl+c belongs to the UI; it closes this process itself
     faulthandler.enable()  # a crash's traceback goes to stderr, where the client reads its last line
     sys.setswitchinterval(SWITCH_INTERVAL_S)
@@ -494,7 +521,7 @@ def main(argv: list[str]) -> None:
     if not (isinstance(hello, tuple) and len(hello) == 3 and hello[0] == "hello" and hello[1] == PROTOCOL):
         out.send(("problem", f"expected hello with protocol {PROTOCOL}, got {hello!r:.200}"))
         os._exit(2)
-    server = Server(Registry.from_settings(hello[2]), out)
+    server = Server(Registry.from_settings(hello[2]), out, background_nice)
     out.send(("ready", os.getpid(), PROTOCOL))
     try:
         server.serve(reader, messages)
