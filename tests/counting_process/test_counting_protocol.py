@@ -422,8 +422,12 @@ def test_the_bulk_work_runs_below_the_ui_and_in_its_session(start_service, bundl
     nice 0 a session of its own."""
     service, rec, doc = start_service(processes=1, background_nice=background_nice)
     doc.set_rows(["qwen3", "cl100k_base"])
-    doc.reset(1, "hello world\n" * 20_000)  # a big document: HF counts it in a lane, in Rust threads
+    doc.reset(1, "")  # an empty document, as the pane opens: the first text comes in an edit ...
     wait_until(lambda: rec.counted(["qwen3", "cl100k_base"], 1), "the counts")
+    doc.edit(2, "hello world", (0, 0))  # ... counted inline, by the main thread (Rust's threads start then)
+    wait_until(lambda: rec.counted(["qwen3", "cl100k_base"], 2), "the edit's counts")
+    doc.edit(3, "hello world\n" * 20_000, (0, 0))  # a big edit: counted in a lane
+    wait_until(lambda: rec.counted(["qwen3", "cl100k_base"], 3), "the big edit's counts")
     (pid,) = service.pids
     assert os.getpgid(pid) == pid and os.getsid(pid) == (os.getsid(0) if background_nice else pid)
     base = os.getpriority(os.PRIO_PROCESS, 0)

@@ -41,8 +41,9 @@ rows, and the rows counted whole, which wait for a pause in typing on big docume
 version stops a lane's count between batches (blocks encoded so far are kept). One thread
 loads tokenizers, cheapest first, and two answer calls and token windows.
 
-Priority: the loader, the lanes and the call threads (and the Rust threads they start) run NICE
-(default 10) above the main thread (on Linux, where a thread's nice is its own). The process
+Priority: the loader, the lanes and the call threads (and Rust's thread pool, which the loader
+starts before its first load: ``start_rust_threads``) run NICE (default 10) above the main
+thread (on Linux, where a thread's nice is its own). The process
 stays in the UI's session, so in the UI's scheduling group (autogroup, or the session's cgroup):
 the bulk work yields the cores to the UI, whose key presses then wait for no load or count,
 and not to the machine's other processes. A keystroke's inline counts keep the main thread's
@@ -258,6 +259,19 @@ def lower_priority(nice: int) -> None:
         pass  # a sandbox that forbids it: the default priority
 
 
+def start_rust_threads() -> None:
+    """Start the thread pool of the Hugging Face tokenizers' batch encodes (Rust's rayon), which
+    starts on first use with the priority of the thread that uses it first: call this from a
+    background thread before any tokenizer is loaded, or a keystroke's inline count on the main
+    thread would start it at the UI's priority, for every whole-document count after."""
+    try:
+        from tokenizers import Tokenizer, models
+
+        Tokenizer(models.WordLevel({"a": 0}, unk_token="a")).encode_batch(["a", "a"])
+    except Exception:  # no tokenizers library, or no pool (TOKENIZERS_PARALLELISM=false): nothing to start
+        pass
+
+
 class Server:
     """Everything the main thread does with the messages."""
 
@@ -433,6 +447,8 @@ class Server:
 
     def _loader(self) -> None:
         lower_priority(self.background_nice)
+        if self.background_nice:
+            start_rust_threads()  # before the first load: no tokenizer can count before it
         while True:
             tid = self._to_load.get()
             self.out.send(("loading", tid))
