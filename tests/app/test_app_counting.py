@@ -20,13 +20,13 @@ def _alive(pid: int) -> bool:
     return bool(out) and not out.startswith("Z")
 
 
-def _app(text: str):
+def _app(text: str, **tokens):
     from tui.app.app import make_app
     from tui.core.config import Config, TokensSettings
     from tui.core.tokenizers import Registry
 
     config = Config(tokens=TokensSettings(enabled=("cl100k_base", "llama2", "estimate"), reference="cl100k_base",
-                                          budget_model="gpt-4"))
+                                          budget_model="gpt-4", **tokens))
     return make_app(text=text, registry=Registry(discover=False, env={}), config=config)
 
 
@@ -93,6 +93,17 @@ async def test_quitting_the_dashboard_leaves_no_counting_process():
         assert len(pids) == 2 and all(_alive(pid) for pid in pids)
         await pilot.press("ctrl+q")
     assert not [pid for pid in pids if _alive(pid)]
+
+
+async def test_the_configured_counting_nice_reaches_the_counting_processes():
+    app = _app("hello", counting_nice=5)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        for pid in app.counting.started_pids:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                assert fh.read().split(b"\0")[-2] == b"5"  # the child's NICE argument
+            assert os.getsid(pid) == os.getsid(0)  # in the dashboard's session
+        await pilot.press("ctrl+q")
 
 
 async def test_a_counting_process_that_keeps_dying_is_reported_and_choosing_tokenizers_starts_it_again():

@@ -7,7 +7,7 @@ Unknown keys, wrong types and bad values are errors naming the file, the line an
 Add a section by writing a frozen dataclass whose fields have defaults and the types
 below (str, int, float, bool, str | None, int | None, tuple[str, ...], dict[str, str]),
 and adding it as a field of ``Config``. Every value is checked by its type: numbers must be
-finite and at least 0 (``metadata={"above": 0}`` for > 0), strings (also in lists and tables)
+finite and at least 0 (``metadata={"above": 0}`` for > 0, ``{"at_most": 19}`` for <= 19), strings (also in lists and tables)
 non-empty and free of control characters; ``metadata={"check": f}`` adds a field's own rule,
 ``f(value)`` returning what is wrong ("must be ...", "is ...") or None.
 """
@@ -45,10 +45,6 @@ def _specials(value: str) -> str | None:
 #: the Bench pane's own entries beside the config's profiles
 SIMULATOR_PROFILE = "simulator"
 COMMAND_LINE_PROFILE = "command line"
-
-
-def _nice(value: int) -> str | None:
-    return None if value <= 19 else f"must be 0 to 19, not {value}"
 
 
 def _tokenizer_ids(value: tuple) -> str | None:
@@ -104,7 +100,7 @@ class TokensSettings:
     counting_processes: int = field(default=2, metadata={"above": 0})
     #: how much lower (nice) their bulk work runs than the UI: tokenizer loads, whole-document
     #: counts and the Data pane's; 0 to 19 (0: the same priority, in sessions of their own)
-    counting_nice: int = field(default=10, metadata={"check": _nice})
+    counting_nice: int = field(default=10, metadata={"at_most": 19})
     #: model name or glob pattern -> context window in tokens, as a string ("65536");
     #: overrides the built-in table of tui.core.tokenizers.context
     context_windows: dict[str, str] = field(default_factory=dict, metadata={"check": _context_windows})
@@ -208,10 +204,11 @@ def _check(value: Any, hint: Any) -> Any:
 
 
 def _value_problem(value: Any, metadata: typing.Mapping[str, Any]) -> str | None:
-    """What is wrong with a converted value (numbers: finite, >= 0 or > ``above``), or None."""
+    """What is wrong with a converted value (numbers: finite, >= 0 or > ``above``, <= ``at_most``), or None."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         above = metadata.get("above")
-        rule = NumberRule(type(value), lo=0 if above is None else above, lo_open=above is not None)
+        rule = NumberRule(type(value), lo=0 if above is None else above, lo_open=above is not None,
+                          hi=metadata.get("at_most"))
         problem = rule.problem(value)
         if problem:
             return f"{problem}, not {value!r}"
