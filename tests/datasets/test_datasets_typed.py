@@ -460,3 +460,36 @@ def test_mixed_shapes_back_off_from_the_block_path_and_come_back(tmp_path, monke
     assert 0 < sum(decoded) < 400  # tried on few of the refused, then on the plain ones again
     monkeypatch.setattr(scanner, "DECODERS", {})
     assert _report(str(path)) == typed
+
+
+COMPACT = '{"messages":[{"role":"user","content":"%s"},{"role":"assistant","content":"%s"}]}'
+
+
+@pytest.mark.parametrize("odd, warned", [
+    ('{"messages":[{"role":"user","content":"x","content":"y"},{"role":"assistant","content":"z"}]}', True),
+    ('{"messages":[{"role":"user","content":"x","content":"a\\u003ab"},{"role":"assistant","content":"z"}]}', True),
+    ('{"messages":[{"role":"user","role":"user","content":"x"},{"role":"assistant","content":"z"}]}', True),
+    ('{"messages":[{"role":"user","content":"\\u0078"},{"role":"assistant","content":"z"}]}', False),  # longer escape
+    ('{"messages": [{"role":"user","content":"x"},{"role":"assistant","content":"z"}]}', False),  # a space
+])
+def test_a_compact_sub_block_is_cleared_of_repeated_keys_by_its_length(tmp_path, monkeypatch, odd, warned):
+    """In a file written compact, a sub-block whose records' compact encoding is exactly as long as
+    its lines holds no repeated key (a line is never shorter than its record's compact encoding);
+    one line longer than its record, repeated key or not, is found and judged by itself, and the
+    file is still read as compact afterwards."""
+    import tui.core.datasets.scanner as scanner
+
+    lines = [COMPACT % (f"q{i}: why?", r'because \"so\"\n') for i in range(300)]
+    lines[137] = odd
+    path = tmp_path / "compact.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(scanner, "SUB_BLOCK", 4096)
+    decoded = _counting_array_decoders(monkeypatch)
+    typed = _report(str(path))
+    assert sum(decoded) == len(lines)  # every line by the block path
+    assert [(w["line"], w["kind"]) for w in typed["warnings"]] == ([(138, "duplicate-key")] if warned else [])
+    st = Structure("openai-chat")
+    st.feed_chunk((path.read_bytes(), 0, path.stat().st_size))
+    assert st.compact
+    monkeypatch.setattr(scanner, "DECODERS", {})
+    assert _report(str(path)) == typed

@@ -662,18 +662,26 @@ class Structure:
         holds as many colons as its keys (1 + 2 per message, or 2 per message in a message list)
         plus the literal colons of its texts, which are their decoded ones unless a colon is
         escaped (``\\u003a``). A repeated key adds its colon (the decoder keeps one of the two
-        values). So a sub-block (``raws`` (piece, start, end)) with no such escape whose colons are exactly its
-        records' keys and text colons repeats no key; any other is checked line by line:
-        ``maybe_duplicate_keys`` over the run, in C. A line that is its record's compact encoding
-        repeats none: in a file written compact, nearly every run is cleared so (faster than
-        counting colons on long lines). Otherwise a line with more colons than its record's keys
-        and texts hold (those of its compact encoding), or one escaping a colon, may repeat one."""
+        values). A line is never shorter than its record's compact encoding (msgspec writes each
+        string with its shortest escapes; the records hold no numbers), and a repeated key makes it
+        longer. So in a file written compact, a sub-block (``raws`` (piece, start, end)) whose
+        records encode, as one array, to exactly its length repeats no key: one encode in C clears
+        it (cheaper than counting its colons and searching it for escapes, measured 0.12 s against
+        0.32 s per 300 MB of chat records). In a file that is not, a sub-block with no escaped colon
+        whose colons are exactly its records' keys and text colons repeats none. Any other is
+        checked line by line: a line that is its record's compact encoding repeats none; otherwise
+        a line with more colons than its record's keys and texts hold (those of its compact
+        encoding), or one escaping a colon, may repeat one: ``maybe_duplicate_keys``."""
         suspect: list[bool] | None = None
         keys = 1 if self.fmt == "openai-chat" else 0  # the record's own: "messages"
         if isinstance(raws, tuple):
             piece, at, end = raws
-            if (piece.count(b":", at, end) == keys * len(records) + 2 * len(contents) + "".join(contents).count(":")
-                    and piece.find(b"\\u003", at, end) < 0):
+            stop = end - 1 if piece[end - 1] == 10 else end
+            if self.compact and len(encode(records)) == stop - at + 2:  # "[" + lines joined by "," + "]"
+                raws = []
+            elif (not self.compact
+                  and piece.count(b":", at, end) == keys * len(records) + 2 * len(contents) + "".join(contents).count(":")
+                  and piece.find(b"\\u003", at, end) < 0):
                 raws = []
             else:
                 raws = split_lines((piece[at:end], 0, end - at))
