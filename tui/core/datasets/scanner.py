@@ -326,30 +326,33 @@ class _Checks:
             if len(self.over_lines) < EXAMPLES:
                 self.over_lines.append(line)
 
-    def add_texts(self, lines: Sequence[int], prompts: list[str], answers: list, declared: bool) -> None:
+    def add_texts(self, lines: Sequence[int], prompts: list[str], answers: list, declared: bool,
+                  lengths: tuple[list[int], list[int]] | None = None) -> None:
         """``add`` for records given by their texts, estimated (``answers``: texts or None, or when
         ``declared`` the declared output tokens). A batch that no check can catch, whatever its
-        texts' characters, is cleared without estimating a single text (nearly every batch)."""
-        if not self._clear(prompts, answers, declared):
+        texts' characters, is cleared without estimating a single text (nearly every batch).
+        ``lengths``: the prompts' and answers' lengths (texts), when the caller has them."""
+        if not self._clear(prompts, answers, declared, lengths):
             for line, prompt, answer in zip(lines, prompts, answers):
                 self.add(line, estimate_tokens(prompt),
                          answer if declared or answer is None else estimate_tokens(answer))
 
-    def _clear(self, prompts: list[str], answers: list, declared: bool) -> bool:
+    def _clear(self, prompts: list[str], answers: list, declared: bool,
+               lengths: tuple[list[int], list[int]] | None = None) -> bool:
         """Whether no record of the batch can be dropped or over the context. A text's estimate lies
         between len/4 (no CJK) and len/1.5 (all CJK) tokens, rounded; it is len/4 for ASCII."""
         if None in answers:
             if self.paired:  # an answer missing: "fewer than 2 turns"
                 return False
-            answers, declared = [a or 0 for a in answers], True  # no answer: no tokens
-        plen = list(map(len, prompts))
+            answers, declared, lengths = [a or 0 for a in answers], True, None  # no answer: no tokens
+        plen = list(map(len, prompts)) if lengths is None else lengths[0]
         ascii = all(map(str.isascii, prompts))
         if declared:
             per = 4 if ascii else 1.5
             most = int(max(plen) / per + 0.5) + max(answers)
             fewest_answer = min(answers)
         else:
-            alen = list(map(len, answers))
+            alen = list(map(len, answers)) if lengths is None else lengths[1]
             per = 4 if ascii and all(map(str.isascii, answers)) else 1.5
             most = int(max(map(add, plen, alen)) / per) + 1  # two roundings: at most one token more
             fewest_answer = (min(alen) + 2) >> 2
@@ -603,22 +606,30 @@ class Structure:
         lines = range(first, first + count)
         msgss = list(map(_MESSAGES, records)) if self.fmt == "openai-chat" else records
         turns = list(map(len, msgss))
+        k = turns[0]
+        one_shape = turns.count(k) == count
         self.records += count
         self.valid += count
-        self.turns.update(turns)
+        if one_shape:
+            self.turns[k] += count
+        else:
+            self.turns.update(turns)
         flat = list(chain.from_iterable(msgss))
         roles = list(map(_ROLE, flat))
         contents: list[str] = list(map(_CONTENT, flat))
-        self._add_roles(roles, list(map(len, contents)), count)
-        k = turns[0]
+        sizes = list(map(len, contents))
+        self._add_roles(roles, sizes, count)
         trailing: list[int] | None = None  # colons of the texts after the answer, when some record has any
         answers: list[str | None]
-        if turns.count(k) == count and roles[k - 1::k].count("assistant") == count:
+        lengths = None  # (the prompts' lengths, the answers'), when they are columns of ``sizes``
+        if one_shape and roles[k - 1::k].count("assistant") == count:
             # one shape, ending with the answer (nearly every run): the prompt's texts are columns of ``contents``
             answers = list(contents[k - 1::k])
             columns = [contents[j::k] for j in range(k - 1)]
             if all(map(all, columns)):  # no empty text to leave out
                 prompts = columns[0] if k == 2 else list(map(JOIN.join, zip(*columns))) if k > 2 else [""] * count
+                if k == 2:
+                    lengths = sizes[0::2], sizes[1::2]
             else:
                 prompts = [JOIN.join(filter(None, texts)) for texts in zip(*columns)] if k > 1 else [""] * count
         else:
@@ -632,7 +643,7 @@ class Structure:
         if self.on_valid is not None:
             for line, msgs, prompt, answer in zip(lines, msgss, prompts, answers):
                 self.on_valid(line, Rec([(m.role, len(m.content)) for m in msgs], len(msgs), prompt, answer))
-        self._count_many(lines, prompts, answers)
+        self._count_many(lines, prompts, answers, lengths)
 
     def _add_roles(self, roles: list[str], sizes: list[int], count: int) -> None:
         """Messages and characters per role (``sizes``: each message's) of ``count`` records, roles
@@ -734,12 +745,14 @@ class Structure:
                 answer_tokens = None if answer is None else estimate_tokens(answer)
             self.checks.add(n, estimate_tokens(prompt), answer_tokens)
 
-    def _count_many(self, lines: Sequence[int], prompts: list[str], answers: list) -> None:
+    def _count_many(self, lines: Sequence[int], prompts: list[str], answers: list,
+                    lengths: tuple[list[int], list[int]] | None = None) -> None:
         """The prompt hashes and the estimated checks of valid records in line order; ``answers``:
-        texts or None, or for the ``prompt`` format the declared output tokens."""
+        texts or None, or for the ``prompt`` format the declared output tokens; ``lengths``: the
+        prompts' and answers' lengths when they are at hand."""
         self.prompts.add_many(lines, prompts)
         if self.checks is not None:
-            self.checks.add_texts(lines, prompts, answers, self.fmt == "prompt")
+            self.checks.add_texts(lines, prompts, answers, self.fmt == "prompt", lengths)
 
     def portable(self, spill_dir: str, tag: str) -> dict:
         """This state as plain data for another process (hash buckets spilled to ``spill_dir``)."""
