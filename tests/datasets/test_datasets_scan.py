@@ -122,11 +122,26 @@ def _mixed_file(write_lines, n=6000):
     return write_lines(lines)
 
 
-def test_two_workers_give_the_same_report_as_one(write_lines):
+@pytest.mark.parametrize("one_set", [None, 100])
+def test_two_workers_give_the_same_report_as_one(write_lines, monkeypatch, one_set):
+    """Also when the workers hand their prompt hashes over by buckets (more than ONE_SET in all)."""
+    import tui.core.datasets.scanner as scanner
+
     path = _mixed_file(write_lines)
     one = scan_file(path, workers=1)
+    seen: list[list[bool]] = []
+    find_repeats = scanner.find_repeats
+
+    def watched(sources, *args, **kwargs):
+        seen.append([src.spilled for src, _ in sources])
+        return find_repeats(sources, *args, **kwargs)
+
+    monkeypatch.setattr(scanner, "find_repeats", watched)
+    if one_set is not None:
+        monkeypatch.setattr(scanner, "ONE_SET", one_set)
     two = scan_file(path, workers=2, max_issues=1000)
     assert two.workers == 2
+    assert seen[0] == [one_set is not None] * 2  # by buckets only when there are more than ONE_SET
     a, b = one.to_dict(), two.to_dict()
     for d in (a, b):
         d.pop("elapsed"), d.pop("workers")

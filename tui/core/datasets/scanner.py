@@ -158,10 +158,15 @@ class HashLines:
             out.extend(self.in_buckets()[i])
         return out
 
-    def portable(self, spill_dir: str, tag: str) -> dict:
+    def portable(self, spill_dir: str, tag: str, bucket_above: int | None = None) -> dict:
         """Describe the pairs for a worker process to hand back: spilled ones stay in their
-        buckets; a set never spilled goes as its two arrays, in one file of ``spill_dir``."""
-        if self.spilled:
+        buckets; a set never spilled goes as its two arrays, in one file of ``spill_dir``, unless
+        it holds more than ``bucket_above`` pairs: then it goes by buckets too (``find_repeats``
+        will need them: the worker sorts them, in parallel with the others, not the parent)."""
+        by_buckets = self.spilled or (bucket_above is not None and len(self.hashes) > bucket_above)
+        if by_buckets:
+            if not self.spilled:  # its buckets' files among the scan's, named apart from the other workers'
+                self.spill_dir, self.tag = spill_dir, tag
             self.spill()
             return {"spill_dir": self.spill_dir, "tag": self.tag}
         path = os.path.join(spill_dir, f"{tag}-flat.bin")
@@ -754,10 +759,11 @@ class Structure:
         if self.checks is not None:
             self.checks.add_texts(lines, prompts, answers, self.fmt == "prompt", lengths)
 
-    def portable(self, spill_dir: str, tag: str) -> dict:
-        """This state as plain data for another process (hash buckets spilled to ``spill_dir``)."""
+    def portable(self, spill_dir: str, tag: str, bucket_above: int | None = None) -> dict:
+        """This state as plain data for another process (hash buckets spilled to ``spill_dir``;
+        ``bucket_above``: see ``HashLines.portable``)."""
         d = {k: v for k, v in self.__dict__.items() if k not in ("validate", "decoders", "read", "prompts", "ids")}
-        d["prompts"] = self.prompts.portable(spill_dir, f"{tag}-prompts")
+        d["prompts"] = self.prompts.portable(spill_dir, f"{tag}-prompts", bucket_above)
         d["ids"] = self.ids.portable(spill_dir, f"{tag}-ids") if self.ids is not None else None
         return d
 
@@ -799,7 +805,7 @@ def worker_main(argv: list[str] | None = None) -> None:
         out.write(f"P {st.bytes} {st.records} {sum(st.error_counts.values())} {sum(st.warning_counts.values())}\n")
         out.flush()
     with open(os.path.join(spill_dir, f"w{wid}.pkl"), "wb") as fh:
-        pickle.dump(st.portable(spill_dir, f"w{wid}"), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(st.portable(spill_dir, f"w{wid}", a["bucket_above"]), fh, protocol=pickle.HIGHEST_PROTOCOL)
     out.write(f"D {int(done)}\n")
     out.flush()
 
@@ -843,7 +849,8 @@ def _structure_parallel(path, guess, size, workers, opts, cancel, time_budget, t
     try:
         for wid, (start, end) in enumerate(ranges):
             args = {"path": os.path.abspath(path), "fmt": guess.format, "start": start, "end": end, "opts": opts,
-                    "spill_dir": spill_dir, "wid": wid, "budget": min(0.2, time_budget)}
+                    "spill_dir": spill_dir, "wid": wid, "budget": min(0.2, time_budget),
+                    "bucket_above": ONE_SET // len(ranges)}  # more in all: find_repeats goes by buckets
             err = open(os.path.join(spill_dir, f"w{wid}.err"), "wb")
             proc = subprocess.Popen([sys.executable, "-c", _WORKER_CODE, json.dumps(args)], stdout=subprocess.PIPE,
                                     stderr=err, stdin=subprocess.DEVNULL, env=env)
