@@ -47,9 +47,12 @@ Int = Annotated[int, Meta(ge=-(1 << 63), le=(1 << 63) - 1)]
 
 
 class PlainChat(Strict):
-    """An openai-chat record of plain messages only: valid once decoded."""
+    """An openai-chat record of plain messages only: valid once decoded. Its messages are a tuple:
+    a tuple of Structs the garbage collector does not track is untracked at its first collection,
+    where a list is traversed at every one while the scan holds a sub-block of records (very
+    short records: about 10% of the structure pass)."""
 
-    messages: Annotated[list[PlainMessage], NonEmpty]
+    messages: Annotated[tuple[PlainMessage, ...], NonEmpty]
 
 
 class Chat(Strict):
@@ -118,7 +121,7 @@ class Batch(Strict):
 
 TYPES: dict[str, tuple[Any, ...]] = {
     "openai-chat": (PlainChat, Chat),
-    "message-list": (Annotated[list[PlainMessage], NonEmpty], Annotated[list[Message], NonEmpty]),
+    "message-list": (Annotated[tuple[PlainMessage, ...], NonEmpty], Annotated[list[Message], NonEmpty]),
     "sharegpt": (ShareGPT,), "alpaca": (Alpaca,), "prompt-completion": (PromptCompletion,),
     "prompt": (Prompt,), "text": (Text,), "openai-batch": (Batch,),
 }

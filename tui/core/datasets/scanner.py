@@ -273,7 +273,7 @@ def _decode_any(decoders, raw: bytes):
 _MESSAGES, _ROLE, _CONTENT = attrgetter("messages"), attrgetter("role"), attrgetter("content")
 
 
-def _prompt_answer(msgs: list[PlainMessage]) -> tuple[str, str | None, int]:
+def _prompt_answer(msgs: Sequence[PlainMessage]) -> tuple[str, str | None, int]:
     """A plain conversation's prompt (the non-empty texts before its last assistant message,
     joined; all of them without one), its answer (that message's text, or None) and the colons
     of the texts after the answer."""
