@@ -12,7 +12,9 @@ Generates openai-chat JSONL into /tmp, warms the page cache, then measures:
    splits it into lines, as the scan does). Ratios are baseline time / scan time, from wall
    time and from CPU time (the machine is shared: the CPU ratio is the steadier one). For
    reference, the bare loop of the scan's first step alone (msgspec's typed decode with the
-   chat schemas), which bounds what the scan can reach;
+   chat schemas), and the floor: the least work the pass's spec leaves on these files done with
+   the scan's own tools (sub-blocks decoded as arrays, the repeated-key check, prompt hashes;
+   nothing else), which bound what the scan can reach;
    With ``--compare REF`` (default ``main``), the one-process pass of that git revision's code
    too, right after, on the same file (ratio of CPU times: no file may get slower);
 2. peak RSS of the whole process tree (sampled from /proc every 20 ms) for each file;
@@ -153,6 +155,46 @@ def raw_loop(path: str, loads) -> tuple[float, float]:
     return time.perf_counter() - t, time.process_time() - c
 
 
+def floor_loop(path: str) -> tuple[float, float]:
+    """A reference: the least work the structure pass's spec leaves on these files, with the scan's
+    own tools: read in 4 MB chunks, decode sub-blocks of 256 KB as one array of plain chat records
+    each, check them for repeated keys (one encode: msgspec keeps a repeated key's last value
+    silently) and hash each prompt (the texts before the answer): no statistics, no checks, no
+    issues, no duplicate search. Every record must be plain; (wall, CPU) seconds."""
+    from itertools import chain
+    from operator import attrgetter
+
+    from tui.core.datasets.records import ARRAY_DECODERS, DECODERS, encode
+    from tui.core.messages import JOIN
+
+    decode = ARRAY_DECODERS[DECODERS["openai-chat"][0]]
+    messages, content = attrgetter("messages"), attrgetter("content")
+    t, c = time.perf_counter(), time.process_time()
+    tail = b""
+    with open(path, "rb", buffering=0) as fh:
+        while True:
+            block = fh.read(4 << 20)
+            data = tail + block
+            cut = data.rfind(b"\n") + 1 if block else len(data)
+            data, tail = data[:cut], data[cut:]
+            at = 0
+            while at < len(data):
+                end = data.find(b"\n", at + (256 << 10)) + 1 or len(data)
+                stop = end - 1 if data[end - 1] == 10 else end
+                records = decode(b"[%s]" % data[at:stop].replace(b"\n", b","))
+                assert len(encode(records)) == stop - at + 2, "not compact"
+                msgss = list(map(messages, records))
+                k = len(msgss[0])
+                contents = list(map(content, chain.from_iterable(msgss)))
+                columns = [contents[j::k] for j in range(k - 1)]
+                prompts = columns[0] if k == 2 else list(map(JOIN.join, zip(*columns)))
+                list(map(hash, map(str.strip, prompts)))
+                at = end
+            if not block:
+                break
+    return time.perf_counter() - t, time.process_time() - c
+
+
 def _tree_rss_kb(pid: int) -> int:
     total = 0
     stack = [pid]
@@ -173,34 +215,36 @@ def _tree_rss_kb(pid: int) -> int:
 
 
 CHILD = """
-import sys, time
+import resource, sys, time
 sys.path.insert(0, {root!r})
 from tui.core.datasets import scan_file
-t = time.perf_counter()
+
+def cpu():  # this process's and its waited-for children's (the scan's workers)
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+c, t = cpu(), time.perf_counter()
 r = scan_file({path!r}, workers={workers}, tokenizers={toks!r})
-print(time.perf_counter() - t, r.records, r.valid, r.invalid, r.checks.duplicate_prompts, r.workers)
+t, c = time.perf_counter() - t, cpu() - c
+print(t, r.records, r.valid, r.invalid, r.checks.duplicate_prompts, r.workers, c)
 """
 
 
 def run_scan(path: str, workers: int, tokenizers=(), root: str = str(REPO)) -> dict:
-    """Run a scan in a fresh process (of the code under ``root``): wall time, CPU time of the
-    process tree, counts, peak RSS."""
-    import resource
-
+    """Run a scan in a fresh process (of the code under ``root``): wall time and CPU time of the
+    scan (from its start to its report, as the baseline loops are timed: not the measuring
+    process's own start and imports; the workers' whole lives), counts, peak RSS."""
     code = CHILD.format(root=root, path=path, workers=workers, toks=list(tokenizers))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     peak = 0
     while proc.poll() is None:
         peak = max(peak, _tree_rss_kb(proc.pid))
         time.sleep(0.02)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = proc.stdout.read().split()
     if proc.returncode:
         raise SystemExit(f"scan failed ({proc.returncode})")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"seconds": float(out[0]), "records": int(out[1]), "valid": int(out[2]), "invalid": int(out[3]),
-            "duplicates": int(out[4]), "workers": int(out[5]), "peak_rss_mb": peak / 1024, "cpu_s": cpu}
+            "duplicates": int(out[4]), "workers": int(out[5]), "peak_rss_mb": peak / 1024, "cpu_s": float(out[6])}
 
 
 def load_average() -> str:
@@ -284,6 +328,11 @@ def measure(path: str, lines: int, ref_root: str | None = None, ref: str = "") -
     wall, cpu = raw_loop(path, typed)
     print(f"reference bare typed decode loop (msgspec, the scan's chat schemas): {wall:6.2f} s  {mbs / wall:5.0f} MB/s wall, "
           f"{mbs / cpu:5.0f} MB/s per CPU-second = {base['json.loads'][1] / cpu:.2f}x / "
+          f"{base['orjson.loads'][1] / cpu:.2f}x CPU the json.loads / orjson.loads loops")
+    warm(path)
+    wall, cpu = floor_loop(path)
+    print(f"reference floor: array decode + repeated-key encode + prompt hashes, nothing else: {wall:6.2f} s  "
+          f"{mbs / wall:5.0f} MB/s wall, {mbs / cpu:5.0f} MB/s per CPU-second = {base['json.loads'][1] / cpu:.2f}x / "
           f"{base['orjson.loads'][1] / cpu:.2f}x CPU the json.loads / orjson.loads loops")
     for workers in (1, 2):
         warm(path)
