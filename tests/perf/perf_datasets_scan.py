@@ -2,6 +2,7 @@
 
     python tests/perf/perf_datasets_scan.py                              # the goals: 0.3 GB files
     python tests/perf/perf_datasets_scan.py --sizes 1 2                  # and realistic 1 and 2 GB files
+    python tests/perf/perf_datasets_scan.py --python-style 0 --token-mb 0 --repeat 5   # medians of 5 rounds
     python tests/perf/perf_datasets_scan.py --chat 0.06 --short-lines 0.03 --python-style 0 --token-mb 0  # quick
 
 Generates openai-chat JSONL into /tmp, warms the page cache, then measures:
@@ -38,6 +39,7 @@ import argparse
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -301,7 +303,9 @@ def export_ref(ref: str, into: str) -> str:
     return root
 
 
-def measure(path: str, lines: int, ref_root: str | None = None, ref: str = "") -> None:
+def measure(path: str, lines: int, ref_root: str | None = None, ref: str = "") -> dict[str, float]:
+    """One round on one file: prints each measure; returns the goals' ratios (of CPU times) and
+    the two processes' MB/s."""
     import json
 
     import msgspec
@@ -331,6 +335,7 @@ def measure(path: str, lines: int, ref_root: str | None = None, ref: str = "") -
           f"{base['orjson.loads'][1] / cpu:.2f}x CPU the json.loads / orjson.loads loops")
     warm(path)
     wall, cpu = floor_loop(path)
+    out = {"floor / json.loads": base["json.loads"][1] / cpu, "floor / orjson.loads": base["orjson.loads"][1] / cpu}
     print(f"reference floor: array decode + repeated-key encode + prompt hashes, nothing else: {wall:6.2f} s  "
           f"{mbs / wall:5.0f} MB/s wall, {mbs / cpu:5.0f} MB/s per CPU-second = {base['json.loads'][1] / cpu:.2f}x / "
           f"{base['orjson.loads'][1] / cpu:.2f}x CPU the json.loads / orjson.loads loops")
@@ -338,6 +343,11 @@ def measure(path: str, lines: int, ref_root: str | None = None, ref: str = "") -
         warm(path)
         r = run_scan(path, workers)
         assert r["records"] == lines and r["valid"] == lines and r["duplicates"] == 0, r
+        if workers == 1:
+            out.update({f"1 process / {n}": base[n][1] / r["cpu_s"] for n in base})
+        else:
+            out["2 processes, MB/s wall"] = mbs / r["seconds"]
+            out["2 processes / json.loads, wall"] = base["json.loads"][0] / r["seconds"]
         ratios = ", ".join(f"{base[n][0] / r['seconds']:.2f}x wall / {base[n][1] / r['cpu_s']:.2f}x CPU the {n} loop"
                            for n in base)
         print(f"structure pass, {workers} process{'es' if workers > 1 else '  '}: {r['seconds']:6.2f} s  "
@@ -350,6 +360,8 @@ def measure(path: str, lines: int, ref_root: str | None = None, ref: str = "") -
             print(f"structure pass, 1 process, {ref}'s code: {o['seconds']:6.2f} s  {mbs / o['cpu_s']:5.0f} MB/s per "
                   f"CPU-second; this tree takes {r['cpu_s'] / o['cpu_s']:.2f}x its CPU time, "
                   f"{r['seconds'] / o['seconds']:.2f}x its wall time   (load average {load_average()})")
+            out[f"1 process, CPU time / {ref}'s"] = r["cpu_s"] / o["cpu_s"]
+    return out
 
 
 def token_run(path: str, args) -> None:
@@ -382,6 +394,8 @@ def main() -> int:
     ap.add_argument("--token-mb", type=float, default=8.0, help="size of the slice for the token pass (0: skip)")
     ap.add_argument("--tokenizers", nargs="+", default=["cl100k_base", "qwen3"])
     ap.add_argument("--dir", default=tempfile.gettempdir())
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="rounds per file (each measures everything again, back to back); then the medians")
     ap.add_argument("--compare", default="main", metavar="REF",
                     help="also time the one-process pass of this git revision's code (empty: skip)")
     args = ap.parse_args()
@@ -404,7 +418,14 @@ def main() -> int:
             size = os.path.getsize(path)
             print(f"\n== {size / 1e9:.2f} GB of {what}, {lines:,} lines of {size / lines:.0f} bytes "
                   f"(generated in {time.perf_counter() - t:.1f} s)")
-            measure(path, lines, ref_root, args.compare)
+            rounds = []
+            for k in range(args.repeat):
+                if args.repeat > 1:
+                    print(f"-- round {k + 1} of {args.repeat}")
+                rounds.append(measure(path, lines, ref_root, args.compare))
+            if args.repeat > 1:
+                print(f"-- medians of {args.repeat} rounds: " + ", ".join(
+                    f"{key} {statistics.median(r[key] for r in rounds):.2f}" for key in rounds[0]))
             if args.token_mb and len(made) == 1:
                 token_run(path, args)
             os.unlink(path)
