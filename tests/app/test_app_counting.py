@@ -99,6 +99,7 @@ async def test_the_configured_counting_nice_reaches_the_counting_processes():
     app = _app("hello", counting_nice=5)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
+        assert app.counting.started_pids  # the pane has counted "hello": its processes are up
         for pid in app.counting.started_pids:
             with open(f"/proc/{pid}/cmdline", "rb") as fh:
                 assert fh.read().split(b"\0")[-2] == b"5"  # the child's NICE argument

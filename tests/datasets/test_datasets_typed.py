@@ -505,8 +505,8 @@ def test_plain_records_leave_nothing_for_the_garbage_collector_to_traverse():
 
     line = (COMPACT % ("q", "a")).encode()
     for fmt, raw in (("openai-chat", line), ("message-list", line[len('{"messages":'):-1])):
-        decode = DECODERS[fmt][0]
-        records = ARRAY_DECODERS[decode](b"[%s,%s]" % (raw, raw)) if decode in ARRAY_DECODERS else [decode(raw)]
+        records = ARRAY_DECODERS[DECODERS[fmt][0]](b"[%s,%s]" % (raw, raw))  # as the block path decodes them
+        assert len(records) == 2
         gc.collect()
         for record in records:
             msgs = record.messages if fmt == "openai-chat" else record
